@@ -1,0 +1,62 @@
+"""FlowBus: a websocket RPC message bus with an HTTP mirror.
+
+This module exports the programming model an application needs.
+"""
+
+from flowbus.auth.base import Credentials, Identity
+from flowbus.backplane import Event
+from flowbus.endpoint import Application, Call, Collection, Endpoint, Services
+from flowbus.errors import (
+    AuthFailed,
+    AuthRequired,
+    Conflict,
+    DoesNotExist,
+    FlowBusError,
+    InternalError,
+    InvalidData,
+    InvalidRequest,
+    MethodNotSupported,
+    MissingObjectId,
+    NoSuchEndpoint,
+    PermissionDenied,
+    RateLimited,
+    Timeout,
+    TooLarge,
+    Unavailable,
+)
+from flowbus.params import Query
+from flowbus.protocol import Method, Page, Request, Response
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Application",
+    "AuthFailed",
+    "AuthRequired",
+    "Call",
+    "Collection",
+    "Conflict",
+    "Credentials",
+    "DoesNotExist",
+    "Endpoint",
+    "Event",
+    "FlowBusError",
+    "Identity",
+    "InternalError",
+    "InvalidData",
+    "InvalidRequest",
+    "Method",
+    "MethodNotSupported",
+    "MissingObjectId",
+    "NoSuchEndpoint",
+    "Page",
+    "PermissionDenied",
+    "Query",
+    "RateLimited",
+    "Request",
+    "Response",
+    "Services",
+    "Timeout",
+    "TooLarge",
+    "Unavailable",
+]

@@ -1,0 +1,97 @@
+"""Who is calling, and may they: the two questions the dispatcher asks on every call.
+
+The dispatcher hands the caller's :class:`Credentials` to an :class:`Authenticator`, which
+answers an :class:`Identity` (or raises AuthRequired / AuthFailed), then asks an
+:class:`Authorizer` whether that identity may call ``method`` on ``endpoint`` in
+``namespace`` (or raises PermissionDenied). Nothing else checks permissions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+__all__ = [
+    "ANONYMOUS",
+    "AllowAll",
+    "Authenticator",
+    "Authorizer",
+    "Credentials",
+    "Identity",
+    "OpenAuthenticator",
+]
+
+
+@dataclass(slots=True, frozen=True)
+class Credentials:
+    """What a caller presented: a token (JWT or API key), HTTP Basic, or an API key header.
+
+    ``peer`` is the client's address, for rate limiting and logs.
+    """
+
+    token: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    apikey: str | None = field(default=None, repr=False)
+    peer: str = ""
+
+    @property
+    def empty(self) -> bool:
+        return not (self.token or self.username or self.apikey)
+
+
+@dataclass(slots=True, frozen=True)
+class Identity:
+    """An authenticated caller.
+
+    Attributes:
+        subject: a stable id of the caller (a username, or ``anonymous``).
+        roles: the caller's role names.
+        namespaces: the namespaces the caller is limited to; None means all.
+    """
+
+    subject: str
+    roles: frozenset[str] = frozenset()
+    namespaces: frozenset[str] | None = None
+
+
+ANONYMOUS = Identity("anonymous")
+
+
+class Authenticator(Protocol):
+    """Turns credentials into an identity."""
+
+    async def authenticate(self, credentials: Credentials) -> Identity:
+        """Return the caller's identity.
+
+        Raises:
+            AuthRequired: no credentials were given and they are needed.
+            AuthFailed: the credentials are wrong, tampered with, expired or revoked.
+        """
+        ...
+
+
+class Authorizer(Protocol):
+    """Decides whether an identity may call a method on an endpoint in a namespace."""
+
+    def authorize(self, identity: Identity, method: str, endpoint: str, namespace: str) -> None:
+        """Return if allowed.
+
+        Raises:
+            PermissionDenied: the identity may not do this.
+        """
+        ...
+
+
+class OpenAuthenticator:
+    """Lets everyone in as :data:`ANONYMOUS` (the default until an engine is plugged in)."""
+
+    async def authenticate(self, credentials: Credentials) -> Identity:
+        return ANONYMOUS
+
+
+class AllowAll:
+    """Allows every call."""
+
+    def authorize(self, identity: Identity, method: str, endpoint: str, namespace: str) -> None:
+        return None

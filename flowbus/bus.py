@@ -1,0 +1,89 @@
+"""The bus: store, registry, dispatcher and transports, started and stopped in the right order."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Protocol
+
+from flowbus.auth.base import AllowAll, Authenticator, Authorizer, OpenAuthenticator
+from flowbus.backplane import Backplane, LocalBackplane
+from flowbus.config import Settings
+from flowbus.dispatcher import Dispatcher
+from flowbus.endpoint import Application, Services
+from flowbus.registry import Registry
+from flowbus.server import WebSocketServer
+from flowbus.store.base import Store
+from flowbus.store.sqlite import SQLiteStore
+
+__all__ = ["Bus", "Transport"]
+
+
+class Transport(Protocol):
+    """A way in to the dispatcher (websockets, HTTP)."""
+
+    @property
+    def url(self) -> str:
+        """Where clients reach it, with the real port."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None:
+        """Stop taking calls, let in-flight ones finish, close connections."""
+        ...
+
+
+class Bus:
+    """One served bus.
+
+    Args:
+        settings: the configuration.
+        apps: the applications to serve.
+        authenticator, authorizer: the auth seam; by default everyone may do everything.
+        store: the storage; by default SQLite in ``settings.data``.
+        backplane: where events go; by default this process only.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        apps: Iterable[Application],
+        *,
+        authenticator: Authenticator | None = None,
+        authorizer: Authorizer | None = None,
+        store: Store | None = None,
+        backplane: Backplane | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store: Store = store or SQLiteStore(settings.database, synchronous=settings.sync)
+        self.registry = Registry(apps)
+        self.backplane: Backplane = backplane or LocalBackplane()
+        self.services = Services(self.store, self.backplane, settings, self.registry.describe)
+        self.dispatcher = Dispatcher(
+            self.registry,
+            self.services,
+            authenticator or OpenAuthenticator(),
+            authorizer or AllowAll(),
+            call_timeout=settings.call_timeout,
+        )
+        self.websocket = WebSocketServer(self.dispatcher, settings)
+        self.transports: list[Transport] = [self.websocket]
+
+    async def start(self) -> None:
+        """Open the store, start every endpoint, then every transport."""
+        await self.store.open()
+        self.registry.freeze()
+        for entry in self.registry.entries():
+            await entry.endpoint.startup(self.services)
+        for transport in self.transports:
+            await transport.start()
+
+    async def stop(self) -> None:
+        """Stop the transports (in-flight calls finish or answer UNAVAILABLE), then the endpoints,
+        then close the store."""
+        self.dispatcher.closing = True
+        await asyncio.gather(*(transport.stop() for transport in self.transports))
+        for entry in self.registry.entries():
+            await entry.endpoint.shutdown()
+        await self.store.close()

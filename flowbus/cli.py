@@ -1,0 +1,207 @@
+"""The ``flowbus`` command: ``serve`` runs a bus, ``call`` makes one call to a running bus.
+
+This module is the composition root: the only place in ``flowbus`` that imports the gateway
+and the built-in applications.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from flowbus.bus import Bus
+from flowbus.client import Client
+from flowbus.config import Settings
+from flowbus.endpoint import Application
+from flowbus.errors import FlowBusError
+from flowbus.protocol import Method
+
+__all__ = ["load_app", "main"]
+
+READY = "FlowBus ready"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        result: int = args.run(args)
+        return result
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flowbus", description="FlowBus: a websocket RPC message bus.")
+    commands = parser.add_subparsers(dest="command")
+    _add_serve(commands)
+    _add_call(commands)
+    return parser
+
+
+def _add_serve(commands: Any) -> None:
+    serve = commands.add_parser("serve", help="run the bus (websocket server and HTTP gateway)")
+    serve.add_argument("--host", help=Settings.help("host"))
+    serve.add_argument("--ws-port", type=int, help=Settings.help("ws_port"))
+    serve.add_argument("--http-port", type=int, help=Settings.help("http_port"))
+    serve.add_argument("--data", type=Path, help=Settings.help("data"))
+    serve.add_argument("--app", dest="apps", action="append", metavar="MODULE:ATTR", help="also serve this application")
+    serve.add_argument("--no-builtin-apps", action="store_const", const=True, help=Settings.help("no_builtin_apps"))
+    serve.add_argument("--log-level", help=Settings.help("log_level"))
+    serve.set_defaults(run=_serve)
+
+
+def _add_call(commands: Any) -> None:
+    call = commands.add_parser("call", help="make one call and print the answer (exit 1 if it failed)")
+    call.add_argument("endpoint", help="e.g. inventory/device")
+    call.add_argument("method", type=str.upper, choices=[m.value for m in Method])
+    call.add_argument("--objectid")
+    call.add_argument("--data", help="JSON object, or @file to read it from a file")
+    call.add_argument("--param", action="append", default=[], metavar="K=V", help="a parameter (repeatable)")
+    call.add_argument("--namespace", default="")
+    call.add_argument("--token", help="token (default: FLOWBUS_TOKEN)")
+    call.add_argument("--url", help="websocket URL (default: FLOWBUS_URL or ws://127.0.0.1:8765)")
+    call.set_defaults(run=_call)
+
+
+# -- serve ------------------------------------------------------------------------------------
+
+
+def load_app(spec: str) -> Application:
+    """Load an application from ``module:attr``; ``attr`` may be an Application or a factory of one.
+
+    Raises:
+        ValueError: the spec is malformed or does not name an application.
+    """
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"--app {spec!r}: expected MODULE:ATTR")
+    target = getattr(importlib.import_module(module_name), attr)
+    app = target() if callable(target) and not isinstance(target, Application) else target
+    if not isinstance(app, Application):
+        raise ValueError(f"--app {spec!r} is not a flowbus.Application")
+    return app
+
+
+def _serve(args: argparse.Namespace) -> int:
+    flags = {k: getattr(args, k, None) for k in ("host", "ws_port", "http_port", "data", "log_level")}
+    flags["no_builtin_apps"] = args.no_builtin_apps
+    flags["apps"] = tuple(args.apps) if args.apps else None
+    try:
+        settings = Settings.load(flags)
+    except ValueError as exc:
+        print(f"flowbus: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.log_level.lower() != "debug":
+        # One line per connection is noise at INFO on a busy bus.
+        logging.getLogger("websockets").setLevel(logging.WARNING)
+    try:
+        apps = _apps(settings)
+    except (ImportError, AttributeError, ValueError) as exc:
+        print(f"flowbus: {exc}", file=sys.stderr)
+        return 2
+    _run(_serve_until_stopped(settings, apps))
+    return 0
+
+
+def _apps(settings: Settings) -> list[Application]:
+    from endpoints import BUILTIN_APPS
+
+    apps = [] if settings.no_builtin_apps else [factory() for factory in BUILTIN_APPS]
+    return apps + [load_app(spec) for spec in settings.apps]
+
+
+def _run(main: Any) -> None:
+    try:
+        import uvloop  # type: ignore[import-not-found]
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
+async def _serve_until_stopped(settings: Settings, apps: list[Application]) -> None:
+    from gateway import HttpGateway
+
+    bus = Bus(settings, apps)
+    bus.transports.append(HttpGateway(bus.dispatcher, bus.registry, settings))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await bus.start()
+    try:
+        ws_url, http_url = bus.transports[0].url, bus.transports[1].url
+        print(f"FlowBus serving data in {Path(settings.data).resolve()}", flush=True)
+        print(f"  websocket: {ws_url}", flush=True)
+        print(f"  http:      {http_url}  (API under {http_url}/api/)", flush=True)
+        print(f"{READY} ws={ws_url} http={http_url}", flush=True)
+        await stop.wait()
+        print("FlowBus shutting down", flush=True)
+    finally:
+        await bus.stop()
+    print("FlowBus stopped", flush=True)
+
+
+# -- call -------------------------------------------------------------------------------------
+
+
+def _call(args: argparse.Namespace) -> int:
+    import os
+
+    try:
+        data = _read_data(args.data)
+        params = dict(_split_param(p) for p in args.param)
+    except (OSError, ValueError) as exc:
+        print(f"flowbus call: {exc}", file=sys.stderr)
+        return 2
+    url = args.url or os.environ.get("FLOWBUS_URL") or "ws://127.0.0.1:8765"
+    token = args.token or os.environ.get("FLOWBUS_TOKEN")
+    envelope = asyncio.run(_call_once(url, token, args, data, params))
+    sys.stdout.write(orjson.dumps(envelope, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0 if envelope.get("success") else 1
+
+
+async def _call_once(
+    url: str, token: str | None, args: argparse.Namespace, data: Any, params: dict[str, str]
+) -> dict[str, Any]:
+    try:
+        async with Client(url, token=token, namespace=args.namespace, retries=0) as client:
+            return await client.envelope(
+                args.method, args.endpoint, objectid=args.objectid, data=data, parameters=params
+            )
+    except FlowBusError as exc:
+        return {"status": 0, "success": False, "message": exc.message, "errorcode": exc.errorcode}
+    except OSError as exc:
+        return {"status": 0, "success": False, "message": f"Cannot reach {url}: {exc}", "errorcode": "UNAVAILABLE"}
+
+
+def _read_data(value: str | None) -> Any:
+    if value is None:
+        return None
+    text = Path(value[1:]).read_text() if value.startswith("@") else value
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise ValueError("--data is not valid JSON") from None
+
+
+def _split_param(value: str) -> tuple[str, str]:
+    key, sep, val = value.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--param {value!r}: expected K=V")
+    return key, val

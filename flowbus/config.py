@@ -1,0 +1,85 @@
+"""Settings, read in one place: command-line flags, then ``FLOWBUS_*`` environment, then defaults."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Settings"]
+
+
+def _apps(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _bool(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _setting(default: Any, parse: Callable[[str], Any], help: str) -> Any:
+    return field(default=default, metadata={"parse": parse, "help": help})
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a served bus can be told. Each field ``x`` reads ``FLOWBUS_X`` from the environment."""
+
+    host: str = _setting("127.0.0.1", str, "address to listen on")
+    ws_port: int = _setting(8765, int, "websocket port (0 picks a free one)")
+    http_port: int = _setting(8080, int, "HTTP gateway port (0 picks a free one)")
+    data: Path = _setting(Path("flowbus-data"), Path, "data directory (SQLite file)")
+    apps: tuple[str, ...] = _setting((), _apps, "extra applications, MODULE:ATTR (comma-separated in env)")
+    no_builtin_apps: bool = _setting(False, _bool, "do not enable the built-in applications")
+    max_message_size: int = _setting(1 << 20, int, "largest websocket message or HTTP body, bytes")
+    max_in_flight: int = _setting(128, int, "calls in flight per connection before reading pauses")
+    max_connections: int = _setting(16384, int, "open websocket connections before new ones get 503")
+    call_timeout: float = _setting(30.0, float, "seconds an endpoint may take before TIMEOUT")
+    shutdown_grace: float = _setting(10.0, float, "seconds in-flight calls get to finish on shutdown")
+    sync: str = _setting("full", str, "SQLite synchronous mode: full (power-loss safe) or normal")
+    log_level: str = _setting("info", str, "log level: debug, info, warning, error")
+
+    @classmethod
+    def load(cls, flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings: a flag given (not None) wins over ``FLOWBUS_<NAME>``, which wins over the default.
+
+        Raises:
+            ValueError: an environment value cannot be read as its setting's type.
+        """
+        flags = flags or {}
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if flags.get(f.name) is not None:
+                values[f.name] = flags[f.name]
+                continue
+            raw = env.get(f"FLOWBUS_{f.name.upper()}")
+            if raw is not None and raw != "":
+                try:
+                    values[f.name] = f.metadata["parse"](raw)
+                except ValueError:
+                    raise ValueError(f"FLOWBUS_{f.name.upper()}={raw!r} is not a valid {f.name}") from None
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Raise ValueError for values that cannot work."""
+        if self.sync.lower() not in {"full", "normal"}:
+            raise ValueError("sync must be 'full' or 'normal'")
+        for name in ("max_message_size", "max_in_flight", "max_connections"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.call_timeout <= 0 or self.shutdown_grace < 0:
+            raise ValueError("call_timeout must be positive and shutdown_grace not negative")
+
+    @property
+    def database(self) -> Path:
+        return Path(self.data) / "flowbus.db"
+
+    @classmethod
+    def help(cls, name: str) -> str:
+        """The help text of a setting, for the CLI."""
+        return next(f.metadata["help"] for f in fields(cls) if f.name == name)

@@ -1,0 +1,140 @@
+"""The dispatcher: every call, from any transport, goes through :meth:`Dispatcher.handle`.
+
+Request → authenticate → look up → authorize → endpoint method → Response. This is also the
+one error boundary: a FlowBusError becomes its error envelope, anything else is logged with a
+fresh errorid and answered INTERNAL_ERROR; no traceback ever reaches the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from flowbus.auth.base import ANONYMOUS, Authenticator, Authorizer, Credentials
+from flowbus.endpoint import Call, Services
+from flowbus.errors import (
+    FlowBusError,
+    InternalError,
+    MethodNotSupported,
+    NoSuchEndpoint,
+    Timeout,
+    Unavailable,
+)
+from flowbus.protocol import Page, Request, Response, encode_response, new_errorid, parse_request
+from flowbus.registry import Registry
+
+__all__ = ["Dispatcher"]
+
+logger = logging.getLogger("flowbus.dispatcher")
+
+
+class Dispatcher:
+    """Routes requests to endpoints.
+
+    Args:
+        registry: the frozen registry.
+        services: what endpoints get in their Call.
+        authenticator: turns credentials into an identity.
+        authorizer: decides whether an identity may make a call.
+        call_timeout: seconds an endpoint may take before the call answers TIMEOUT.
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        services: Services,
+        authenticator: Authenticator,
+        authorizer: Authorizer,
+        *,
+        call_timeout: float = 30.0,
+    ) -> None:
+        self.registry = registry
+        self.services = services
+        self.authenticator = authenticator
+        self.authorizer = authorizer
+        self.call_timeout = call_timeout
+        self.closing = False
+
+    async def handle(self, request: Request, credentials: Credentials) -> Response:
+        """Answer one request; never raises (but for cancellation)."""
+        try:
+            result = await self._call(request, credentials)
+        except FlowBusError as exc:
+            return self.fail(exc, request.requestid)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            errorid = new_errorid()
+            logger.error(
+                "internal error errorid=%s endpoint=%s method=%s",
+                errorid,
+                request.endpoint,
+                request.method,
+                exc_info=True,
+            )
+            return Response(error=InternalError(errorid=errorid), requestid=request.requestid)
+        if isinstance(result, Page):
+            return Response(page=result, requestid=request.requestid)
+        return Response(data=result, requestid=request.requestid)
+
+    async def handle_message(
+        self,
+        raw: str | bytes,
+        *,
+        default_endpoint: str | None = None,
+        default_token: str | None = None,
+        peer: str = "",
+    ) -> bytes:
+        """Parse one websocket message, answer it, and encode the answer."""
+        try:
+            request = parse_request(raw, default_endpoint=default_endpoint, default_token=default_token)
+        except FlowBusError as exc:
+            return encode_response(self.fail(exc, exc.requestid, peer=peer))
+        credentials = Credentials(token=request.token, peer=peer)
+        return encode_response(await self.handle(request, credentials))
+
+    def fail(self, error: FlowBusError, requestid: str | int | None, *, peer: str = "") -> Response:
+        """Give ``error`` an errorid, log it, and wrap it in a Response."""
+        if error.errorid is None:
+            error.errorid = new_errorid()
+        level = logging.ERROR if error.http_status >= 500 else logging.INFO
+        if logger.isEnabledFor(level):
+            logger.log(
+                level,
+                "call failed errorid=%s errorcode=%s peer=%s: %s",
+                error.errorid,
+                error.errorcode,
+                peer,
+                error.message,
+            )
+        return Response(error=error, requestid=requestid)
+
+    async def _call(self, request: Request, credentials: Credentials) -> object:
+        if self.closing:
+            raise Unavailable("The bus is shutting down", retry_after=1)
+        entry = self.registry.get(request.endpoint)
+        if entry is not None and request.method in entry.public:
+            identity = ANONYMOUS
+        else:
+            identity = await self.authenticator.authenticate(credentials)
+        if entry is None:
+            raise NoSuchEndpoint(f"No endpoint named {request.endpoint[:128]!r}")
+        handler = entry.handlers.get(request.method)
+        if handler is None:
+            raise MethodNotSupported(f"{request.endpoint} does not support {request.method}")
+        self.authorizer.authorize(identity, request.method, request.endpoint, request.namespace)
+        call = Call(
+            request.method,
+            request.endpoint,
+            request.objectid,
+            request.namespace,
+            request.parameters,
+            request.data,
+            identity,
+            self.services,
+        )
+        try:
+            async with asyncio.timeout(self.call_timeout):
+                return await handler(call)
+        except TimeoutError:
+            raise Timeout() from None

@@ -1,0 +1,308 @@
+"""The endpoint programming model: applications, endpoints, collections and the call they get.
+
+An :class:`Application` groups endpoints. An :class:`Endpoint` implements any subset of
+``list``, ``open``, ``create``, ``update``, ``delete``, ``index`` and ``run`` as async methods
+taking a :class:`Call`; the methods it overrides are the ones it supports. A
+:class:`Collection` is an endpoint backed by the store that has all of them but ``run``::
+
+    app = Application("inventory")
+    app.add(Collection("inventory/device", schema={"required": ["name"]}, searchable=["name"]))
+
+    @app.endpoint("inventory/ping")
+    class Ping(Endpoint):
+        async def run(self, call: Call) -> dict[str, str]:
+            return {"pong": call.objectid}
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError, ValidationError, best_match
+
+from flowbus.auth.base import Identity
+from flowbus.backplane import Backplane, Event
+from flowbus.errors import DoesNotExist, InvalidData
+from flowbus.params import Query
+from flowbus.protocol import Method, Page
+from flowbus.store.base import Store
+
+if TYPE_CHECKING:
+    from flowbus.config import Settings
+
+__all__ = ["Application", "Call", "Collection", "Endpoint", "Services", "check_endpoint_name"]
+
+_NAME = re.compile(r"[a-z0-9_-]+(/[a-z0-9_-]+)*")
+_OBJECT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_META = ("id", "created", "updated")
+_HANDLERS = {
+    Method.LIST: "list",
+    Method.OPEN: "open",
+    Method.CREATE: "create",
+    Method.UPDATE: "update",
+    Method.DELETE: "delete",
+    Method.INDEX: "index",
+    Method.RUN: "run",
+}
+
+
+def check_endpoint_name(name: str) -> str:
+    """Return ``name`` if it is a valid endpoint (or application) name, else raise ValueError."""
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"invalid endpoint name {name!r}: lowercase [a-z0-9_-] segments separated by '/'")
+    return name
+
+
+@dataclass(slots=True)
+class Services:
+    """What the bus lends its endpoints: storage, events, the registry's descriptions, settings."""
+
+    store: Store
+    backplane: Backplane
+    settings: Settings
+    describe: Callable[[], list[dict[str, Any]]]
+
+
+@dataclass(slots=True)
+class Call:
+    """One call as an endpoint sees it, whatever transport brought it."""
+
+    method: Method
+    endpoint: str
+    objectid: str | None
+    namespace: str
+    parameters: dict[str, Any]
+    data: dict[str, Any] | None
+    identity: Identity
+    services: Services
+
+    @property
+    def store(self) -> Store:
+        return self.services.store
+
+    def query(self) -> Query:
+        """The call's parameters read as paging, sorting, filters and search terms."""
+        return Query.from_parameters(self.parameters)
+
+    def publish(self, event: str, objectid: str, data: Any = None) -> None:
+        """Publish a change event about ``objectid`` on this endpoint and namespace."""
+        self.services.backplane.publish(Event(event, self.endpoint, objectid, self.namespace, data))
+
+
+class Endpoint:
+    """Base of every endpoint. Override the methods the endpoint supports.
+
+    Attributes:
+        name: the endpoint's bus-wide name, e.g. ``inventory/device``.
+        description: one line for discovery and the OpenAPI document.
+        schema: the JSON Schema of the objects' data, if any.
+        public: methods callable without credentials (e.g. a login).
+    """
+
+    name: str = ""
+    description: str = ""
+    schema: dict[str, Any] | None = None
+    public: frozenset[Method] = frozenset()
+
+    def __init__(self, name: str | None = None, *, description: str | None = None) -> None:
+        if name is not None:
+            self.name = name
+        if description is not None:
+            self.description = description
+        check_endpoint_name(self.name)
+
+    @property
+    def methods(self) -> frozenset[Method]:
+        """The methods this endpoint implements (the ones its class overrides)."""
+        return frozenset(
+            method for method, attr in _HANDLERS.items() if getattr(type(self), attr) is not getattr(Endpoint, attr)
+        )
+
+    def handler(self, method: Method) -> Callable[[Call], Any]:
+        """Return the bound coroutine function that serves ``method``."""
+        handler: Callable[[Call], Any] = getattr(self, _HANDLERS[method])
+        return handler
+
+    def describe(self) -> dict[str, Any]:
+        """What discovery shows of this endpoint."""
+        return {
+            "id": self.name,
+            "name": self.name,
+            "description": self.description,
+            "methods": sorted(self.methods, key=list(Method).index),
+            "schema": self.schema,
+        }
+
+    async def startup(self, services: Services) -> None:
+        """Called once when the bus starts, before the first call."""
+
+    async def shutdown(self) -> None:
+        """Called once when the bus stops, after the last call."""
+
+    async def list(self, call: Call) -> Page | list[Any]:
+        raise NotImplementedError
+
+    async def open(self, call: Call) -> Any:
+        raise NotImplementedError
+
+    async def create(self, call: Call) -> Any:
+        raise NotImplementedError
+
+    async def update(self, call: Call) -> Any:
+        raise NotImplementedError
+
+    async def delete(self, call: Call) -> Any:
+        raise NotImplementedError
+
+    async def index(self, call: Call) -> Any:
+        raise NotImplementedError
+
+    async def run(self, call: Call) -> Any:
+        raise NotImplementedError
+
+
+class Collection(Endpoint):
+    """A store-backed collection: LIST, OPEN, CREATE, UPDATE, DELETE and INDEX.
+
+    Args:
+        name: the endpoint name; also the collection's name in the store.
+        schema: a JSON Schema (draft 2020-12) that CREATE and UPDATE data must satisfy
+            (``id``, ``created`` and ``updated`` are the bus's and are not validated).
+        title: the field INDEX shows as an object's title.
+        searchable: the fields full-text search looks at and INDEX shows; all top-level
+            text fields when empty.
+        description: one line for discovery.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        schema: dict[str, Any] | None = None,
+        title: str = "name",
+        searchable: Iterable[str] = (),
+        description: str = "",
+    ) -> None:
+        super().__init__(name, description=description)
+        self.schema = schema
+        self.title = title
+        self.searchable = tuple(searchable)
+        self._validator = _compile_schema(schema) if schema is not None else None
+
+    async def list(self, call: Call) -> Page:
+        query = call.query()
+        items, total = await call.store.query(self.name, call.namespace, query)
+        return Page(items, query.limit, query.offset, total)
+
+    async def open(self, call: Call) -> dict[str, Any]:
+        assert call.objectid is not None
+        obj = await call.store.get(self.name, call.namespace, call.objectid)
+        if obj is None:
+            raise DoesNotExist()
+        return obj
+
+    async def create(self, call: Call) -> dict[str, Any]:
+        data = _user_fields(call.data or {})
+        objectid = (call.data or {}).get("id") or str(uuid.uuid4())
+        if not isinstance(objectid, str) or not _OBJECT_ID.fullmatch(objectid):
+            raise InvalidData("'id' must be 1-128 characters of [A-Za-z0-9._:-]", field="id")
+        obj = await call.store.insert(self.name, call.namespace, {"id": objectid, **data}, self._prepare)
+        call.publish("CREATED", objectid, obj)
+        return obj
+
+    async def update(self, call: Call) -> dict[str, Any]:
+        assert call.objectid is not None
+        changes = _user_fields(call.data or {})
+        obj = await call.store.patch(self.name, call.namespace, call.objectid, changes, self._prepare)
+        call.publish("UPDATED", call.objectid, obj)
+        return obj
+
+    async def delete(self, call: Call) -> dict[str, Any]:
+        assert call.objectid is not None
+        obj = await call.store.delete(self.name, call.namespace, call.objectid)
+        call.publish("DELETED", call.objectid, {"id": call.objectid})
+        return obj
+
+    async def index(self, call: Call) -> Any:
+        if call.objectid is not None:
+            return self.index_entry(await self.open(call))
+        query = call.query()
+        items, total = await call.store.search(self.name, call.namespace, query)
+        return Page([self.index_entry(obj) for obj in items], query.limit, query.offset, total)
+
+    def index_entry(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """What INDEX shows of an object: id, title, updated and the searchable fields."""
+        entry = {"id": obj["id"], "title": obj.get(self.title), "updated": obj["updated"]}
+        for name in self.searchable:
+            entry[name] = obj.get(name)
+        return entry
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "title": self.title, "searchable": list(self.searchable)}
+
+    def _prepare(self, obj: dict[str, Any]) -> str:
+        """Validate an object about to be written and return its search text."""
+        if self._validator is not None:
+            _validate(self._validator, _user_fields(obj))
+        names = self.searchable or [k for k in obj if k not in _META]
+        return " ".join(str(obj[k]) for k in names if isinstance(obj.get(k), (str, int, float)))
+
+
+E = TypeVar("E", bound=Endpoint)
+
+
+class Application:
+    """A named group of endpoints, e.g. ``inventory``. Its name is the first segment of its HTTP paths."""
+
+    def __init__(self, name: str, *, description: str = "") -> None:
+        self.name = check_endpoint_name(name)
+        self.description = description
+        self.endpoints: list[Endpoint] = []
+
+    def add(self, endpoint: E) -> E:
+        """Add an endpoint instance to this application and return it."""
+        self.endpoints.append(endpoint)
+        return endpoint
+
+    def endpoint(self, name: str, **kwargs: Any) -> Callable[[type[E]], type[E]]:
+        """Class decorator: instantiate the Endpoint subclass under ``name`` and add it."""
+
+        def register(cls: type[E]) -> type[E]:
+            self.add(cls(name, **kwargs))
+            return cls
+
+        return register
+
+
+def _user_fields(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k not in _META}
+
+
+def _compile_schema(schema: dict[str, Any]) -> Draft202012Validator:
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        raise ValueError(f"invalid JSON Schema: {exc.message}") from None
+    return Draft202012Validator(schema)
+
+
+def _validate(validator: Draft202012Validator, data: dict[str, Any]) -> None:
+    error = best_match(validator.iter_errors(data))
+    if error is None:
+        return
+    path = [str(part) for part in error.absolute_path]
+    if error.validator == "required" and isinstance(error.instance, dict):
+        missing = [p for p in error.validator_value if p not in error.instance]
+        path += missing[:1]
+    field = ".".join(path) or None
+    raise InvalidData(_describe(error, field), field=field)
+
+
+def _describe(error: ValidationError, field: str | None) -> str:
+    message = error.message if len(error.message) <= 200 else error.message[:200] + "..."
+    return f"Field '{field}': {message}" if field else message

@@ -1,0 +1,258 @@
+"""The FlowBus wire protocol: envelopes in, envelopes out, no I/O.
+
+``parse_request`` turns one message (a websocket text frame, or what the gateway made of
+an HTTP request) into a :class:`Request`, raising :mod:`flowbus.errors` for anything that is
+not a valid envelope. ``encode_response`` and ``encode_error`` turn answers into bytes.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+
+from flowbus.errors import FlowBusError, InvalidRequest, MissingObjectId
+
+__all__ = [
+    "NEEDS_DATA",
+    "NEEDS_OBJECTID",
+    "Method",
+    "Page",
+    "Request",
+    "Response",
+    "encode_error",
+    "encode_response",
+    "error_dict",
+    "new_errorid",
+    "normalize_endpoint",
+    "parse_parameters",
+    "parse_request",
+    "response_dict",
+]
+
+
+class Method(enum.StrEnum):
+    """The seven methods of the bus."""
+
+    LIST = "LIST"
+    OPEN = "OPEN"
+    CREATE = "CREATE"
+    UPDATE = "UPDATE"
+    DELETE = "DELETE"
+    INDEX = "INDEX"
+    RUN = "RUN"
+
+
+NEEDS_OBJECTID = frozenset({Method.OPEN, Method.UPDATE, Method.DELETE, Method.RUN})
+NEEDS_DATA = frozenset({Method.CREATE, Method.UPDATE})
+
+# Both spellings map to the member, so parsing is one dict lookup.
+_METHODS: dict[str, Method] = {}
+for _m in Method:
+    _METHODS[_m.value] = _m
+    _METHODS[_m.value.lower()] = _m
+
+_FIELD_TYPES = {
+    "endpoint": str,
+    "objectid": str,
+    "token": str,
+    "namespace": str,
+}
+
+
+@dataclass(slots=True)
+class Request:
+    """One call, whatever transport brought it."""
+
+    method: Method
+    endpoint: str
+    objectid: str | None = None
+    token: str | None = None
+    namespace: str = ""
+    parameters: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] | None = None
+    requestid: str | int | None = None
+
+
+@dataclass(slots=True)
+class Page:
+    """A page of a LIST or INDEX answer: the items and where they sit in the whole."""
+
+    items: list[Any]
+    limit: int
+    offset: int
+    total: int
+
+
+@dataclass(slots=True)
+class Response:
+    """The answer to one call: either ``data`` (and maybe ``page``) or ``error``."""
+
+    data: Any = None
+    page: Page | None = None
+    error: FlowBusError | None = None
+    requestid: str | int | None = None
+    status: int = 0
+
+    @property
+    def success(self) -> bool:
+        return self.error is None
+
+    @property
+    def http_status(self) -> int:
+        return self.error.http_status if self.error is not None else 200
+
+
+def new_errorid() -> str:
+    """Return a fresh error id (a UUID4 string)."""
+    return str(uuid.uuid4())
+
+
+def normalize_endpoint(name: str) -> str:
+    """Strip the leading and trailing ``/`` that clients may put around an endpoint name."""
+    return name.strip("/")
+
+
+def parse_parameters(value: Any) -> dict[str, Any]:
+    """Turn ``parameters`` (an object, a URL-encoded string, or nothing) into a dict.
+
+    Raises:
+        InvalidRequest: for any other type.
+    """
+    if value is None or value == "":
+        return {}
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str):
+        return dict(parse_qsl(value.lstrip("?"), keep_blank_values=True))
+    raise InvalidRequest("'parameters' must be an object or a URL-encoded string")
+
+
+def parse_request(
+    raw: str | bytes,
+    *,
+    default_endpoint: str | None = None,
+    default_token: str | None = None,
+) -> Request:
+    """Parse one JSON envelope.
+
+    Args:
+        raw: the message as received.
+        default_endpoint: the endpoint named by the connection's path, if any.
+        default_token: the token given when the connection was opened, if any.
+
+    Raises:
+        InvalidRequest: not JSON, not an object, wrong field types, unknown method.
+        MissingObjectId: the method needs an objectid and none was given.
+    """
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("The message is not valid JSON (UTF-8, at most 64-bit numbers)") from None
+    if not isinstance(obj, dict):
+        raise InvalidRequest("The message must be a JSON object")
+    requestid = obj.get("requestid")
+    try:
+        return _build_request(obj, requestid, default_endpoint, default_token)
+    except FlowBusError as exc:
+        if isinstance(requestid, (str, int)) and not isinstance(requestid, bool):
+            exc.requestid = requestid
+        raise
+
+
+def _build_request(
+    obj: dict[str, Any],
+    requestid: Any,
+    default_endpoint: str | None,
+    default_token: str | None,
+) -> Request:
+    if requestid is not None and (isinstance(requestid, bool) or not isinstance(requestid, (str, int))):
+        raise InvalidRequest("'requestid' must be a string or an integer")
+    method = _parse_method(obj.get("method"))
+    for name, kind in _FIELD_TYPES.items():
+        value = obj.get(name)
+        if value is not None and not isinstance(value, kind):
+            raise InvalidRequest(f"'{name}' must be a string")
+    endpoint = obj.get("endpoint") or default_endpoint
+    if not endpoint or not endpoint.strip("/"):
+        raise InvalidRequest("'endpoint' is required (or open the connection on the endpoint's path)")
+    objectid = obj.get("objectid") or None
+    if objectid is None and method in NEEDS_OBJECTID:
+        raise MissingObjectId(f"{method} needs an objectid")
+    data = obj.get("data")
+    if data is not None and not isinstance(data, dict):
+        raise InvalidRequest("'data' must be a JSON object")
+    if data is None and method in NEEDS_DATA:
+        raise InvalidRequest(f"{method} needs 'data' (a JSON object)")
+    return Request(
+        method=method,
+        endpoint=normalize_endpoint(endpoint),
+        objectid=objectid,
+        token=obj.get("token") or default_token,
+        namespace=obj.get("namespace") or "",
+        parameters=parse_parameters(obj.get("parameters")),
+        data=data,
+        requestid=requestid,
+    )
+
+
+def _parse_method(value: Any) -> Method:
+    if value is None:
+        raise InvalidRequest("'method' is required")
+    if not isinstance(value, str):
+        raise InvalidRequest("'method' must be a string")
+    method = _METHODS.get(value) or _METHODS.get(value.upper())
+    if method is None:
+        raise InvalidRequest(f"Unknown method {value[:32]!r}; expected one of {', '.join(Method)}")
+    return method
+
+
+def response_dict(response: Response) -> dict[str, Any]:
+    """Return the envelope of ``response`` as a plain dict (for JSON or XML rendering)."""
+    if response.error is not None:
+        return error_dict(response.error, response.requestid)
+    out: dict[str, Any] = {
+        "status": response.status,
+        "success": True,
+        "data": response.data,
+        "dataType": "JSON",
+    }
+    if response.page is not None:
+        page = response.page
+        out["data"] = page.items
+        out["page"] = {"limit": page.limit, "offset": page.offset, "total": page.total}
+    if response.requestid is not None:
+        out["requestid"] = response.requestid
+    return out
+
+
+def error_dict(error: FlowBusError, requestid: str | int | None = None) -> dict[str, Any]:
+    """Return the error envelope for ``error``."""
+    out: dict[str, Any] = {
+        "status": 0,
+        "success": False,
+        "message": error.message,
+        "errorcode": error.errorcode,
+        "dataType": "JSON",
+        "errorid": error.errorid or new_errorid(),
+    }
+    if error.retry_after is not None:
+        out["retryAfter"] = error.retry_after
+    requestid = requestid if requestid is not None else error.requestid
+    if requestid is not None:
+        out["requestid"] = requestid
+    return out
+
+
+def encode_response(response: Response) -> bytes:
+    """Encode ``response`` as the JSON bytes of its envelope."""
+    return orjson.dumps(response_dict(response))
+
+
+def encode_error(error: FlowBusError, requestid: str | int | None = None) -> bytes:
+    """Encode an error envelope."""
+    return orjson.dumps(error_dict(error, requestid))

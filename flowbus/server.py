@@ -1,0 +1,173 @@
+"""The websocket server: reads envelopes, runs each call as its own task, writes answers.
+
+A connection may have up to ``max_in_flight`` calls running; past that the server stops
+reading from it until one finishes (the client feels TCP backpressure; nothing is buffered
+without bound). The path the connection was opened on (``/inventory/device``) is the default
+endpoint of its messages, and a token given at the handshake (``?token=`` or
+``Authorization: Bearer``) their default token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request as HandshakeRequest, Response as HandshakeResponse
+
+from flowbus.config import Settings
+from flowbus.dispatcher import Dispatcher
+from flowbus.errors import InvalidRequest, Unavailable
+from flowbus.protocol import encode_response, normalize_endpoint, parse_request
+
+__all__ = ["WebSocketServer", "connection_defaults"]
+
+logger = logging.getLogger("flowbus.server")
+
+_BINARY = "Binary frames are not accepted: send each envelope as a JSON text frame"
+
+
+@dataclass(slots=True, frozen=True)
+class _Defaults:
+    endpoint: str | None
+    token: str | None
+    peer: str
+
+
+def connection_defaults(path: str, headers: Any) -> tuple[str | None, str | None]:
+    """Read the default endpoint and token of a connection from its handshake.
+
+    Args:
+        path: the request target, e.g. ``/inventory/device?token=...``.
+        headers: the handshake headers (anything with ``.get``).
+
+    Returns:
+        (endpoint or None, token or None)
+    """
+    parts = urlsplit(path)
+    endpoint = normalize_endpoint(unquote(parts.path)) or None
+    token = dict(parse_qsl(parts.query)).get("token")
+    auth = headers.get("Authorization") or ""
+    if not token and auth[:7].lower() == "bearer ":
+        token = auth[7:].strip() or None
+    return endpoint, token
+
+
+class WebSocketServer:
+    """Serves the bus over websockets."""
+
+    def __init__(self, dispatcher: Dispatcher, settings: Settings) -> None:
+        self.dispatcher = dispatcher
+        self.settings = settings
+        self._server: Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._connections: set[ServerConnection] = set()
+        self._accepting = True
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        port: int = next(iter(self._server.sockets)).getsockname()[1]
+        return port
+
+    @property
+    def url(self) -> str:
+        return f"ws://{_url_host(self.settings.host)}:{self.port}"
+
+    async def start(self) -> None:
+        self._server = await serve(
+            self._serve_connection,
+            self.settings.host,
+            self.settings.ws_port,
+            max_size=self.settings.max_message_size,
+            compression=None,
+            process_request=self._check_handshake,
+            server_header="FlowBus",
+        )
+
+    def _check_handshake(self, connection: ServerConnection, request: HandshakeRequest) -> HandshakeResponse | None:
+        if not self._accepting:
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "The bus is shutting down\n")
+        if len(self._connections) >= self.settings.max_connections:
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "Too many connections\n")
+        return None
+
+    async def _serve_connection(self, ws: ServerConnection) -> None:
+        assert ws.request is not None
+        endpoint, token = connection_defaults(ws.request.path, ws.request.headers)
+        defaults = _Defaults(endpoint, token, _peer(ws))
+        slots = asyncio.Semaphore(self.settings.max_in_flight)
+        self._connections.add(ws)
+        try:
+            async for message in ws:
+                await slots.acquire()
+                task = asyncio.create_task(self._answer(ws, message, defaults, slots))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        except ConnectionClosed:
+            pass
+        finally:
+            self._connections.discard(ws)
+
+    async def _answer(
+        self, ws: ServerConnection, message: str | bytes, defaults: _Defaults, slots: asyncio.Semaphore
+    ) -> None:
+        try:
+            if isinstance(message, bytes):
+                answer = encode_response(self.dispatcher.fail(InvalidRequest(_BINARY), None, peer=defaults.peer))
+            else:
+                answer = await self.dispatcher.handle_message(
+                    message,
+                    default_endpoint=defaults.endpoint,
+                    default_token=defaults.token,
+                    peer=defaults.peer,
+                )
+            await ws.send(answer, text=True)
+        except asyncio.CancelledError:
+            await self._send_unavailable(ws, message)
+            raise
+        except ConnectionClosed:
+            pass
+        finally:
+            slots.release()
+
+    async def _send_unavailable(self, ws: ServerConnection, message: str | bytes) -> None:
+        """Tell the caller a call cut short by shutdown did not finish."""
+        try:
+            requestid = parse_request(message).requestid
+        except Exception:
+            requestid = None
+        response = self.dispatcher.fail(Unavailable("The bus shut down before the call finished"), requestid)
+        try:
+            await asyncio.shield(ws.send(encode_response(response), text=True))
+        except (ConnectionClosed, asyncio.CancelledError):
+            pass
+
+    async def stop(self) -> None:
+        """Shut down: refuse new calls, let in-flight calls finish (within the grace period),
+        answer the rest UNAVAILABLE, then close every connection with 1001 (going away)."""
+        self._accepting = False
+        self.dispatcher.closing = True
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=self.settings.shutdown_grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+def _peer(ws: ServerConnection) -> str:
+    address = ws.remote_address
+    return str(address[0]) if address else ""
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

@@ -1,0 +1,327 @@
+"""The embedded store: one SQLite file in WAL mode, one writer with group commit.
+
+Writes are queued and applied in batches: the writer thread takes everything queued so far,
+applies each write inside its own savepoint (one refused write does not undo the others), and
+commits the batch once. Every caller is answered only after that commit, so an acknowledged
+write survives ``kill -9``; with ``synchronous=FULL`` (the default) it survives power loss too.
+Many concurrent writers share one commit instead of paying for one each.
+
+The writer owns a plain ``sqlite3`` connection in a dedicated thread, because a batch must be
+applied in a single hop to that thread. Reads go through ``aiosqlite`` on their own connection
+and never wait for the writer (WAL lets readers and the writer run side by side).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import orjson
+
+from flowbus.errors import Conflict, DoesNotExist, FlowBusError, InternalError, Unavailable
+from flowbus.params import Query
+from flowbus.store.base import Prepare
+
+__all__ = ["SQLiteStore"]
+
+logger = logging.getLogger("flowbus.store")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS objects (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    collection TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    id TEXT NOT NULL,
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL,
+    body TEXT NOT NULL,
+    UNIQUE (collection, namespace, id)
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS objects_fts USING fts5(text, tokenize = 'unicode61');
+"""
+_COLUMNS = frozenset({"id", "created", "updated"})
+_MAX_BATCH = 512
+_TERM = re.compile(r"\w+", re.UNICODE)
+
+WriteOp = Callable[[sqlite3.Connection], Any]
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class SQLiteStore:
+    """The default :class:`~flowbus.store.Store`: a SQLite file.
+
+    Args:
+        path: the database file; its folder is created if needed.
+        synchronous: SQLite's ``synchronous`` setting, ``FULL`` or ``NORMAL``. Both keep
+            acknowledged writes across a crash of the process; FULL also across power loss.
+    """
+
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
+        if synchronous.upper() not in {"FULL", "NORMAL"}:
+            raise ValueError("synchronous must be FULL or NORMAL")
+        self.path = Path(path)
+        self.synchronous = synchronous.upper()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowbus-writer")
+        self._writer: sqlite3.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._queue: list[tuple[WriteOp, asyncio.Future[Any]]] = []
+        self._wakeup = asyncio.Event()
+        self._writer_task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        loop = asyncio.get_running_loop()
+        self._writer = await loop.run_in_executor(self._executor, self._open_writer)
+        self._reader = await aiosqlite.connect(self.path)
+        await self._reader.execute("PRAGMA query_only = ON")
+        self._writer_task = asyncio.create_task(self._write_loop(), name="flowbus-store-writer")
+
+    def _open_writer(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        conn.execute("PRAGMA busy_timeout = 5000")
+        conn.executescript(_SCHEMA)
+        return conn
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._writer_task is not None:
+            self._wakeup.set()
+            await self._writer_task
+            self._writer_task = None
+        if self._reader is not None:
+            await self._reader.close()
+            self._reader = None
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            await asyncio.get_running_loop().run_in_executor(self._executor, writer.close)
+        self._executor.shutdown(wait=True)
+
+    # -- writes ---------------------------------------------------------------------------
+
+    async def _write(self, op: WriteOp) -> Any:
+        if self._closing:
+            raise Unavailable("The store is closing")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append((op, future))
+        self._wakeup.set()
+        return await future
+
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
+                ops = [op for op, _ in batch]
+                try:
+                    results = await loop.run_in_executor(self._executor, self._apply, ops)
+                except Exception as exc:  # the commit itself failed: nobody's write is kept
+                    logger.error("store commit failed", exc_info=True)
+                    results = [InternalError() if not isinstance(exc, FlowBusError) else exc] * len(ops)
+                for (_, future), result in zip(batch, results, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(result, BaseException):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+            if self._closing:
+                return
+
+    def _apply(self, ops: list[WriteOp]) -> list[Any]:
+        """Apply a batch in one transaction, each op in its own savepoint (writer thread)."""
+        conn = self._writer
+        assert conn is not None
+        results: list[Any] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for op in ops:
+                conn.execute("SAVEPOINT op")
+                try:
+                    results.append(op(conn))
+                    conn.execute("RELEASE op")
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    results.append(_as_flowbus_error(exc))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return results
+
+    async def insert(self, collection: str, namespace: str, obj: dict[str, Any], prepare: Prepare) -> dict[str, Any]:
+        def op(conn: sqlite3.Connection) -> dict[str, Any]:
+            now = _now()
+            stored = {**obj, "created": now, "updated": now}
+            text = prepare(stored)
+            try:
+                cur = conn.execute(
+                    "INSERT INTO objects (collection, namespace, id, created, updated, body) VALUES (?, ?, ?, ?, ?, ?)",
+                    (collection, namespace, stored["id"], now, now, orjson.dumps(stored).decode()),
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict(f"An object with id {stored['id']!r} already exists") from None
+            conn.execute("INSERT INTO objects_fts (rowid, text) VALUES (?, ?)", (cur.lastrowid, text))
+            return stored
+
+        result: dict[str, Any] = await self._write(op)
+        return result
+
+    async def patch(
+        self, collection: str, namespace: str, objectid: str, changes: dict[str, Any], prepare: Prepare
+    ) -> dict[str, Any]:
+        def op(conn: sqlite3.Connection) -> dict[str, Any]:
+            seq, current = _fetch_for_write(conn, collection, namespace, objectid)
+            merged = {**current, **changes, "id": current["id"], "created": current["created"]}
+            merged["updated"] = _now()
+            text = prepare(merged)
+            conn.execute(
+                "UPDATE objects SET updated = ?, body = ? WHERE seq = ?",
+                (merged["updated"], orjson.dumps(merged).decode(), seq),
+            )
+            conn.execute("UPDATE objects_fts SET text = ? WHERE rowid = ?", (text, seq))
+            return merged
+
+        result: dict[str, Any] = await self._write(op)
+        return result
+
+    async def delete(self, collection: str, namespace: str, objectid: str) -> dict[str, Any]:
+        def op(conn: sqlite3.Connection) -> dict[str, Any]:
+            seq, current = _fetch_for_write(conn, collection, namespace, objectid)
+            conn.execute("DELETE FROM objects WHERE seq = ?", (seq,))
+            conn.execute("DELETE FROM objects_fts WHERE rowid = ?", (seq,))
+            return current
+
+        result: dict[str, Any] = await self._write(op)
+        return result
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def get(self, collection: str, namespace: str, objectid: str) -> dict[str, Any] | None:
+        rows = await self._read(
+            "SELECT body FROM objects WHERE collection = ? AND namespace = ? AND id = ?",
+            (collection, namespace, objectid),
+        )
+        return orjson.loads(rows[0][0]) if rows else None
+
+    async def query(self, collection: str, namespace: str, query: Query) -> tuple[list[dict[str, Any]], int]:
+        where, args = _where(collection, namespace, query.filters)
+        order = _order(query)
+        rows = await self._read(
+            f"SELECT body FROM objects o WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
+            (*args, query.limit, query.offset),
+        )
+        total = await self._read(f"SELECT count(*) FROM objects o WHERE {where}", args)
+        return [orjson.loads(row[0]) for row in rows], total[0][0]
+
+    async def search(self, collection: str, namespace: str, query: Query) -> tuple[list[dict[str, Any]], int]:
+        match = _match_expression(query.q or "")
+        if match is None:
+            return await self.query(collection, namespace, query)
+        where, args = _where(collection, namespace, query.filters)
+        joined = f"objects_fts f JOIN objects o ON o.seq = f.rowid WHERE objects_fts MATCH ? AND {where}"
+        rows = await self._read(
+            f"SELECT o.body FROM {joined} ORDER BY f.rank, o.seq LIMIT ? OFFSET ?",
+            (match, *args, query.limit, query.offset),
+        )
+        total = await self._read(f"SELECT count(*) FROM {joined}", (match, *args))
+        return [orjson.loads(row[0]) for row in rows], total[0][0]
+
+    async def _read(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
+        if self._reader is None:
+            raise Unavailable("The store is closed")
+        return list(await self._reader.execute_fetchall(sql, args))
+
+
+def _fetch_for_write(
+    conn: sqlite3.Connection, collection: str, namespace: str, objectid: str
+) -> tuple[int, dict[str, Any]]:
+    row = conn.execute(
+        "SELECT seq, body FROM objects WHERE collection = ? AND namespace = ? AND id = ?",
+        (collection, namespace, objectid),
+    ).fetchone()
+    if row is None:
+        raise DoesNotExist(f"Object {objectid!r} does not exist")
+    return row[0], orjson.loads(row[1])
+
+
+def _as_flowbus_error(exc: Exception) -> FlowBusError:
+    if isinstance(exc, FlowBusError):
+        return exc
+    logger.error("store write failed", exc_info=exc)
+    return InternalError()
+
+
+def _field_sql(name: str) -> str:
+    # Field names were checked by params.check_field_name: letters, digits and '_'.
+    return f"o.{name}" if name in _COLUMNS else f"json_extract(o.body, '$.{name}')"
+
+
+def _where(collection: str, namespace: str, filters: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    clauses = ["o.collection = ?", "o.namespace = ?"]
+    args: list[Any] = [collection, namespace]
+    for name, value in filters.items():
+        candidates = _filter_values(value)
+        if not candidates:
+            clauses.append(f"{_field_sql(name)} IS NULL")
+            continue
+        marks = ", ".join("?" * len(candidates))
+        clauses.append(f"{_field_sql(name)} IN ({marks})")
+        args.extend(candidates)
+    return " AND ".join(clauses), tuple(args)
+
+
+def _filter_values(value: Any) -> list[Any]:
+    """The SQL values a filter value matches: a query-string '22' also matches the number 22."""
+    if value is None:
+        return []
+    if isinstance(value, bool):
+        return [int(value)]
+    if isinstance(value, (int, float)):
+        return [value]
+    if not isinstance(value, str):
+        return [orjson.dumps(value).decode()]
+    values: list[Any] = [value]
+    if value in ("true", "false"):
+        values.append(int(value == "true"))
+    else:
+        try:
+            number = float(value)
+        except ValueError:
+            return values
+        if number.is_integer() and abs(number) < 2**63:
+            values.append(int(number))
+        values.append(number)
+    return values
+
+
+def _order(query: Query) -> str:
+    direction = "DESC" if query.descending else "ASC"
+    if query.sort is None:
+        return f"o.seq {direction}"
+    return f"{_field_sql(query.sort)} {direction}, o.seq {direction}"
+
+
+def _match_expression(q: str) -> str | None:
+    """Turn free text into a safe FTS5 query: every term must match, as a prefix."""
+    terms = _TERM.findall(q)
+    if not terms:
+        return None
+    return " AND ".join(f'"{term}"*' for term in terms[:32])

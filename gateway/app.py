@@ -1,0 +1,61 @@
+"""The aiohttp application and its lifecycle as a bus transport."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from flowbus.config import Settings
+from flowbus.dispatcher import Dispatcher
+from flowbus.registry import Registry
+
+__all__ = ["DISPATCHER", "REGISTRY", "SETTINGS", "HttpGateway", "create_app"]
+
+DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+REGISTRY = web.AppKey("registry", Registry)
+SETTINGS = web.AppKey("settings", Settings)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    closing = request.app[DISPATCHER].closing
+    return web.json_response({"status": "closing" if closing else "ok"}, status=503 if closing else 200)
+
+
+def create_app(dispatcher: Dispatcher, registry: Registry, settings: Settings) -> web.Application:
+    """Build the gateway's aiohttp application."""
+    app = web.Application(client_max_size=settings.max_message_size)
+    app[DISPATCHER] = dispatcher
+    app[REGISTRY] = registry
+    app[SETTINGS] = settings
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+class HttpGateway:
+    """Serves the gateway as a bus transport."""
+
+    def __init__(self, dispatcher: Dispatcher, registry: Registry, settings: Settings) -> None:
+        self.settings = settings
+        self.app = create_app(dispatcher, registry, settings)
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        self._site: web.TCPSite | None = None
+
+    @property
+    def port(self) -> int:
+        assert self._site is not None and self._runner.addresses
+        port: int = self._runner.addresses[0][1]
+        return port
+
+    @property
+    def url(self) -> str:
+        host = self.settings.host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
+
+    async def start(self) -> None:
+        await self._runner.setup()
+        self._site = web.TCPSite(
+            self._runner, self.settings.host, self.settings.http_port, shutdown_timeout=self.settings.shutdown_grace
+        )
+        await self._site.start()
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()

@@ -1,0 +1,38 @@
+"""Fixtures: a real bus process per test module (``bus``) or per test (``fresh_bus``)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import ClientConnection
+
+from tests.support import Served, serve, ws_connect
+
+
+@pytest.fixture(scope="module")
+def bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """A bus shared by the tests of one module; tests keep apart by ids and namespaces."""
+    served = serve(tmp_path_factory.mktemp("bus"))
+    try:
+        yield served
+    finally:
+        served.stop()
+
+
+@pytest.fixture
+def fresh_bus(tmp_path: Path) -> Iterator[Served]:
+    """A bus of this test's own, with an empty data directory."""
+    served = serve(tmp_path)
+    try:
+        yield served
+    finally:
+        served.stop()
+
+
+@pytest.fixture
+async def ws(bus: Served) -> AsyncIterator[ClientConnection]:
+    """A websocket connection to the module's bus."""
+    async with ws_connect(bus.ws_url) as connection:
+        yield connection

@@ -1,0 +1,89 @@
+"""Test support: run a real ``flowbus serve`` process and talk to it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+
+READY = re.compile(r"FlowBus ready ws=(\S+) http=(\S+)")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Served:
+    """A running ``flowbus serve`` process."""
+
+    process: subprocess.Popen[str]
+    ws_url: str
+    http_url: str
+    data: Path
+    log_path: Path
+    output: list[str] = field(default_factory=list)
+
+    def log(self) -> str:
+        """Everything the server logged so far (its stderr)."""
+        return self.log_path.read_text()
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 30) -> int:
+        """Signal the server and wait for it to exit; returns the exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        if self.process.stdout is not None:
+            self.output.extend(self.process.stdout.read().splitlines())
+            self.process.stdout.close()
+        return code
+
+
+def serve(workdir: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 30) -> Served:
+    """Start ``flowbus serve`` on free ports with its data in ``workdir/data``; wait for the ready line."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    data = workdir / "data"
+    log_path = workdir / "server.log"
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    command = [sys.executable, "-m", "flowbus", "serve", "--ws-port", "0", "--http-port", "0"]
+    command += ["--data", str(data), *args]
+    with log_path.open("w") as log:
+        process = subprocess.Popen(command, cwd=workdir, env=full_env, stdout=subprocess.PIPE, stderr=log, text=True)
+    output: list[str] = []
+    deadline = time.monotonic() + timeout
+    assert process.stdout is not None
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"flowbus serve exited early:\n{log_path.read_text()}")
+        output.append(line.rstrip("\n"))
+        match = READY.search(line)
+        if match:
+            return Served(process, match[1], match[2], data, log_path, output)
+    process.kill()
+    raise RuntimeError("flowbus serve did not become ready")
+
+
+async def rpc(ws: ClientConnection, message: dict[str, Any] | str | bytes) -> dict[str, Any]:
+    """Send one message (a dict is encoded as JSON) and return the next answer."""
+    if isinstance(message, dict):
+        message = json.dumps(message)
+    await ws.send(message)
+    answer: dict[str, Any] = orjson.loads(await ws.recv())
+    return answer
+
+
+def ws_connect(url: str, **kwargs: Any) -> Any:
+    """Open a websocket to the bus (an async context manager)."""
+    return connect(url, compression=None, **kwargs)
