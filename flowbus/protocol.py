@@ -29,6 +29,7 @@ __all__ = [
     "error_dict",
     "new_errorid",
     "normalize_endpoint",
+    "parse_method",
     "parse_parameters",
     "parse_request",
     "response_dict",
@@ -172,7 +173,7 @@ def _build_request(
 ) -> Request:
     if requestid is not None and (isinstance(requestid, bool) or not isinstance(requestid, (str, int))):
         raise InvalidRequest("'requestid' must be a string or an integer")
-    method = _parse_method(obj.get("method"))
+    method = parse_method(obj.get("method"))
     for name, kind in _FIELD_TYPES.items():
         value = obj.get(name)
         if value is not None and not isinstance(value, kind):
@@ -200,7 +201,8 @@ def _build_request(
     )
 
 
-def _parse_method(value: Any) -> Method:
+def parse_method(value: Any) -> Method:
+    """Read a method name (any case); raise InvalidRequest if it is not one of the seven."""
     if value is None:
         raise InvalidRequest("'method' is required")
     if not isinstance(value, str):
