@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import importlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -89,6 +90,9 @@ def load_app(spec: str) -> Application:
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise ValueError(f"--app {spec!r}: expected MODULE:ATTR")
+    if os.getcwd() not in sys.path:
+        # Like `python -m`, find applications in the current directory too.
+        sys.path.insert(0, os.getcwd())
     target = getattr(importlib.import_module(module_name), attr)
     app = target() if callable(target) and not isinstance(target, Application) else target
     if not isinstance(app, Application):
@@ -161,8 +165,6 @@ async def _serve_until_stopped(settings: Settings, apps: list[Application]) -> N
 
 
 def _call(args: argparse.Namespace) -> int:
-    import os
-
     try:
         data = _read_data(args.data)
         params = dict(_split_param(p) for p in args.param)

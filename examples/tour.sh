@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The README's five-minute tour, as a script: `flowbus call` and `curl` against inventory/device.
+# Needs a running bus; FLOWBUS_URL and FLOWBUS_HTTP say where (defaults: the `make serve` ports).
+set -euo pipefail
+WS=${FLOWBUS_URL:-ws://127.0.0.1:8765}
+HTTP=${FLOWBUS_HTTP:-http://127.0.0.1:8080}
+
+# Create a device over websockets and keep its id.
+ID=$(flowbus call inventory/device CREATE --url "$WS" --data '{"name": "core-sw-1", "location": "lab"}' \
+     | python3 -c 'import json, sys; print(json.load(sys.stdin)["data"]["id"])')
+echo "created $ID"
+
+# Open it over HTTP: the last path segment is the object id.
+curl -s "$HTTP/api/inventory/inventory/device/$ID"; echo
+
+# Change one field over HTTP (POST with an object id means UPDATE).
+curl -s -X POST -H 'Content-Type: application/json' -d '{"location": "rack 4"}' \
+     "$HTTP/api/inventory/inventory/device/$ID"; echo
+
+# List devices (the trailing / means the endpoint itself), two per page.
+curl -s "$HTTP/api/inventory/inventory/device/?limit=2"; echo
+
+# Search over websockets, then delete.
+flowbus call inventory/device INDEX --url "$WS" --param q=core
+flowbus call inventory/device DELETE --url "$WS" --objectid "$ID"
+
+# Opening it again fails with DO_NOT_EXIST, and `flowbus call` exits 1.
+if ! flowbus call inventory/device OPEN --url "$WS" --objectid "$ID"; then echo "gone, as expected"; fi
