@@ -11,14 +11,14 @@ ID=$(flowbus call inventory/device CREATE --url "$WS" --data '{"name": "core-sw-
 echo "created $ID"
 
 # Open it over HTTP: the last path segment is the object id.
-curl -s "$HTTP/api/inventory/inventory/device/$ID"; echo
+curl -s --fail-with-body "$HTTP/api/inventory/inventory/device/$ID"; echo
 
 # Change one field over HTTP (POST with an object id means UPDATE).
-curl -s -X POST -H 'Content-Type: application/json' -d '{"location": "rack 4"}' \
+curl -s --fail-with-body -X POST -H 'Content-Type: application/json' -d '{"location": "rack 4"}' \
      "$HTTP/api/inventory/inventory/device/$ID"; echo
 
 # List devices (the trailing / means the endpoint itself), two per page.
-curl -s "$HTTP/api/inventory/inventory/device/?limit=2"; echo
+curl -s --fail-with-body "$HTTP/api/inventory/inventory/device/?limit=2"; echo
 
 # Search over websockets, then delete.
 flowbus call inventory/device INDEX --url "$WS" --param q=core

@@ -94,7 +94,12 @@ def load_app(spec: str) -> Application:
         # Like `python -m`, find applications in the current directory too.
         sys.path.insert(0, os.getcwd())
     target = getattr(importlib.import_module(module_name), attr)
-    app = target() if callable(target) and not isinstance(target, Application) else target
+    app = target
+    if callable(target) and not isinstance(target, Application):
+        try:
+            app = target()
+        except TypeError as exc:
+            raise ValueError(f"--app {spec!r} is not a flowbus.Application or a factory of one ({exc})") from None
     if not isinstance(app, Application):
         raise ValueError(f"--app {spec!r} is not a flowbus.Application")
     return app
