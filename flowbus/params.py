@@ -12,10 +12,11 @@ from typing import Any
 
 from flowbus.errors import InvalidRequest
 
-__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "RESERVED", "Query", "check_field_name"]
+__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "MAX_OFFSET", "RESERVED", "Query", "check_field_name"]
 
 DEFAULT_LIMIT = 30
 MAX_LIMIT = 1000
+MAX_OFFSET = 2**63 - 1
 RESERVED = frozenset({"limit", "page", "offset", "sort", "q"})
 _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
@@ -47,9 +48,11 @@ class Query:
         """
         limit = _int_param(parameters, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
         if "offset" in parameters:
-            offset = _int_param(parameters, "offset", 0, 0, None)
+            offset = _int_param(parameters, "offset", 0, 0, MAX_OFFSET)
         else:
-            offset = _int_param(parameters, "page", 0, 0, None) * limit
+            offset = _int_param(parameters, "page", 0, 0, MAX_OFFSET) * limit
+            if offset > MAX_OFFSET:
+                raise InvalidRequest("'page' is too large")
         sort, descending = _sort_param(parameters.get("sort"))
         q = parameters.get("q")
         if q is not None and not isinstance(q, str):
@@ -58,19 +61,23 @@ class Query:
         return cls(limit, offset, sort, descending, filters, q or None)
 
 
-def _int_param(params: dict[str, Any], name: str, default: int, low: int, high: int | None) -> int:
+def _int_param(params: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
+    """Read a non-negative integer given as a JSON number or as a string of ASCII digits."""
     value = params.get(name)
     if value is None or value == "":
         return default
-    if isinstance(value, bool):
-        raise InvalidRequest(f"'{name}' must be an integer")
-    try:
+    if type(value) is int:
+        number = value
+    elif type(value) is float and value.is_integer():
         number = int(value)
-    except (TypeError, ValueError):
-        raise InvalidRequest(f"'{name}' must be an integer") from None
-    if number < low or (high is not None and number > high):
-        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise InvalidRequest(f"'{name}' must be {bound}")
+    elif type(value) is str and value.isascii() and value.isdigit():
+        if len(value) > 19:  # beyond any bound, and too long for int() to be cheap
+            raise InvalidRequest(f"'{name}' must be between {low} and {high}")
+        number = int(value)
+    else:
+        raise InvalidRequest(f"'{name}' must be an integer")
+    if number < low or number > high:
+        raise InvalidRequest(f"'{name}' must be between {low} and {high}")
     return number
 
 
@@ -79,5 +86,5 @@ def _sort_param(value: Any) -> tuple[str | None, bool]:
         return None, False
     if not isinstance(value, str):
         raise InvalidRequest("'sort' must be a field name, optionally prefixed by '-'")
-    descending = value.startswith("-")
-    return check_field_name(value.lstrip("-+")), descending
+    descending = value[0] == "-"
+    return check_field_name(value[1:] if value[0] in "-+" else value), descending

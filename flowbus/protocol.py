@@ -8,6 +8,8 @@ not a valid envelope. ``encode_response`` and ``encode_error`` turn answers into
 from __future__ import annotations
 
 import enum
+import json
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,6 +58,13 @@ _METHODS: dict[str, Method] = {}
 for _m in Method:
     _METHODS[_m.value] = _m
     _METHODS[_m.value.lower()] = _m
+
+# orjson reads integer literals beyond 64 bits as floats, silently losing digits. Such a literal has
+# at least 20 digits (19 after a '-'), so only a message with such a run (rare) is checked again, exactly.
+_LONG_DIGITS = re.compile(r"-[0-9]{19}|[0-9]{20}")
+_LONG_DIGITS_BYTES = re.compile(rb"-[0-9]{19}|[0-9]{20}")
+_INT_MIN = -(2**63)
+_INT_MAX = 2**64 - 1
 
 _FIELD_TYPES = {
     "endpoint": str,
@@ -153,16 +162,33 @@ def parse_request(
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        raise InvalidRequest("The message is not valid JSON (UTF-8, at most 64-bit numbers)") from None
+        raise InvalidRequest("The message is not valid JSON (UTF-8, nested at most 1024 deep)") from None
     if not isinstance(obj, dict):
         raise InvalidRequest("The message must be a JSON object")
     requestid = obj.get("requestid")
     try:
+        pattern = _LONG_DIGITS if isinstance(raw, str) else _LONG_DIGITS_BYTES
+        if pattern.search(raw) is not None:
+            _check_integers(raw)
         return _build_request(obj, requestid, default_endpoint, default_token)
     except FlowBusError as exc:
         if isinstance(requestid, (str, int)) and not isinstance(requestid, bool):
             exc.requestid = requestid
         raise
+
+
+def _check_int(literal: str) -> int:
+    if len(literal) > 20 or not _INT_MIN <= (value := int(literal)) <= _INT_MAX:
+        raise InvalidRequest("Integers must fit in 64 bits")
+    return value
+
+
+def _check_integers(raw: str | bytes) -> None:
+    """Raise InvalidRequest if an integer literal in ``raw`` does not fit 64 bits (slow, exact)."""
+    try:
+        json.loads(raw, parse_int=_check_int)
+    except RecursionError:
+        raise InvalidRequest("The message is nested too deep") from None
 
 
 def _build_request(

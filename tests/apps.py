@@ -1,0 +1,109 @@
+"""A test application, ``testing``, served with ``flowbus serve --app tests.apps:create_app``.
+
+Its endpoints misbehave on purpose, so tests can prove what the bus does around them:
+
+* ``testing/slow`` RUN sleeps ``data.seconds`` (default 1) and answers ``{"slept": seconds}``.
+* ``testing/gate`` RUN, ``objectid`` naming a gate, ``data.action`` one of:
+  ``wait`` (default) blocks until released and answers ``{"gate": id, "released": true}``;
+  ``release`` releases the oldest waiter (all of them with ``data.all``) and answers what it saw:
+  ``{"released": n, "waiting": waiting before, "touched": n}``;
+  ``touch`` counts one touch of the gate and answers ``{"touched": n}``;
+  ``status`` answers ``{"waiting": n, "touched": n, "slow": slow calls running}``.
+* ``testing/boom`` RUN raises a plain RuntimeError (a bug, as far as the bus knows).
+* ``testing/unserializable`` RUN answers something that is not JSON.
+
+State lives in the served process; tests keep apart by gate names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from flowbus import Application, Call, Endpoint
+
+__all__ = ["create_app"]
+
+SECRET = "secret-detail-that-must-stay-in-the-log"
+
+
+@dataclass
+class _Gate:
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
+    touched: int = 0
+
+
+_gates: defaultdict[str, _Gate] = defaultdict(_Gate)
+_slow_running = 0
+
+
+class Slow(Endpoint):
+    description = "Sleeps data.seconds, then answers"
+
+    async def run(self, call: Call) -> dict[str, Any]:
+        global _slow_running
+        seconds = float((call.data or {}).get("seconds", 1))
+        _slow_running += 1
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            _slow_running -= 1
+        return {"slept": seconds}
+
+
+class Gate(Endpoint):
+    description = "Blocks callers until another call releases them"
+
+    async def run(self, call: Call) -> dict[str, Any]:
+        assert call.objectid is not None
+        gate = _gates[call.objectid]
+        data = call.data or {}
+        action = data.get("action", "wait")
+        if action == "wait":
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            gate.waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in gate.waiters:
+                    gate.waiters.remove(waiter)
+            return {"gate": call.objectid, "released": True}
+        if action == "release":
+            waiting = len(gate.waiters)
+            chosen = list(gate.waiters) if data.get("all") else gate.waiters[:1]
+            for waiter in chosen:
+                gate.waiters.remove(waiter)
+                waiter.set_result(None)
+            return {"released": len(chosen), "waiting": waiting, "touched": gate.touched}
+        if action == "touch":
+            gate.touched += 1
+            return {"touched": gate.touched}
+        if action == "status":
+            return {"waiting": len(gate.waiters), "touched": gate.touched, "slow": _slow_running}
+        raise ValueError(f"unknown gate action {action!r}")
+
+
+class Boom(Endpoint):
+    description = "Fails with a plain exception"
+
+    async def run(self, call: Call) -> Any:
+        raise RuntimeError(f"boom: {SECRET}")
+
+
+class Unserializable(Endpoint):
+    description = "Answers a value that JSON cannot carry"
+
+    async def run(self, call: Call) -> Any:
+        return {"value": object()}
+
+
+def create_app() -> Application:
+    """Build the ``testing`` application."""
+    app = Application("testing", description="Endpoints that misbehave on purpose")
+    app.add(Slow("testing/slow"))
+    app.add(Gate("testing/gate"))
+    app.add(Boom("testing/boom"))
+    app.add(Unserializable("testing/unserializable"))
+    return app
