@@ -2,31 +2,45 @@
 
 from __future__ import annotations
 
+import orjson
 from aiohttp import web
 
 from flowbus.config import Settings
 from flowbus.dispatcher import Dispatcher
 from flowbus.registry import Registry
+from gateway.handlers import api, openapi
+from gateway.keys import DISPATCHER, REGISTRY, SETTINGS, TABLES, Tables
+from gateway.middlewares import envelope_errors
+from gateway.openapi import build_openapi
 
-__all__ = ["DISPATCHER", "REGISTRY", "SETTINGS", "HttpGateway", "create_app"]
-
-DISPATCHER = web.AppKey("dispatcher", Dispatcher)
-REGISTRY = web.AppKey("registry", Registry)
-SETTINGS = web.AppKey("settings", Settings)
+__all__ = ["DISPATCHER", "REGISTRY", "SETTINGS", "TABLES", "HttpGateway", "create_app"]
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """200 ``{"status": "ok"}`` while serving, 503 ``closing`` while shutting down."""
     closing = request.app[DISPATCHER].closing
     return web.json_response({"status": "closing" if closing else "ok"}, status=503 if closing else 200)
 
 
+async def _build_tables(app: web.Application) -> None:
+    """Derive the lookup tables and the OpenAPI document from the (now frozen) registry."""
+    registry = app[REGISTRY]
+    tables = app[TABLES]
+    tables.apps = {entry.endpoint.name: entry.app for entry in registry.entries()}
+    tables.openapi = orjson.dumps(build_openapi(registry))
+
+
 def create_app(dispatcher: Dispatcher, registry: Registry, settings: Settings) -> web.Application:
     """Build the gateway's aiohttp application."""
-    app = web.Application(client_max_size=settings.max_message_size)
+    app = web.Application(client_max_size=settings.max_message_size, middlewares=[envelope_errors])
     app[DISPATCHER] = dispatcher
     app[REGISTRY] = registry
     app[SETTINGS] = settings
+    app[TABLES] = Tables()
+    app.on_startup.append(_build_tables)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/api/openapi.json", openapi)
+    app.router.add_route("*", "/api/{tail:.*}", api)
     return app
 
 

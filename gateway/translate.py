@@ -1,0 +1,405 @@
+"""HTTP ↔ bus translation: pure functions, no aiohttp, no I/O.
+
+An HTTP call ``VERB /api/<app>/<endpoint...>/<objectid>`` becomes a
+:class:`flowbus.protocol.Request` plus the caller's :class:`flowbus.auth.base.Credentials`
+(:func:`to_call`), its body becomes the request's ``data`` (:func:`read_data`, JSON or XML),
+and a :class:`flowbus.protocol.Response` becomes ``(status, headers, body)`` in JSON or XML
+(:func:`render`). Every refusal is a :class:`flowbus.errors.FlowBusError`, so the caller
+answers it as an envelope like any other error.
+
+``headers`` arguments must look up names case-insensitively (aiohttp's ``CIMultiDict`` does);
+``query`` arguments are mappings of the decoded query string (repeated keys: the last wins
+for parameters).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import unquote
+from xml.parsers.expat import ExpatError
+from xml.sax.saxutils import escape, quoteattr
+
+import orjson
+import xmltodict
+
+from flowbus.auth.base import Credentials
+from flowbus.errors import (
+    AuthFailed,
+    InvalidRequest,
+    MethodNotSupported,
+    MissingObjectId,
+    NoSuchEndpoint,
+)
+from flowbus.protocol import NEEDS_DATA, NEEDS_OBJECTID, Method, Request, Response, parse_method, response_dict
+
+__all__ = [
+    "BODY_METHODS",
+    "JSON_CONTENT_TYPE",
+    "XML_CONTENT_TYPE",
+    "choose_method",
+    "is_xml",
+    "locate",
+    "parse_json",
+    "parse_xml",
+    "read_credentials",
+    "read_data",
+    "render",
+    "to_call",
+    "to_xml",
+    "wants_xml",
+]
+
+BODY_METHODS = frozenset({Method.CREATE, Method.UPDATE, Method.RUN})
+"""The methods whose call reads the HTTP body (RUN's is optional)."""
+
+JSON_CONTENT_TYPE = "application/json"
+XML_CONTENT_TYPE = "application/xml; charset=utf-8"
+
+# Header name and query-string twin of each envelope field that travels outside the body.
+TOKEN = ("Flow-Auth-Token", "token")
+OBJECTID = ("Flow-Request-ObjectId", "objectid")
+NAMESPACE = ("Flow-Request-Namespace", "namespace")
+METHOD = ("Flow-Request-Method", "method")
+_TWINS = frozenset(twin for _, twin in (TOKEN, OBJECTID, NAMESPACE, METHOD))
+
+# What each verb means without Flow-Request-Method: (without an object id, with one).
+_DEFAULTS: dict[str, tuple[Method, Method]] = {
+    "GET": (Method.LIST, Method.OPEN),
+    "POST": (Method.CREATE, Method.UPDATE),
+    "PUT": (Method.UPDATE, Method.UPDATE),
+    "PATCH": (Method.UPDATE, Method.UPDATE),
+    "DELETE": (Method.DELETE, Method.DELETE),
+}
+# What each verb may carry in Flow-Request-Method. PUT, PATCH and DELETE carry only
+# their own meaning; a GET never creates, updates or runs.
+_CARRIES: dict[str, frozenset[Method]] = {
+    "GET": frozenset({Method.LIST, Method.OPEN, Method.INDEX, Method.DELETE}),
+    "POST": frozenset({Method.CREATE, Method.UPDATE, Method.RUN, Method.DELETE}),
+    "PUT": frozenset({Method.UPDATE}),
+    "PATCH": frozenset({Method.UPDATE}),
+    "DELETE": frozenset({Method.DELETE}),
+}
+
+_XML_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9._-]*")
+# Characters XML 1.0 cannot carry, even escaped.
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_XML_REFUSED = re.compile(r"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+
+
+# -- request ----------------------------------------------------------------------------------
+
+
+def to_call(
+    verb: str,
+    path: str,
+    headers: Mapping[str, str],
+    query: Mapping[str, str],
+    apps: Mapping[str, str],
+    peer: str = "",
+) -> tuple[Request, Credentials]:
+    """Translate everything of an HTTP call but its body.
+
+    Args:
+        verb: the HTTP method, upper-case.
+        path: the raw (still percent-encoded) path after ``/api/``.
+        headers: the request headers.
+        query: the decoded query string.
+        apps: endpoint name → application name, for every registered endpoint.
+        peer: the client's address.
+
+    Returns:
+        The request (``data`` still None; see :func:`read_data`) and the credentials.
+
+    Raises:
+        NoSuchEndpoint: the path names no endpoint of that application.
+        MethodNotSupported: the verb cannot carry the method.
+        InvalidRequest: an unknown method name.
+        MissingObjectId: the method needs an object id and none was given.
+        AuthFailed: malformed HTTP Basic credentials.
+    """
+    endpoint, objectid = locate(path, _twin(headers, query, OBJECTID), apps)
+    method = choose_method(verb, _twin(headers, query, METHOD), objectid is not None)
+    if objectid is None and method in NEEDS_OBJECTID:
+        raise MissingObjectId(f"{method} needs an object id: end the path with it, or send Flow-Request-ObjectId")
+    credentials = read_credentials(headers, query, peer)
+    request = Request(
+        method=method,
+        endpoint=endpoint,
+        objectid=objectid,
+        token=credentials.token,
+        namespace=_twin(headers, query, NAMESPACE) or "",
+        parameters={key: value for key, value in query.items() if key not in _TWINS},
+    )
+    return request, credentials
+
+
+def _twin(headers: Mapping[str, str], query: Mapping[str, str], names: tuple[str, str]) -> str | None:
+    """The value of a header, else of its query-string twin; empty counts as absent."""
+    header, key = names
+    return headers.get(header) or query.get(key) or None
+
+
+def locate(path: str, objectid: str | None, apps: Mapping[str, str]) -> tuple[str, str | None]:
+    """Read the endpoint and object id a path names.
+
+    ``<app>/<endpoint...>/`` names the endpoint; ``<app>/<endpoint...>/<objectid>`` also the
+    (percent-decoded) object id — unless ``objectid`` is already given (by header or query
+    string), in which case the whole path after ``<app>`` names the endpoint.
+
+    Args:
+        path: the raw path after ``/api/``.
+        objectid: the object id given outside the path, or None.
+        apps: endpoint name → application name.
+
+    Returns:
+        (endpoint name, object id or None)
+
+    Raises:
+        NoSuchEndpoint: no such endpoint, or it belongs to another application.
+    """
+    app, _, rest = path.partition("/")
+    if objectid is None and rest and not rest.endswith("/"):
+        rest, _, last = rest.rpartition("/")
+        objectid = unquote(last)
+    endpoint = unquote(rest).strip("/")
+    app = unquote(app)
+    if not endpoint or apps.get(endpoint) != app:
+        raise NoSuchEndpoint(f"No endpoint {endpoint[:128]!r} in application {app[:64]!r}")
+    return endpoint, objectid
+
+
+def choose_method(verb: str, declared: str | None, has_objectid: bool) -> Method:
+    """The bus method of an HTTP call.
+
+    Args:
+        verb: the HTTP method, upper-case.
+        declared: the Flow-Request-Method value, or None.
+        has_objectid: whether the call names an object.
+
+    Raises:
+        MethodNotSupported: the verb is not mapped, or cannot carry ``declared``.
+        InvalidRequest: ``declared`` is not a method name.
+    """
+    carries = _CARRIES.get(verb)
+    if carries is None:
+        raise MethodNotSupported(f"HTTP {verb[:16]} is not mapped to a bus method")
+    if declared is None:
+        return _DEFAULTS[verb][has_objectid]
+    method = parse_method(declared)
+    if method not in carries:
+        raise MethodNotSupported(f"HTTP {verb} cannot carry {method}")
+    return method
+
+
+def read_credentials(headers: Mapping[str, str], query: Mapping[str, str], peer: str = "") -> Credentials:
+    """What the caller presented: a token, HTTP Basic, an API key.
+
+    The token comes from Flow-Auth-Token, else the ``token`` query key, else
+    ``Authorization: Bearer``.
+
+    Raises:
+        AuthFailed: ``Authorization: Basic`` that is not base64 of UTF-8 ``username:password``.
+    """
+    token = _twin(headers, query, TOKEN)
+    username = password = None
+    authorization = headers.get("Authorization")
+    if authorization:
+        scheme, _, value = authorization.strip().partition(" ")
+        scheme = scheme.lower()
+        if scheme == "bearer":
+            token = token or value.strip() or None
+        elif scheme == "basic":
+            username, password = _basic(value.strip())
+    return Credentials(
+        token=token,
+        username=username,
+        password=password,
+        apikey=headers.get("X-API-Key") or None,
+        peer=peer,
+    )
+
+
+def _basic(value: str) -> tuple[str, str]:
+    try:
+        decoded = base64.b64decode(value, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise AuthFailed("Malformed HTTP Basic credentials") from None
+    username, sep, password = decoded.partition(":")
+    if not sep or not username:
+        raise AuthFailed("Malformed HTTP Basic credentials: expected base64 of username:password")
+    return username, password
+
+
+# -- body -------------------------------------------------------------------------------------
+
+
+def read_data(method: Method, body: bytes, content_type: str) -> dict[str, Any] | None:
+    """The ``data`` of a call from its HTTP body: XML for XML content types, JSON otherwise.
+
+    Raises:
+        InvalidRequest: no body where ``method`` needs one; not a JSON object; bad or refused XML.
+    """
+    if not body.strip():
+        if method in NEEDS_DATA:
+            raise InvalidRequest(f"{method} needs a body: a JSON object")
+        return None
+    return parse_xml(body) if is_xml(content_type) else parse_json(body)
+
+
+def is_xml(content_type: str) -> bool:
+    """Whether a media type (parameters allowed) is XML: ``application/xml``, ``text/xml``, ``*+xml``."""
+    mime = content_type.partition(";")[0].strip().lower()
+    return mime in ("application/xml", "text/xml") or mime.endswith("+xml")
+
+
+def parse_json(body: bytes) -> dict[str, Any]:
+    """Parse a JSON object.
+
+    Raises:
+        InvalidRequest: not JSON, or not an object.
+    """
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("The body is not valid JSON (UTF-8, at most 64-bit numbers)") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("The body must be a JSON object")
+    return data
+
+
+def parse_xml(body: bytes) -> dict[str, Any]:
+    """Parse an XML document: the root element's children (and attributes) become the object.
+
+    Text values stay strings; an empty element is null; an element whose children are all
+    ``<item>`` elements is a list (the shape :func:`to_xml` writes).
+
+    Raises:
+        InvalidRequest: not UTF-8, has a DTD or entity declaration, not well-formed, or a root
+            element without children.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRequest("An XML body must be UTF-8") from None
+    if _XML_REFUSED.search(text):
+        raise InvalidRequest("DTDs and entity declarations are not accepted")
+    try:
+        document = xmltodict.parse(text, disable_entities=True, attr_prefix="", force_list=("item",))
+    except (ExpatError, ValueError):
+        raise InvalidRequest("The body is not well-formed XML") from None
+    root = next(iter(document.values()), None)
+    if root is None:
+        return {}
+    if not isinstance(root, dict):
+        raise InvalidRequest("The XML root element must contain one element per field")
+    return {key: _from_xml(value) for key, value in root.items()}
+
+
+def _from_xml(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_from_xml(item) for item in value]
+    if isinstance(value, dict):
+        if len(value) == 1 and "item" in value:
+            return _from_xml(value["item"])
+        return {key: _from_xml(item) for key, item in value.items()}
+    return value
+
+
+# -- response ---------------------------------------------------------------------------------
+
+
+def render(response: Response, accept: str, *, created: bool = False) -> tuple[int, dict[str, str], bytes]:
+    """Render a response as HTTP.
+
+    Args:
+        response: the dispatcher's answer.
+        accept: the request's Accept header ("" if none).
+        created: the call was a CREATE (a success answers 201).
+
+    Returns:
+        (status, headers, body)
+    """
+    status = 201 if created and response.error is None else response.http_status
+    headers: dict[str, str] = {}
+    if response.error is not None and response.error.retry_after is not None:
+        headers["Retry-After"] = str(max(0, math.ceil(response.error.retry_after)))
+    envelope = response_dict(response)
+    if wants_xml(accept):
+        headers["Content-Type"] = XML_CONTENT_TYPE
+        return status, headers, to_xml(envelope)
+    headers["Content-Type"] = JSON_CONTENT_TYPE
+    return status, headers, orjson.dumps(envelope)
+
+
+def wants_xml(accept: str) -> bool:
+    """Whether an Accept header prefers XML to JSON (by q-value, then by order; JSON by default)."""
+    if "xml" not in accept:
+        return False
+    best_xml = best_json = (-1.0, 0)
+    for index, part in enumerate(accept.split(",")):
+        mime, *params = part.split(";")
+        mime = mime.strip().lower()
+        rank = (_quality(params), -index)
+        if is_xml(mime):
+            best_xml = max(best_xml, rank)
+        elif mime in ("application/json", "application/*", "*/*") or mime.endswith("+json"):
+            best_json = max(best_json, rank)
+    return best_xml[0] > 0 and best_xml > best_json
+
+
+def _quality(params: list[str]) -> float:
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                return float(value)
+            except ValueError:
+                return 0.0
+    return 1.0
+
+
+def to_xml(envelope: dict[str, Any]) -> bytes:
+    """Render an envelope as XML: root ``response``, one element per field.
+
+    Lists are repeated ``item`` elements, booleans ``true``/``false``, null an empty element.
+    A key that is not an XML name becomes ``<entry key="...">``.
+    """
+    parts = ['<?xml version="1.0" encoding="UTF-8"?>\n<response>']
+    _xml_fields(envelope, parts)
+    parts.append("</response>")
+    return "".join(parts).encode("utf-8")
+
+
+def _xml_fields(obj: dict[str, Any], parts: list[str]) -> None:
+    for key, value in obj.items():
+        key = str(key)
+        if _XML_NAME.fullmatch(key):
+            _xml_element(key, "", value, parts)
+        else:
+            _xml_element("entry", f" key={quoteattr(_xml_text(key))}", value, parts)
+
+
+def _xml_element(tag: str, attrs: str, value: Any, parts: list[str]) -> None:
+    if value is None or value == [] or value == {}:
+        parts.append(f"<{tag}{attrs}/>")
+        return
+    parts.append(f"<{tag}{attrs}>")
+    if isinstance(value, dict):
+        _xml_fields(value, parts)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _xml_element("item", "", item, parts)
+    elif isinstance(value, bool):
+        parts.append("true" if value else "false")
+    else:
+        parts.append(escape(_xml_text(str(value))))
+    parts.append(f"</{tag}>")
+
+
+def _xml_text(text: str) -> str:
+    return _XML_ILLEGAL.sub("\ufffd", text)
