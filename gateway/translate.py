@@ -33,7 +33,6 @@ from flowbus.errors import (
     InvalidRequest,
     MethodNotSupported,
     MissingObjectId,
-    NoSuchEndpoint,
 )
 from flowbus.protocol import NEEDS_DATA, NEEDS_OBJECTID, Method, Request, Response, parse_method, response_dict
 
@@ -116,7 +115,6 @@ def to_call(
         The request (``data`` still None; see :func:`read_data`) and the credentials.
 
     Raises:
-        NoSuchEndpoint: the path names no endpoint of that application.
         MethodNotSupported: the verb cannot carry the method.
         InvalidRequest: an unknown method name.
         MissingObjectId: the method needs an object id and none was given.
@@ -156,11 +154,13 @@ def locate(path: str, objectid: str | None, apps: Mapping[str, str]) -> tuple[st
         objectid: the object id given outside the path, or None.
         apps: endpoint name → application name.
 
+    A path that names no endpoint of ``<app>`` (unknown, or another application's) gives
+    ``/<app>/<endpoint...>`` as the endpoint: no endpoint has that name (names never start
+    with ``/``), so the dispatcher answers NO_SUCH_ENDPOINT in its usual order, after the
+    credentials, exactly as over websockets.
+
     Returns:
         (endpoint name, object id or None)
-
-    Raises:
-        NoSuchEndpoint: no such endpoint, or it belongs to another application.
     """
     app, _, rest = path.partition("/")
     if objectid is None and rest and not rest.endswith("/"):
@@ -169,7 +169,7 @@ def locate(path: str, objectid: str | None, apps: Mapping[str, str]) -> tuple[st
     endpoint = unquote(rest).strip("/")
     app = unquote(app)
     if not endpoint or apps.get(endpoint) != app:
-        raise NoSuchEndpoint(f"No endpoint {endpoint[:128]!r} in application {app[:64]!r}")
+        return f"/{app}/{endpoint}", objectid
     return endpoint, objectid
 
 

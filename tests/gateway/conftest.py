@@ -1,0 +1,34 @@
+"""Gateway fixtures: a bus that also serves the echo application, and HTTP sessions."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import aiohttp
+import pytest
+
+from tests.support import Served, serve
+
+
+@pytest.fixture(scope="module")
+def echo_bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """A bus with the built-in applications and ``tests.gateway.echo``, shared by a module."""
+    served = serve(tmp_path_factory.mktemp("echo-bus"), "--app", "tests.gateway.echo:create_app")
+    try:
+        yield served
+    finally:
+        served.stop()
+
+
+@pytest.fixture
+async def http(bus: Served) -> AsyncIterator[aiohttp.ClientSession]:
+    """An HTTP session on the module's bus (paths relative to its root)."""
+    async with aiohttp.ClientSession(base_url=bus.http_url) as session:
+        yield session
+
+
+@pytest.fixture
+async def echo_http(echo_bus: Served) -> AsyncIterator[aiohttp.ClientSession]:
+    """An HTTP session on the echo bus."""
+    async with aiohttp.ClientSession(base_url=echo_bus.http_url) as session:
+        yield session
