@@ -70,7 +70,8 @@ async def test_index_search_over_http(http):
 async def test_namespaces_keep_objects_apart(http):
     """An object created in one namespace is neither opened nor listed from another."""
     objectid, here, there = unique(), unique("ns"), unique("ns")
-    status, _ = await fetch(http, "POST", DEVICES, headers={"Flow-Request-Namespace": here}, json={"id": objectid, "name": "x"})
+    body = {"id": objectid, "name": "x"}
+    status, _ = await fetch(http, "POST", DEVICES, headers={"Flow-Request-Namespace": here}, json=body)
     assert status == 201
     status, envelope = await fetch(http, "GET", DEVICES + objectid, headers={"Flow-Request-Namespace": there})
     assert (status, envelope["errorcode"]) == (404, "DO_NOT_EXIST")

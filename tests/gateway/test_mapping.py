@@ -133,7 +133,8 @@ async def test_headers_win_over_query_twins(echo_http):
 
 async def test_namespace_header_reaches_endpoint(echo_http):
     """Flow-Request-Namespace is the call's namespace; without it the namespace is empty."""
-    assert (await echoed(echo_http, "GET", OBJECT, headers={"Flow-Request-Namespace": "site-a"}))["namespace"] == "site-a"
+    call = await echoed(echo_http, "GET", OBJECT, headers={"Flow-Request-Namespace": "site-a"})
+    assert call["namespace"] == "site-a"
     assert (await echoed(echo_http, "GET", OBJECT))["namespace"] == ""
 
 
