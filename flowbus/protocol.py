@@ -63,6 +63,7 @@ for _m in Method:
 # at least 20 digits (19 after a '-'), so only a message with such a run (rare) is checked again, exactly.
 _LONG_DIGITS = re.compile(r"-[0-9]{19}|[0-9]{20}")
 _LONG_DIGITS_BYTES = re.compile(rb"-[0-9]{19}|[0-9]{20}")
+_NOT_JSON = "The message is not valid JSON (UTF-8, numbers within 64 bits, nested at most 1024 deep)"
 _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
 
@@ -162,7 +163,7 @@ def parse_request(
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        raise InvalidRequest("The message is not valid JSON (UTF-8, nested at most 1024 deep)") from None
+        raise InvalidRequest(_NOT_JSON) from None
     if not isinstance(obj, dict):
         raise InvalidRequest("The message must be a JSON object")
     requestid = obj.get("requestid")

@@ -294,7 +294,10 @@ def _filter_values(value: Any) -> list[Any]:
         return []
     if isinstance(value, bool):
         return [int(value)]
-    if isinstance(value, (int, float)):
+    if isinstance(value, int):
+        # SQLite integers are 64-bit signed; JSON reads bigger ones as REAL.
+        return [value] if -(2**63) <= value < 2**63 else [float(value)]
+    if isinstance(value, float):
         return [value]
     if not isinstance(value, str):
         return [orjson.dumps(value).decode()]
