@@ -20,7 +20,7 @@ from flowbus.errors import (
     Timeout,
     Unavailable,
 )
-from flowbus.protocol import Page, Request, Response, encode_response, new_errorid, parse_request
+from flowbus.protocol import Method, Page, Request, Response, encode_response, new_errorid, parse_request
 from flowbus.registry import Registry
 
 __all__ = ["Dispatcher"]
@@ -122,7 +122,8 @@ class Dispatcher:
         handler = entry.handlers.get(request.method)
         if handler is None:
             raise MethodNotSupported(f"{request.endpoint} does not support {request.method}")
-        self.authorizer.authorize(identity, request.method, request.endpoint, request.namespace)
+        permission = entry.endpoint.permissions.get(request.objectid or "") if request.method is Method.RUN else None
+        self.authorizer.authorize(identity, request.method, request.endpoint, request.namespace, permission)
         call = Call(
             request.method,
             request.endpoint,
@@ -132,6 +133,7 @@ class Dispatcher:
             request.data,
             identity,
             self.services,
+            credentials.peer,
         )
         try:
             async with asyncio.timeout(self.call_timeout):

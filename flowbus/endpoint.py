@@ -80,6 +80,7 @@ class Call:
     data: dict[str, Any] | None
     identity: Identity
     services: Services
+    peer: str = ""
 
     @property
     def store(self) -> Store:
@@ -102,12 +103,15 @@ class Endpoint:
         description: one line for discovery and the OpenAPI document.
         schema: the JSON Schema of the objects' data, if any.
         public: methods callable without credentials (e.g. a login).
+        permissions: RUN operations (by object id) that need a named permission besides the
+            right to RUN on this endpoint, e.g. ``{"purge": "inventory.purge"}``.
     """
 
     name: str = ""
     description: str = ""
     schema: dict[str, Any] | None = None
     public: frozenset[Method] = frozenset()
+    permissions: dict[str, str] = {}
 
     def __init__(self, name: str | None = None, *, description: str | None = None) -> None:
         if name is not None:

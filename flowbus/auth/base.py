@@ -74,8 +74,10 @@ class Authenticator(Protocol):
 class Authorizer(Protocol):
     """Decides whether an identity may call a method on an endpoint in a namespace."""
 
-    def authorize(self, identity: Identity, method: str, endpoint: str, namespace: str) -> None:
-        """Return if allowed.
+    def authorize(
+        self, identity: Identity, method: str, endpoint: str, namespace: str, permission: str | None = None
+    ) -> None:
+        """Return if allowed. ``permission`` is the named permission a RUN operation requires, if any.
 
         Raises:
             PermissionDenied: the identity may not do this.
@@ -93,5 +95,7 @@ class OpenAuthenticator:
 class AllowAll:
     """Allows every call."""
 
-    def authorize(self, identity: Identity, method: str, endpoint: str, namespace: str) -> None:
+    def authorize(
+        self, identity: Identity, method: str, endpoint: str, namespace: str, permission: str | None = None
+    ) -> None:
         return None
