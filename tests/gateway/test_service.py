@@ -1,0 +1,121 @@
+"""The gateway as a service: OpenAPI, health, unknown paths, body size, last-resort errors."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from openapi_spec_validator import validate
+
+from flowbus.bus import Bus
+from flowbus.config import Settings
+from gateway import create_app
+from tests.gateway.helpers import DEVICES, fetch
+from tests.support import Served, serve
+
+LIMIT = 1024
+
+
+async def test_openapi_document_validates(http):
+    """/api/openapi.json is a valid OpenAPI 3.1 document listing inventory/device's operations."""
+    async with http.get("/api/openapi.json") as response:
+        assert response.status == 200 and response.content_type == "application/json"
+        document = orjson.loads(await response.read())
+    validate(document)
+    assert document["openapi"].startswith("3.1")
+    collection = document["paths"]["/api/inventory/inventory/device/"]
+    item = document["paths"]["/api/inventory/inventory/device/{objectid}"]
+    assert set(collection) == {"get", "post"}
+    assert {"get", "post", "put", "patch", "delete"} <= set(item)
+    body = collection["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert document["components"]["schemas"][body.rsplit("/", 1)[1]]["required"] == ["name"]
+    ids = [op["operationId"] for path in document["paths"].values() for op in path.values() if "operationId" in op]
+    assert len(ids) == len(set(ids))
+    assert "/api/system/system/endpoint/" in document["paths"]
+    assert set(document["components"]["securitySchemes"]) >= {"basic", "bearer", "flowToken", "apiKey"}
+
+
+async def test_openapi_describes_run_and_index(echo_http):
+    """An endpoint with RUN and INDEX shows them as Flow-Request-Method values of POST and GET."""
+    async with echo_http.get("/api/openapi.json") as response:
+        document = orjson.loads(await response.read())
+    validate(document)
+    item = document["paths"]["/api/echo/echo/call/{objectid}"]
+    methods = {verb: _method_enum(op) for verb, op in item.items() if verb != "parameters"}
+    assert methods["post"] == ["UPDATE", "RUN"] and methods["get"] == ["OPEN", "INDEX"]
+    assert "/api/echo/echo/deep/call/" in document["paths"]
+
+
+def _method_enum(operation: dict) -> list[str]:
+    return next(p["schema"]["enum"] for p in operation["parameters"] if p.get("name") == "Flow-Request-Method")
+
+
+async def test_healthz(http):
+    """/healthz answers 200 with status ok while the bus serves."""
+    async with http.get("/healthz") as response:
+        assert response.status == 200
+        assert await response.json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize("path", ["/", "/nothing/here", "/apix/inventory"])
+async def test_unknown_paths_answer_404_envelope(http, path: str):
+    """Paths outside /api answer a 404 NO_SUCH_ENDPOINT envelope."""
+    status, envelope = await fetch(http, "GET", path)
+    assert (status, envelope["errorcode"], envelope["success"]) == (404, "NO_SUCH_ENDPOINT", False)
+
+
+@pytest.fixture
+def small_bus(tmp_path: Path) -> Iterator[Served]:
+    """A bus of this test's own whose largest body is LIMIT bytes."""
+    served = serve(tmp_path, env={"FLOWBUS_MAX_MESSAGE_SIZE": str(LIMIT)})
+    try:
+        yield served
+    finally:
+        served.stop()
+
+
+async def test_body_over_limit_is_413(small_bus):
+    """A body over max_message_size answers 413 TOO_LARGE; a body of exactly the limit is taken."""
+    padding = LIMIT - len(b'{"name":"big","description":""}')
+    exact = b'{"name":"big","description":"' + b"x" * padding + b'"}'
+    assert len(exact) == LIMIT
+    async with aiohttp.ClientSession(base_url=small_bus.http_url) as http:
+        status, envelope = await fetch(http, "POST", DEVICES, data=exact)
+        assert status == 201, envelope
+        status, envelope = await fetch(http, "POST", DEVICES, data=exact[:-2] + b'x"}')
+        assert (status, envelope["errorcode"]) == (413, "TOO_LARGE")
+        status, _ = await fetch(http, "GET", DEVICES)
+        assert status == 200
+    assert envelope["errorid"] in small_bus.log()
+
+
+@pytest.fixture
+async def broken_gateway(tmp_path: Path) -> AsyncIterator[TestClient]:
+    """An in-process gateway with an extra route that fails with an unexpected exception."""
+
+    async def boom(request: web.Request) -> web.Response:
+        raise RuntimeError("secret detail /etc/passwd")
+
+    settings = Settings(data=tmp_path)
+    bus = Bus(settings, [])
+    app = create_app(bus.dispatcher, bus.registry, settings)
+    app.router.add_get("/boom", boom)
+    async with TestClient(TestServer(app)) as client:
+        yield client
+
+
+async def test_unexpected_exception_is_internal_error(broken_gateway, caplog):
+    """An unexpected exception answers 500 INTERNAL_ERROR; the traceback is only logged, under the errorid."""
+    with caplog.at_level(logging.ERROR, logger="gateway"):
+        response = await broken_gateway.get("/boom")
+        envelope = await response.json()
+    assert (response.status, envelope["errorcode"], envelope["success"]) == (500, "INTERNAL_ERROR", False)
+    assert "secret" not in orjson.dumps(envelope).decode()
+    record = next(r for r in caplog.records if envelope["errorid"] in r.getMessage())
+    assert record.exc_info is not None

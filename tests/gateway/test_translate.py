@@ -1,0 +1,313 @@
+"""Unit tests of gateway.translate: HTTP ↔ bus translation without sockets."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import orjson
+import pytest
+import xmltodict
+from multidict import CIMultiDict
+
+from flowbus.endpoint import check_endpoint_name
+from flowbus.errors import (
+    AuthFailed,
+    DoesNotExist,
+    FlowBusError,
+    InvalidRequest,
+    MethodNotSupported,
+    MissingObjectId,
+    RateLimited,
+)
+from flowbus.protocol import Method, Response
+from gateway.translate import (
+    choose_method,
+    locate,
+    parse_xml,
+    read_credentials,
+    read_data,
+    render,
+    to_call,
+    to_xml,
+    wants_xml,
+)
+
+APPS = {"inventory/device": "inventory", "system/endpoint": "system", "a/b/c": "a"}
+
+
+def call(verb: str, path: str, headers: dict[str, str] | None = None, query: dict[str, str] | None = None):
+    """to_call with case-insensitive headers, as aiohttp gives them."""
+    return to_call(verb, path, CIMultiDict(headers or {}), query or {}, APPS, "10.0.0.1")
+
+
+LOCATIONS = [
+    pytest.param("inventory/inventory/device/", None, ("inventory/device", None), id="trailing-slash"),
+    pytest.param("inventory/inventory/device/d1", None, ("inventory/device", "d1"), id="objectid-segment"),
+    pytest.param("inventory/inventory/device/a%2Fb%25", None, ("inventory/device", "a/b%"), id="percent-decoded"),
+    pytest.param("inventory/inventory/device", "h", ("inventory/device", "h"), id="given-objectid-whole-path"),
+    pytest.param("inventory/inventory/device/", "h", ("inventory/device", "h"), id="given-objectid-slash"),
+    pytest.param("a/a/b/c/x", None, ("a/b/c", "x"), id="deep-endpoint"),
+    pytest.param("inventory/inventory/device", None, ("/inventory/inventory", "device"), id="no-slash-unknown"),
+    pytest.param("system/inventory/device/", None, ("/system/inventory/device", None), id="wrong-app"),
+    pytest.param("inventory/", None, ("/inventory/", None), id="app-only"),
+    pytest.param("", None, ("//", None), id="empty"),
+]
+
+
+@pytest.mark.parametrize(("path", "objectid", "expected"), LOCATIONS)
+def test_locate(path: str, objectid: str | None, expected: tuple[str, str | None]):
+    """The path names endpoint and object id; what names no endpoint of its app gets an unregistrable name."""
+    assert locate(path, objectid, APPS) == expected
+
+
+@pytest.mark.parametrize("path", ["system/inventory/device/", "nope/x/", "inventory/inventory/device"])
+def test_unmatched_paths_are_never_endpoint_names(path: str):
+    """The name given for an unmatched path cannot be registered, so the dispatcher answers NO_SUCH_ENDPOINT."""
+    endpoint, _ = locate(path, None, APPS)
+    with pytest.raises(ValueError):
+        check_endpoint_name(endpoint)
+
+
+METHODS = [
+    pytest.param("GET", None, False, Method.LIST, id="GET"),
+    pytest.param("GET", None, True, Method.OPEN, id="GET-objectid"),
+    pytest.param("POST", None, False, Method.CREATE, id="POST"),
+    pytest.param("POST", None, True, Method.UPDATE, id="POST-objectid"),
+    pytest.param("PUT", None, True, Method.UPDATE, id="PUT"),
+    pytest.param("PATCH", None, True, Method.UPDATE, id="PATCH"),
+    pytest.param("DELETE", None, True, Method.DELETE, id="DELETE"),
+    pytest.param("PUT", None, False, Method.UPDATE, id="PUT-no-objectid"),
+    pytest.param("GET", "INDEX", False, Method.INDEX, id="GET+INDEX"),
+    pytest.param("GET", "delete", True, Method.DELETE, id="GET+delete"),
+    pytest.param("GET", "List", False, Method.LIST, id="GET+List"),
+    pytest.param("POST", "RUN", True, Method.RUN, id="POST+RUN"),
+    pytest.param("POST", "DELETE", True, Method.DELETE, id="POST+DELETE"),
+    pytest.param("PATCH", "UPDATE", True, Method.UPDATE, id="PATCH+UPDATE"),
+]
+
+
+@pytest.mark.parametrize(("verb", "declared", "has_objectid", "method"), METHODS)
+def test_choose_method(verb: str, declared: str | None, has_objectid: bool, method: Method):
+    """Verbs map to methods; Flow-Request-Method picks one the verb can carry."""
+    assert choose_method(verb, declared, has_objectid) is method
+
+
+REFUSED = [
+    pytest.param("GET", "CREATE", MethodNotSupported, id="GET+CREATE"),
+    pytest.param("GET", "UPDATE", MethodNotSupported, id="GET+UPDATE"),
+    pytest.param("GET", "RUN", MethodNotSupported, id="GET+RUN"),
+    pytest.param("POST", "OPEN", MethodNotSupported, id="POST+OPEN"),
+    pytest.param("POST", "LIST", MethodNotSupported, id="POST+LIST"),
+    pytest.param("POST", "INDEX", MethodNotSupported, id="POST+INDEX"),
+    pytest.param("PUT", "DELETE", MethodNotSupported, id="PUT+DELETE"),
+    pytest.param("DELETE", "OPEN", MethodNotSupported, id="DELETE+OPEN"),
+    pytest.param("HEAD", None, MethodNotSupported, id="HEAD"),
+    pytest.param("OPTIONS", "OPEN", MethodNotSupported, id="OPTIONS"),
+    pytest.param("GET", "FETCH", InvalidRequest, id="unknown-method"),
+]
+
+
+@pytest.mark.parametrize(("verb", "declared", "error"), REFUSED)
+def test_choose_method_refuses(verb: str, declared: str | None, error: type[FlowBusError]):
+    """Other pairings are METHOD_NOT_SUPPORTED (405); an unknown method name INVALID_REQUEST (400)."""
+    with pytest.raises(error) as caught:
+        choose_method(verb, declared, True)
+    assert type(caught.value) is error
+
+
+def test_to_call_reads_headers():
+    """Headers give object id, method, namespace and token; the query string the parameters."""
+    headers = {
+        "flow-request-objectid": "d1",
+        "Flow-Request-Method": "INDEX",
+        "Flow-Request-Namespace": "site",
+        "Flow-Auth-Token": "tok",
+    }
+    request, credentials = call("GET", "inventory/inventory/device", headers, {"limit": "3", "q": "sw"})
+    assert (request.method, request.endpoint, request.objectid) == (Method.INDEX, "inventory/device", "d1")
+    assert (request.namespace, request.token, request.data) == ("site", "tok", None)
+    assert request.parameters == {"limit": "3", "q": "sw"}
+    assert credentials.token == "tok" and credentials.peer == "10.0.0.1"
+
+
+def test_to_call_reads_query_twins():
+    """token, objectid, namespace and method in the query string are twins, not parameters."""
+    query = {"token": "t", "objectid": "d2", "namespace": "n", "method": "OPEN", "sort": "-name"}
+    request, credentials = call("GET", "inventory/inventory/device", query=query)
+    assert (request.method, request.objectid, request.namespace) == (Method.OPEN, "d2", "n")
+    assert request.parameters == {"sort": "-name"} and credentials.token == "t"
+
+
+def test_header_wins_over_query():
+    """A header wins over its query-string twin; an empty header counts as absent."""
+    headers = {"Flow-Request-Namespace": "h", "Flow-Request-ObjectId": ""}
+    request, _ = call("GET", "inventory/inventory/device/", headers, {"namespace": "q", "objectid": "q1"})
+    assert (request.namespace, request.objectid) == ("h", "q1")
+
+
+@pytest.mark.parametrize(
+    ("verb", "path", "headers"),
+    [
+        pytest.param("GET", "inventory/inventory/device/", {"Flow-Request-Method": "OPEN"}, id="OPEN"),
+        pytest.param("PUT", "inventory/inventory/device/", {}, id="UPDATE"),
+        pytest.param("DELETE", "inventory/inventory/device/", {}, id="DELETE"),
+        pytest.param("POST", "inventory/inventory/device/", {"Flow-Request-Method": "RUN"}, id="RUN"),
+    ],
+)
+def test_missing_objectid(verb: str, path: str, headers: dict[str, str]):
+    """OPEN, UPDATE, DELETE and RUN without an object id are MISSING_OBJECTID."""
+    with pytest.raises(MissingObjectId):
+        call(verb, path, headers)
+
+
+def basic(raw: bytes) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+
+
+CREDENTIALS = [
+    pytest.param({"Authorization": "Bearer abc"}, {}, {"token": "abc"}, id="bearer"),
+    pytest.param({"authorization": "bearer  abc "}, {}, {"token": "abc"}, id="bearer-any-case"),
+    pytest.param({"Flow-Auth-Token": "f", "Authorization": "Bearer b"}, {}, {"token": "f"}, id="header-over-bearer"),
+    pytest.param({"Authorization": "Bearer b"}, {"token": "q"}, {"token": "q"}, id="query-over-bearer"),
+    pytest.param(basic(b"alice:s:e:cret"), {}, {"username": "alice", "password": "s:e:cret"}, id="basic"),
+    pytest.param(basic(b"bob:"), {}, {"username": "bob", "password": ""}, id="basic-empty-password"),
+    pytest.param({"X-API-Key": "k1"}, {}, {"apikey": "k1"}, id="apikey"),
+    pytest.param({"Authorization": "Digest x"}, {}, {}, id="other-scheme-ignored"),
+    pytest.param({}, {}, {}, id="none"),
+]
+
+
+@pytest.mark.parametrize(("headers", "query", "expected"), CREDENTIALS)
+def test_read_credentials(headers: dict[str, str], query: dict[str, str], expected: dict[str, str]):
+    """Tokens, HTTP Basic and API keys become credentials, with the peer address."""
+    credentials = read_credentials(CIMultiDict(headers), query, "peer")
+    fields = {"token": None, "username": None, "password": None, "apikey": None, **expected}
+    assert {name: getattr(credentials, name) for name in fields} == fields
+    assert credentials.peer == "peer"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param({"Authorization": "Basic !!"}, id="not-base64"),
+        pytest.param(basic(b"nocolon"), id="no-colon"),
+        pytest.param(basic(b":pw"), id="no-username"),
+        pytest.param(basic(b"\xff\xfe:x"), id="not-utf8"),
+    ],
+)
+def test_malformed_basic(headers: dict[str, str]):
+    """Malformed HTTP Basic credentials are AUTH_FAILED."""
+    with pytest.raises(AuthFailed):
+        read_credentials(CIMultiDict(headers), {})
+
+
+DATA = [
+    pytest.param(Method.CREATE, b'{"name": "x"}', "application/json", {"name": "x"}, id="json"),
+    pytest.param(Method.UPDATE, b'{"a": 1}', "", {"a": 1}, id="json-without-content-type"),
+    pytest.param(Method.RUN, b"", "", None, id="run-without-body"),
+    pytest.param(Method.RUN, b"  \n", "application/json", None, id="run-blank-body"),
+    pytest.param(Method.CREATE, b"<d><name>x</name></d>", "application/xml", {"name": "x"}, id="xml"),
+    pytest.param(Method.CREATE, b"<d/>", "text/xml; charset=utf-8", {}, id="xml-empty-root"),
+]
+
+
+@pytest.mark.parametrize(("method", "body", "content_type", "data"), DATA)
+def test_read_data(method: Method, body: bytes, content_type: str, data: Any):
+    """The body is the data: a JSON object, or an XML document's root children."""
+    assert read_data(method, body, content_type) == data
+
+
+BAD_BODIES = [
+    pytest.param(Method.CREATE, b"", "application/json", id="create-without-body"),
+    pytest.param(Method.UPDATE, b"   ", "application/json", id="update-blank-body"),
+    pytest.param(Method.CREATE, b"{bad", "application/json", id="not-json"),
+    pytest.param(Method.CREATE, b'"text"', "application/json", id="json-string"),
+    pytest.param(Method.CREATE, b"[]", "application/json", id="json-array"),
+    pytest.param(Method.CREATE, b"\xff\xfe", "application/json", id="not-utf8-json"),
+    pytest.param(Method.CREATE, b'<!DOCTYPE d [<!ENTITY e "x">]><d>&e;</d>', "application/xml", id="xml-dtd"),
+    pytest.param(Method.CREATE, b'<!ENTITY e "x"><d/>', "application/xml", id="xml-entity"),
+    pytest.param(Method.CREATE, b"<!doctype d><d/>", "application/xml", id="xml-doctype-lowercase"),
+    pytest.param(Method.CREATE, b"<d><e>x</d>", "application/xml", id="xml-malformed"),
+    pytest.param(Method.CREATE, b"<d>text</d>", "application/xml", id="xml-text-root"),
+    pytest.param(Method.CREATE, "<d><n>é</n></d>".encode("utf-16"), "application/xml", id="xml-not-utf8"),
+    pytest.param(Method.CREATE, b"<d>&undefined;</d>", "application/xml", id="xml-undefined-entity"),
+]
+
+
+@pytest.mark.parametrize(("method", "body", "content_type"), BAD_BODIES)
+def test_bad_bodies_are_invalid_request(method: Method, body: bytes, content_type: str):
+    """Missing, non-object, non-JSON and unsafe or malformed XML bodies are INVALID_REQUEST."""
+    with pytest.raises(InvalidRequest) as caught:
+        read_data(method, body, content_type)
+    assert type(caught.value) is InvalidRequest
+
+
+def test_parse_xml_shapes():
+    """Attributes become fields, <item> children lists, empty elements null, nested elements objects."""
+    body = b'<d id="7"><tags><item>a</item><item>b</item></tags><one><item>x</item></one><e/><o><k>v</k></o></d>'
+    assert parse_xml(body) == {"id": "7", "tags": ["a", "b"], "one": ["x"], "e": None, "o": {"k": "v"}}
+
+
+def test_render_json_success_and_created():
+    """A success renders as the JSON envelope; a CREATE answers 201."""
+    status, headers, body = render(Response(data={"id": "x"}), "", created=True)
+    assert status == 201 and headers["Content-Type"] == "application/json"
+    assert orjson.loads(body) == {"status": 0, "success": True, "data": {"id": "x"}, "dataType": "JSON"}
+    assert render(Response(data={}), "application/json")[0] == 200
+
+
+def test_render_error_status_and_retry_after():
+    """An error renders with its HTTP status; a failed CREATE is not 201; retryAfter also as Retry-After."""
+    status, _, body = render(Response(error=DoesNotExist(errorid="e1")), "", created=True)
+    assert status == 404 and orjson.loads(body)["errorcode"] == "DO_NOT_EXIST"
+    status, headers, _ = render(Response(error=RateLimited(retry_after=1.2)), "")
+    assert status == 429 and headers["Retry-After"] == "2"
+
+
+ACCEPTS = [
+    pytest.param("", False, id="none"),
+    pytest.param("*/*", False, id="any"),
+    pytest.param("application/json", False, id="json"),
+    pytest.param("application/xml", True, id="xml"),
+    pytest.param("text/xml", True, id="text-xml"),
+    pytest.param("text/html, application/xml;q=0.9, */*;q=0.8", True, id="browser"),
+    pytest.param("application/json, application/xml", False, id="json-first"),
+    pytest.param("application/xml, application/json", True, id="xml-first"),
+    pytest.param("application/json;q=0.4, application/xml;q=0.6", True, id="xml-by-q"),
+    pytest.param("application/xml;q=0", False, id="xml-refused"),
+    pytest.param("application/xml;q=bad", False, id="bad-q"),
+]
+
+
+@pytest.mark.parametrize(("accept", "xml"), ACCEPTS)
+def test_wants_xml(accept: str, xml: bool):
+    """Accept prefers XML by quality, then order; JSON otherwise."""
+    assert wants_xml(accept) is xml
+
+
+def test_to_xml_renders_envelope():
+    """Root 'response'; lists as <item>; booleans true/false; null empty; odd keys as <entry key>."""
+    envelope = {
+        "success": True,
+        "data": {"tags": ["a", "<b>"], "up": False, "none": None, "n": 1.5, "bad key": "v", "nested": [[1]]},
+    }
+    text = to_xml(envelope).decode()
+    assert text.startswith('<?xml version="1.0" encoding="UTF-8"?>')
+    assert "<tags><item>a</item><item>&lt;b&gt;</item></tags>" in text
+    assert '<entry key="bad key">v</entry>' in text
+    parsed = xmltodict.parse(text)["response"]
+    assert parsed["success"] == "true" and parsed["data"]["up"] == "false" and parsed["data"]["none"] is None
+    assert parsed["data"]["nested"] == {"item": {"item": "1"}}
+
+
+def test_to_xml_replaces_characters_xml_cannot_carry():
+    """Control characters XML 1.0 cannot carry are replaced, so the document stays well-formed."""
+    text = to_xml({"data": "a\x00b\x1fc"})
+    assert xmltodict.parse(text)["response"]["data"] == "a\ufffdb\ufffdc"
+
+
+def test_to_xml_round_trips_through_parse_xml():
+    """What to_xml writes, parse_xml reads back (as strings)."""
+    data = {"name": "sw", "tags": ["a", "b"], "where": {"room": "1"}, "empty": None}
+    assert parse_xml(to_xml(data)) == data
