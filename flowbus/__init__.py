@@ -4,6 +4,7 @@ This module exports the programming model an application needs.
 """
 
 from flowbus.auth.base import Credentials, Identity
+from flowbus.auth.engine import AuthEngine
 from flowbus.backplane import Event
 from flowbus.endpoint import Application, Call, Collection, Endpoint, Services
 from flowbus.errors import (
@@ -31,6 +32,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Application",
+    "AuthEngine",
     "AuthFailed",
     "AuthRequired",
     "Call",

@@ -19,8 +19,8 @@ def _bool(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _setting(default: Any, parse: Callable[[str], Any], help: str) -> Any:
-    return field(default=default, metadata={"parse": parse, "help": help})
+def _setting(default: Any, parse: Callable[[str], Any], help: str, *, secret: bool = False) -> Any:
+    return field(default=default, repr=not secret, metadata={"parse": parse, "help": help})
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +40,15 @@ class Settings:
     shutdown_grace: float = _setting(10.0, float, "seconds in-flight calls get to finish on shutdown")
     sync: str = _setting("full", str, "SQLite synchronous mode: full (power-loss safe) or normal")
     log_level: str = _setting("info", str, "log level: debug, info, warning, error")
+    no_auth: bool = _setting(False, _bool, "INSECURE: let every call in without credentials")
+    jwt_secret: str | None = _setting(None, str, "JWT signing secret (default: kept in the data dir)", secret=True)
+    token_lifetime: float = _setting(3600.0, float, "seconds a token is valid")
+    admin_password: str | None = _setting(None, str, "password of 'admin' made on first start", secret=True)
+    allowed_origins: tuple[str, ...] = _setting((), _apps, "browser Origins allowed to open websockets")
+    cors_origins: tuple[str, ...] = _setting((), _apps, "Origins the HTTP gateway allows by CORS")
+    login_failures_per_user: int = _setting(5, int, "failed logins per username per window")
+    login_failures_per_address: int = _setting(20, int, "failed logins per client address per window")
+    login_window: float = _setting(60.0, float, "seconds of the failed-login window")
 
     @classmethod
     def load(cls, flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:

@@ -1,0 +1,505 @@
+"""The authentication engine: users, tokens, API keys, roles, namespaces and login throttling.
+
+:class:`AuthEngine` is both the bus's Authenticator and its Authorizer. Users, roles, API keys
+and token revocations are kept in the store (namespace ``""``) and mirrored in memory, so
+checking a call needs no I/O: a verified token's identity is cached until it expires or is
+revoked, and revocation is a set lookup on every call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import functools
+import hmac
+import logging
+import re
+import secrets
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flowbus.auth.base import Credentials, Identity
+from flowbus.auth.tokens import (
+    Claims,
+    TokenIssuer,
+    hash_apikey,
+    hash_password,
+    new_apikey,
+    split_apikey,
+    verify_password,
+)
+from flowbus.errors import (
+    AuthFailed,
+    AuthRequired,
+    Conflict,
+    DoesNotExist,
+    InvalidData,
+    PermissionDenied,
+    RateLimited,
+)
+from flowbus.params import Query
+from flowbus.store.base import Store
+
+__all__ = ["BUILTIN_ROLES", "AuthEngine", "LoginThrottle", "Role", "Rule"]
+
+logger = logging.getLogger("flowbus.auth")
+
+USERS, ROLES, APIKEYS, TOKENS = "auth/user", "auth/role", "auth/apikey", "auth/token"
+ALL_METHODS = ("LIST", "OPEN", "CREATE", "UPDATE", "DELETE", "INDEX", "RUN")
+READ_METHODS = ("LIST", "OPEN", "INDEX")
+_USERNAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
+_ADMIN_ONLY = ["auth/user", "auth/role"]
+
+
+@dataclass(slots=True, frozen=True)
+class Rule:
+    """Allows (or, with ``deny``, forbids) ``methods`` on endpoints matching ``endpoints`` (a glob)
+    in namespaces matching one of ``namespaces`` (globs; None means every namespace)."""
+
+    endpoints: str
+    methods: frozenset[str]
+    namespaces: tuple[str, ...] | None = None
+    deny: bool = False
+
+    def matches(self, method: str, endpoint: str, namespace: str) -> bool:
+        if method not in self.methods or not fnmatch.fnmatchcase(endpoint, self.endpoints):
+            return False
+        return self.namespaces is None or any(fnmatch.fnmatchcase(namespace, ns) for ns in self.namespaces)
+
+    @classmethod
+    def parse(cls, raw: Any) -> Rule:
+        """Read a rule from its stored form; raise InvalidData if it is malformed."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("endpoints"), str):
+            raise InvalidData("A rule is {endpoints: glob, methods: [...], namespaces: [...]}", field="rules")
+        methods = raw.get("methods", list(ALL_METHODS))
+        if not isinstance(methods, list) or not set(map(str.upper, methods)) <= set(ALL_METHODS) | {"*"}:
+            raise InvalidData(f"Rule methods must be among {', '.join(ALL_METHODS)}", field="rules")
+        upper = {m.upper() for m in methods}
+        namespaces = raw.get("namespaces")
+        if namespaces is not None and _check_namespaces(namespaces) is None:
+            raise InvalidData("Rule namespaces must be a list of strings", field="rules")
+        return cls(
+            raw["endpoints"],
+            frozenset(ALL_METHODS) if "*" in upper else frozenset(upper),
+            None if namespaces is None else tuple(namespaces),
+            bool(raw.get("deny", False)),
+        )
+
+
+@dataclass(slots=True, frozen=True)
+class Role:
+    """A named set of rules and of RUN permissions (globs) it grants."""
+
+    name: str
+    rules: tuple[Rule, ...]
+    permissions: tuple[str, ...] = ()
+
+    def allows(self, method: str, endpoint: str, namespace: str) -> bool | None:
+        """True if a rule allows it, False if one denies it, None if no rule speaks of it."""
+        allowed: bool | None = None
+        for rule in self.rules:
+            if rule.matches(method, endpoint, namespace):
+                if rule.deny:
+                    return False
+                allowed = True
+        return allowed
+
+    def grants(self, permission: str) -> bool:
+        return any(fnmatch.fnmatchcase(permission, granted) for granted in self.permissions)
+
+
+_SELF_SERVICE = Rule("auth/token", frozenset({"DELETE", "RUN"}))
+BUILTIN_ROLES: dict[str, Role] = {
+    "admin": Role("admin", (Rule("*", frozenset(ALL_METHODS)),), ("*",)),
+    "operator": Role(
+        "operator",
+        (
+            Rule("*", frozenset(ALL_METHODS)),
+            *(Rule(e, frozenset(ALL_METHODS), deny=True) for e in _ADMIN_ONLY),
+        ),
+    ),
+    "viewer": Role(
+        "viewer",
+        (
+            Rule("*", frozenset(READ_METHODS)),
+            _SELF_SERVICE,
+            *(Rule(e, frozenset(ALL_METHODS), deny=True) for e in [*_ADMIN_ONLY, "auth/apikey"]),
+        ),
+    ),
+}
+
+
+class LoginThrottle:
+    """Counts failed logins per username and per client address in a sliding window."""
+
+    def __init__(self, per_user: int = 5, per_peer: int = 20, window: float = 60.0) -> None:
+        self.limits = {"user": per_user, "peer": per_peer}
+        self.window = window
+        self._failures: dict[tuple[str, str], deque[float]] = {}
+
+    def check(self, username: str, peer: str) -> None:
+        """Raise RateLimited (with retry_after) if either key has failed too often lately."""
+        now = time.monotonic()
+        for key in (("user", username), ("peer", peer)):
+            failures = self._recent(key, now)
+            if len(failures) >= self.limits[key[0]]:
+                wait = max(1, int(failures[0] + self.window - now) + 1)
+                raise RateLimited(f"Too many failed logins; retry after {wait} s", retry_after=wait)
+
+    def failed(self, username: str, peer: str) -> None:
+        now = time.monotonic()
+        for key in (("user", username), ("peer", peer)):
+            self._recent(key, now).append(now)
+
+    def _recent(self, key: tuple[str, str], now: float) -> deque[float]:
+        failures = self._failures.setdefault(key, deque())
+        while failures and failures[0] <= now - self.window:
+            failures.popleft()
+        return failures
+
+
+@dataclass(slots=True)
+class _Cached:
+    identity: Identity
+    token_id: str | None
+    expires: float
+
+
+@dataclass
+class AuthEngine:
+    """Authenticates credentials and authorizes calls; keeps users, roles, keys and revocations.
+
+    Args:
+        store: where users, roles, API keys and token records live.
+        issuer: signs and verifies JWTs.
+        throttle: failed-login limits.
+    """
+
+    store: Store
+    issuer: TokenIssuer
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    roles: dict[str, Role] = field(default_factory=lambda: dict(BUILTIN_ROLES))
+    _apikeys: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _revoked: set[str] = field(default_factory=set)
+    _cache: dict[str, _Cached] = field(default_factory=dict)
+    generated_password: str | None = field(default=None, repr=False)
+
+    # -- startup ----------------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Read users, roles, API keys and revocations from the store into memory."""
+        self.users = {u["id"]: u for u in await self._all(USERS)}
+        for raw in await self._all(ROLES):
+            self.roles[raw["id"]] = _role_from(raw)
+        self._apikeys = {k["prefix"]: k for k in await self._all(APIKEYS)}
+        now = time.time()
+        self._revoked = {t["id"] for t in await self._all(TOKENS) if t.get("revoked") and t["expires_at"] > now}
+
+    async def bootstrap(self, password: str | None) -> str | None:
+        """On an empty store, create ``admin``; return the generated password if none was given."""
+        if self.users:
+            return None
+        generated = None if password else secrets.token_urlsafe(18)
+        await self.add_user("admin", password or generated or "", ["admin"])
+        self.generated_password = generated
+        return generated
+
+    async def _all(self, collection: str) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        while True:
+            page, total = await self.store.query(collection, "", Query(limit=1000, offset=len(out)))
+            out.extend(page)
+            if not page or len(out) >= total:
+                return out
+
+    # -- Authenticator ------------------------------------------------------------------------
+
+    async def authenticate(self, credentials: Credentials) -> Identity:
+        token = credentials.token or credentials.apikey
+        if token:
+            cached = self._cache.get(token)
+            if cached is not None and cached.expires > time.time() and cached.token_id not in self._revoked:
+                return cached.identity
+            return self._from_token(token)
+        if credentials.username is not None:
+            return await self.login(credentials.username, credentials.password or "", credentials.peer)
+        raise AuthRequired("A token or credentials are required")
+
+    def _from_token(self, token: str) -> Identity:
+        prefix = split_apikey(token)
+        if prefix is not None:
+            return self._from_apikey(token, prefix)
+        claims = self.issuer.verify(token)
+        if claims.token_id in self._revoked:
+            raise AuthFailed("The token has been revoked")
+        user = self.users.get(claims.subject)
+        if user is None or user.get("disabled"):
+            raise AuthFailed("The token's user no longer exists or is disabled")
+        identity = Identity(claims.subject, frozenset(claims.roles), _frozen(claims.namespaces))
+        self._remember(token, _Cached(identity, claims.token_id, claims.expires))
+        return identity
+
+    def _from_apikey(self, key: str, prefix: str) -> Identity:
+        record = self._apikeys.get(prefix)
+        if record is None or not hmac.compare_digest(record["hash"], hash_apikey(key)):
+            raise AuthFailed("The API key is not valid")
+        user = self.users.get(record["owner"])
+        if user is None or user.get("disabled"):
+            raise AuthFailed("The API key's owner no longer exists or is disabled")
+        record["last_used_at"] = time.time()
+        identity = _identity(user)
+        self._remember(key, _Cached(identity, f"apikey:{prefix}", time.time() + 60))
+        return identity
+
+    def _remember(self, token: str, cached: _Cached) -> None:
+        if len(self._cache) >= 10_000:
+            self._cache.clear()
+        self._cache[token] = cached
+
+    async def login(self, username: str, password: str, peer: str) -> Identity:
+        """Check a username and password (throttled); return the user's identity.
+
+        Raises:
+            RateLimited: too many recent failures for this username or address.
+            AuthFailed: wrong username or password (the same answer for both).
+        """
+        self.throttle.check(username, peer)
+        # Read the store, not the cache: `flowbus user add/passwd` may have changed it meanwhile.
+        user = await self.store.get(USERS, "", username) if _USERNAME.fullmatch(username) else None
+        if user is not None:
+            self.users[username] = user
+        stored = user["password_hash"] if user else _dummy_hash()
+        ok = await asyncio.to_thread(verify_password, password, stored)
+        if not ok or user is None or user.get("disabled"):
+            self.throttle.failed(username, peer)
+            raise AuthFailed("Wrong username or password")
+        return _identity(user)
+
+    # -- Authorizer -----------------------------------------------------------------------------
+
+    def authorize(
+        self, identity: Identity, method: str, endpoint: str, namespace: str, permission: str | None = None
+    ) -> None:
+        if identity.namespaces is not None and namespace not in identity.namespaces:
+            raise PermissionDenied(f"{identity.subject} may not use namespace {namespace!r}")
+        verdicts = [self.roles[r].allows(method, endpoint, namespace) for r in identity.roles if r in self.roles]
+        if False in verdicts or True not in verdicts:
+            raise PermissionDenied(f"{identity.subject} may not {method} {endpoint}")
+        if permission is not None and not any(
+            self.roles[r].grants(permission) for r in identity.roles if r in self.roles
+        ):
+            raise PermissionDenied(f"{identity.subject} lacks the permission {permission!r}")
+
+    # -- tokens -------------------------------------------------------------------------------
+
+    async def issue_token(self, identity: Identity) -> dict[str, Any]:
+        """Issue a token for ``identity`` and record it (so it can be listed and revoked)."""
+        namespaces = None if identity.namespaces is None else sorted(identity.namespaces)
+        token, claims = self.issuer.issue(identity.subject, sorted(identity.roles), namespaces)
+        record = {"id": claims.token_id, "username": identity.subject, "expires_at": claims.expires, "revoked": False}
+        await self.store.insert(TOKENS, "", record, _no_text)
+        return {"token": token, "expires": _rfc3339(claims.expires), "id": claims.token_id}
+
+    async def revoke_token(self, token_id: str, by: Identity) -> dict[str, Any]:
+        """Revoke a token by id; users may revoke their own, admins any."""
+        record = await self.store.get(TOKENS, "", token_id)
+        if record is None or (record["username"] != by.subject and "admin" not in by.roles):
+            raise DoesNotExist("No such token")
+        self._revoked.add(token_id)
+        return await self.store.patch(TOKENS, "", token_id, {"revoked": True}, _no_text)
+
+    async def revoke_user_tokens(self, username: str) -> None:
+        for record in await self._all(TOKENS):
+            if record["username"] == username and not record.get("revoked"):
+                self._revoked.add(record["id"])
+                await self.store.patch(TOKENS, "", record["id"], {"revoked": True}, _no_text)
+
+    def claims_of(self, token: str) -> Claims:
+        """Verify a token and return its claims (for refresh)."""
+        claims = self.issuer.verify(token)
+        if claims.token_id in self._revoked:
+            raise AuthFailed("The token has been revoked")
+        return claims
+
+    # -- users --------------------------------------------------------------------------------
+
+    async def add_user(
+        self, username: str, password: str, roles: Iterable[str], namespaces: list[str] | None = None
+    ) -> dict[str, Any]:
+        """Create a user; raise Conflict if the name is taken, InvalidData for bad fields."""
+        _check_username(username)
+        if username in self.users:
+            raise Conflict(f"User {username!r} exists")
+        record = {
+            "id": username,
+            "username": username,
+            "roles": self._check_roles(roles),
+            "namespaces": _check_namespaces(namespaces),
+            "disabled": False,
+            "password_hash": await _hash(password),
+        }
+        stored = await self.store.insert(USERS, "", record, _no_text)
+        self.users[username] = stored
+        return stored
+
+    async def change_user(self, username: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Change a user's password, roles, namespaces or disabled flag."""
+        if username not in self.users:
+            raise DoesNotExist(f"No user {username!r}")
+        patch: dict[str, Any] = {}
+        if "password" in changes:
+            patch["password_hash"] = await _hash(changes["password"])
+        if "roles" in changes:
+            patch["roles"] = self._check_roles(changes["roles"])
+        if "namespaces" in changes:
+            patch["namespaces"] = _check_namespaces(changes["namespaces"])
+        if "disabled" in changes:
+            if not isinstance(changes["disabled"], bool):
+                raise InvalidData("'disabled' must be true or false", field="disabled")
+            patch["disabled"] = changes["disabled"]
+        stored = await self.store.patch(USERS, "", username, patch, _no_text)
+        self.users[username] = stored
+        if patch.keys() & {"password_hash", "roles", "namespaces", "disabled"}:
+            await self.revoke_user_tokens(username)
+            self._cache.clear()
+        return stored
+
+    async def remove_user(self, username: str) -> dict[str, Any]:
+        removed = await self.store.delete(USERS, "", username)
+        self.users.pop(username, None)
+        await self.revoke_user_tokens(username)
+        for prefix in [p for p, k in self._apikeys.items() if k["owner"] == username]:
+            await self.remove_apikey(prefix)
+        self._cache.clear()
+        return removed
+
+    def _check_roles(self, roles: Any) -> list[str]:
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise InvalidData("'roles' must be a list of role names", field="roles")
+        unknown = [r for r in roles if r not in self.roles]
+        if unknown:
+            raise InvalidData(f"Unknown roles: {', '.join(unknown)}", field="roles")
+        return list(roles)
+
+    # -- API keys -----------------------------------------------------------------------------
+
+    async def add_apikey(self, owner: str, label: str = "") -> tuple[str, dict[str, Any]]:
+        """Make an API key for ``owner``; return the key (shown once) and its stored record."""
+        key, prefix = new_apikey()
+        record = {"id": prefix, "prefix": prefix, "owner": owner, "label": label, "hash": hash_apikey(key)}
+        stored = await self.store.insert(APIKEYS, "", record, _no_text)
+        self._apikeys[prefix] = {**stored, "last_used_at": None}
+        return key, stored
+
+    async def remove_apikey(self, prefix: str) -> dict[str, Any]:
+        removed = await self.store.delete(APIKEYS, "", prefix)
+        self._apikeys.pop(prefix, None)
+        self._cache = {k: v for k, v in self._cache.items() if v.token_id != f"apikey:{prefix}"}
+        return removed
+
+    def apikey_last_used(self, prefix: str) -> str | None:
+        used = self._apikeys.get(prefix, {}).get("last_used_at")
+        return _rfc3339(used) if used else None
+
+    # -- roles --------------------------------------------------------------------------------
+
+    def describe_role(self, name: str) -> dict[str, Any]:
+        """A role as LIST and OPEN of ``auth/role`` show it."""
+        role = self.roles[name]
+        rules = [
+            {
+                "endpoints": r.endpoints,
+                "methods": sorted(r.methods, key=ALL_METHODS.index),
+                "namespaces": None if r.namespaces is None else list(r.namespaces),
+                "deny": r.deny,
+            }
+            for r in role.rules
+        ]
+        return {"id": name, "builtin": name in BUILTIN_ROLES, "rules": rules, "permissions": list(role.permissions)}
+
+    async def save_role(self, raw: dict[str, Any], *, new: bool) -> dict[str, Any]:
+        """Check, store and apply a role definition ``{"id", "rules", "permissions"}``."""
+        name = raw.get("id")
+        if name in BUILTIN_ROLES:
+            raise Conflict(f"{name!r} is a built-in role")
+        role = _role_from(raw)
+        record = {"rules": raw.get("rules", []), "permissions": raw.get("permissions", [])}
+        if new:
+            await self.store.insert(ROLES, "", {"id": role.name, **record}, _no_text)
+        else:
+            await self.store.patch(ROLES, "", role.name, record, _no_text)
+        self.roles[role.name] = role
+        self._cache.clear()
+        return self.describe_role(role.name)
+
+    async def delete_role(self, name: str) -> dict[str, Any]:
+        if name in BUILTIN_ROLES:
+            raise Conflict(f"{name!r} is a built-in role")
+        shown = self.describe_role(name) if name in self.roles else None
+        await self.store.delete(ROLES, "", name)
+        self.roles.pop(name, None)
+        self._cache.clear()
+        return shown or {"id": name}
+
+    async def token_records(self) -> list[dict[str, Any]]:
+        return await self._all(TOKENS)
+
+    async def apikey_records(self) -> list[dict[str, Any]]:
+        return await self._all(APIKEYS)
+
+
+def _role_from(raw: dict[str, Any]) -> Role:
+    name, rules, permissions = raw.get("id"), raw.get("rules", []), raw.get("permissions", [])
+    if not isinstance(name, str) or not _USERNAME.fullmatch(name):
+        raise InvalidData("A role needs an 'id' (its name)", field="id")
+    if not isinstance(rules, list):
+        raise InvalidData("'rules' must be a list", field="rules")
+    if not isinstance(permissions, list) or not all(isinstance(p, str) for p in permissions):
+        raise InvalidData("'permissions' must be a list of strings", field="permissions")
+    return Role(name, tuple(Rule.parse(r) for r in rules), tuple(permissions))
+
+
+def _identity(user: dict[str, Any]) -> Identity:
+    return Identity(user["id"], frozenset(user.get("roles", [])), _frozen(user.get("namespaces")))
+
+
+def _frozen(values: Iterable[str] | None) -> frozenset[str] | None:
+    return None if values is None else frozenset(values)
+
+
+def _check_username(username: Any) -> None:
+    if not isinstance(username, str) or not _USERNAME.fullmatch(username):
+        raise InvalidData("'username' must be 1-64 characters of [A-Za-z0-9._@-]", field="username")
+
+
+def _check_namespaces(namespaces: Any) -> list[str] | None:
+    if namespaces is None:
+        return None
+    if not isinstance(namespaces, list) or not all(isinstance(n, str) for n in namespaces):
+        raise InvalidData("'namespaces' must be a list of namespace names, or null for all", field="namespaces")
+    return namespaces
+
+
+async def _hash(password: Any) -> str:
+    if not isinstance(password, str) or len(password) < 8:
+        raise InvalidData("'password' must be a string of at least 8 characters", field="password")
+    return await asyncio.to_thread(hash_password, password)
+
+
+def _no_text(obj: dict[str, Any]) -> str:
+    return ""
+
+
+def _rfc3339(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Checked when the username does not exist, so that a wrong username costs as much time as a
+    wrong password and the answer time does not reveal which names exist."""
+    return hash_password(secrets.token_urlsafe(16))
