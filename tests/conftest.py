@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import ClientConnection
 
-from tests.support import Served, serve, ws_connect
+from tests.support import Served, serve
 
 
 @pytest.fixture(scope="module")
@@ -34,5 +34,5 @@ def fresh_bus(tmp_path: Path) -> Iterator[Served]:
 @pytest.fixture
 async def ws(bus: Served) -> AsyncIterator[ClientConnection]:
     """A websocket connection to the module's bus."""
-    async with ws_connect(bus.ws_url) as connection:
+    async with bus.connect() as connection:
         yield connection

@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
+ADMIN_PASSWORD = "admin-password-for-tests"
 READY = re.compile(r"FlowBus ready ws=(\S+) http=(\S+)")
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,6 +33,15 @@ class Served:
     data: Path
     log_path: Path
     output: list[str] = field(default_factory=list)
+    token: str | None = None
+
+    def connect(self, path: str = "", token: str | None = "admin") -> Any:
+        """Open a websocket on ``path``, with the admin's token unless another (or None) is given."""
+        return ws_connect(self.ws_url + path, token=self.token if token == "admin" else token)
+
+    def login(self, username: str = "admin", password: str = ADMIN_PASSWORD) -> dict[str, Any]:
+        """Log in over HTTP; return the answer envelope."""
+        return http_json(self.http_url + "/api/auth/auth/token/", {"username": username, "password": password})
 
     def log(self) -> str:
         """Everything the server logged so far (its stderr)."""
@@ -55,7 +67,7 @@ def serve(workdir: Path, *args: str, env: dict[str, str] | None = None, timeout:
     workdir.mkdir(parents=True, exist_ok=True)
     data = workdir / "data"
     log_path = workdir / "server.log"
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "FLOWBUS_ADMIN_PASSWORD": ADMIN_PASSWORD, **(env or {})}
     command = [sys.executable, "-m", "flowbus", "serve", "--ws-port", "0", "--http-port", "0"]
     command += ["--data", str(data), *args]
     with log_path.open("w") as log:
@@ -70,7 +82,10 @@ def serve(workdir: Path, *args: str, env: dict[str, str] | None = None, timeout:
         output.append(line.rstrip("\n"))
         match = READY.search(line)
         if match:
-            return Served(process, match[1], match[2], data, log_path, output)
+            served = Served(process, match[1], match[2], data, log_path, output)
+            answer = served.login()
+            served.token = answer["data"]["token"] if answer.get("success") else None
+            return served
     process.kill()
     raise RuntimeError("flowbus serve did not become ready")
 
@@ -84,6 +99,21 @@ async def rpc(ws: ClientConnection, message: dict[str, Any] | str | bytes) -> di
     return answer
 
 
-def ws_connect(url: str, **kwargs: Any) -> Any:
-    """Open a websocket to the bus (an async context manager)."""
+def ws_connect(url: str, token: str | None = None, **kwargs: Any) -> Any:
+    """Open a websocket to the bus (an async context manager), with a connection-level token if given."""
+    if token:
+        kwargs["additional_headers"] = {"Authorization": f"Bearer {token}"}
     return connect(url, compression=None, **kwargs)
+
+
+def http_json(url: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """POST a JSON body and return the JSON answer, whatever its status."""
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json", **(headers or {})}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer: dict[str, Any] = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        answer = json.loads(error.read() or b"{}")
+    return answer
