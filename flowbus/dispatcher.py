@@ -64,15 +64,7 @@ class Dispatcher:
         except asyncio.CancelledError:
             raise
         except Exception:
-            errorid = new_errorid()
-            logger.error(
-                "internal error errorid=%s endpoint=%s method=%s",
-                errorid,
-                request.endpoint,
-                request.method,
-                exc_info=True,
-            )
-            return Response(error=InternalError(errorid=errorid), requestid=request.requestid)
+            return self._internal_error(request, "internal error")
         if isinstance(result, Page):
             return Response(page=result, requestid=request.requestid)
         return Response(data=result, requestid=request.requestid)
@@ -91,7 +83,24 @@ class Dispatcher:
         except FlowBusError as exc:
             return encode_response(self.fail(exc, exc.requestid, peer=peer))
         credentials = Credentials(token=request.token, peer=peer)
-        return encode_response(await self.handle(request, credentials))
+        response = await self.handle(request, credentials)
+        try:
+            return encode_response(response)
+        except TypeError:  # orjson.JSONEncodeError: the endpoint answered something that is not JSON
+            return encode_response(self._internal_error(request, "answer is not JSON"))
+
+    def _internal_error(self, request: Request, what: str) -> Response:
+        """Log the exception being handled under a fresh errorid; answer INTERNAL_ERROR without details."""
+        errorid = new_errorid()
+        logger.error(
+            "%s errorid=%s endpoint=%s method=%s",
+            what,
+            errorid,
+            request.endpoint,
+            request.method,
+            exc_info=True,
+        )
+        return Response(error=InternalError(errorid=errorid), requestid=request.requestid)
 
     def fail(self, error: FlowBusError, requestid: str | int | None, *, peer: str = "") -> Response:
         """Give ``error`` an errorid, log it, and wrap it in a Response."""
