@@ -1,0 +1,394 @@
+"""The SQLite store, used directly on a real file: group commit, writes, queries, search, namespaces."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flowbus.errors import Conflict, DoesNotExist, InternalError, InvalidData, Unavailable
+from flowbus.params import Query
+from flowbus.store import SQLiteStore
+from tests.flowbus.helpers import TIMESTAMP
+
+C = "inventory/device"
+META = ("id", "created", "updated")
+
+
+def prepare(obj: dict[str, Any]) -> str:
+    """Accept everything; search text is every top-level text or number field."""
+    return " ".join(str(v) for k, v in obj.items() if k not in META and isinstance(v, (str, int, float)))
+
+
+def refuse(obj: dict[str, Any]) -> str:
+    raise InvalidData("Field 'name': refused", field="name")
+
+
+def crash(obj: dict[str, Any]) -> str:
+    raise RuntimeError("a bug in prepare")
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    """An open store on a fresh file."""
+    opened = SQLiteStore(tmp_path / "data" / "flowbus.db")
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture
+def batches(store: SQLiteStore, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the batches the writer commits, in order."""
+    sizes: list[int] = []
+    apply = store._apply
+
+    def counting(ops: list[Any]) -> list[Any]:
+        sizes.append(len(ops))
+        return apply(ops)
+
+    monkeypatch.setattr(store, "_apply", counting)
+    return sizes
+
+
+async def insert(store: SQLiteStore, objectid: str, namespace: str = "", **fields: Any) -> dict[str, Any]:
+    return await store.insert(C, namespace, {"id": objectid, **fields}, prepare)
+
+
+# -- group commit -------------------------------------------------------------------------------
+
+
+async def test_group_commit_one_refused_write_keeps_the_others(store: SQLiteStore, batches: list[int]) -> None:
+    """Concurrent writes share one commit; a CONFLICT, an INVALID_DATA and a bug in one op undo nothing else."""
+    writes = [store.insert(C, "", {"id": f"o-{i}", "n": i}, prepare) for i in range(100)]
+    writes.insert(50, store.insert(C, "", {"id": "o-10", "n": -1}, prepare))
+    writes.insert(20, store.insert(C, "", {"id": "bad", "n": 0}, refuse))
+    writes.insert(70, store.insert(C, "", {"id": "bug", "n": 0}, crash))
+    writes.insert(30, store.patch(C, "", "missing", {"n": 1}, prepare))
+    results = await asyncio.gather(*writes, return_exceptions=True)
+    assert batches == [104]
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert [type(e) for e in errors] == [InvalidData, DoesNotExist, Conflict, InternalError]
+    stored = [r for r in results if not isinstance(r, BaseException)]
+    assert sorted(obj["n"] for obj in stored) == list(range(100))
+    assert (await store.get(C, "", "o-10"))["n"] == 10  # type: ignore[index]
+    assert await store.get(C, "", "bad") is None
+    assert await store.get(C, "", "bug") is None
+    items, total = await store.query(C, "", Query(limit=1000))
+    assert total == 100 and len(items) == 100
+
+
+async def test_group_commit_bounded_batches(store: SQLiteStore, batches: list[int]) -> None:
+    """More queued writes than one batch holds are committed in several batches, every one answered."""
+    results = await asyncio.gather(*(insert(store, f"o-{i}", n=i) for i in range(1200)))
+    assert [obj["n"] for obj in results] == list(range(1200))
+    assert sum(batches) == 1200 and max(batches) <= 512 and len(batches) >= 3
+    assert (await store.query(C, "", Query()))[1] == 1200
+
+
+async def test_same_object_written_in_one_batch(store: SQLiteStore, batches: list[int]) -> None:
+    """Writes to one object in one batch apply in the order they were queued."""
+    await insert(store, "x", n=0)
+    results = await asyncio.gather(
+        store.patch(C, "", "x", {"n": 1}, prepare),
+        store.patch(C, "", "x", {"m": 2}, prepare),
+        store.delete(C, "", "x"),
+        store.patch(C, "", "x", {"n": 3}, prepare),
+        insert(store, "x", n=4),
+        return_exceptions=True,
+    )
+    assert batches[-1] == 5
+    assert results[0]["n"] == 1  # type: ignore[index]
+    assert (results[1]["n"], results[1]["m"]) == (1, 2)  # type: ignore[index]
+    assert results[2]["m"] == 2  # type: ignore[index]
+    assert isinstance(results[3], DoesNotExist)
+    assert results[4]["n"] == 4  # type: ignore[index]
+    assert (await store.get(C, "", "x")) == results[4]
+
+
+async def test_writes_survive_reopening(tmp_path: Path) -> None:
+    """Every answered write is there after the store is closed and opened again."""
+    path = tmp_path / "flowbus.db"
+    first = SQLiteStore(path)
+    await first.open()
+    await asyncio.gather(*(first.insert(C, "ns", {"id": f"o-{i}"}, prepare) for i in range(50)))
+    await first.patch(C, "ns", "o-1", {"name": "patched"}, prepare)
+    await first.delete(C, "ns", "o-2")
+    await first.close()
+    second = SQLiteStore(path, synchronous="normal")
+    await second.open()
+    try:
+        assert (await second.query(C, "ns", Query()))[1] == 49
+        assert (await second.get(C, "ns", "o-1"))["name"] == "patched"  # type: ignore[index]
+        assert await second.get(C, "ns", "o-2") is None
+        assert [o["id"] for o in (await second.search(C, "ns", Query(q="patched")))[0]] == ["o-1"]
+    finally:
+        await second.close()
+
+
+async def test_closed_store_refuses(tmp_path: Path) -> None:
+    """After close, writes answer UNAVAILABLE and reads too."""
+    store = SQLiteStore(tmp_path / "flowbus.db")
+    await store.open()
+    await store.close()
+    with pytest.raises(Unavailable):
+        await insert(store, "late")
+    with pytest.raises(Unavailable):
+        await store.get(C, "", "late")
+
+
+def test_bad_synchronous_setting(tmp_path: Path) -> None:
+    """Only FULL and NORMAL are accepted for synchronous."""
+    with pytest.raises(ValueError):
+        SQLiteStore(tmp_path / "x.db", synchronous="off")
+
+
+# -- single writes ------------------------------------------------------------------------------
+
+
+async def test_insert_sets_timestamps(store: SQLiteStore) -> None:
+    """insert answers the object with created == updated (RFC 3339, Z) and get returns the same."""
+    obj = await insert(store, "a", name="sw", nested={"x": [1, 2]})
+    assert TIMESTAMP.fullmatch(obj["created"]) and obj["updated"] == obj["created"]
+    assert obj == {
+        "id": "a",
+        "name": "sw",
+        "nested": {"x": [1, 2]},
+        "created": obj["created"],
+        "updated": obj["created"],
+    }
+    assert await store.get(C, "", "a") == obj
+    assert await store.get(C, "", "b") is None
+
+
+async def test_patch_merges_top_level_fields(store: SQLiteStore) -> None:
+    """patch merges the given fields, keeps id and created, answers and stores the merged object."""
+    obj = await insert(store, "a", name="sw", location="lab", nested={"x": 1, "y": 2})
+    changes = {"location": "rack", "nested": {"x": 3}, "id": "b", "created": "1999-01-01T00:00:00Z"}
+    merged = await store.patch(C, "", "a", changes, prepare)
+    assert merged["id"] == "a" and merged["created"] == obj["created"]
+    assert merged["updated"] >= obj["updated"]
+    assert (merged["name"], merged["location"], merged["nested"]) == ("sw", "rack", {"x": 3})
+    assert await store.get(C, "", "a") == merged
+    assert await store.get(C, "", "b") is None
+
+
+@pytest.mark.parametrize("operation", ["patch", "delete"])
+async def test_missing_object(store: SQLiteStore, operation: str) -> None:
+    """patch and delete of an object that does not exist raise DoesNotExist."""
+    await insert(store, "a", namespace="other")
+    with pytest.raises(DoesNotExist):
+        if operation == "patch":
+            await store.patch(C, "", "a", {"n": 1}, prepare)
+        else:
+            await store.delete(C, "", "a")
+
+
+async def test_refused_patch_changes_nothing(store: SQLiteStore) -> None:
+    """A patch that prepare refuses leaves the object and its search text as they were."""
+    obj = await insert(store, "a", name="alpha")
+    with pytest.raises(InvalidData):
+        await store.patch(C, "", "a", {"name": "omega"}, refuse)
+    assert await store.get(C, "", "a") == obj
+    assert (await store.search(C, "", Query(q="omega")))[1] == 0
+    assert (await store.search(C, "", Query(q="alpha")))[1] == 1
+
+
+async def test_delete_answers_the_object(store: SQLiteStore) -> None:
+    """delete answers what was deleted; then get finds nothing and search neither."""
+    obj = await insert(store, "a", name="findme")
+    assert await store.delete(C, "", "a") == obj
+    assert await store.get(C, "", "a") is None
+    assert (await store.search(C, "", Query(q="findme")))[1] == 0
+    again = await insert(store, "a", name="reborn")
+    assert await store.get(C, "", "a") == again
+
+
+async def test_duplicate_insert(store: SQLiteStore) -> None:
+    """A second insert of an id is Conflict and keeps the first object."""
+    first = await insert(store, "a", name="first")
+    with pytest.raises(Conflict):
+        await insert(store, "a", name="second")
+    assert await store.get(C, "", "a") == first
+
+
+# -- queries ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def devices(store: SQLiteStore) -> list[dict[str, Any]]:
+    """Six objects with assorted field types, created in order."""
+    rows = [
+        {"name": "a", "port": 22, "up": True, "site": "lab", "weight": 1.5},
+        {"name": "b", "port": 80, "up": False, "site": "lab"},
+        {"name": "c", "port": 22, "up": True, "site": "hall", "big": 2**64 - 1},
+        {"name": "d", "port": "22", "site": None},
+        {"name": "e", "port": 443, "tags": ["x", "y"]},
+        {"name": "f", "port": -5, "site": "lab", "weight": 1.5},
+    ]
+    return [await insert(store, f"d-{i}", **row) for i, row in enumerate(rows)]
+
+
+FILTERS = [
+    ({"port": 22}, "ac"),
+    ({"port": "22"}, "acd"),
+    ({"port": "-5"}, "f"),
+    ({"port": 443, "name": "e"}, "e"),
+    ({"site": "lab"}, "abf"),
+    ({"site": "lab", "port": "22"}, "a"),
+    ({"up": "true"}, "ac"),
+    ({"up": True}, "ac"),
+    ({"up": "false"}, "b"),
+    ({"site": None}, "de"),
+    ({"weight": "1.5"}, "af"),
+    ({"weight": 1.5}, "af"),
+    ({"big": 2**64 - 1}, "c"),
+    ({"big": str(2**64 - 1)}, "c"),
+    ({"tags": ["x", "y"]}, "e"),
+    ({"id": "d-3"}, "d"),
+    ({"colour": "red"}, ""),
+    ({"port": "twenty-two"}, ""),
+]
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    FILTERS,
+    ids=[
+        "number-matches-numbers",
+        "string-matches-number-and-string",
+        "negative-string",
+        "two-fields",
+        "string",
+        "string-and-number",
+        "true-string",
+        "true",
+        "false-string",
+        "none-is-null-or-absent",
+        "float-string",
+        "float",
+        "u64",
+        "u64-string",
+        "array",
+        "id-column",
+        "unknown-field",
+        "no-match",
+    ],
+)
+async def test_query_filters(
+    store: SQLiteStore, devices: list[dict[str, Any]], filters: dict[str, Any], expected: str
+) -> None:
+    """Exact filters on top-level fields, with query-string strings matching numbers and booleans."""
+    items, total = await store.query(C, "", Query(filters=filters))
+    assert "".join(obj["name"] for obj in items) == expected
+    assert total == len(expected)
+
+
+SORTS = [
+    (None, False, "abcdef"),
+    (None, True, "fedcba"),
+    ("name", True, "fedcba"),
+    ("id", False, "abcdef"),
+    ("site", False, "decabf"),
+    ("weight", True, "faedcb"),
+]
+
+
+@pytest.mark.parametrize(("sort", "descending", "expected"), SORTS, ids=[f"{s}-{d}" for s, d, _ in SORTS])
+async def test_query_sort(
+    store: SQLiteStore, devices: list[dict[str, Any]], sort: str | None, descending: bool, expected: str
+) -> None:
+    """Sort by a field (null and missing first), ties in insertion order; descending reverses both."""
+    items, _ = await store.query(C, "", Query(sort=sort, descending=descending))
+    assert "".join(obj["name"] for obj in items) == expected
+
+
+async def test_query_paging(store: SQLiteStore, devices: list[dict[str, Any]]) -> None:
+    """limit and offset cut a page; total counts every match."""
+    items, total = await store.query(C, "", Query(limit=2, offset=3))
+    assert [obj["name"] for obj in items] == ["d", "e"]
+    assert total == 6
+    items, total = await store.query(C, "", Query(limit=5, offset=100))
+    assert (items, total) == ([], 6)
+    items, total = await store.query(C, "", Query(limit=1, offset=0, filters={"site": "lab"}, sort="name"))
+    assert ([obj["name"] for obj in items], total) == (["a"], 3)
+
+
+# -- search -------------------------------------------------------------------------------------
+
+
+async def test_search_best_match_first(store: SQLiteStore) -> None:
+    """Search answers only objects with every term, best match first."""
+    await insert(store, "weak", text="core mentioned once in a very long text with switch near the end and many words")
+    await insert(store, "strong", text="core switch core switch")
+    await insert(store, "middle", text="core switch in the lab")
+    await insert(store, "none", text="edge router")
+    await insert(store, "half", text="core router")
+    items, total = await store.search(C, "", Query(q="core switch"))
+    assert [obj["id"] for obj in items] == ["strong", "middle", "weak"]
+    assert total == 3
+
+
+async def test_search_terms(store: SQLiteStore) -> None:
+    """Terms match as prefixes, case-insensitively, and FTS syntax in q is only text."""
+    await insert(store, "a", text="Firewall-01 in Göteborg")
+    for q in ("fire", "FIREWALL", "01", "göte", "fire* OR x", 'fire"', "(fire)", "firewall 01", "-fire", "fire:"):
+        items, _ = await store.search(C, "", Query(q=q))
+        assert [obj["id"] for obj in items] == (["a"] if "x" not in q else []), q
+    assert (await store.search(C, "", Query(q="wall")))[1] == 0
+
+
+async def test_search_without_terms_lists(store: SQLiteStore, devices: list[dict[str, Any]]) -> None:
+    """A q without any word (or none) is a plain query with the filters."""
+    for q in (None, "", "*()"):
+        items, total = await store.search(C, "", Query(q=q, filters={"site": "lab"}))
+        assert ([obj["name"] for obj in items], total) == (["a", "b", "f"], 3)
+
+
+async def test_search_with_filters_and_paging(store: SQLiteStore) -> None:
+    """Search combines terms with exact filters and pages by rank."""
+    for i in range(5):
+        await insert(store, f"o-{i}", text="core " * (i + 1), site="lab" if i % 2 else "hall")
+    items, total = await store.search(C, "", Query(q="core", filters={"site": "hall"}))
+    assert [obj["id"] for obj in items] == ["o-4", "o-2", "o-0"]
+    assert total == 3
+    items, total = await store.search(C, "", Query(q="core", limit=2, offset=1))
+    assert [obj["id"] for obj in items] == ["o-3", "o-2"]
+    assert total == 5
+
+
+async def test_search_follows_patches(store: SQLiteStore) -> None:
+    """After a patch, the new text is found and the old is not."""
+    await insert(store, "a", text="before")
+    await store.patch(C, "", "a", {"text": "after"}, prepare)
+    assert (await store.search(C, "", Query(q="before")))[1] == 0
+    assert [obj["id"] for obj in (await store.search(C, "", Query(q="after")))[0]] == ["a"]
+
+
+# -- namespaces and collections -----------------------------------------------------------------
+
+
+async def test_namespaces_and_collections_are_apart(store: SQLiteStore) -> None:
+    """The same id in two namespaces or two collections is separate objects; nothing reads across."""
+    a = await insert(store, "same", namespace="a", text="shared alpha")
+    b = await insert(store, "same", namespace="b", text="shared beta")
+    other = await store.insert("other/collection", "a", {"id": "same", "text": "shared gamma"}, prepare)
+    assert await store.get(C, "a", "same") == a
+    assert await store.get(C, "b", "same") == b
+    assert await store.get("other/collection", "a", "same") == other
+    assert await store.get(C, "", "same") is None
+    assert (await store.query(C, "a", Query()))[0] == [a]
+    assert [o["text"] for o in (await store.search(C, "a", Query(q="shared")))[0]] == ["shared alpha"]
+    assert (await store.search(C, "a", Query(q="beta")))[1] == 0
+    await store.patch(C, "a", "same", {"text": "changed"}, prepare)
+    assert await store.get(C, "b", "same") == b
+    await store.delete(C, "b", "same")
+    assert (await store.get(C, "a", "same"))["text"] == "changed"  # type: ignore[index]
+    assert await store.get("other/collection", "a", "same") == other
+    with pytest.raises(DoesNotExist):
+        await store.delete(C, "", "same")
