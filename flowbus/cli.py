@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import importlib
 import logging
 import os
@@ -19,12 +20,15 @@ from typing import Any
 
 import orjson
 
+from flowbus.auth.engine import AuthEngine, LoginThrottle
+from flowbus.auth.tokens import TokenIssuer, load_secret
 from flowbus.bus import Bus
 from flowbus.client import Client
 from flowbus.config import Settings
 from flowbus.endpoint import Application
 from flowbus.errors import FlowBusError
 from flowbus.protocol import Method
+from flowbus.store.sqlite import SQLiteStore
 
 __all__ = ["load_app", "main"]
 
@@ -50,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command")
     _add_serve(commands)
     _add_call(commands)
+    _add_user(commands)
+    _add_token(commands)
     return parser
 
 
@@ -62,7 +68,31 @@ def _add_serve(commands: Any) -> None:
     serve.add_argument("--app", dest="apps", action="append", metavar="MODULE:ATTR", help="also serve this application")
     serve.add_argument("--no-builtin-apps", action="store_const", const=True, help=Settings.help("no_builtin_apps"))
     serve.add_argument("--log-level", help=Settings.help("log_level"))
+    serve.add_argument(
+        "--insecure-no-auth", dest="no_auth", action="store_const", const=True, help=Settings.help("no_auth")
+    )
     serve.set_defaults(run=_serve)
+
+
+def _add_user(commands: Any) -> None:
+    user = commands.add_parser("user", help="manage users in the data directory (works while the bus runs)")
+    actions = user.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="add a user (asks for the password, or reads FLOWBUS_PASSWORD)")
+    add.add_argument("name")
+    add.add_argument("--role", dest="roles", action="append", help="role (repeatable; default viewer)")
+    add.add_argument("--namespace", dest="namespaces", action="append", help="limit to namespace (repeatable)")
+    passwd = actions.add_parser("passwd", help="set a user's password (revokes the user's tokens)")
+    passwd.add_argument("name")
+    for sub in (add, passwd):
+        sub.add_argument("--data", type=Path, help=Settings.help("data"))
+    user.set_defaults(run=_user)
+
+
+def _add_token(commands: Any) -> None:
+    token = commands.add_parser("token", help="log in to a running bus and print a token")
+    token.add_argument("--user", required=True)
+    token.add_argument("--url", help="websocket URL (default: FLOWBUS_URL or ws://127.0.0.1:8765)")
+    token.set_defaults(run=_token)
 
 
 def _add_call(commands: Any) -> None:
@@ -108,6 +138,7 @@ def load_app(spec: str) -> Application:
 def _serve(args: argparse.Namespace) -> int:
     flags = {k: getattr(args, k, None) for k in ("host", "ws_port", "http_port", "data", "log_level")}
     flags["no_builtin_apps"] = args.no_builtin_apps
+    flags["no_auth"] = args.no_auth
     flags["apps"] = tuple(args.apps) if args.apps else None
     try:
         settings = Settings.load(flags)
@@ -134,6 +165,14 @@ def _apps(settings: Settings) -> list[Application]:
     return apps + [load_app(spec) for spec in settings.apps]
 
 
+def _engine(settings: Settings, store: SQLiteStore) -> AuthEngine:
+    issuer = TokenIssuer(load_secret(Path(settings.data), settings.jwt_secret), settings.token_lifetime)
+    throttle = LoginThrottle(
+        settings.login_failures_per_user, settings.login_failures_per_address, settings.login_window
+    )
+    return AuthEngine(store, issuer, throttle)
+
+
 def _run(main: Any) -> None:
     try:
         import uvloop  # type: ignore[import-not-found]
@@ -143,27 +182,94 @@ def _run(main: Any) -> None:
         uvloop.run(main)
 
 
-async def _serve_until_stopped(settings: Settings, apps: list[Application]) -> None:
+def _build_bus(settings: Settings, apps: list[Application]) -> tuple[Bus, AuthEngine]:
+    from endpoints.auth import create_app as create_auth
     from gateway import HttpGateway
 
-    bus = Bus(settings, apps)
+    store = SQLiteStore(settings.database, synchronous=settings.sync)
+    engine = _engine(settings, store)
+    auth = None if settings.no_auth else engine
+    bus = Bus(settings, [create_auth(engine), *apps], store=store, authenticator=auth, authorizer=auth)
     bus.transports.append(HttpGateway(bus.dispatcher, bus.registry, settings))
+    return bus, engine
+
+
+async def _serve_until_stopped(settings: Settings, apps: list[Application]) -> None:
+    bus, engine = _build_bus(settings, apps)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await bus.start()
     try:
-        ws_url, http_url = bus.transports[0].url, bus.transports[1].url
-        print(f"FlowBus serving data in {Path(settings.data).resolve()}", flush=True)
-        print(f"  websocket: {ws_url}", flush=True)
-        print(f"  http:      {http_url}  (API under {http_url}/api/)", flush=True)
-        print(f"{READY} ws={ws_url} http={http_url}", flush=True)
+        _announce(settings, bus, engine)
         await stop.wait()
         print("FlowBus shutting down", flush=True)
     finally:
         await bus.stop()
     print("FlowBus stopped", flush=True)
+
+
+def _announce(settings: Settings, bus: Bus, engine: AuthEngine) -> None:
+    ws_url, http_url = bus.transports[0].url, bus.transports[1].url
+    print(f"FlowBus serving data in {Path(settings.data).resolve()}", flush=True)
+    if settings.no_auth:
+        print("WARNING: --insecure-no-auth: every call is let in without credentials.", flush=True)
+        print("WARNING: never run a bus like this where anyone else can reach it.", flush=True)
+    if engine.generated_password:
+        print(f"Created user 'admin' with password: {engine.generated_password}", flush=True)
+        print("  (shown once; change it with `flowbus user passwd admin`)", flush=True)
+    print(f"  websocket: {ws_url}", flush=True)
+    print(f"  http:      {http_url}  (API under {http_url}/api/)", flush=True)
+    print(f"{READY} ws={ws_url} http={http_url}", flush=True)
+
+
+# -- user and token ---------------------------------------------------------------------------
+
+
+def _password(prompt: str) -> str:
+    given = os.environ.get("FLOWBUS_PASSWORD")
+    if given:
+        return given
+    return getpass.getpass(prompt)
+
+
+def _user(args: argparse.Namespace) -> int:
+    settings = Settings.load({"data": args.data})
+    password = _password(f"Password for {args.name}: ")
+    try:
+        asyncio.run(_change_user(settings, args, password))
+    except FlowBusError as exc:
+        print(f"flowbus user: {exc.message}", file=sys.stderr)
+        return 1
+    print(f"user {args.name}: {'added' if args.action == 'add' else 'password changed'}")
+    return 0
+
+
+async def _change_user(settings: Settings, args: argparse.Namespace, password: str) -> None:
+    store = SQLiteStore(settings.database, synchronous=settings.sync)
+    await store.open()
+    try:
+        engine = _engine(settings, store)
+        await engine.load()
+        if args.action == "add":
+            await engine.add_user(args.name, password, args.roles or ["viewer"], args.namespaces)
+        else:
+            await engine.change_user(args.name, {"password": password})
+    finally:
+        await store.close()
+
+
+def _token(args: argparse.Namespace) -> int:
+    url = args.url or os.environ.get("FLOWBUS_URL") or "ws://127.0.0.1:8765"
+    password = _password(f"Password for {args.user}: ")
+    data = {"username": args.user, "password": password}
+    envelope = asyncio.run(_call_once(url, None, "CREATE", "auth/token", {"data": data}))
+    if not envelope.get("success"):
+        print(f"flowbus token: {envelope.get('errorcode')}: {envelope.get('message')}", file=sys.stderr)
+        return 1
+    print(envelope["data"]["token"])
+    return 0
 
 
 # -- call -------------------------------------------------------------------------------------
@@ -178,19 +284,18 @@ def _call(args: argparse.Namespace) -> int:
         return 2
     url = args.url or os.environ.get("FLOWBUS_URL") or "ws://127.0.0.1:8765"
     token = args.token or os.environ.get("FLOWBUS_TOKEN")
-    envelope = asyncio.run(_call_once(url, token, args, data, params))
+    request = {"objectid": args.objectid, "data": data, "parameters": params, "namespace": args.namespace}
+    envelope = asyncio.run(_call_once(url, token, args.method, args.endpoint, request))
     sys.stdout.write(orjson.dumps(envelope, option=orjson.OPT_INDENT_2).decode() + "\n")
     return 0 if envelope.get("success") else 1
 
 
 async def _call_once(
-    url: str, token: str | None, args: argparse.Namespace, data: Any, params: dict[str, str]
+    url: str, token: str | None, method: str, endpoint: str, request: dict[str, Any]
 ) -> dict[str, Any]:
     try:
-        async with Client(url, token=token, namespace=args.namespace, retries=0) as client:
-            return await client.envelope(
-                args.method, args.endpoint, objectid=args.objectid, data=data, parameters=params
-            )
+        async with Client(url, token=token, retries=0) as client:
+            return await client.envelope(method, endpoint, **request)
     except FlowBusError as exc:
         return {"status": 0, "success": False, "message": exc.message, "errorcode": exc.errorcode}
     except OSError as exc:

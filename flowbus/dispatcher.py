@@ -122,17 +122,16 @@ class Dispatcher:
         if self.closing:
             raise Unavailable("The bus is shutting down", retry_after=1)
         entry = self.registry.get(request.endpoint)
-        if entry is not None and request.method in entry.public:
-            identity = ANONYMOUS
-        else:
-            identity = await self.authenticator.authenticate(credentials)
+        public = entry is not None and request.method in entry.public
+        identity = ANONYMOUS if public else await self.authenticator.authenticate(credentials)
         if entry is None:
             raise NoSuchEndpoint(f"No endpoint named {request.endpoint[:128]!r}")
         handler = entry.handlers.get(request.method)
         if handler is None:
             raise MethodNotSupported(f"{request.endpoint} does not support {request.method}")
-        permission = entry.endpoint.permissions.get(request.objectid or "") if request.method is Method.RUN else None
-        self.authorizer.authorize(identity, request.method, request.endpoint, request.namespace, permission)
+        if not public:
+            permission = _permission(entry.endpoint.permissions, request)
+            self.authorizer.authorize(identity, request.method, request.endpoint, request.namespace, permission)
         call = Call(
             request.method,
             request.endpoint,
@@ -149,3 +148,10 @@ class Dispatcher:
                 return await handler(call)
         except TimeoutError:
             raise Timeout() from None
+
+
+def _permission(permissions: dict[str, str], request: Request) -> str | None:
+    """The named permission a RUN operation needs, if its endpoint declares one."""
+    if not permissions or request.method is not Method.RUN:
+        return None
+    return permissions.get(request.objectid or "")

@@ -25,7 +25,7 @@ from flowbus.dispatcher import Dispatcher
 from flowbus.errors import InvalidRequest, Unavailable
 from flowbus.protocol import encode_response, normalize_endpoint, parse_request
 
-__all__ = ["WebSocketServer", "connection_defaults"]
+__all__ = ["WebSocketServer", "connection_defaults", "origin_allowed"]
 
 logger = logging.getLogger("flowbus.server")
 
@@ -56,6 +56,19 @@ def connection_defaults(path: str, headers: Any) -> tuple[str | None, str | None
     if not token and auth[:7].lower() == "bearer ":
         token = auth[7:].strip() or None
     return endpoint, token
+
+
+def origin_allowed(origin: str | None, host: str | None, settings: Settings) -> bool:
+    """Whether a handshake's ``Origin`` may open a websocket (stops cross-site websocket hijacking).
+
+    No Origin (a client that is not a browser) is allowed; a browser's Origin must be the bus's
+    own host or be listed in ``settings.allowed_origins`` (``*`` allows every origin).
+    """
+    if origin is None:
+        return True
+    if origin in settings.allowed_origins or "*" in settings.allowed_origins:
+        return True
+    return host is not None and urlsplit(origin).netloc.lower() == host.lower()
 
 
 class WebSocketServer:
@@ -95,6 +108,8 @@ class WebSocketServer:
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "The bus is shutting down\n")
         if len(self._connections) >= self.settings.max_connections:
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "Too many connections\n")
+        if not origin_allowed(request.headers.get("Origin"), request.headers.get("Host"), self.settings):
+            return connection.respond(HTTPStatus.FORBIDDEN, "Origin not allowed\n")
         return None
 
     async def _serve_connection(self, ws: ServerConnection) -> None:
