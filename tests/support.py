@@ -72,6 +72,17 @@ def serve(workdir: Path, *args: str, env: dict[str, str] | None = None, timeout:
     command += ["--data", str(data), *args]
     with log_path.open("w") as log:
         process = subprocess.Popen(command, cwd=workdir, env=full_env, stdout=subprocess.PIPE, stderr=log, text=True)
+    try:
+        return _wait_ready(process, data, log_path, timeout)
+    except BaseException:
+        process.kill()
+        process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+        raise
+
+
+def _wait_ready(process: subprocess.Popen[str], data: Path, log_path: Path, timeout: float) -> Served:
     output: list[str] = []
     deadline = time.monotonic() + timeout
     assert process.stdout is not None
@@ -86,7 +97,6 @@ def serve(workdir: Path, *args: str, env: dict[str, str] | None = None, timeout:
             answer = served.login()
             served.token = answer["data"]["token"] if answer.get("success") else None
             return served
-    process.kill()
     raise RuntimeError("flowbus serve did not become ready")
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from flowbus.client import Client
 from flowbus.errors import InvalidData
-from tests.support import ROOT, Served, serve
+from tests.support import ADMIN_PASSWORD, ROOT, Served, serve
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +31,8 @@ def run_example(args: list[str], served: Served) -> subprocess.CompletedProcess[
         "PYTHONPATH": str(ROOT),
         "FLOWBUS_URL": served.ws_url,
         "FLOWBUS_HTTP": served.http_url,
+        "FLOWBUS_PASSWORD": ADMIN_PASSWORD,
+        "FLOWBUS_TOKEN": served.token or "",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     return subprocess.run(args, capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
@@ -56,7 +58,7 @@ def test_readme_tour(lab_bus: Served) -> None:
 
 async def test_custom_app(lab_bus: Served) -> None:
     """The example application's collection and RUN endpoint are served beside the built-ins."""
-    async with Client(lab_bus.ws_url) as client:
+    async with Client(lab_bus.ws_url, token=lab_bus.token) as client:
         assert await client.run("lab/convert", "fahrenheit", {"celsius": 100}) == {"fahrenheit": 212.0}
         with pytest.raises(InvalidData):
             await client.run("lab/convert", "kelvin", {"celsius": "hot"})

@@ -19,7 +19,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosedError
 
 from tests.flowbus.helpers import DEVICE, unique
-from tests.support import Served, rpc, serve, ws_connect
+from tests.support import Served, rpc, serve
 
 
 async def answered(bus: Served, ws: ClientConnection, message: str | bytes, errorcode: str) -> dict[str, Any]:
@@ -189,13 +189,13 @@ async def test_empty_text_frame(bus: Served, ws: ClientConnection) -> None:
 
 async def test_invalid_utf8_in_text_frame_closes_1007(bus: Served) -> None:
     """A text frame that is not UTF-8 is a protocol violation: the server closes with 1007 (RFC 6455 8.1)."""
-    async with ws_connect(bus.ws_url) as ws:
+    async with bus.connect() as ws:
         # text=True sends the bytes as a text frame as they are, without checking them.
         await ws.send(b'{"method": "LIST", "endpoint": "\xff\xfe"}', text=True)
         with pytest.raises(ConnectionClosedError) as info:
             await ws.recv()
         assert info.value.rcvd is not None and info.value.rcvd.code == 1007
-    async with ws_connect(bus.ws_url) as ws:
+    async with bus.connect() as ws:
         assert (await rpc(ws, {"method": "LIST", "endpoint": DEVICE, "namespace": unique()}))["success"] is True
 
 
@@ -217,7 +217,7 @@ def sized(size: int) -> str:
 
 async def test_message_at_the_limit(small_bus: Served) -> None:
     """A message of exactly the size limit is answered."""
-    async with ws_connect(small_bus.ws_url) as ws:
+    async with small_bus.connect() as ws:
         message = sized(1024)
         assert len(message) == 1024
         assert (await rpc(ws, message))["success"] is True
@@ -226,18 +226,18 @@ async def test_message_at_the_limit(small_bus: Served) -> None:
 @pytest.mark.parametrize("size", [1025, 100_000], ids=["one-over", "far-over"])
 async def test_message_over_the_limit_closes_1009(small_bus: Served, size: int) -> None:
     """A message over the size limit closes the connection with 1009 (message too big); the bus goes on."""
-    async with ws_connect(small_bus.ws_url) as ws:
+    async with small_bus.connect() as ws:
         await ws.send(sized(size))
         with pytest.raises(ConnectionClosedError) as info:
             await ws.recv()
         assert info.value.rcvd is not None and info.value.rcvd.code == 1009
-    async with ws_connect(small_bus.ws_url) as ws:
+    async with small_bus.connect() as ws:
         assert (await rpc(ws, {"method": "LIST", "endpoint": DEVICE}))["success"] is True
 
 
 async def test_bad_messages_in_a_row(bus: Served, tmp_path: Path) -> None:
     """A burst of bad messages on one connection is answered one for one, and the connection lives on."""
-    async with ws_connect(bus.ws_url) as ws:
+    async with bus.connect() as ws:
         bad = ["", "x", "[]", "null", '{"method": 1}', b"\x00\x01", '{"method": "OPEN", "endpoint": "a"}']
         for message in bad:
             await ws.send(message)

@@ -23,7 +23,17 @@ def flowbus(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 def test_call_prints_the_answer(bus: Served) -> None:
     """``flowbus call`` prints the answer envelope and exits 0 on success."""
-    result = flowbus("call", "inventory/device", "CREATE", "--url", bus.ws_url, "--data", '{"name": "cli-1"}')
+    result = flowbus(
+        "call",
+        "inventory/device",
+        "CREATE",
+        "--url",
+        bus.ws_url,
+        "--token",
+        bus.token or "",
+        "--data",
+        '{"name": "cli-1"}',
+    )
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
     assert answer["success"] is True and answer["data"]["name"] == "cli-1"
@@ -31,7 +41,9 @@ def test_call_prints_the_answer(bus: Served) -> None:
 
 def test_call_exits_1_on_failure(bus: Served) -> None:
     """A call answered success:false exits 1 and still prints the envelope."""
-    result = flowbus("call", "inventory/device", "OPEN", "--objectid", "nope", "--url", bus.ws_url)
+    result = flowbus(
+        "call", "inventory/device", "OPEN", "--objectid", "nope", "--url", bus.ws_url, "--token", bus.token or ""
+    )
     assert result.returncode == 1
     assert json.loads(result.stdout)["errorcode"] == "DO_NOT_EXIST"
 
@@ -41,18 +53,40 @@ def test_call_reads_data_file_params_and_namespace(bus: Served, tmp_path: Path) 
     payload = tmp_path / "device.json"
     payload.write_text('{"name": "from-file", "location": "attic"}')
     made = flowbus(
-        "call", "inventory/device", "CREATE", "--url", bus.ws_url, "--data", f"@{payload}", "--namespace", "cli-ns"
+        "call",
+        "inventory/device",
+        "CREATE",
+        "--url",
+        bus.ws_url,
+        "--token",
+        bus.token or "",
+        "--data",
+        f"@{payload}",
+        "--namespace",
+        "cli-ns",
     )
     assert made.returncode == 0, made.stdout
     listed = flowbus(
-        "call", "inventory/device", "list", "--url", bus.ws_url, "--namespace", "cli-ns", "--param", "location=attic"
+        "call",
+        "inventory/device",
+        "list",
+        "--url",
+        bus.ws_url,
+        "--token",
+        bus.token or "",
+        "--namespace",
+        "cli-ns",
+        "--param",
+        "location=attic",
     )
     assert [d["name"] for d in json.loads(listed.stdout)["data"]] == ["from-file"]
 
 
 def test_call_uses_flowbus_url_from_the_environment(bus: Served) -> None:
     """FLOWBUS_URL names the bus when --url is not given."""
-    result = flowbus("call", "system/endpoint", "LIST", env={"FLOWBUS_URL": bus.ws_url})
+    result = flowbus(
+        "call", "system/endpoint", "LIST", env={"FLOWBUS_URL": bus.ws_url, "FLOWBUS_TOKEN": bus.token or ""}
+    )
     assert result.returncode == 0
     assert "inventory/device" in [e["name"] for e in json.loads(result.stdout)["data"]]
 

@@ -14,7 +14,7 @@ from tests.support import Served, serve
 
 async def test_every_verb(bus: Served) -> None:
     """create, open, update, list, index and delete each do what their method says."""
-    async with Client(bus.ws_url, namespace="client-verbs") as client:
+    async with Client(bus.ws_url, token=bus.token, namespace="client-verbs") as client:
         made = await client.create("inventory/device", {"name": "alpha", "location": "north"})
         assert (await client.open("inventory/device", made["id"]))["name"] == "alpha"
         changed = await client.update("inventory/device", made["id"], {"location": "south"})
@@ -29,7 +29,7 @@ async def test_every_verb(bus: Served) -> None:
 
 async def test_concurrent_calls_share_one_connection(bus: Served) -> None:
     """Many calls made at once over one client all get their own answers."""
-    async with Client(bus.ws_url, namespace="client-concurrent") as client:
+    async with Client(bus.ws_url, token=bus.token, namespace="client-concurrent") as client:
         names = [f"device-{i}" for i in range(50)]
         made = await asyncio.gather(*(client.create("inventory/device", {"name": n}) for n in names))
         assert [m["name"] for m in made] == names
@@ -47,7 +47,7 @@ async def test_concurrent_calls_share_one_connection(bus: Served) -> None:
 )
 async def test_errors_are_typed(bus: Served, method: str, args: tuple[object, ...], error: type) -> None:
     """A failed call raises the class of its errorcode, carrying the errorid."""
-    async with Client(bus.ws_url) as client:
+    async with Client(bus.ws_url, token=bus.token) as client:
         with pytest.raises(error) as caught:
             await getattr(client, method)(*args)
     assert caught.value.errorcode == error.errorcode
@@ -68,7 +68,7 @@ async def test_reconnects_after_server_restart(tmp_path: Path) -> None:
     """After the bus restarts, the next call reconnects; reads are repeated, writes are not."""
     first = serve(tmp_path / "a")
     port = first.ws_url.rsplit(":", 1)[1]
-    async with Client(first.ws_url, retries=20, backoff=0.05, max_backoff=0.5) as client:
+    async with Client(first.ws_url, token=first.token, retries=20, backoff=0.05, max_backoff=0.5) as client:
         made = await client.create("inventory/device", {"name": "survivor"})
         first.stop()
         second = serve(tmp_path / "a", "--ws-port", port, "--data", str(first.data))

@@ -367,32 +367,35 @@ async def test_namespaces_never_cross(ws: ClientConnection) -> None:
 
 async def test_endpoint_from_connection_path(bus: Served) -> None:
     """On a connection opened on /inventory/device, the seed's messages (no endpoint) work."""
-    async with ws_connect(bus.ws_url + "/inventory/device") as ws:
-        created = await rpc(ws, {"method": "CREATE", "token": "t", "data": {"name": "seed-style"}})
+    async with bus.connect("/inventory/device", token=None) as ws:
+        created = await rpc(ws, {"method": "CREATE", "token": bus.token, "data": {"name": "seed-style"}})
         assert created["success"] is True
         objectid = created["data"]["id"]
-        opened = await rpc(ws, {"method": "OPEN", "token": "t", "objectid": objectid})
+        opened = await rpc(ws, {"method": "OPEN", "token": bus.token, "objectid": objectid})
         assert opened["data"] == created["data"]
         # A message's own endpoint still wins.
-        catalog = await rpc(ws, {"method": "OPEN", "endpoint": "system/endpoint", "objectid": DEVICE})
+        catalog = await rpc(
+            ws, {"method": "OPEN", "endpoint": "system/endpoint", "objectid": DEVICE, "token": bus.token}
+        )
         assert catalog["data"]["name"] == DEVICE
-        assert (await rpc(ws, {"method": "DELETE", "objectid": objectid}))["success"] is True
+        assert (await rpc(ws, {"method": "DELETE", "objectid": objectid, "token": bus.token}))["success"] is True
 
 
 async def test_connection_on_unknown_path(bus: Served) -> None:
     """A connection opened on an unknown path is accepted; its calls answer NO_SUCH_ENDPOINT."""
-    async with ws_connect(bus.ws_url + "/inventory/nothing") as ws:
+    async with bus.connect("/inventory/nothing") as ws:
         await fails(ws, "NO_SUCH_ENDPOINT", "LIST", None)
 
 
 @pytest.mark.parametrize(
-    ("path", "headers"),
-    [("/inventory/device?token=abc", None), ("?token=abc", None), ("/inventory/device", {"Authorization": "Bearer x"})],
+    ("path", "bearer"),
+    [("/inventory/device?token={t}", False), ("?token={t}", False), ("/inventory/device", True)],
     ids=["query-token-with-path", "query-token", "bearer-header"],
 )
-async def test_connection_token(bus: Served, path: str, headers: dict[str, str] | None) -> None:
-    """A token given at the handshake is accepted (the default authenticator lets everyone in)."""
-    async with ws_connect(bus.ws_url + path, additional_headers=headers) as ws:
+async def test_connection_token(bus: Served, path: str, bearer: bool) -> None:
+    """A token given at the handshake is the default token of every message on the connection."""
+    headers = {"Authorization": f"Bearer {bus.token}"} if bearer else None
+    async with ws_connect(bus.ws_url + path.format(t=bus.token), additional_headers=headers) as ws:
         answer = await rpc(ws, {"method": "LIST", "endpoint": DEVICE, "namespace": unique()})
         assert answer["success"] is True
 

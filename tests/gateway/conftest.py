@@ -12,8 +12,14 @@ from tests.support import Served, serve
 
 @pytest.fixture(scope="module")
 def echo_bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """A bus with the built-in applications and ``tests.gateway.echo``, shared by a module."""
-    served = serve(tmp_path_factory.mktemp("echo-bus"), "--app", "tests.gateway.echo:create_app")
+    """A bus with the built-in applications and ``tests.gateway.echo``, shared by a module.
+
+    It runs without authentication: the echo endpoints answer the credentials they were given,
+    made-up ones included, so the tests can see what the gateway made of each request.
+    """
+    served = serve(
+        tmp_path_factory.mktemp("echo-bus"), "--app", "tests.gateway.echo:create_app", "--insecure-no-auth"
+    )
     try:
         yield served
     finally:
@@ -22,8 +28,9 @@ def echo_bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 @pytest.fixture
 async def http(bus: Served) -> AsyncIterator[aiohttp.ClientSession]:
-    """An HTTP session on the module's bus (paths relative to its root)."""
-    async with aiohttp.ClientSession(base_url=bus.http_url) as session:
+    """An HTTP session on the module's bus (paths relative to its root), logged in as admin."""
+    headers = {"Flow-Auth-Token": bus.token or ""}
+    async with aiohttp.ClientSession(base_url=bus.http_url, headers=headers) as session:
         yield session
 
 

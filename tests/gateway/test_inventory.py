@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.gateway.helpers import DEVICES, fetch
-from tests.support import rpc, ws_connect
+from tests.support import rpc
 
 
 def unique(prefix: str = "d") -> str:
@@ -147,7 +147,7 @@ async def test_same_envelopes_as_websocket(bus, http):
     _, over_http = await fetch(http, "GET", DEVICES + objectid)
     missing = unique("missing")
     _, http_error = await fetch(http, "GET", DEVICES + missing)
-    async with ws_connect(bus.ws_url) as ws:
+    async with bus.connect() as ws:
         over_ws = await rpc(ws, {"method": "OPEN", "endpoint": "inventory/device", "objectid": objectid})
         ws_error = await rpc(ws, {"method": "OPEN", "endpoint": "inventory/device", "objectid": missing})
         ws_list = await rpc(ws, {"method": "LIST", "endpoint": "inventory/device", "parameters": {"limit": 1}})

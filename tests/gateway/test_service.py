@@ -85,7 +85,8 @@ async def test_body_over_limit_is_413(small_bus):
     padding = LIMIT - len(b'{"name":"big","description":""}')
     exact = b'{"name":"big","description":"' + b"x" * padding + b'"}'
     assert len(exact) == LIMIT
-    async with aiohttp.ClientSession(base_url=small_bus.http_url) as http:
+    headers = {"Flow-Auth-Token": small_bus.token or ""}
+    async with aiohttp.ClientSession(base_url=small_bus.http_url, headers=headers) as http:
         status, envelope = await fetch(http, "POST", DEVICES, data=exact)
         assert status == 201, envelope
         status, envelope = await fetch(http, "POST", DEVICES, data=exact[:-2] + b'x"}')
