@@ -60,7 +60,7 @@ class Dispatcher:
         try:
             result = await self._call(request, credentials)
         except FlowBusError as exc:
-            return self.fail(exc, request.requestid)
+            return self.fail(exc, request.requestid, peer=credentials.peer)
         except asyncio.CancelledError:
             raise
         except Exception:

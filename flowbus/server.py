@@ -144,20 +144,21 @@ class WebSocketServer:
                 )
             await ws.send(answer, text=True)
         except asyncio.CancelledError:
-            await self._send_unavailable(ws, message)
+            await self._send_unavailable(ws, message, defaults)
             raise
         except ConnectionClosed:
             pass
         finally:
             slots.release()
 
-    async def _send_unavailable(self, ws: ServerConnection, message: str | bytes) -> None:
+    async def _send_unavailable(self, ws: ServerConnection, message: str | bytes, defaults: _Defaults) -> None:
         """Tell the caller a call cut short by shutdown did not finish."""
         try:
-            requestid = parse_request(message).requestid
+            requestid = parse_request(message, default_endpoint=defaults.endpoint).requestid
         except Exception:
             requestid = None
-        response = self.dispatcher.fail(Unavailable("The bus shut down before the call finished"), requestid)
+        error = Unavailable("The bus shut down before the call finished")
+        response = self.dispatcher.fail(error, requestid, peer=defaults.peer)
         try:
             await asyncio.shield(ws.send(encode_response(response), text=True))
         except (ConnectionClosed, asyncio.CancelledError):

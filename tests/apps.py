@@ -9,6 +9,8 @@ Its endpoints misbehave on purpose, so tests can prove what the bus does around 
   ``{"released": n, "waiting": waiting before, "touched": n}``;
   ``touch`` counts one touch of the gate and answers ``{"touched": n}``;
   ``status`` answers ``{"waiting": n, "touched": n, "slow": slow calls running}``.
+  SIGUSR1 to the served process releases every waiter of every gate (for tests of shutdown,
+  when the bus no longer takes calls).
 * ``testing/boom`` RUN raises a plain RuntimeError (a bug, as far as the bus knows).
 * ``testing/unserializable`` RUN answers something that is not JSON.
 
@@ -18,11 +20,12 @@ State lives in the served process; tests keep apart by gate names.
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from flowbus import Application, Call, Endpoint
+from flowbus import Application, Call, Endpoint, Services
 
 __all__ = ["create_app"]
 
@@ -56,6 +59,9 @@ class Slow(Endpoint):
 class Gate(Endpoint):
     description = "Blocks callers until another call releases them"
 
+    async def startup(self, services: Services) -> None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _release_everyone)
+
     async def run(self, call: Call) -> dict[str, Any]:
         assert call.objectid is not None
         gate = _gates[call.objectid]
@@ -83,6 +89,13 @@ class Gate(Endpoint):
         if action == "status":
             return {"waiting": len(gate.waiters), "touched": gate.touched, "slow": _slow_running}
         raise ValueError(f"unknown gate action {action!r}")
+
+
+def _release_everyone() -> None:
+    for gate in _gates.values():
+        for waiter in gate.waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
 
 class Boom(Endpoint):

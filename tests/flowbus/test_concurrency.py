@@ -21,7 +21,7 @@ from websockets.exceptions import InvalidStatus
 
 from tests.apps import SECRET
 from tests.flowbus.helpers import DEVICE, unique
-from tests.support import Served, rpc, serve, ws_connect
+from tests.support import Served, rpc, serve
 
 APP = ("--app", "tests.apps:create_app")
 GATE = "testing/gate"
@@ -82,7 +82,7 @@ async def until_waiting(ws: ClientConnection, name: str, count: int) -> None:
 async def test_slow_call_does_not_hold_up_a_later_one(testing_bus: Served) -> None:
     """A RUN that blocks does not hold up an OPEN sent after it on the same connection."""
     name = unique("gate")
-    async with ws_connect(testing_bus.ws_url) as ws:
+    async with testing_bus.connect() as ws:
         created = await rpc(ws, {"method": "CREATE", "endpoint": DEVICE, "data": {"name": "x"}})
         await send(ws, "RUN", GATE, "slow", objectid=name)
         await send(ws, "OPEN", DEVICE, "open", objectid=created["data"]["id"])
@@ -98,7 +98,7 @@ async def test_slow_call_does_not_hold_up_a_later_one(testing_bus: Served) -> No
 async def test_many_calls_in_flight_on_one_connection(testing_bus: Served) -> None:
     """Fifty blocked calls are in flight on one connection at once; each answer carries its requestid."""
     name = unique("gate")
-    async with ws_connect(testing_bus.ws_url) as ws, ws_connect(testing_bus.ws_url) as control:
+    async with testing_bus.connect() as ws, testing_bus.connect() as control:
         for i in range(50):
             await send(ws, "RUN", GATE, f"w-{i}", objectid=name)
         await until_waiting(control, name, 50)
@@ -114,7 +114,7 @@ async def test_many_calls_in_flight_on_one_connection(testing_bus: Served) -> No
 
 async def test_answers_without_requestid_still_come(testing_bus: Served) -> None:
     """Calls without a requestid are answered too, one answer each."""
-    async with ws_connect(testing_bus.ws_url) as ws:
+    async with testing_bus.connect() as ws:
         ns = unique()
         for i in range(20):
             await ws.send(
@@ -131,7 +131,7 @@ async def test_answers_without_requestid_still_come(testing_bus: Served) -> None
 async def test_in_flight_cap_stops_reading(capped_bus: Served) -> None:
     """With 2 calls in flight the server reads no further message of that connection until one finishes."""
     name = unique("gate")
-    async with ws_connect(capped_bus.ws_url) as ws, ws_connect(capped_bus.ws_url) as control:
+    async with capped_bus.connect() as ws, capped_bus.connect() as control:
         await send(ws, "RUN", GATE, "a", objectid=name)
         await send(ws, "RUN", GATE, "b", objectid=name)
         await send(ws, "RUN", GATE, "c", objectid=name, data={"action": "touch"})
@@ -150,7 +150,7 @@ async def test_in_flight_cap_stops_reading(capped_bus: Served) -> None:
 async def test_in_flight_cap_is_per_connection(capped_bus: Served) -> None:
     """One connection at its cap does not stop another from being answered."""
     name = unique("gate")
-    async with ws_connect(capped_bus.ws_url) as ws, ws_connect(capped_bus.ws_url) as other:
+    async with capped_bus.connect() as ws, capped_bus.connect() as other:
         await send(ws, "RUN", GATE, "a", objectid=name)
         await send(ws, "RUN", GATE, "b", objectid=name)
         await until_waiting(other, name, 2)
@@ -166,7 +166,7 @@ async def test_call_timeout(tmp_path: Path) -> None:
     """An endpoint that takes longer than the call timeout answers TIMEOUT; the connection goes on."""
     served = serve_testing(tmp_path, call_timeout="0.2")
     try:
-        async with ws_connect(served.ws_url) as ws:
+        async with served.connect() as ws:
             slow = {"method": "RUN", "endpoint": "testing/slow", "objectid": "x", "requestid": "t"}
             answer = await rpc(ws, {**slow, "data": {"seconds": 60}})
             assert answer["success"] is False
@@ -188,17 +188,17 @@ async def test_max_connections(tmp_path: Path) -> None:
     """With FLOWBUS_MAX_CONNECTIONS=2 a third handshake is refused with HTTP 503; a freed place is taken again."""
     served = serve(tmp_path, env={"FLOWBUS_MAX_CONNECTIONS": "2"})
     try:
-        async with ws_connect(served.ws_url) as first, ws_connect(served.ws_url) as second:
+        async with served.connect() as first, served.connect() as second:
             for ws in (first, second):
                 assert (await rpc(ws, {"method": "LIST", "endpoint": DEVICE}))["success"] is True
             with pytest.raises(InvalidStatus) as info:
-                async with ws_connect(served.ws_url):
+                async with served.connect():
                     pass
             assert info.value.response.status_code == 503
         # Both closed: the server lets new connections in again (it may take a moment to notice).
         for _ in range(500):
             try:
-                async with ws_connect(served.ws_url) as ws:
+                async with served.connect() as ws:
                     assert (await rpc(ws, {"method": "LIST", "endpoint": DEVICE}))["success"] is True
                     break
             except InvalidStatus:
@@ -216,7 +216,7 @@ async def test_max_connections_with_concurrent_handshakes(tmp_path: Path) -> Non
 
         async def attempt() -> ClientConnection | None:
             try:
-                return await ws_connect(served.ws_url)  # type: ignore[no-any-return]
+                return await served.connect()  # type: ignore[no-any-return]
             except InvalidStatus as exc:
                 assert exc.response.status_code == 503
                 return None
@@ -237,7 +237,7 @@ async def test_max_connections_with_concurrent_handshakes(tmp_path: Path) -> Non
 
 async def test_endpoint_bug_is_internal_error(testing_bus: Served) -> None:
     """An endpoint raising a plain exception answers INTERNAL_ERROR with no detail; the log has errorid and detail."""
-    async with ws_connect(testing_bus.ws_url) as ws:
+    async with testing_bus.connect() as ws:
         raw = await ws.send(json.dumps({"method": "RUN", "endpoint": "testing/boom", "objectid": "x", "requestid": 1}))
         del raw
         text = await ws.recv()
@@ -256,7 +256,7 @@ async def test_endpoint_bug_is_internal_error(testing_bus: Served) -> None:
 
 async def test_unserializable_answer_is_internal_error(testing_bus: Served) -> None:
     """An endpoint answering something JSON cannot carry gets INTERNAL_ERROR, not silence."""
-    async with ws_connect(testing_bus.ws_url) as ws:
+    async with testing_bus.connect() as ws:
         await send(ws, "RUN", "testing/unserializable", "u", objectid="x")
         [answer] = await receive(ws, 1)
         assert answer["requestid"] == "u"
