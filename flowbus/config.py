@@ -81,7 +81,7 @@ class Settings:
         for name in ("max_message_size", "max_in_flight", "max_connections"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
-        if self.call_timeout <= 0 or self.shutdown_grace < 0:
+        if not (self.call_timeout > 0 and self.shutdown_grace >= 0):  # written so that NaN fails too
             raise ValueError("call_timeout must be positive and shutdown_grace not negative")
 
     @property
