@@ -52,6 +52,9 @@ ALL_METHODS = ("LIST", "OPEN", "CREATE", "UPDATE", "DELETE", "INDEX", "RUN")
 READ_METHODS = ("LIST", "OPEN", "INDEX")
 _USERNAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
 _ADMIN_ONLY = ["auth/user", "auth/role"]
+# Tokens and API keys are kept outside namespaces: a namespace-limited user still logs out,
+# refreshes its token and manages its own API keys, in the default namespace.
+_OUTSIDE_NAMESPACES = frozenset({TOKENS, APIKEYS})
 
 
 @dataclass(slots=True, frozen=True)
@@ -284,7 +287,8 @@ class AuthEngine:
     def authorize(
         self, identity: Identity, method: str, endpoint: str, namespace: str, permission: str | None = None
     ) -> None:
-        if identity.namespaces is not None and namespace not in identity.namespaces:
+        limited = identity.namespaces is not None and namespace not in identity.namespaces
+        if limited and not (namespace == "" and endpoint in _OUTSIDE_NAMESPACES):
             raise PermissionDenied(f"{identity.subject} may not use namespace {namespace!r}")
         verdicts = [self.roles[r].allows(method, endpoint, namespace) for r in identity.roles if r in self.roles]
         if False in verdicts or True not in verdicts:
