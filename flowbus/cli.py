@@ -146,9 +146,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"flowbus: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if settings.log_level.lower() != "debug":
-        # One line per connection is noise at INFO on a busy bus.
-        logging.getLogger("websockets").setLevel(logging.WARNING)
+    _quiet_libraries(debug=settings.log_level.lower() == "debug")
     try:
         apps = _apps(settings)
     except (ImportError, AttributeError, ValueError) as exc:
@@ -156,6 +154,16 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     _run(_serve_until_stopped(settings, apps))
     return 0
+
+
+def _quiet_libraries(*, debug: bool) -> None:
+    """Keep secrets out of the log: at debug level websockets logs every frame (logins carry
+    passwords, answers tokens and keys) and aiosqlite every SQL parameter (stored hashes), so
+    neither logs below INFO. Below debug, websockets logs warnings only: one line per
+    connection is noise at INFO on a busy bus."""
+    floor = max(logging.getLogger().getEffectiveLevel(), logging.INFO)
+    logging.getLogger("websockets").setLevel(floor if debug else logging.WARNING)
+    logging.getLogger("aiosqlite").setLevel(floor)
 
 
 def _apps(settings: Settings) -> list[Application]:
