@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 from flowbus import (
@@ -61,11 +63,20 @@ class Tokens(Endpoint):
     def __init__(self, engine: AuthEngine) -> None:
         super().__init__("auth/token")
         self.engine = engine
+        self._watch: asyncio.Task[None] | None = None
 
     async def startup(self, services: Services) -> None:
-        # The engine's state lives in the store; load it before the first call.
+        # The engine's state lives in the store; load it before the first call, then keep
+        # up with `flowbus user add/passwd` run against the same store while the bus runs.
         await self.engine.load()
         await self.engine.bootstrap(services.settings.admin_password)
+        self._watch = asyncio.create_task(self.engine.watch())
+
+    async def shutdown(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
 
     async def create(self, call: Call) -> dict[str, Any]:
         username, password = _strings(call.data or {}, "username", "password")

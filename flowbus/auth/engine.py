@@ -43,7 +43,7 @@ from flowbus.errors import (
 from flowbus.params import Query
 from flowbus.store.base import Store
 
-__all__ = ["BUILTIN_ROLES", "AuthEngine", "LoginThrottle", "Role", "Rule"]
+__all__ = ["BUILTIN_ROLES", "SYNC_EVERY", "AuthEngine", "LoginThrottle", "Role", "Rule"]
 
 logger = logging.getLogger("flowbus.auth")
 
@@ -55,6 +55,10 @@ _ADMIN_ONLY = ["auth/user", "auth/role"]
 # Tokens and API keys are kept outside namespaces: a namespace-limited user still logs out,
 # refreshes its token and manages its own API keys, in the default namespace.
 _OUTSIDE_NAMESPACES = frozenset({TOKENS, APIKEYS})
+# Changing one of these fields of a user revokes the user's tokens.
+_REVOKING = ("password_hash", "roles", "namespaces", "disabled")
+SYNC_EVERY = 2.0
+"""Seconds between two looks at the store for users changed by another process (``flowbus user``)."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -189,6 +193,9 @@ class AuthEngine:
     _apikeys: dict[str, dict[str, Any]] = field(default_factory=dict)
     _revoked: set[str] = field(default_factory=set)
     _cache: dict[str, _Cached] = field(default_factory=dict)
+    # Held while user records are read from or written to the store and memory, so that
+    # memory never ends up holding an older record than the store.
+    _users_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     generated_password: str | None = field(default=None, repr=False)
 
     # -- startup ----------------------------------------------------------------------------
@@ -211,10 +218,37 @@ class AuthEngine:
         self.generated_password = generated
         return generated
 
-    async def _all(self, collection: str) -> list[dict[str, Any]]:
+    async def sync(self) -> None:
+        """Catch up with users added or changed in the store by another process (``flowbus user``
+        while the bus runs), and with the token revocations such a change made."""
+        async with self._users_lock:
+            for user in await self._all(USERS):
+                await self._known(user)
+
+    async def watch(self, every: float = SYNC_EVERY) -> None:
+        """Run :meth:`sync` every ``every`` seconds, until cancelled."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.sync()
+            except Exception:
+                logger.error("could not read the users from the store", exc_info=True)
+
+    async def _known(self, user: dict[str, Any]) -> None:
+        """Remember ``user`` as stored (hold ``_users_lock``). If another process changed what
+        revokes its tokens, it revoked them in the store: learn those revocations."""
+        before = self.users.get(user["id"])
+        self.users[user["id"]] = user
+        if before is not None and any(before.get(k) != user.get(k) for k in _REVOKING):
+            records = await self._all(TOKENS, {"username": user["id"]})
+            self._revoked.update(r["id"] for r in records if r.get("revoked"))
+            self._cache.clear()
+
+    async def _all(self, collection: str, filters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         while True:
-            page, total = await self.store.query(collection, "", Query(limit=1000, offset=len(out)))
+            query = Query(limit=1000, offset=len(out), filters=filters or {})
+            page, total = await self.store.query(collection, "", query)
             out.extend(page)
             if not page or len(out) >= total:
                 return out
@@ -272,9 +306,10 @@ class AuthEngine:
         """
         self.throttle.check(username, peer)
         # Read the store, not the cache: `flowbus user add/passwd` may have changed it meanwhile.
-        user = await self.store.get(USERS, "", username) if _USERNAME.fullmatch(username) else None
-        if user is not None:
-            self.users[username] = user
+        async with self._users_lock:
+            user = await self.store.get(USERS, "", username) if _USERNAME.fullmatch(username) else None
+            if user is not None:
+                await self._known(user)
         stored = user["password_hash"] if user else _dummy_hash()
         ok = await asyncio.to_thread(verify_password, password, stored)
         if not ok or user is None or user.get("disabled"):
@@ -346,8 +381,9 @@ class AuthEngine:
             "disabled": False,
             "password_hash": await _hash(password),
         }
-        stored = await self.store.insert(USERS, "", record, _no_text)
-        self.users[username] = stored
+        async with self._users_lock:
+            stored = await self.store.insert(USERS, "", record, _no_text)
+            self.users[username] = stored
         return stored
 
     async def change_user(self, username: str, changes: dict[str, Any]) -> dict[str, Any]:
@@ -365,16 +401,18 @@ class AuthEngine:
             if not isinstance(changes["disabled"], bool):
                 raise InvalidData("'disabled' must be true or false", field="disabled")
             patch["disabled"] = changes["disabled"]
-        stored = await self.store.patch(USERS, "", username, patch, _no_text)
-        self.users[username] = stored
-        if patch.keys() & {"password_hash", "roles", "namespaces", "disabled"}:
+        async with self._users_lock:
+            stored = await self.store.patch(USERS, "", username, patch, _no_text)
+            self.users[username] = stored
+        if patch.keys() & set(_REVOKING):
             await self.revoke_user_tokens(username)
             self._cache.clear()
         return stored
 
     async def remove_user(self, username: str) -> dict[str, Any]:
-        removed = await self.store.delete(USERS, "", username)
-        self.users.pop(username, None)
+        async with self._users_lock:
+            removed = await self.store.delete(USERS, "", username)
+            self.users.pop(username, None)
         await self.revoke_user_tokens(username)
         for prefix in [p for p, k in self._apikeys.items() if k["owner"] == username]:
             await self.remove_apikey(prefix)
