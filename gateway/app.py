@@ -10,7 +10,7 @@ from flowbus.dispatcher import Dispatcher
 from flowbus.registry import Registry
 from gateway.handlers import api, openapi
 from gateway.keys import DISPATCHER, REGISTRY, SETTINGS, TABLES, Tables
-from gateway.middlewares import envelope_errors
+from gateway.middlewares import cors, envelope_errors
 from gateway.openapi import build_openapi
 
 __all__ = ["DISPATCHER", "REGISTRY", "SETTINGS", "TABLES", "HttpGateway", "create_app"]
@@ -32,7 +32,7 @@ async def _build_tables(app: web.Application) -> None:
 
 def create_app(dispatcher: Dispatcher, registry: Registry, settings: Settings) -> web.Application:
     """Build the gateway's aiohttp application."""
-    app = web.Application(client_max_size=settings.max_message_size, middlewares=[envelope_errors])
+    app = web.Application(client_max_size=settings.max_message_size, middlewares=[cors, envelope_errors])
     app[DISPATCHER] = dispatcher
     app[REGISTRY] = registry
     app[SETTINGS] = settings
