@@ -11,8 +11,7 @@ KEY = re.compile(r"fbk_([0-9a-f]{8})_[A-Za-z0-9_-]{20,}")
 
 
 async def test_create_shows_the_key_once(bus: Served) -> None:
-    """CREATE auth/apikey answers the key (fbk_<prefix>_<secret>) with its prefix, owner, label and creation;
-    no later answer carries it."""
+    """CREATE auth/apikey answers the key (fbk_<prefix>_<secret>) and its record once; LIST never shows it."""
     name, token = await add_user(bus, ["operator"])
     created = ok(await ws_call(bus, token, "CREATE", "auth/apikey", data={"label": "ci"}))
     match = KEY.fullmatch(created["key"])

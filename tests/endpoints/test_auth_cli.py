@@ -44,8 +44,7 @@ def flowbus(*args: str, password: str | None = None) -> subprocess.CompletedProc
 
 
 async def test_user_add_while_the_bus_runs(bus: Served) -> None:
-    """``flowbus user add NAME --role operator`` on a running bus's data directory makes a user who
-    can log in at once and has the role."""
+    """`flowbus user add NAME --role operator` on a running bus's data makes a user who logs in with the role."""
     name = unique("cli")
     done = flowbus("user", "add", name, "--role", "operator", "--data", str(bus.data), password=PASSWORD)
     assert done.returncode == 0, done.stderr
@@ -81,8 +80,7 @@ async def test_user_add_defaults_to_viewer_and_takes_namespaces(bus: Served) -> 
     ids=["add-existing", "add-short-password", "add-unknown-role", "passwd-unknown-user"],
 )
 def test_user_refusals_exit_1(bus: Served, args: list[str], password: str, message: str) -> None:
-    """``flowbus user`` exits 1 with the reason on stderr for a taken name, a short password, an
-    unknown role or an unknown user."""
+    """`flowbus user` exits 1 with the reason for a taken name, short password, unknown role or unknown user."""
     name = unique("cli")
     done = flowbus("user", *[a.replace("{new}", name) for a in args], "--data", str(bus.data), password=password)
     assert done.returncode == 1
@@ -102,8 +100,7 @@ async def test_user_passwd_while_the_bus_runs(bus: Served) -> None:
 
 
 async def test_user_passwd_revokes_the_users_tokens_on_the_running_bus(bus: Served) -> None:
-    """``flowbus user passwd`` revokes the user's tokens, also for the running bus (which looks at
-    the store for such changes every few seconds: polled in a bounded loop)."""
+    """`flowbus user passwd` revokes the user's tokens on the running bus too (polled in a bounded loop)."""
     name = unique("cli")
     assert flowbus("user", "add", name, "--data", str(bus.data), password=PASSWORD).returncode == 0
     token = ok(await login(bus, name))["token"]
@@ -117,8 +114,7 @@ async def test_user_passwd_revokes_the_users_tokens_on_the_running_bus(bus: Serv
 
 
 async def test_user_passwd_then_login_revokes_the_old_tokens_at_once(bus: Served) -> None:
-    """A login with the password ``flowbus user passwd`` set makes the running bus learn the
-    revocation of the user's older tokens at once."""
+    """A login after `flowbus user passwd` makes the running bus refuse the user's older tokens at once."""
     name = unique("cli")
     assert flowbus("user", "add", name, "--data", str(bus.data), password=PASSWORD).returncode == 0
     old = ok(await login(bus, name))["token"]
@@ -130,8 +126,7 @@ async def test_user_passwd_then_login_revokes_the_old_tokens_at_once(bus: Served
 
 
 async def test_user_added_by_the_command_line_is_known_to_the_running_bus(bus: Served) -> None:
-    """A user added by ``flowbus user add`` shows in LIST auth/user of the running bus before it ever
-    logs in (polled in a bounded loop), and an admin may make it an API key."""
+    """A user added by `flowbus user add` is listed by the running bus before logging in, and may get an API key."""
     name = unique("cli")
     assert flowbus("user", "add", name, "--data", str(bus.data), password=PASSWORD).returncode == 0
 
@@ -180,8 +175,7 @@ def open_bus(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]
 
 
 async def test_insecure_no_auth_lets_calls_in_and_warns(open_bus: Served) -> None:
-    """Without authentication every call gets in without credentials (as anonymous), over websockets
-    and HTTP, and the bus prints a WARNING line."""
+    """Without authentication every call gets in without credentials, and the bus prints a WARNING line."""
     assert any(line.startswith("WARNING") and "insecure-no-auth" in line for line in open_bus.output)
     ns = unique("ns")
     ok(await ws_call(open_bus, None, "CREATE", DEVICE, namespace=ns, data={"name": "x"}))

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.endpoints.helpers import DEVICES, add_user, admin, bearer, http, ok, refused, unique, ws_call
+from tests.endpoints.helpers import DEVICES, PASSWORD, add_user, admin, bearer, http, ok, refused, unique, ws_call
 from tests.support import Served
 
 DEVICE = "inventory/device"
@@ -85,8 +85,7 @@ async def test_api_key_of_a_limited_user_is_limited_too(bus: Served, limited: Li
 
 
 async def test_limited_user_may_refresh_and_log_out(bus: Served, limited: Limited) -> None:
-    """Tokens are not in a namespace: a namespace-limited user refreshes and logs out like any other
-    (in the default namespace), but not by naming another namespace."""
+    """A namespace-limited user refreshes and logs out in the default namespace, not in another one."""
     refused(await ws_call(bus, limited.token, "LIST", "auth/token", namespace=limited.other), "PERMISSION_DENIED")
     fresh = ok(await ws_call(bus, limited.token, "RUN", "auth/token", objectid="refresh"))
     ok(await ws_call(bus, fresh["token"], "LIST", DEVICE, namespace=limited.own))
@@ -99,5 +98,5 @@ async def test_changing_a_users_namespaces_revokes_its_tokens(bus: Served, limit
     name = next(user["id"] for user in await admin(bus, "LIST", "auth/user") if user["namespaces"] == [limited.own])
     await admin(bus, "UPDATE", "auth/user", objectid=name, data={"namespaces": [limited.other]})
     refused(await ws_call(bus, limited.token, "LIST", DEVICE, namespace=limited.own), "AUTH_FAILED")
-    token = ok(bus.login(name, "a-password-of-the-tests"))["token"]
+    token = ok(bus.login(name, PASSWORD))["token"]
     assert ok(await ws_call(bus, token, "LIST", DEVICE, namespace=limited.other)) == [limited.secret]

@@ -44,8 +44,7 @@ def assert_rate_limited(answer: dict[str, object]) -> None:
 
 
 async def test_too_many_failed_logins_for_a_username_are_rate_limited(user_limited: Served) -> None:
-    """After 3 failed logins for a username, its next login (even with the right password) answers
-    RATE_LIMITED with retryAfter; other usernames still log in."""
+    """After N failed logins for a username its logins answer RATE_LIMITED with retryAfter; others still log in."""
     name, _ = await add_user(user_limited, ["viewer"])
     other, _ = await add_user(user_limited, ["viewer"])
     for _ in range(PER_USER):
@@ -98,8 +97,7 @@ async def test_unknown_usernames_are_limited_like_known_ones(user_limited: Serve
 
 
 async def test_too_many_failed_logins_from_an_address_are_rate_limited(address_limited: Served) -> None:
-    """After 4 failed logins from one address (over different usernames), any login from it is
-    RATE_LIMITED, over websockets and over HTTP (429, Retry-After)."""
+    """After N failed logins from one address, any login from it is RATE_LIMITED (429 and Retry-After over HTTP)."""
     name, _ = await add_user(address_limited, ["viewer"])
     for _ in range(PER_ADDRESS):
         refused(await login(address_limited, unique("guess"), "wrong-password"), "AUTH_FAILED")

@@ -63,8 +63,7 @@ def table(methods: dict[str, dict[str, str]]) -> list[Any]:
 async def test_builtin_role_on_inventory_device(
     bus: Served, role_tokens: dict[str, str], role: str, method: str, expected: str
 ) -> None:
-    """admin and operator may do everything on inventory/device, viewer only LIST, OPEN and INDEX;
-    a refused call changes nothing."""
+    """admin and operator may do all on inventory/device, viewer only read; a refused call changes nothing."""
     ns = unique("ns")
     device = await admin(bus, "CREATE", DEVICE, namespace=ns, data={"name": "sw-1"})
     fields: dict[str, Any] = {

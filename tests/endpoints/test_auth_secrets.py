@@ -39,8 +39,7 @@ async def test_token_of_a_bus_with_another_secret_is_refused(bus: Served, env_se
 
 
 async def test_tokens_are_signed_with_the_secret_from_the_environment(env_secret_bus: Served) -> None:
-    """With FLOWBUS_JWT_SECRET the bus signs with it (its tokens verify with it, and it accepts
-    tokens signed with it) and keeps no jwt.secret file."""
+    """With FLOWBUS_JWT_SECRET the bus signs and verifies with it, and keeps no jwt.secret file."""
     assert env_secret_bus.token is not None
     assert jwt.decode(env_secret_bus.token, SECRET, algorithms=["HS256"])["sub"] == "admin"
     ok(await ws_call(env_secret_bus, signed(SECRET), "LIST"))
@@ -48,8 +47,7 @@ async def test_tokens_are_signed_with_the_secret_from_the_environment(env_secret
 
 
 async def test_rotating_the_secret_refuses_old_tokens_but_keeps_api_keys(tmp_path: Path) -> None:
-    """The secret in <data>/jwt.secret survives a restart (tokens keep working); deleting it makes a
-    new one on the next start: old tokens answer AUTH_FAILED, API keys keep working, logins work."""
+    """jwt.secret survives restarts; deleting it refuses old tokens on the next start, API keys keep working."""
     first = serve(tmp_path)
     try:
         assert first.token is not None

@@ -66,8 +66,7 @@ def auth(bus: Served) -> dict[str, str]:
 
 @pytest.mark.parametrize("origin", [LISTED, "https://b.example"], ids=["first", "second"])
 async def test_listed_origin_is_allowed(cors_bus: Served, origin: str) -> None:
-    """A request from a listed origin gets Access-Control-Allow-Origin: <origin> and Vary: Origin,
-    and never allows credentials."""
+    """A listed origin gets Access-Control-Allow-Origin: <origin> and Vary: Origin, never credentials."""
     status, headers, _ = await request(cors_bus, "GET", DEVICES, origin, auth(cors_bus))
     assert status == 200
     assert headers["Access-Control-Allow-Origin"] == origin
@@ -77,8 +76,7 @@ async def test_listed_origin_is_allowed(cors_bus: Served, origin: str) -> None:
 
 
 async def test_error_envelopes_carry_cors_headers(cors_bus: Served) -> None:
-    """An error answer (here AUTH_REQUIRED, 401) to a listed origin carries the CORS headers, so a
-    script can read the envelope."""
+    """An error answer (401 AUTH_REQUIRED) to a listed origin carries the CORS headers too."""
     status, headers, body = await request(cors_bus, "GET", DEVICES, LISTED)
     assert status == 401 and b"AUTH_REQUIRED" in body
     assert headers["Access-Control-Allow-Origin"] == LISTED
@@ -109,8 +107,7 @@ async def test_star_allows_any_origin_by_name(star_bus: Served) -> None:
 
 
 async def test_preflight_from_a_listed_origin_is_204(cors_bus: Served) -> None:
-    """OPTIONS with Access-Control-Request-Method on an /api path from a listed origin answers 204 with the
-    methods, the headers the gateway reads and a max age of 600; it needs no credentials."""
+    """A preflight of an /api path from a listed origin answers 204 with methods, headers, max age 600."""
     status, headers, body = await request(cors_bus, "OPTIONS", DEVICES + "some-id", LISTED, PREFLIGHT)
     assert (status, body) == (204, b"")
     assert cors_headers(headers) == {
@@ -137,8 +134,7 @@ async def test_preflight_with_star_is_204(star_bus: Served) -> None:
 async def test_other_options_requests_are_405_as_before(
     cors_bus: Served, origin: str | None, headers: dict[str, str]
 ) -> None:
-    """OPTIONS from an unlisted origin, without Origin, or without Access-Control-Request-Method is not a
-    preflight the bus answers: 405 METHOD_NOT_SUPPORTED, and for an unlisted origin no CORS headers."""
+    """OPTIONS from an unlisted origin, without Origin or not a preflight answers 405 as before."""
     status, answered, body = await request(cors_bus, "OPTIONS", DEVICES, origin, headers)
     assert status == 405 and b"METHOD_NOT_SUPPORTED" in body
     if origin != LISTED:
