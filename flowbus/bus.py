@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable
 from typing import Protocol
 
@@ -10,13 +11,15 @@ from flowbus.auth.base import AllowAll, Authenticator, Authorizer, OpenAuthentic
 from flowbus.backplane import Backplane, LocalBackplane
 from flowbus.config import Settings
 from flowbus.dispatcher import Dispatcher
-from flowbus.endpoint import Application, Services
+from flowbus.endpoint import Application, Endpoint, Services
 from flowbus.registry import Registry
 from flowbus.server import WebSocketServer
 from flowbus.store.base import Store
 from flowbus.store.sqlite import SQLiteStore
 
 __all__ = ["Bus", "Transport"]
+
+logger = logging.getLogger("flowbus.bus")
 
 
 class Transport(Protocol):
@@ -71,13 +74,32 @@ class Bus:
         self.transports: list[Transport] = [self.websocket]
 
     async def start(self) -> None:
-        """Open the store, start every endpoint, then every transport."""
+        """Open the store, start every endpoint, then every transport.
+
+        If a step fails, what was started is stopped again and the store closed (its threads
+        would otherwise keep the process alive), then the error is raised.
+        """
         await self.store.open()
         self.registry.freeze()
-        for entry in self.registry.entries():
-            await entry.endpoint.startup(self.services)
-        for transport in self.transports:
-            await transport.start()
+        started: list[Endpoint] = []
+        running: list[Transport] = []
+        try:
+            for entry in self.registry.entries():
+                await entry.endpoint.startup(self.services)
+                started.append(entry.endpoint)
+            for transport in self.transports:
+                await transport.start()
+                running.append(transport)
+        except BaseException:
+            self.dispatcher.closing = True
+            await asyncio.gather(*(transport.stop() for transport in running), return_exceptions=True)
+            for endpoint in reversed(started):
+                try:
+                    await endpoint.shutdown()
+                except Exception:
+                    logger.error("endpoint %s failed to shut down", endpoint.name, exc_info=True)
+            await self.store.close()
+            raise
 
     async def stop(self) -> None:
         """Stop the transports (in-flight calls finish or answer UNAVAILABLE), then the endpoints,

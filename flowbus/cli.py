@@ -152,8 +152,8 @@ def _serve(args: argparse.Namespace) -> int:
     except (ImportError, AttributeError, ValueError) as exc:
         print(f"flowbus: {exc}", file=sys.stderr)
         return 2
-    _run(_serve_until_stopped(settings, apps))
-    return 0
+    status: int = _run(_serve_until_stopped(settings, apps))
+    return status
 
 
 def _quiet_libraries(*, debug: bool) -> None:
@@ -181,13 +181,13 @@ def _engine(settings: Settings, store: SQLiteStore) -> AuthEngine:
     return AuthEngine(store, issuer, throttle)
 
 
-def _run(main: Any) -> None:
+def _run(main: Any) -> Any:
     try:
         import uvloop  # type: ignore[import-not-found]
     except ImportError:
-        asyncio.run(main)
+        return asyncio.run(main)
     else:
-        uvloop.run(main)
+        return uvloop.run(main)
 
 
 def _build_bus(settings: Settings, apps: list[Application]) -> tuple[Bus, AuthEngine]:
@@ -202,13 +202,21 @@ def _build_bus(settings: Settings, apps: list[Application]) -> tuple[Bus, AuthEn
     return bus, engine
 
 
-async def _serve_until_stopped(settings: Settings, apps: list[Application]) -> None:
+async def _serve_until_stopped(settings: Settings, apps: list[Application]) -> int:
+    """Serve until SIGINT or SIGTERM; return the exit status (1 if the bus could not start)."""
     bus, engine = _build_bus(settings, apps)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await bus.start()
+    try:
+        await bus.start()
+    except (OSError, FlowBusError) as exc:  # a port in use, a bad bootstrap setting
+        print(f"flowbus: cannot start: {exc}", file=sys.stderr)
+        return 1
+    except Exception:
+        logging.getLogger("flowbus").exception("flowbus: cannot start")
+        return 1
     try:
         _announce(settings, bus, engine)
         await stop.wait()
@@ -216,6 +224,7 @@ async def _serve_until_stopped(settings: Settings, apps: list[Application]) -> N
     finally:
         await bus.stop()
     print("FlowBus stopped", flush=True)
+    return 0
 
 
 def _announce(settings: Settings, bus: Bus, engine: AuthEngine) -> None:

@@ -14,6 +14,8 @@ Its endpoints misbehave on purpose, so tests can prove what the bus does around 
 * ``testing/boom`` RUN raises a plain RuntimeError (a bug, as far as the bus knows).
 * ``testing/unserializable`` RUN answers something that is not JSON.
 
+``create_broken_app`` builds an application whose endpoint fails to start.
+
 State lives in the served process; tests keep apart by gate names.
 """
 
@@ -27,7 +29,7 @@ from typing import Any
 
 from flowbus import Application, Call, Endpoint, Services
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "create_broken_app"]
 
 SECRET = "secret-detail-that-must-stay-in-the-log"
 
@@ -119,4 +121,21 @@ def create_app() -> Application:
     app.add(Gate("testing/gate"))
     app.add(Boom("testing/boom"))
     app.add(Unserializable("testing/unserializable"))
+    return app
+
+
+class BrokenStartup(Endpoint):
+    description = "Fails to start"
+
+    async def startup(self, services: Services) -> None:
+        raise RuntimeError(f"cannot start: {SECRET}")
+
+    async def run(self, call: Call) -> Any:
+        return None
+
+
+def create_broken_app() -> Application:
+    """An application that makes the bus fail to start."""
+    app = Application("broken")
+    app.add(BrokenStartup("broken/startup"))
     return app

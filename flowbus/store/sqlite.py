@@ -83,9 +83,13 @@ class SQLiteStore:
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         loop = asyncio.get_running_loop()
-        self._writer = await loop.run_in_executor(self._executor, self._open_writer)
-        self._reader = await aiosqlite.connect(self.path)
-        await self._reader.execute("PRAGMA query_only = ON")
+        try:
+            self._writer = await loop.run_in_executor(self._executor, self._open_writer)
+            self._reader = await aiosqlite.connect(self.path)
+            await self._reader.execute("PRAGMA query_only = ON")
+        except BaseException:
+            await self.close()  # the reader's thread would keep the process alive
+            raise
         self._writer_task = asyncio.create_task(self._write_loop(), name="flowbus-store-writer")
 
     def _open_writer(self) -> sqlite3.Connection:

@@ -11,7 +11,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import signal
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 
-from tests.support import Served, rpc, serve
+from tests.support import ADMIN_PASSWORD, ROOT, Served, rpc, serve
 
 DEVICE = "inventory/device"
 NAMESPACE = "durable"
@@ -271,3 +274,39 @@ async def test_sigterm_idle_bus_exits_0(tmp_path: Path) -> None:
         served.process.send_signal(signal.SIGTERM)
         assert await closed_with(ws) == 1001
     assert served.stop() == 0
+
+
+# -- startup failures ---------------------------------------------------------------------------
+
+
+def serve_fails(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``flowbus serve`` expecting it to fail at startup (and exit: the timeout is a hang guard)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "FLOWBUS_ADMIN_PASSWORD": ADMIN_PASSWORD}
+    command = [sys.executable, "-m", "flowbus", "serve", "--data", str(workdir / "data"), *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=workdir, timeout=60)
+
+
+@pytest.mark.parametrize("busy", ["ws", "http"])
+def test_port_in_use_exits_1(tmp_path: Path, busy: str) -> None:
+    """A port in use makes serve exit 1 with a one-line reason, after undoing what it started."""
+    served = serve(tmp_path / "first")
+    try:
+        port = (served.ws_url if busy == "ws" else served.http_url).rsplit(":", 1)[1]
+        ports = ["--ws-port", port, "--http-port", "0"] if busy == "ws" else ["--ws-port", "0", "--http-port", port]
+        result = serve_fails(tmp_path / "second", *ports)
+    finally:
+        served.stop()
+    assert result.returncode == 1
+    assert "flowbus: cannot start:" in result.stderr
+    assert "in use" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "FlowBus ready" not in result.stdout
+
+
+def test_failing_endpoint_startup_exits_1(tmp_path: Path) -> None:
+    """An endpoint whose startup raises makes serve exit 1, with the traceback in the log."""
+    result = serve_fails(tmp_path, "--app", "tests.apps:create_broken_app")
+    assert result.returncode == 1
+    assert "cannot start" in result.stderr
+    assert "Traceback" in result.stderr and "RuntimeError" in result.stderr

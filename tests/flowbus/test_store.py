@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -140,6 +142,16 @@ async def test_closed_store_refuses(tmp_path: Path) -> None:
         await insert(store, "late")
     with pytest.raises(Unavailable):
         await store.get(C, "", "late")
+
+
+async def test_failed_open_leaves_no_thread(tmp_path: Path) -> None:
+    """A store that cannot open raises and leaves no thread behind (it would keep the process alive)."""
+    (tmp_path / "flowbus.db").mkdir()
+    before = set(threading.enumerate())
+    store = SQLiteStore(tmp_path / "flowbus.db")
+    with pytest.raises(sqlite3.Error):
+        await store.open()
+    assert set(threading.enumerate()) <= before
 
 
 def test_bad_synchronous_setting(tmp_path: Path) -> None:
