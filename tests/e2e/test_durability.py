@@ -9,12 +9,14 @@ a write that was in flight may or may not be.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,16 @@ CONNECTIONS = 6
 WORKERS_PER_CONNECTION = 10
 KILL_AFTER = 1500
 GONE = "gone"
+
+
+@contextlib.contextmanager
+def reaped(served: Served) -> Iterator[Served]:
+    """Make sure the served process is gone when the block is left, however it is left."""
+    try:
+        yield served
+    finally:
+        if served.process.poll() is None:
+            served.stop(signal.SIGKILL)
 
 
 @dataclass
@@ -139,8 +151,21 @@ def applied(before: dict[str, Any] | str | None, op: Op) -> dict[str, Any] | str
 
 async def test_kill_9_loses_no_acknowledged_write(tmp_path: Path) -> None:
     """SIGKILL right after an acknowledged write: after a restart every acknowledged write is there."""
-    served = serve(tmp_path)
-    ledger = Ledger(served)
+    with reaped(serve(tmp_path)) as served:
+        ledger = Ledger(served)
+        await run_until_killed(served, ledger)
+        assert served.stop() == -signal.SIGKILL
+    assert ledger.failures == []
+    assert ledger.answers >= KILL_AFTER
+    assert ledger.in_flight, "the kill should catch writes in flight"
+
+    with reaped(serve(tmp_path)) as restarted:
+        await check_acknowledged(restarted, ledger)
+        assert restarted.stop() == 0
+
+
+async def run_until_killed(served: Served, ledger: Ledger) -> None:
+    """Write from every connection until the ledger has killed the bus."""
     sockets = [await served.connect() for _ in range(CONNECTIONS)]
     try:
         connections = [Connection(ws, ledger, f"c{i}") for i, ws in enumerate(sockets)]
@@ -158,48 +183,41 @@ async def test_kill_9_loses_no_acknowledged_write(tmp_path: Path) -> None:
     finally:
         for ws in sockets:
             await ws.close()
-    assert served.stop() == -signal.SIGKILL
-    assert ledger.failures == []
-    assert ledger.answers >= KILL_AFTER
-    assert ledger.in_flight, "the kill should catch writes in flight"
 
-    restarted = serve(tmp_path)
-    try:
-        async with restarted.connect() as ws:
-            touched = {op.objectid for op in ledger.ops.values()}
-            for objectid in sorted(touched):
-                answer = await rpc(
-                    ws, {"method": "OPEN", "endpoint": DEVICE, "namespace": NAMESPACE, "objectid": objectid}
-                )
-                found: dict[str, Any] | str = answer["data"] if answer["success"] else GONE
-                if not answer["success"]:
-                    assert answer["errorcode"] == "DO_NOT_EXIST"
-                acked = ledger.acked.get(objectid)
-                pending = ledger.in_flight.get(objectid)
-                if found == acked:
-                    continue  # exactly what was acknowledged, timestamps included
-                assert pending is not None, f"{objectid}: acknowledged {acked}, found {found}"
-                expected = applied(acked, pending)
-                assert (found if found == GONE else user_fields(found)) == expected, objectid  # type: ignore[arg-type]
-            stored: list[str] = []
-            for page in itertools.count():
-                answer = await rpc(
-                    ws,
-                    {
-                        "method": "LIST",
-                        "endpoint": DEVICE,
-                        "namespace": NAMESPACE,
-                        "parameters": {"limit": 1000, "page": page},
-                    },
-                )
-                stored += [obj["id"] for obj in answer["data"]]
-                if len(answer["data"]) < 1000:
-                    break
-            assert set(stored) <= touched
-            live = {objectid for objectid, state in ledger.acked.items() if state != GONE}
-            assert live - set(ledger.in_flight) <= set(stored)
-    finally:
-        assert restarted.stop() == 0
+
+async def check_acknowledged(restarted: Served, ledger: Ledger) -> None:
+    """Every acknowledged write is there; a write in flight at the kill is absent or whole."""
+    async with restarted.connect() as ws:
+        touched = {op.objectid for op in ledger.ops.values()}
+        for objectid in sorted(touched):
+            answer = await rpc(ws, {"method": "OPEN", "endpoint": DEVICE, "namespace": NAMESPACE, "objectid": objectid})
+            found: dict[str, Any] | str = answer["data"] if answer["success"] else GONE
+            if not answer["success"]:
+                assert answer["errorcode"] == "DO_NOT_EXIST"
+            acked = ledger.acked.get(objectid)
+            pending = ledger.in_flight.get(objectid)
+            if found == acked:
+                continue  # exactly what was acknowledged, timestamps included
+            assert pending is not None, f"{objectid}: acknowledged {acked}, found {found}"
+            expected = applied(acked, pending)
+            assert (found if found == GONE else user_fields(found)) == expected, objectid  # type: ignore[arg-type]
+        stored: list[str] = []
+        for page in itertools.count():
+            answer = await rpc(
+                ws,
+                {
+                    "method": "LIST",
+                    "endpoint": DEVICE,
+                    "namespace": NAMESPACE,
+                    "parameters": {"limit": 1000, "page": page},
+                },
+            )
+            stored += [obj["id"] for obj in answer["data"]]
+            if len(answer["data"]) < 1000:
+                break
+        assert set(stored) <= touched
+        live = {objectid for objectid, state in ledger.acked.items() if state != GONE}
+        assert live - set(ledger.in_flight) <= set(stored)
 
 
 # -- graceful shutdown --------------------------------------------------------------------------
@@ -230,8 +248,21 @@ async def test_sigint_with_a_call_in_flight(tmp_path: Path, finishes: bool) -> N
     """SIGINT: new calls answer UNAVAILABLE, the blocked call finishes (or answers UNAVAILABLE once the
     grace period is over), connections close with 1001, exit status 0, and a restart sees the data."""
     grace = "60" if finishes else "0.1"
-    served = serve(tmp_path, *APP, env={"FLOWBUS_SHUTDOWN_GRACE": grace})
     gate = {"method": "RUN", "endpoint": "testing/gate", "objectid": "shutdown"}
+    with reaped(serve(tmp_path, *APP, env={"FLOWBUS_SHUTDOWN_GRACE": grace})) as served:
+        created = await shut_down_while_blocked(served, gate, finishes)
+        assert served.stop() == 0
+        assert "FlowBus stopped" in served.output
+
+    with reaped(serve(tmp_path)) as restarted:
+        async with restarted.connect() as ws:
+            opened = await rpc(ws, {"method": "OPEN", "endpoint": DEVICE, "objectid": created["data"]["id"]})
+            assert opened["data"] == created["data"]
+        assert restarted.stop() == 0
+
+
+async def shut_down_while_blocked(served: Served, gate: dict[str, Any], finishes: bool) -> dict[str, Any]:
+    """SIGINT with a call blocked; check the answers and closes; return an object created before."""
     # The blocked call is seed-style: its endpoint comes from the connection's path.
     async with served.connect("/testing/gate") as ws, served.connect() as control:
         created = await rpc(ws, {"method": "CREATE", "endpoint": DEVICE, "data": {"name": "kept"}})
@@ -254,26 +285,17 @@ async def test_sigint_with_a_call_in_flight(tmp_path: Path, finishes: bool) -> N
             assert answer["errorcode"] == "UNAVAILABLE"
         assert await closed_with(ws) == 1001
         assert await closed_with(control) == 1001
-    assert served.stop() == 0
-    assert "FlowBus stopped" in served.output
-
-    restarted = serve(tmp_path)
-    try:
-        async with restarted.connect() as ws:
-            opened = await rpc(ws, {"method": "OPEN", "endpoint": DEVICE, "objectid": created["data"]["id"]})
-            assert opened["data"] == created["data"]
-    finally:
-        assert restarted.stop() == 0
+    return created
 
 
 async def test_sigterm_idle_bus_exits_0(tmp_path: Path) -> None:
     """SIGTERM stops an idle bus with exit status 0, closing its connections with 1001."""
-    served = serve(tmp_path)
-    async with served.connect() as ws:
-        assert (await rpc(ws, {"method": "LIST", "endpoint": DEVICE}))["success"] is True
-        served.process.send_signal(signal.SIGTERM)
-        assert await closed_with(ws) == 1001
-    assert served.stop() == 0
+    with reaped(serve(tmp_path)) as served:
+        async with served.connect() as ws:
+            assert (await rpc(ws, {"method": "LIST", "endpoint": DEVICE}))["success"] is True
+            served.process.send_signal(signal.SIGTERM)
+            assert await closed_with(ws) == 1001
+        assert served.stop() == 0
 
 
 # -- startup failures ---------------------------------------------------------------------------
