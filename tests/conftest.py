@@ -8,27 +8,21 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import ClientConnection
 
-from tests.support import Served, serve
+from tests.support import Served, serving
 
 
 @pytest.fixture(scope="module")
 def bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A bus shared by the tests of one module; tests keep apart by ids and namespaces."""
-    served = serve(tmp_path_factory.mktemp("bus"))
-    try:
+    with serving(tmp_path_factory.mktemp("bus")) as served:
         yield served
-    finally:
-        served.stop()
 
 
 @pytest.fixture
 def fresh_bus(tmp_path: Path) -> Iterator[Served]:
     """A bus of this test's own, with an empty data directory."""
-    served = serve(tmp_path)
-    try:
+    with serving(tmp_path) as served:
         yield served
-    finally:
-        served.stop()
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -11,6 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,6 +100,16 @@ def _wait_ready(process: subprocess.Popen[str], data: Path, log_path: Path, time
             served.token = answer["data"]["token"] if answer.get("success") else None
             return served
     raise RuntimeError("flowbus serve did not become ready")
+
+
+@contextlib.contextmanager
+def serving(workdir: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Served]:
+    """``serve`` for the length of a ``with`` block (fixtures yield from it); stops the bus after."""
+    served = serve(workdir, *args, env=env)
+    try:
+        yield served
+    finally:
+        served.stop()
 
 
 async def rpc(ws: ClientConnection, message: dict[str, Any] | str | bytes) -> dict[str, Any]:

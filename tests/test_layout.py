@@ -62,8 +62,7 @@ def test_flowbus_does_not_import_gateway_or_endpoints() -> None:
     offenders = [
         str(path.relative_to(ROOT))
         for path in (ROOT / "flowbus").rglob("*.py")
-        if path.name != "cli.py"
-        and any(name.split(".")[0] in {"gateway", "endpoints"} for name in _imports(path))
+        if path.name != "cli.py" and any(name.split(".")[0] in {"gateway", "endpoints"} for name in _imports(path))
     ]
     assert offenders == []
 

@@ -12,17 +12,14 @@ import pytest
 
 from flowbus.client import Client
 from flowbus.errors import InvalidData
-from tests.support import ADMIN_PASSWORD, ROOT, Served, serve
+from tests.support import ADMIN_PASSWORD, ROOT, Served, serving
 
 
 @pytest.fixture(scope="module")
 def lab_bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A bus serving the built-ins and the example application."""
-    served = serve(tmp_path_factory.mktemp("examples"), "--app", "examples.custom_app:create_app")
-    try:
+    with serving(tmp_path_factory.mktemp("examples"), "--app", "examples.custom_app:create_app") as served:
         yield served
-    finally:
-        served.stop()
 
 
 def run_example(args: list[str], served: Served) -> subprocess.CompletedProcess[str]:

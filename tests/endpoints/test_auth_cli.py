@@ -14,7 +14,7 @@ from typing import TypeVar
 import pytest
 
 from tests.endpoints.helpers import DEVICE, DEVICES, PASSWORD, admin, call, http, login, ok, refused, unique, ws_call
-from tests.support import ADMIN_PASSWORD, ROOT, Served, serve
+from tests.support import ADMIN_PASSWORD, ROOT, Served, serving
 
 T = TypeVar("T")
 
@@ -164,14 +164,9 @@ def test_token_with_a_wrong_password_exits_1(bus: Served) -> None:
 @pytest.fixture(params=["flag", "env"])
 def open_bus(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
     """A bus without authentication, by ``--insecure-no-auth`` or by ``FLOWBUS_NO_AUTH=1``."""
-    if request.param == "flag":
-        served = serve(tmp_path, "--insecure-no-auth")
-    else:
-        served = serve(tmp_path, env={"FLOWBUS_NO_AUTH": "1"})
-    try:
+    args, env = (["--insecure-no-auth"], None) if request.param == "flag" else ([], {"FLOWBUS_NO_AUTH": "1"})
+    with serving(tmp_path, *args, env=env) as served:
         yield served
-    finally:
-        served.stop()
 
 
 async def test_insecure_no_auth_lets_calls_in_and_warns(open_bus: Served) -> None:

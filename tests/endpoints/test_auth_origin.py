@@ -9,7 +9,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from tests.endpoints.helpers import call, ok
-from tests.support import Served, serve, ws_connect
+from tests.support import Served, serve, serving, ws_connect
 
 LISTED = "https://console.example.com"
 
@@ -17,11 +17,10 @@ LISTED = "https://console.example.com"
 @pytest.fixture(scope="module")
 def bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """The module's bus lists https://console.example.com in FLOWBUS_ALLOWED_ORIGINS."""
-    served = serve(tmp_path_factory.mktemp("origin"), env={"FLOWBUS_ALLOWED_ORIGINS": f"{LISTED},https://b.example"})
-    try:
+    with serving(
+        tmp_path_factory.mktemp("origin"), env={"FLOWBUS_ALLOWED_ORIGINS": f"{LISTED},https://b.example"}
+    ) as served:
         yield served
-    finally:
-        served.stop()
 
 
 def own(bus: Served) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.endpoints.helpers import DEVICES, PASSWORD, TOKENS, add_user, basic, http, login, ok, refused, unique
-from tests.support import Served, serve
+from tests.support import Served, serving
 
 PER_USER = 3
 PER_ADDRESS = 4
@@ -19,22 +19,16 @@ WINDOW = 60
 def user_limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A bus allowing 3 failed logins per username (and plenty per address) a minute."""
     env = {"FLOWBUS_LOGIN_FAILURES_PER_USER": str(PER_USER), "FLOWBUS_LOGIN_FAILURES_PER_ADDRESS": "1000"}
-    served = serve(tmp_path_factory.mktemp("per-user"), env=env)
-    try:
+    with serving(tmp_path_factory.mktemp("per-user"), env=env) as served:
         yield served
-    finally:
-        served.stop()
 
 
 @pytest.fixture
 def address_limited(tmp_path: Path) -> Iterator[Served]:
     """A bus of this test's own allowing 4 failed logins per client address (and plenty per username)."""
     env = {"FLOWBUS_LOGIN_FAILURES_PER_USER": "1000", "FLOWBUS_LOGIN_FAILURES_PER_ADDRESS": str(PER_ADDRESS)}
-    served = serve(tmp_path, env=env)
-    try:
+    with serving(tmp_path, env=env) as served:
         yield served
-    finally:
-        served.stop()
 
 
 def assert_rate_limited(answer: dict[str, object]) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.endpoints.helpers import PASSWORD, add_user, admin, ok, refused, unique, ws_call
-from tests.support import Served, http_json, serve
+from tests.support import Served, http_json, serving
 
 DEVICE, USER, THING = "inventory/device", "auth/user", "demo/thing"
 ROLES = ("admin", "operator", "viewer")
@@ -17,11 +17,8 @@ ROLES = ("admin", "operator", "viewer")
 @pytest.fixture(scope="module")
 def bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """The module's bus also serves ``tests.endpoints.permapp`` (RUN purge needs ``demo.purge``)."""
-    served = serve(tmp_path_factory.mktemp("roles"), "--app", "tests.endpoints.permapp:create_app")
-    try:
+    with serving(tmp_path_factory.mktemp("roles"), "--app", "tests.endpoints.permapp:create_app") as served:
         yield served
-    finally:
-        served.stop()
 
 
 @pytest.fixture(scope="module")

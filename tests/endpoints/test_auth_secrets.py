@@ -10,7 +10,7 @@ import jwt
 import pytest
 
 from tests.endpoints.helpers import admin, ok, refused, unique, ws_call
-from tests.support import Served, serve
+from tests.support import Served, serve, serving
 
 SECRET = "a-secret-given-by-the-environment-for-tests"
 
@@ -18,11 +18,8 @@ SECRET = "a-secret-given-by-the-environment-for-tests"
 @pytest.fixture(scope="module")
 def env_secret_bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A bus signing with FLOWBUS_JWT_SECRET."""
-    served = serve(tmp_path_factory.mktemp("env-secret"), env={"FLOWBUS_JWT_SECRET": SECRET})
-    try:
+    with serving(tmp_path_factory.mktemp("env-secret"), env={"FLOWBUS_JWT_SECRET": SECRET}) as served:
         yield served
-    finally:
-        served.stop()
 
 
 def signed(secret: str | bytes, subject: str = "admin") -> str:

@@ -31,7 +31,7 @@ from tests.endpoints.helpers import (
     unique,
     ws_call,
 )
-from tests.support import ADMIN_PASSWORD, Served, serve, ws_connect
+from tests.support import ADMIN_PASSWORD, Served, serving, ws_connect
 
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
@@ -330,11 +330,8 @@ async def test_list_shows_own_tokens_never_the_tokens_themselves(bus: Served, vi
 @pytest.fixture(scope="module")
 def short_bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A bus whose tokens live one second."""
-    served = serve(tmp_path_factory.mktemp("short"), env={"FLOWBUS_TOKEN_LIFETIME": "1"})
-    try:
+    with serving(tmp_path_factory.mktemp("short"), env={"FLOWBUS_TOKEN_LIFETIME": "1"}) as served:
         yield served
-    finally:
-        served.stop()
 
 
 async def test_expired_token_is_refused(short_bus: Served) -> None:

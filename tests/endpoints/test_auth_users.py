@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.endpoints.helpers import PASSWORD, add_user, admin, basic, call, http, login, ok, refused, unique, ws_call
-from tests.support import ADMIN_PASSWORD, Served, serve
+from tests.support import ADMIN_PASSWORD, Served, serve, serving
 
 GENERATED = re.compile(r"Created user 'admin' with password: (\S+)")
 
@@ -17,11 +17,8 @@ GENERATED = re.compile(r"Created user 'admin' with password: (\S+)")
 @pytest.fixture(scope="module")
 def bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """The module's bus logs at debug level, so "never logged" is checked at the most talkative level."""
-    served = serve(tmp_path_factory.mktemp("users"), "--log-level", "debug")
-    try:
+    with serving(tmp_path_factory.mktemp("users"), "--log-level", "debug") as served:
         yield served
-    finally:
-        served.stop()
 
 
 def data_files(data: Path) -> bytes:

@@ -19,7 +19,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosedError
 
 from tests.flowbus.helpers import DEVICE, unique
-from tests.support import Served, rpc, serve
+from tests.support import Served, rpc, serving
 
 
 async def answered(bus: Served, ws: ClientConnection, message: str | bytes, errorcode: str) -> dict[str, Any]:
@@ -202,11 +202,8 @@ async def test_invalid_utf8_in_text_frame_closes_1007(bus: Served) -> None:
 @pytest.fixture(scope="module")
 def small_bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A bus that takes messages of at most 1024 bytes."""
-    served = serve(tmp_path_factory.mktemp("small"), env={"FLOWBUS_MAX_MESSAGE_SIZE": "1024"})
-    try:
+    with serving(tmp_path_factory.mktemp("small"), env={"FLOWBUS_MAX_MESSAGE_SIZE": "1024"}) as served:
         yield served
-    finally:
-        served.stop()
 
 
 def sized(size: int) -> str:

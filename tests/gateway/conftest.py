@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 import aiohttp
 import pytest
 
-from tests.support import Served, serve
+from tests.support import Served, serving
 
 
 @pytest.fixture(scope="module")
@@ -17,13 +17,10 @@ def echo_bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     It runs without authentication: the echo endpoints answer the credentials they were given,
     made-up ones included, so the tests can see what the gateway made of each request.
     """
-    served = serve(
+    with serving(
         tmp_path_factory.mktemp("echo-bus"), "--app", "tests.gateway.echo:create_app", "--insecure-no-auth"
-    )
-    try:
+    ) as served:
         yield served
-    finally:
-        served.stop()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from tests.gateway.helpers import DEVICES
-from tests.support import Served, serve
+from tests.support import Served, serving
 
 LISTED = "https://console.example.com"
 UNLISTED = "https://evil.example"
@@ -22,11 +22,8 @@ PREFLIGHT = {"Access-Control-Request-Method": "POST", "Access-Control-Request-He
 
 
 def start(tmp_path_factory: pytest.TempPathFactory, origins: str) -> Iterator[Served]:
-    served = serve(tmp_path_factory.mktemp("cors"), env={"FLOWBUS_CORS_ORIGINS": origins})
-    try:
+    with serving(tmp_path_factory.mktemp("cors"), env={"FLOWBUS_CORS_ORIGINS": origins}) as served:
         yield served
-    finally:
-        served.stop()
 
 
 @pytest.fixture(scope="module")

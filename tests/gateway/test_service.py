@@ -17,7 +17,7 @@ from flowbus.bus import Bus
 from flowbus.config import Settings
 from gateway import create_app
 from tests.gateway.helpers import DEVICES, fetch
-from tests.support import Served, serve
+from tests.support import Served, serving
 
 LIMIT = 1024
 
@@ -73,11 +73,8 @@ async def test_unknown_paths_answer_404_envelope(http, path: str):
 @pytest.fixture
 def small_bus(tmp_path: Path) -> Iterator[Served]:
     """A bus of this test's own whose largest body is LIMIT bytes."""
-    served = serve(tmp_path, env={"FLOWBUS_MAX_MESSAGE_SIZE": str(LIMIT)})
-    try:
+    with serving(tmp_path, env={"FLOWBUS_MAX_MESSAGE_SIZE": str(LIMIT)}) as served:
         yield served
-    finally:
-        served.stop()
 
 
 async def test_body_over_limit_is_413(small_bus):
