@@ -59,7 +59,9 @@ class Bus:
         backplane: Backplane | None = None,
     ) -> None:
         self.settings = settings
-        self.store: Store = store or SQLiteStore(settings.database, synchronous=settings.sync)
+        self.store: Store = store or SQLiteStore(
+            settings.database, synchronous=settings.sync, cache_bytes=settings.cache_bytes
+        )
         self.registry = Registry(apps)
         self.backplane: Backplane = backplane or LocalBackplane()
         self.services = Services(self.store, self.backplane, settings, self.registry.describe)

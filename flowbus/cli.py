@@ -194,7 +194,7 @@ def _build_bus(settings: Settings, apps: list[Application]) -> tuple[Bus, AuthEn
     from endpoints.auth import create_app as create_auth
     from gateway import HttpGateway
 
-    store = SQLiteStore(settings.database, synchronous=settings.sync)
+    store = SQLiteStore(settings.database, synchronous=settings.sync, cache_bytes=settings.cache_bytes)
     engine = _engine(settings, store)
     auth = None if settings.no_auth else engine
     bus = Bus(settings, [create_auth(engine), *apps], store=store, authenticator=auth, authorizer=auth)
@@ -264,7 +264,7 @@ def _user(args: argparse.Namespace) -> int:
 
 
 async def _change_user(settings: Settings, args: argparse.Namespace, password: str) -> None:
-    store = SQLiteStore(settings.database, synchronous=settings.sync)
+    store = SQLiteStore(settings.database, synchronous=settings.sync, cache_bytes=settings.cache_bytes)
     await store.open()
     try:
         engine = _engine(settings, store)

@@ -39,6 +39,7 @@ class Settings:
     call_timeout: float = _setting(30.0, float, "seconds an endpoint may take before TIMEOUT")
     shutdown_grace: float = _setting(10.0, float, "seconds in-flight calls get to finish on shutdown")
     sync: str = _setting("full", str, "SQLite synchronous mode: full (power-loss safe) or normal")
+    cache_mb: float = _setting(64.0, float, "MiB of objects kept in memory for reads by id (0: none)")
     log_level: str = _setting("info", str, "log level: debug, info, warning, error")
     no_auth: bool = _setting(False, _bool, "INSECURE: let every call in without credentials")
     jwt_secret: str | None = _setting(None, str, "JWT signing secret (default: kept in the data dir)", secret=True)
@@ -81,12 +82,18 @@ class Settings:
         for name in ("max_message_size", "max_in_flight", "max_connections"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if not self.cache_mb >= 0:
+            raise ValueError("cache_mb must not be negative")
         if not (self.call_timeout > 0 and self.shutdown_grace >= 0):  # written so that NaN fails too
             raise ValueError("call_timeout must be positive and shutdown_grace not negative")
 
     @property
     def database(self) -> Path:
         return Path(self.data) / "flowbus.db"
+
+    @property
+    def cache_bytes(self) -> int:
+        return int(self.cache_mb * (1 << 20))
 
     @classmethod
     def help(cls, name: str) -> str:

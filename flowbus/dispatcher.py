@@ -11,6 +11,7 @@ import asyncio
 import logging
 
 from flowbus.auth.base import ANONYMOUS, Authenticator, Authorizer, Credentials
+from flowbus.deadlines import Deadlines
 from flowbus.endpoint import Call, Services
 from flowbus.errors import (
     FlowBusError,
@@ -54,6 +55,7 @@ class Dispatcher:
         self.authorizer = authorizer
         self.call_timeout = call_timeout
         self.closing = False
+        self._deadlines = Deadlines(call_timeout)
 
     async def handle(self, request: Request, credentials: Credentials) -> Response:
         """Answer one request; never raises (but for cancellation)."""
@@ -143,11 +145,15 @@ class Dispatcher:
             self.services,
             credentials.peer,
         )
+        task = self._deadlines.enter()
         try:
-            async with asyncio.timeout(self.call_timeout):
-                return await handler(call)
-        except TimeoutError:
-            raise Timeout() from None
+            return await handler(call)
+        except asyncio.CancelledError:
+            if self._deadlines.expired(task):
+                raise Timeout() from None
+            raise
+        finally:
+            self._deadlines.leave(task)
 
 
 def _permission(permissions: dict[str, str], request: Request) -> str | None:

@@ -193,6 +193,9 @@ class AuthEngine:
     _apikeys: dict[str, dict[str, Any]] = field(default_factory=dict)
     _revoked: set[str] = field(default_factory=set)
     _cache: dict[str, _Cached] = field(default_factory=dict)
+    # The calls authorize() has allowed, by (roles, namespaces, method, endpoint, namespace,
+    # permission): a repeated call is one set lookup. Emptied whenever a role changes.
+    _allowed: set[tuple[Any, ...]] = field(default_factory=set)
     # Held while user records are read from or written to the store and memory, so that
     # memory never ends up holding an older record than the store.
     _users_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -205,6 +208,7 @@ class AuthEngine:
         self.users = {u["id"]: u for u in await self._all(USERS)}
         for raw in await self._all(ROLES):
             self.roles[raw["id"]] = _role_from(raw)
+        self._allowed.clear()
         self._apikeys = {k["prefix"]: k for k in await self._all(APIKEYS)}
         now = time.time()
         self._revoked = {t["id"] for t in await self._all(TOKENS) if t.get("revoked") and t["expires_at"] > now}
@@ -243,6 +247,10 @@ class AuthEngine:
             records = await self._all(TOKENS, {"username": user["id"]})
             self._revoked.update(r["id"] for r in records if r.get("revoked"))
             self._cache.clear()
+
+    async def _stored_user(self, username: str) -> dict[str, Any] | None:
+        found, _ = await self.store.query(USERS, "", Query(limit=1, filters={"id": username}))
+        return found[0] if found else None
 
     async def _all(self, collection: str, filters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -305,9 +313,10 @@ class AuthEngine:
             AuthFailed: wrong username or password (the same answer for both).
         """
         self.throttle.check(username, peer)
-        # Read the store, not the cache: `flowbus user add/passwd` may have changed it meanwhile.
+        # Read the database itself: `flowbus user add/passwd` may have changed it meanwhile, and a
+        # store may answer get() from a cache that learns of another process's writes late.
         async with self._users_lock:
-            user = await self.store.get(USERS, "", username) if _USERNAME.fullmatch(username) else None
+            user = await self._stored_user(username) if _USERNAME.fullmatch(username) else None
             if user is not None:
                 await self._known(user)
         stored = user["password_hash"] if user else _dummy_hash()
@@ -322,6 +331,15 @@ class AuthEngine:
     def authorize(
         self, identity: Identity, method: str, endpoint: str, namespace: str, permission: str | None = None
     ) -> None:
+        key = (identity.roles, identity.namespaces, method, endpoint, namespace, permission)
+        if key in self._allowed:
+            return
+        self._check(identity, method, endpoint, namespace, permission)
+        if len(self._allowed) >= 100_000:
+            self._allowed.clear()
+        self._allowed.add(key)
+
+    def _check(self, identity: Identity, method: str, endpoint: str, namespace: str, permission: str | None) -> None:
         limited = identity.namespaces is not None and namespace not in identity.namespaces
         if limited and not (namespace == "" and endpoint in _OUTSIDE_NAMESPACES):
             raise PermissionDenied(f"{identity.subject} may not use namespace {namespace!r}")
@@ -475,6 +493,7 @@ class AuthEngine:
         else:
             await self.store.patch(ROLES, "", role.name, record, _no_text)
         self.roles[role.name] = role
+        self._allowed.clear()
         self._cache.clear()
         return self.describe_role(role.name)
 
@@ -484,6 +503,7 @@ class AuthEngine:
         shown = self.describe_role(name) if name in self.roles else None
         await self.store.delete(ROLES, "", name)
         self.roles.pop(name, None)
+        self._allowed.clear()
         self._cache.clear()
         return shown or {"id": name}
 

@@ -9,6 +9,11 @@ Many concurrent writers share one commit instead of paying for one each.
 The writer owns a plain ``sqlite3`` connection in a dedicated thread, because a batch must be
 applied in a single hop to that thread. Reads go through ``aiosqlite`` on their own connection
 and never wait for the writer (WAL lets readers and the writer run side by side).
+
+Reading one object by id (``get``, what OPEN does) is served from a write-through
+:class:`~flowbus.store.cache.ObjectCache` when the object is in it, with no thread hop at all.
+This process's writes update the cache when they commit; a change made to the file by another
+process (``flowbus user`` while the bus runs) empties it within :data:`EXTERNAL_CHECK` seconds.
 """
 
 from __future__ import annotations
@@ -29,8 +34,9 @@ import orjson
 from flowbus.errors import Conflict, DoesNotExist, FlowBusError, InternalError, Unavailable
 from flowbus.params import Query
 from flowbus.store.base import Prepare
+from flowbus.store.cache import Key, ObjectCache
 
-__all__ = ["SQLiteStore"]
+__all__ = ["EXTERNAL_CHECK", "SQLiteStore"]
 
 logger = logging.getLogger("flowbus.store")
 
@@ -51,7 +57,22 @@ _COLUMNS = frozenset({"id", "created", "updated"})
 _MAX_BATCH = 512
 _TERM = re.compile(r"\w+", re.UNICODE)
 
+EXTERNAL_CHECK = 1.0
+"""Seconds between two checks for changes made to the database by another process."""
+
 WriteOp = Callable[[sqlite3.Connection], Any]
+
+
+class _Write:
+    """A queued write: what to run, whom to answer, and which cached object it changes."""
+
+    __slots__ = ("deletes", "future", "key", "op")
+
+    def __init__(self, op: WriteOp, future: asyncio.Future[Any], key: Key, deletes: bool) -> None:
+        self.op = op
+        self.future = future
+        self.key = key
+        self.deletes = deletes
 
 
 def _now() -> str:
@@ -65,9 +86,10 @@ class SQLiteStore:
         path: the database file; its folder is created if needed.
         synchronous: SQLite's ``synchronous`` setting, ``FULL`` or ``NORMAL``. Both keep
             acknowledged writes across a crash of the process; FULL also across power loss.
+        cache_bytes: the most object JSON the read cache holds (0 turns it off).
     """
 
-    def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL", cache_bytes: int = 64 << 20) -> None:
         if synchronous.upper() not in {"FULL", "NORMAL"}:
             raise ValueError("synchronous must be FULL or NORMAL")
         self.path = Path(path)
@@ -75,10 +97,12 @@ class SQLiteStore:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowbus-writer")
         self._writer: sqlite3.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
-        self._queue: list[tuple[WriteOp, asyncio.Future[Any]]] = []
+        self._queue: list[_Write] = []
         self._wakeup = asyncio.Event()
         self._writer_task: asyncio.Task[None] | None = None
+        self._watch_task: asyncio.Task[None] | None = None
         self._closing = False
+        self.cache = ObjectCache(cache_bytes)
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,6 +115,7 @@ class SQLiteStore:
             await self.close()  # the reader's thread would keep the process alive
             raise
         self._writer_task = asyncio.create_task(self._write_loop(), name="flowbus-store-writer")
+        self._watch_task = asyncio.create_task(self._watch_loop(), name="flowbus-store-watch")
 
     def _open_writer(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -102,6 +127,10 @@ class SQLiteStore:
 
     async def close(self) -> None:
         self._closing = True
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            await asyncio.gather(self._watch_task, return_exceptions=True)
+            self._watch_task = None
         if self._writer_task is not None:
             self._wakeup.set()
             await self._writer_task
@@ -116,11 +145,11 @@ class SQLiteStore:
 
     # -- writes ---------------------------------------------------------------------------
 
-    async def _write(self, op: WriteOp) -> Any:
+    async def _write(self, op: WriteOp, key: Key, *, deletes: bool = False) -> Any:
         if self._closing:
             raise Unavailable("The store is closing")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append((op, future))
+        self._queue.append(_Write(op, future, key, deletes))
         self._wakeup.set()
         return await future
 
@@ -131,21 +160,50 @@ class SQLiteStore:
             self._wakeup.clear()
             while self._queue:
                 batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
-                ops = [op for op, _ in batch]
+                ops = [write.op for write in batch]
                 try:
                     results = await loop.run_in_executor(self._executor, self._apply, ops)
                 except Exception as exc:  # the commit itself failed: nobody's write is kept
                     logger.error("store commit failed", exc_info=True)
                     results = [InternalError() if not isinstance(exc, FlowBusError) else exc] * len(ops)
-                for (_, future), result in zip(batch, results, strict=True):
-                    if future.done():
-                        continue
-                    if isinstance(result, BaseException):
-                        future.set_exception(result)
-                    else:
-                        future.set_result(result)
+                self._answer(batch, results)
             if self._closing:
                 return
+
+    def _answer(self, batch: list[_Write], results: list[Any]) -> None:
+        """Bring the cache up to date with a committed batch, then answer its callers."""
+        for write, result in zip(batch, results, strict=True):
+            if not isinstance(result, BaseException):
+                self.cache.written(write.key, None if write.deletes else result)
+        for write, result in zip(batch, results, strict=True):
+            if write.future.done():
+                continue
+            if isinstance(result, BaseException):
+                write.future.set_exception(result)
+            else:
+                write.future.set_result(result)
+
+    async def _watch_loop(self) -> None:
+        """Empty the cache whenever another process has committed to the database."""
+        loop = asyncio.get_running_loop()
+        last = await loop.run_in_executor(self._executor, self._data_version)
+        while True:
+            await asyncio.sleep(EXTERNAL_CHECK)
+            try:
+                version = await loop.run_in_executor(self._executor, self._data_version)
+            except Exception:
+                logger.error("could not check the database for outside changes", exc_info=True)
+                self.cache.clear()
+                continue
+            if version != last:
+                last = version
+                self.cache.clear()
+
+    def _data_version(self) -> int:
+        """SQLite's data_version as the writer sees it: it moves only when another connection commits."""
+        assert self._writer is not None
+        version: int = self._writer.execute("PRAGMA data_version").fetchone()[0]
+        return version
 
     def _apply(self, ops: list[WriteOp]) -> list[Any]:
         """Apply a batch in one transaction, each op in its own savepoint (writer thread)."""
@@ -185,7 +243,7 @@ class SQLiteStore:
             conn.execute("INSERT INTO objects_fts (rowid, text) VALUES (?, ?)", (cur.lastrowid, text))
             return stored
 
-        result: dict[str, Any] = await self._write(op)
+        result: dict[str, Any] = await self._write(op, (collection, namespace, obj["id"]))
         return result
 
     async def patch(
@@ -203,7 +261,7 @@ class SQLiteStore:
             conn.execute("UPDATE objects_fts SET text = ? WHERE rowid = ?", (text, seq))
             return merged
 
-        result: dict[str, Any] = await self._write(op)
+        result: dict[str, Any] = await self._write(op, (collection, namespace, objectid))
         return result
 
     async def delete(self, collection: str, namespace: str, objectid: str) -> dict[str, Any]:
@@ -213,17 +271,24 @@ class SQLiteStore:
             conn.execute("DELETE FROM objects_fts WHERE rowid = ?", (seq,))
             return current
 
-        result: dict[str, Any] = await self._write(op)
+        result: dict[str, Any] = await self._write(op, (collection, namespace, objectid), deletes=True)
         return result
 
     # -- reads ----------------------------------------------------------------------------
 
     async def get(self, collection: str, namespace: str, objectid: str) -> dict[str, Any] | None:
-        rows = await self._read(
-            "SELECT body FROM objects WHERE collection = ? AND namespace = ? AND id = ?",
-            (collection, namespace, objectid),
-        )
-        return orjson.loads(rows[0][0]) if rows else None
+        key = (collection, namespace, objectid)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        generation = self.cache.generation
+        rows = await self._read("SELECT body FROM objects WHERE collection = ? AND namespace = ? AND id = ?", key)
+        if not rows:
+            return None
+        body: str = rows[0][0]
+        self.cache.fill(key, body.encode(), generation)
+        found: dict[str, Any] = orjson.loads(body)
+        return found
 
     async def query(self, collection: str, namespace: str, query: Query) -> tuple[list[dict[str, Any]], int]:
         where, args = _where(collection, namespace, query.filters)

@@ -1,0 +1,81 @@
+"""A bounded, write-through cache of stored objects, so that reading a hot object costs no I/O.
+
+Each entry is the object's JSON text; every hit decodes a fresh copy, so nothing the caller does
+to its object can change the cache. The cache is least-recently-used and bounded in bytes.
+
+It stays exact through one rule: a read from the database may fill the cache only if no write
+was applied between the start of that read and its end (:attr:`generation` tells), because
+such a read may have seen the object as it was before that write.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import orjson
+
+__all__ = ["ObjectCache"]
+
+Key = tuple[str, str, str]
+"""(collection, namespace, id)"""
+
+
+class ObjectCache:
+    """LRU cache of object JSON, at most ``limit`` bytes of it (0 turns the cache off)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.generation = 0
+        self._entries: OrderedDict[Key, bytes] = OrderedDict()
+        self._size = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def size(self) -> int:
+        """Bytes of JSON held."""
+        return self._size
+
+    def get(self, key: Key) -> dict[str, Any] | None:
+        """A fresh copy of the cached object, or None on a miss."""
+        body = self._entries.get(key)
+        if body is None:
+            return None
+        self._entries.move_to_end(key)
+        obj: dict[str, Any] = orjson.loads(body)
+        return obj
+
+    def fill(self, key: Key, body: bytes, generation: int) -> None:
+        """Remember what a read found, unless a write was applied since the read began."""
+        if generation == self.generation:
+            self._put(key, body)
+
+    def written(self, key: Key, obj: dict[str, Any] | None) -> None:
+        """Record a committed write: the object as it is now, or None once deleted."""
+        self.generation += 1
+        self._drop(key)
+        if obj is not None:
+            self._put(key, orjson.dumps(obj))
+
+    def clear(self) -> None:
+        """Forget everything (the database was changed behind the cache's back)."""
+        self.generation += 1
+        self._entries.clear()
+        self._size = 0
+
+    def _put(self, key: Key, body: bytes) -> None:
+        if len(body) > self.limit:
+            return
+        self._drop(key)
+        self._entries[key] = body
+        self._size += len(body)
+        while self._size > self.limit:
+            _, evicted = self._entries.popitem(last=False)
+            self._size -= len(evicted)
+
+    def _drop(self, key: Key) -> None:
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self._size -= len(old)
