@@ -1,0 +1,1 @@
+"""The parts of ``bench/run.py``: server processes, load generators, the report."""

@@ -1,0 +1,185 @@
+"""The benchmark's rows, their ratios, the table and the JSON report (no I/O but writing the file)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+FLOWBUS = "flowbus"
+CEILING = "ceiling"
+
+
+@dataclass(slots=True)
+class Row:
+    """One line of the table: a server (FlowBus or a ceiling) under one scenario.
+
+    ``note`` is set instead of the figures when the row was not measured (not available,
+    skipped, failed). A FlowBus row names the ceiling row it is compared with in ``versus``.
+    """
+
+    scenario: str
+    server: str
+    kind: str
+    versus: str | None = None
+    calls: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    rate: float = 0.0
+    p50_us: float | None = None
+    p99_us: float | None = None
+    server_cpu_us: float | None = None
+    client_cpu_us: float | None = None
+    connections: int | None = None
+    rss_kib_per_connection: float | None = None
+    note: str | None = None
+
+    @property
+    def measured(self) -> bool:
+        return self.note is None
+
+
+def per_call_us(cpu_seconds: float | None, calls: int) -> float | None:
+    if cpu_seconds is None or calls <= 0:
+        return None
+    return cpu_seconds * 1e6 / calls
+
+
+def ratio(top: float | None, bottom: float | None) -> float | None:
+    if top is None or bottom is None or bottom == 0 or math.isnan(top) or math.isnan(bottom):
+        return None
+    return top / bottom
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """A FlowBus row against its ceiling row."""
+
+    scenario: str
+    server: str
+    versus: str
+    rate: float | None
+    server_cpu: float | None
+    rss: float | None
+
+
+def find(rows: list[Row], scenario: str, server: str) -> Row | None:
+    return next((r for r in rows if r.scenario == scenario and r.server == server and r.measured), None)
+
+
+def comparisons(rows: list[Row]) -> list[Comparison]:
+    out = []
+    for row in rows:
+        other = find(rows, row.scenario, row.versus) if row.versus and row.measured else None
+        if other is None:
+            continue
+        out.append(
+            Comparison(
+                row.scenario,
+                row.server,
+                other.server,
+                ratio(row.rate, other.rate),
+                ratio(row.server_cpu_us, other.server_cpu_us),
+                ratio(row.rss_kib_per_connection, other.rss_kib_per_connection),
+            )
+        )
+    return out
+
+
+def writes_versus_reads(rows: list[Row]) -> float | None:
+    """FlowBus's S4 (CREATE) calls/s as a fraction of its S1 (OPEN, pipelined) calls/s."""
+    s1 = next((r for r in rows if r.scenario == "S1" and r.kind == FLOWBUS and r.measured), None)
+    s4 = next((r for r in rows if r.scenario == "S4" and r.kind == FLOWBUS and r.measured), None)
+    return ratio(s4.rate if s4 else None, s1.rate if s1 else None)
+
+
+# -- the table --------------------------------------------------------------------------------
+
+COLUMNS = [
+    ("scen", 4, "<"),
+    ("server", 20, "<"),
+    ("calls", 7, ">"),
+    ("errors", 6, ">"),
+    ("s", 6, ">"),
+    ("calls/s", 8, ">"),
+    ("p50 ms", 8, ">"),
+    ("p99 ms", 8, ">"),
+    ("srv us/call", 11, ">"),
+    ("gen us/call", 11, ">"),
+    ("KiB/conn", 8, ">"),
+    ("x calls/s", 9, ">"),
+    ("x CPU", 6, ">"),
+]
+
+
+def number(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def times(value: float | None, suffix: str = "") -> str:
+    return "-" if value is None else f"{value:.2f}{suffix}"
+
+
+def cells(row: Row, compared: Comparison | None) -> list[str]:
+    return [
+        row.scenario,
+        row.server,
+        str(row.calls),
+        str(row.errors),
+        f"{row.seconds:.2f}",
+        number(row.rate),
+        number(None if row.p50_us is None else row.p50_us / 1000, 2),
+        number(None if row.p99_us is None else row.p99_us / 1000, 2),
+        number(row.server_cpu_us),
+        number(row.client_cpu_us, 1),
+        number(row.rss_kib_per_connection, 1),
+        times(compared.rate if compared else None),
+        times(compared.server_cpu if compared else None, "x"),
+    ]
+
+
+def line(values: list[str]) -> str:
+    return " ".join(f"{value:{align}{width}}" for value, (_, width, align) in zip(values, COLUMNS, strict=True))
+
+
+def table(rows: list[Row]) -> str:
+    """The rows as a fixed-width table; a row that was not measured shows its note instead."""
+    compared = {(c.scenario, c.server): c for c in comparisons(rows)}
+    out = [line([name for name, _, _ in COLUMNS])]
+    for row in rows:
+        if row.measured:
+            out.append(line(cells(row, compared.get((row.scenario, row.server)))))
+        else:
+            out.append(f"{row.scenario:<4} {row.server:<20} {row.note}")
+    return "\n".join(out)
+
+
+def summary(rows: list[Row]) -> str:
+    """The ratios in words, one line per FlowBus row that has a measured ceiling."""
+    out = []
+    for c in comparisons(rows):
+        parts = [f"{times(c.rate)} of the calls/s", f"{times(c.server_cpu, 'x')} the server CPU per call"]
+        if c.rss is not None:
+            parts.append(f"{times(c.rss, 'x')} the RSS per connection")
+        out.append(f"{c.scenario} {c.server} / {c.versus}: " + ", ".join(parts))
+    s4 = writes_versus_reads(rows)
+    if s4 is not None:
+        out.append(f"S4 FlowBus writes: {s4:.2f} of FlowBus's S1 (pipelined OPEN) calls/s")
+    return "\n".join(out)
+
+
+def report(meta: dict[str, Any], rows: list[Row]) -> dict[str, Any]:
+    return {
+        **meta,
+        "rows": [asdict(r) for r in rows],
+        "ratios": [asdict(c) for c in comparisons(rows)],
+        "s4_over_s1": writes_versus_reads(rows),
+    }
+
+
+def write_json(path: Path, meta: dict[str, Any], rows: list[Row]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(report(meta, rows), option=orjson.OPT_INDENT_2) + b"\n")
