@@ -56,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_call(commands)
     _add_user(commands)
     _add_token(commands)
+    _add_bench(commands)
     return parser
 
 
@@ -106,6 +107,19 @@ def _add_call(commands: Any) -> None:
     call.add_argument("--token", help="token (default: FLOWBUS_TOKEN)")
     call.add_argument("--url", help="websocket URL (default: FLOWBUS_URL or ws://127.0.0.1:8765)")
     call.set_defaults(run=_call)
+
+
+def _add_bench(commands: Any) -> None:
+    # Every argument goes on to bench/run.py untouched (--help included): with a prefix character no
+    # argument starts with, this parser sees none of them as its own options.
+    bench = commands.add_parser(
+        "bench",
+        help="run the benchmark from the source tree (bench/run.py; --help there)",
+        add_help=False,
+        prefix_chars="\0",
+    )
+    bench.add_argument("args", nargs="*")
+    bench.set_defaults(run=_bench)
 
 
 # -- serve ------------------------------------------------------------------------------------
@@ -239,6 +253,26 @@ def _announce(settings: Settings, bus: Bus, engine: AuthEngine) -> None:
     print(f"  websocket: {ws_url}", flush=True)
     print(f"  http:      {http_url}  (API under {http_url}/api/)", flush=True)
     print(f"{READY} ws={ws_url} http={http_url}", flush=True)
+
+
+# -- bench ------------------------------------------------------------------------------------
+
+
+def _bench(args: argparse.Namespace) -> int:
+    """Run bench/run.py of the source tree this package was loaded from, with this interpreter."""
+    import subprocess
+
+    import flowbus
+
+    script = Path(flowbus.__file__).resolve().parent.parent / "bench" / "run.py"
+    if not script.is_file():
+        print(
+            "flowbus bench: the benchmark ships with the source tree (bench/run.py), not with the installed"
+            " package; run it from a checkout of FlowBus (make bench)",
+            file=sys.stderr,
+        )
+        return 2
+    return subprocess.run([sys.executable, str(script), *args.args]).returncode
 
 
 # -- user and token ---------------------------------------------------------------------------
