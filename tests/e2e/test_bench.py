@@ -1,4 +1,4 @@
-"""The benchmark must not rot: ``bench/bench_ws.py --smoke`` runs and prints its table.
+"""The benchmark must not rot: ``bench/run.py --smoke`` runs every scenario and writes its report.
 
 No timing is asserted: the figures of a few hundred calls on a shared machine mean little.
 """
@@ -9,25 +9,106 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from bench.flowbench import report
+from bench.flowbench.report import CEILING, FLOWBUS, Row
 
 ROOT = Path(__file__).resolve().parents[2]
-ROW = r"^{name}\s+(\d+)\s+0\s+[\d.]+\s+\d+\s+[\d.]+\s+[\d.]+\s+\d+\s+\d+$"
+WRK_SKIPPED = "skipped: wrk is not installed"
+NO_FLOWS = "not available: no flow engine yet"
 
 
-def test_smoke_run_prints_both_rows_and_a_ratio() -> None:
+@dataclass(frozen=True)
+class Smoke:
+    stdout: str
+    rows: list[dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> Smoke:
+    path = tmp_path_factory.mktemp("bench") / "report.json"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG"}
     done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "bench_ws.py"), "--smoke"],
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--smoke", "--json", str(path)],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
-        timeout=100,
+        timeout=110,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    for name in ("FlowBus", "ceiling"):
-        match = re.search(ROW.format(name=name), done.stdout, re.MULTILINE)
-        assert match, f"no {name} row in:\n{done.stdout}"
-        assert int(match[1]) > 0
-    assert re.search(r"^ratio FlowBus/ceiling: \d+\.\d+ of the calls/s", done.stdout, re.MULTILINE), done.stdout
+    assert path.exists(), done.stdout
+    return Smoke(done.stdout, orjson.loads(path.read_bytes())["rows"])
+
+
+def rows_of(smoke: Smoke, scenario: str, kind: str) -> list[dict[str, Any]]:
+    return [r for r in smoke.rows if r["scenario"] == scenario and r["kind"] == kind]
+
+
+@pytest.mark.parametrize("scenario", ["S1", "S2", "S4", "S5"])
+def test_flowbus_and_its_ceiling_are_measured(smoke: Smoke, scenario: str) -> None:
+    flowbus = next(r for r in rows_of(smoke, scenario, FLOWBUS) if r["server"] == "FlowBus ws")
+    ceilings = [r for r in rows_of(smoke, scenario, CEILING) if r["note"] is None]
+    for row in [flowbus, *ceilings]:
+        assert row["note"] is None, row
+        assert row["calls"] > 0 and row["errors"] == 0, row
+        line = rf"^{scenario}\s+{re.escape(row['server'])}\s+{row['calls']}\s+0\s"
+        assert re.search(line, smoke.stdout, re.MULTILINE), smoke.stdout
+    assert ceilings, f"no ceiling row for {scenario}"
+    if scenario == "S5":
+        assert flowbus["connections"] == 200
+
+
+def test_the_gateway_websocket_is_measured_or_not_available(smoke: Smoke) -> None:
+    for row in (r for r in smoke.rows if r["server"] == "FlowBus gateway /ws"):
+        assert row["note"] is None and row["errors"] == 0 or row["note"].startswith("not available"), row
+
+
+def test_http_is_measured_or_skipped_for_want_of_wrk(smoke: Smoke) -> None:
+    rows = [r for r in smoke.rows if r["scenario"] == "S3"]
+    assert len(rows) == 2
+    if any(r["note"] for r in rows):
+        assert all(r["note"].startswith(WRK_SKIPPED) for r in rows), rows
+        assert WRK_SKIPPED in smoke.stdout
+    else:
+        assert all(r["calls"] > 0 and r["errors"] == 0 for r in rows), rows
+
+
+def test_flows_are_listed_as_not_available(smoke: Smoke) -> None:
+    (row,) = [r for r in smoke.rows if r["scenario"] == "S6"]
+    assert row["note"] == NO_FLOWS
+    assert re.search(rf"^S6\s+.*{NO_FLOWS}$", smoke.stdout, re.MULTILINE), smoke.stdout
+
+
+# -- the table, without running anything ------------------------------------------------------
+
+
+def sample_rows() -> list[Row]:
+    return [
+        Row("S1", "FlowBus ws", FLOWBUS, "ceiling websockets", 1000, 0, 1.0, 4000.0, 1500.0, 3000.0, 200.0, 10.0),
+        Row("S1", "ceiling websockets", CEILING, None, 1000, 0, 1.0, 16000.0, 500.0, 900.0, 50.0, 9.5),
+        Row("S1", "FlowBus gateway /ws", FLOWBUS, "ceiling aiohttp ws", note="not available: HTTP 404"),
+        Row("S4", "FlowBus ws", FLOWBUS, "ceiling aiosqlite", 500, 0, 1.0, 1000.0, 900.0, 2000.0, 400.0, 20.0),
+    ]
+
+
+def test_the_table_shows_ratios_against_the_ceiling_and_notes() -> None:
+    lines = report.table(sample_rows()).splitlines()
+    assert lines[0].split()[:3] == ["scen", "server", "calls"]
+    figures = "1000 0 1.00 4000 1.50 3.00 200 10.0 - 0.25 4.00x".split()
+    assert lines[1].split() == ["S1", "FlowBus", "ws", *figures]
+    assert lines[2].split()[-2:] == ["-", "-"], "a ceiling row has no ratio"
+    assert re.match(r"^S1\s+FlowBus gateway /ws\s+not available: HTTP 404$", lines[3])
+    assert lines[4].split()[-2:] == ["-", "-"], "no ceiling row measured: no ratio"
+
+
+def test_the_summary_gives_the_ratios_in_words() -> None:
+    text = report.summary(sample_rows())
+    assert "S1 FlowBus ws / ceiling websockets: 0.25 of the calls/s, 4.00x the server CPU per call" in text
+    assert "S4 FlowBus writes: 0.25 of FlowBus's S1 (pipelined OPEN) calls/s" in text
