@@ -97,7 +97,23 @@ async function connectAll(url, count, batch) {
 function send(ws, envelopes, sentAt) {
   const id = nextId++;
   sentAt.set(id, process.hrtime.bigint());
+  corked(ws);
   ws.send(envelopes[id % envelopes.length] + id + "}");
+}
+
+// Hold the socket's writes until the current burst of answers has been handled, so the calls
+// they send go out in one write instead of one system call each (that was most of the client's
+// CPU time). `ws` parses all the frames of a read synchronously, so the next tick comes after them.
+function corked(ws) {
+  if (ws.corked) return;
+  ws.corked = true;
+  ws._socket.cork();
+  process.nextTick(uncork, ws);
+}
+
+function uncork(ws) {
+  ws.corked = false;
+  ws._socket.uncork();
 }
 
 // -- one stretch of load ----------------------------------------------------------------------

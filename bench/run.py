@@ -93,7 +93,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.splitlines()[0])
     add = parser.add_argument
     add("--scenarios", default=",".join(SCENARIOS), help="comma-separated, e.g. S1,S3 (default: all)")
-    add("--calls", type=int, default=20_000, help="calls per measurement at most (default 20000)")
+    add("--calls", type=int, default=200_000, help="calls per measurement at most (default 200000)")
     add("--seconds", type=float, default=10.0, help="seconds per measurement at most (default 10)")
     add("--connections", type=int, default=50, help="connections of S2, S3 and S4 (default 50)")
     add("--in-flight", type=int, default=64, help="calls in flight on S1's connection (default 64)")
@@ -148,7 +148,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         in_flight=args.in_flight,
         idle_connections=args.idle_connections,
         objects=args.objects,
-        warmup_calls=min(2_000, args.calls),
+        warmup_calls=min(10_000, args.calls),
         warmup_seconds=2.0,
         batch=args.batch,
         smoke=args.smoke,
