@@ -69,6 +69,7 @@ def _add_serve(commands: Any) -> None:
     serve.add_argument("--app", dest="apps", action="append", metavar="MODULE:ATTR", help="also serve this application")
     serve.add_argument("--no-builtin-apps", action="store_const", const=True, help=Settings.help("no_builtin_apps"))
     serve.add_argument("--log-level", help=Settings.help("log_level"))
+    serve.add_argument("--event-loop", choices=["auto", "uvloop", "asyncio"], help=Settings.help("event_loop"))
     serve.add_argument(
         "--insecure-no-auth", dest="no_auth", action="store_const", const=True, help=Settings.help("no_auth")
     )
@@ -150,7 +151,7 @@ def load_app(spec: str) -> Application:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    flags = {k: getattr(args, k, None) for k in ("host", "ws_port", "http_port", "data", "log_level")}
+    flags = {k: getattr(args, k, None) for k in ("host", "ws_port", "http_port", "data", "log_level", "event_loop")}
     flags["no_builtin_apps"] = args.no_builtin_apps
     flags["no_auth"] = args.no_auth
     flags["apps"] = tuple(args.apps) if args.apps else None
@@ -166,7 +167,7 @@ def _serve(args: argparse.Namespace) -> int:
     except (ImportError, AttributeError, ValueError) as exc:
         print(f"flowbus: {exc}", file=sys.stderr)
         return 2
-    status: int = _run(_serve_until_stopped(settings, apps))
+    status: int = _run(_serve_until_stopped(settings, apps), settings.event_loop)
     return status
 
 
@@ -195,13 +196,18 @@ def _engine(settings: Settings, store: SQLiteStore) -> AuthEngine:
     return AuthEngine(store, issuer, throttle)
 
 
-def _run(main: Any) -> Any:
+def _run(main: Any, event_loop: str = "auto") -> Any:
+    """Run ``main`` on uvloop when it is installed (or asked for), else on asyncio's own loop."""
+    if event_loop == "asyncio":
+        return asyncio.run(main)
     try:
         import uvloop  # type: ignore[import-not-found]
     except ImportError:
+        if event_loop == "uvloop":
+            main.close()
+            raise SystemExit("flowbus: --event-loop uvloop needs uvloop: pip install 'flowbus[speed]'") from None
         return asyncio.run(main)
-    else:
-        return uvloop.run(main)
+    return uvloop.run(main)
 
 
 def _build_bus(settings: Settings, apps: list[Application]) -> tuple[Bus, AuthEngine]:

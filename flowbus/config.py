@@ -41,6 +41,7 @@ class Settings:
     sync: str = _setting("full", str, "SQLite synchronous mode: full (power-loss safe) or normal")
     cache_mb: float = _setting(64.0, float, "MiB of objects kept in memory for reads by id (0: none)")
     log_level: str = _setting("info", str, "log level: debug, info, warning, error")
+    event_loop: str = _setting("auto", str, "event loop: auto (uvloop when installed), uvloop or asyncio")
     no_auth: bool = _setting(False, _bool, "INSECURE: let every call in without credentials")
     jwt_secret: str | None = _setting(None, str, "JWT signing secret (default: kept in the data dir)", secret=True)
     token_lifetime: float = _setting(3600.0, float, "seconds a token is valid")
@@ -79,6 +80,8 @@ class Settings:
         """Raise ValueError for values that cannot work."""
         if self.sync.lower() not in {"full", "normal"}:
             raise ValueError("sync must be 'full' or 'normal'")
+        if self.event_loop not in {"auto", "uvloop", "asyncio"}:
+            raise ValueError("event_loop must be 'auto', 'uvloop' or 'asyncio'")
         for name in ("max_message_size", "max_in_flight", "max_connections"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")

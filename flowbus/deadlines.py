@@ -10,6 +10,7 @@ whose deadline has passed. A call therefore times out between ``seconds`` and
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 __all__ = ["Deadlines"]
 
@@ -17,17 +18,13 @@ __all__ = ["Deadlines"]
 class Deadlines:
     """Cancels the tasks of calls that run longer than ``seconds``.
 
-    Usage, inside the task that runs the call::
+    Usage, by whoever runs a call in a task of its own::
 
-        task = deadlines.enter()
-        try:
+        deadlines.watch(task)          # the call's clock starts
+        ...                            # and in the call, on CancelledError:
+        if deadlines.expired(task):    # it was cancelled for lateness (and that is taken back)
             ...
-        except asyncio.CancelledError:
-            if deadlines.expired(task):
-                ...  # the call timed out (the cancellation has been taken back)
-            raise
-        finally:
-            deadlines.leave(task)
+        deadlines.leave(task)          # when the call is over, whatever its outcome
     """
 
     def __init__(self, seconds: float) -> None:
@@ -37,27 +34,23 @@ class Deadlines:
         self._expired: set[asyncio.Task[object]] = set()
         self._sweeping: asyncio.TimerHandle | None = None
 
-    def enter(self) -> asyncio.Task[object]:
-        """Start the clock of the call running in the current task."""
-        task = asyncio.current_task()
-        if task is None:
-            raise RuntimeError("Deadlines.enter() must be called from a task")
+    def watch(self, task: asyncio.Task[Any]) -> None:
+        """Start the clock of the call running in ``task``."""
         loop = task.get_loop()
         self._running[task] = loop.time() + self.seconds
         if self._sweeping is None:
             self._sweeping = loop.call_later(self.resolution, self._sweep, loop)
-        return task
 
-    def leave(self, task: asyncio.Task[object]) -> None:
+    def leave(self, task: asyncio.Task[Any]) -> None:
         """Stop the clock of ``task``'s call (whatever its outcome)."""
         self._running.pop(task, None)
         if task in self._expired:  # cancelled for lateness, but the call swallowed the cancellation
             self._expired.discard(task)
             task.uncancel()
 
-    def expired(self, task: asyncio.Task[object]) -> bool:
+    def expired(self, task: asyncio.Task[Any] | None) -> bool:
         """Whether ``task`` was cancelled for running out of time; if so, take the cancellation back."""
-        if task not in self._expired:
+        if task is None or task not in self._expired:
             return False
         self._expired.discard(task)
         task.uncancel()

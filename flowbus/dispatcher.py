@@ -55,10 +55,42 @@ class Dispatcher:
         self.authorizer = authorizer
         self.call_timeout = call_timeout
         self.closing = False
-        self._deadlines = Deadlines(call_timeout)
+        self.deadlines = Deadlines(call_timeout)
 
     async def handle(self, request: Request, credentials: Credentials) -> Response:
-        """Answer one request; never raises (but for cancellation)."""
+        """Answer one request within the call timeout; never raises (but for cancellation)."""
+        task = asyncio.current_task()
+        assert task is not None
+        self.deadlines.watch(task)
+        try:
+            return await self._respond(request, credentials)
+        finally:
+            self.deadlines.leave(task)
+
+    async def handle_message(
+        self,
+        raw: str | bytes,
+        *,
+        default_endpoint: str | None = None,
+        default_token: str | None = None,
+        peer: str = "",
+    ) -> bytes:
+        """Parse one websocket message, answer it, and encode the answer.
+
+        The call timeout applies only if the caller's task is watched by :attr:`deadlines`
+        (a :class:`~flowbus.session.Session` does that for each call that has to wait).
+        """
+        try:
+            request = parse_request(raw, default_endpoint=default_endpoint, default_token=default_token)
+        except FlowBusError as exc:
+            return encode_response(self.fail(exc, exc.requestid, peer=peer))
+        response = await self._respond(request, Credentials(token=request.token, peer=peer))
+        try:
+            return encode_response(response)
+        except TypeError:  # orjson.JSONEncodeError: the endpoint answered something that is not JSON
+            return encode_response(self._internal_error(request, "answer is not JSON"))
+
+    async def _respond(self, request: Request, credentials: Credentials) -> Response:
         try:
             result = await self._call(request, credentials)
         except FlowBusError as exc:
@@ -70,26 +102,6 @@ class Dispatcher:
         if isinstance(result, Page):
             return Response(page=result, requestid=request.requestid)
         return Response(data=result, requestid=request.requestid)
-
-    async def handle_message(
-        self,
-        raw: str | bytes,
-        *,
-        default_endpoint: str | None = None,
-        default_token: str | None = None,
-        peer: str = "",
-    ) -> bytes:
-        """Parse one websocket message, answer it, and encode the answer."""
-        try:
-            request = parse_request(raw, default_endpoint=default_endpoint, default_token=default_token)
-        except FlowBusError as exc:
-            return encode_response(self.fail(exc, exc.requestid, peer=peer))
-        credentials = Credentials(token=request.token, peer=peer)
-        response = await self.handle(request, credentials)
-        try:
-            return encode_response(response)
-        except TypeError:  # orjson.JSONEncodeError: the endpoint answered something that is not JSON
-            return encode_response(self._internal_error(request, "answer is not JSON"))
 
     def _internal_error(self, request: Request, what: str) -> Response:
         """Log the exception being handled under a fresh errorid; answer INTERNAL_ERROR without details."""
@@ -145,15 +157,12 @@ class Dispatcher:
             self.services,
             credentials.peer,
         )
-        task = self._deadlines.enter()
         try:
             return await handler(call)
         except asyncio.CancelledError:
-            if self._deadlines.expired(task):
+            if self.deadlines.expired(asyncio.current_task()):
                 raise Timeout() from None
             raise
-        finally:
-            self._deadlines.leave(task)
 
 
 def _permission(permissions: dict[str, str], request: Request) -> str | None:

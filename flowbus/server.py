@@ -1,17 +1,15 @@
-"""The websocket server: reads envelopes, runs each call as its own task, writes answers.
+"""The websocket server: reads envelopes and hands each to the connection's Session.
 
-A connection may have up to ``max_in_flight`` calls running; past that the server stops
-reading from it until one finishes (the client feels TCP backpressure; nothing is buffered
-without bound). The path the connection was opened on (``/inventory/device``) is the default
-endpoint of its messages, and a token given at the handshake (``?token=`` or
-``Authorization: Bearer``) their default token.
+The path the connection was opened on (``/inventory/device``) is the default endpoint of its
+messages, and a token given at the handshake (``?token=`` or ``Authorization: Bearer``) their
+default token. How calls are run, limited and shut down is :mod:`flowbus.session`'s, shared with
+the gateway's ``/ws``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from dataclasses import dataclass
+from functools import partial
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -22,21 +20,12 @@ from websockets.http11 import Request as HandshakeRequest, Response as Handshake
 
 from flowbus.config import Settings
 from flowbus.dispatcher import Dispatcher
-from flowbus.errors import InvalidRequest, Unavailable
-from flowbus.protocol import encode_response, normalize_endpoint, parse_request
+from flowbus.protocol import normalize_endpoint
+from flowbus.session import Calls, Defaults, Session
 
 __all__ = ["WebSocketServer", "connection_defaults", "origin_allowed"]
 
 logger = logging.getLogger("flowbus.server")
-
-_BINARY = "Binary frames are not accepted: send each envelope as a JSON text frame"
-
-
-@dataclass(slots=True, frozen=True)
-class _Defaults:
-    endpoint: str | None
-    token: str | None
-    peer: str
 
 
 def connection_defaults(path: str, headers: Any) -> tuple[str | None, str | None]:
@@ -78,7 +67,7 @@ class WebSocketServer:
         self.dispatcher = dispatcher
         self.settings = settings
         self._server: Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._calls = Calls()
         self._connections: set[ServerConnection] = set()
         self._accepting = True
 
@@ -115,66 +104,26 @@ class WebSocketServer:
     async def _serve_connection(self, ws: ServerConnection) -> None:
         assert ws.request is not None
         endpoint, token = connection_defaults(ws.request.path, ws.request.headers)
-        defaults = _Defaults(endpoint, token, _peer(ws))
-        slots = asyncio.Semaphore(self.settings.max_in_flight)
+        defaults = Defaults(endpoint, token, _peer(ws))
+        send = partial(ws.send, text=True)
+        limit = self.settings.max_in_flight
+        session = Session(self.dispatcher, send, (ConnectionClosed,), defaults, limit, self._calls)
         self._connections.add(ws)
         try:
             async for message in ws:
-                await slots.acquire()
-                task = asyncio.create_task(self._answer(ws, message, defaults, slots))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                if session.start(message):
+                    await session.room()
         except ConnectionClosed:
             pass
         finally:
             self._connections.discard(ws)
-
-    async def _answer(
-        self, ws: ServerConnection, message: str | bytes, defaults: _Defaults, slots: asyncio.Semaphore
-    ) -> None:
-        try:
-            if isinstance(message, bytes):
-                answer = encode_response(self.dispatcher.fail(InvalidRequest(_BINARY), None, peer=defaults.peer))
-            else:
-                answer = await self.dispatcher.handle_message(
-                    message,
-                    default_endpoint=defaults.endpoint,
-                    default_token=defaults.token,
-                    peer=defaults.peer,
-                )
-            await ws.send(answer, text=True)
-        except asyncio.CancelledError:
-            await self._send_unavailable(ws, message, defaults)
-            raise
-        except ConnectionClosed:
-            pass
-        finally:
-            slots.release()
-
-    async def _send_unavailable(self, ws: ServerConnection, message: str | bytes, defaults: _Defaults) -> None:
-        """Tell the caller a call cut short by shutdown did not finish."""
-        try:
-            requestid = parse_request(message, default_endpoint=defaults.endpoint).requestid
-        except Exception:
-            requestid = None
-        error = Unavailable("The bus shut down before the call finished")
-        response = self.dispatcher.fail(error, requestid, peer=defaults.peer)
-        try:
-            await asyncio.shield(ws.send(encode_response(response), text=True))
-        except (ConnectionClosed, asyncio.CancelledError):
-            pass
 
     async def stop(self) -> None:
         """Shut down: refuse new calls, let in-flight calls finish (within the grace period),
         answer the rest UNAVAILABLE, then close every connection with 1001 (going away)."""
         self._accepting = False
         self.dispatcher.closing = True
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=self.settings.shutdown_grace)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending)
+        await self._calls.finish(self.settings.shutdown_grace)
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
