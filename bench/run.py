@@ -545,7 +545,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     prepare_node(args.smoke)
     servers.raise_open_files_limit()
     started = time.monotonic()
-    meta, rows = run(args)
+    try:
+        meta, rows = run(args)
+    except (RuntimeError, OSError) as exc:  # a bus that would not start, a login or CREATE refused
+        print(f"bench/run.py: {exc}", file=sys.stderr)
+        return 1
     meta["run_seconds"] = round(time.monotonic() - started, 1)
     print(f"{heading(meta)}\n\n{report.table(rows)}\n\n{report.summary(rows)}")
     path = json_path(args.json)
