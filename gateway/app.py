@@ -9,9 +9,10 @@ from flowbus.config import Settings
 from flowbus.dispatcher import Dispatcher
 from flowbus.registry import Registry
 from gateway.handlers import api, openapi
-from gateway.keys import DISPATCHER, REGISTRY, SETTINGS, TABLES, Tables
+from gateway.keys import DISPATCHER, REGISTRY, SETTINGS, SOCKETS, TABLES, Sockets, Tables
 from gateway.middlewares import cors, envelope_errors
 from gateway.openapi import build_openapi
+from gateway.websocket import PATH as WS_PATH, close_sockets, websocket
 
 __all__ = ["DISPATCHER", "REGISTRY", "SETTINGS", "TABLES", "HttpGateway", "create_app"]
 
@@ -37,8 +38,11 @@ def create_app(dispatcher: Dispatcher, registry: Registry, settings: Settings) -
     app[REGISTRY] = registry
     app[SETTINGS] = settings
     app[TABLES] = Tables()
+    app[SOCKETS] = Sockets()
     app.on_startup.append(_build_tables)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get(WS_PATH, websocket)
+    app.router.add_get(WS_PATH + "/{endpoint:.*}", websocket)
     app.router.add_get("/api/openapi.json", openapi)
     app.router.add_route("*", "/api/{tail:.*}", api)
     return app
@@ -72,4 +76,7 @@ class HttpGateway:
         await self._site.start()
 
     async def stop(self) -> None:
+        """Let the calls of /ws connections finish (or answer UNAVAILABLE), close those with 1001,
+        then stop serving HTTP (requests in flight get the grace period)."""
+        await close_sockets(self.app[SOCKETS], self.settings.shutdown_grace)
         await self._runner.cleanup()

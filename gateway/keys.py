@@ -9,8 +9,9 @@ from aiohttp import web
 from flowbus.config import Settings
 from flowbus.dispatcher import Dispatcher
 from flowbus.registry import Registry
+from flowbus.session import Calls
 
-__all__ = ["DISPATCHER", "REGISTRY", "SETTINGS", "TABLES", "Tables"]
+__all__ = ["DISPATCHER", "REGISTRY", "SETTINGS", "SOCKETS", "TABLES", "Sockets", "Tables"]
 
 
 @dataclass(slots=True)
@@ -26,7 +27,16 @@ class Tables:
     openapi: bytes = b""
 
 
+@dataclass(slots=True)
+class Sockets:
+    """The websockets open on ``/ws`` and their calls that are waiting."""
+
+    open: set[web.WebSocketResponse] = field(default_factory=set)
+    calls: Calls = field(default_factory=Calls)
+
+
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 REGISTRY = web.AppKey("registry", Registry)
 SETTINGS = web.AppKey("settings", Settings)
+SOCKETS = web.AppKey("sockets", Sockets)
 TABLES = web.AppKey("tables", Tables)
