@@ -37,9 +37,6 @@ class Server:
     def pid(self) -> int:
         return self.process.pid
 
-    def log_tail(self, lines: int = 20) -> str:
-        return "\n".join(self.log_path.read_text().splitlines()[-lines:])
-
 
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a whole process (all its threads) so far."""
