@@ -30,12 +30,12 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     refusal = _refusal(request, sockets)
     if refusal is not None:
         return refusal
-    ws = web.WebSocketResponse(
-        max_msg_size=settings.max_message_size, compress=False, heartbeat=PING_INTERVAL, autoping=True
-    )
-    await ws.prepare(request)
-    sockets.open.add(ws)
+    # aiohttp refuses a message of max_msg_size bytes or more; the bus's limit is "at most".
+    limit = settings.max_message_size + 1
+    ws = web.WebSocketResponse(max_msg_size=limit, compress=False, heartbeat=PING_INTERVAL, autoping=True)
+    sockets.open.add(ws)  # before the handshake's await, so that racing handshakes see it
     try:
+        await ws.prepare(request)
         await _serve(request, ws, sockets.calls)
     finally:
         sockets.open.discard(ws)

@@ -21,6 +21,10 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
 ADMIN_PASSWORD = "admin-password-for-tests"
+PORT = "websocket-port"
+GATEWAY = "gateway-ws"
+ENTRIES = (PORT, GATEWAY)
+"""The two websocket entries of a bus: its websocket port, and ``/ws`` on its HTTP port."""
 READY = re.compile(r"FlowBus ready ws=(\S+) http=(\S+)")
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,12 +34,18 @@ class Served:
     """A running ``flowbus serve`` process."""
 
     process: subprocess.Popen[str]
-    ws_url: str
+    port_url: str
     http_url: str
     data: Path
     log_path: Path
     output: list[str] = field(default_factory=list)
     token: str | None = None
+    entry: str = PORT
+
+    @property
+    def ws_url(self) -> str:
+        """The websocket URL of the entry the tests use: the websocket port, or the gateway's /ws."""
+        return self.port_url if self.entry == PORT else "ws" + self.http_url.removeprefix("http") + "/ws"
 
     def connect(self, path: str = "", token: str | None = "admin") -> Any:
         """Open a websocket on ``path``, with the admin's token unless another (or None) is given."""
@@ -64,8 +74,13 @@ class Served:
         return code
 
 
-def serve(workdir: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 30) -> Served:
-    """Start ``flowbus serve`` on free ports with its data in ``workdir/data``; wait for the ready line."""
+def serve(
+    workdir: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 30, entry: str = PORT
+) -> Served:
+    """Start ``flowbus serve`` on free ports with its data in ``workdir/data``; wait for the ready line.
+
+    ``entry`` picks which websocket entry ``ws_url`` (and so ``connect``) leads to.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     data = workdir / "data"
     log_path = workdir / "server.log"
@@ -75,13 +90,15 @@ def serve(workdir: Path, *args: str, env: dict[str, str] | None = None, timeout:
     with log_path.open("w") as log:
         process = subprocess.Popen(command, cwd=workdir, env=full_env, stdout=subprocess.PIPE, stderr=log, text=True)
     try:
-        return _wait_ready(process, data, log_path, timeout)
+        served = _wait_ready(process, data, log_path, timeout)
     except BaseException:
         process.kill()
         process.wait()
         if process.stdout is not None:
             process.stdout.close()
         raise
+    served.entry = entry
+    return served
 
 
 def _wait_ready(process: subprocess.Popen[str], data: Path, log_path: Path, timeout: float) -> Served:
@@ -103,9 +120,9 @@ def _wait_ready(process: subprocess.Popen[str], data: Path, log_path: Path, time
 
 
 @contextlib.contextmanager
-def serving(workdir: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Served]:
+def serving(workdir: Path, *args: str, env: dict[str, str] | None = None, entry: str = PORT) -> Iterator[Served]:
     """``serve`` for the length of a ``with`` block (fixtures yield from it); stops the bus after."""
-    served = serve(workdir, *args, env=env)
+    served = serve(workdir, *args, env=env, entry=entry)
     try:
         yield served
     finally:

@@ -26,7 +26,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 
-from tests.support import ADMIN_PASSWORD, ROOT, Served, rpc, serve
+from tests.support import ADMIN_PASSWORD, ENTRIES, ROOT, Served, rpc, serve
 
 DEVICE = "inventory/device"
 NAMESPACE = "durable"
@@ -243,13 +243,14 @@ async def closed_with(ws: ClientConnection) -> int | None:
     return info.value.rcvd.code if info.value.rcvd is not None else None
 
 
+@pytest.mark.parametrize("entry", ENTRIES)
 @pytest.mark.parametrize("finishes", [True, False], ids=["call-finishes-in-grace", "grace-runs-out"])
-async def test_sigint_with_a_call_in_flight(tmp_path: Path, finishes: bool) -> None:
+async def test_sigint_with_a_call_in_flight(tmp_path: Path, finishes: bool, entry: str) -> None:
     """SIGINT: new calls answer UNAVAILABLE, the blocked call finishes (or answers UNAVAILABLE once the
     grace period is over), connections close with 1001, exit status 0, and a restart sees the data."""
     grace = "60" if finishes else "0.1"
     gate = {"method": "RUN", "endpoint": "testing/gate", "objectid": "shutdown"}
-    with reaped(serve(tmp_path, *APP, env={"FLOWBUS_SHUTDOWN_GRACE": grace})) as served:
+    with reaped(serve(tmp_path, *APP, env={"FLOWBUS_SHUTDOWN_GRACE": grace}, entry=entry)) as served:
         created = await shut_down_while_blocked(served, gate, finishes)
         assert served.stop() == 0
         assert "FlowBus stopped" in served.output
@@ -288,9 +289,10 @@ async def shut_down_while_blocked(served: Served, gate: dict[str, Any], finishes
     return created
 
 
-async def test_sigterm_idle_bus_exits_0(tmp_path: Path) -> None:
+@pytest.mark.parametrize("entry", ENTRIES)
+async def test_sigterm_idle_bus_exits_0(tmp_path: Path, entry: str) -> None:
     """SIGTERM stops an idle bus with exit status 0, closing its connections with 1001."""
-    with reaped(serve(tmp_path)) as served:
+    with reaped(serve(tmp_path, entry=entry)) as served:
         async with served.connect() as ws:
             assert (await rpc(ws, {"method": "LIST", "endpoint": DEVICE}))["success"] is True
             served.process.send_signal(signal.SIGTERM)

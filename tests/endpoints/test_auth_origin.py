@@ -9,17 +9,23 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from tests.endpoints.helpers import call, ok
-from tests.support import Served, serve, serving, ws_connect
+from tests.support import ENTRIES, Served, serve, serving, ws_connect
+
+
+@pytest.fixture(scope="module", params=ENTRIES)
+def entry(request: pytest.FixtureRequest) -> str:
+    """Every test here runs against both websocket entries: the websocket port and the gateway's /ws."""
+    return str(request.param)
+
 
 LISTED = "https://console.example.com"
 
 
 @pytest.fixture(scope="module")
-def bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def bus(tmp_path_factory: pytest.TempPathFactory, entry: str) -> Iterator[Served]:
     """The module's bus lists https://console.example.com in FLOWBUS_ALLOWED_ORIGINS."""
-    with serving(
-        tmp_path_factory.mktemp("origin"), env={"FLOWBUS_ALLOWED_ORIGINS": f"{LISTED},https://b.example"}
-    ) as served:
+    env = {"FLOWBUS_ALLOWED_ORIGINS": f"{LISTED},https://b.example"}
+    with serving(tmp_path_factory.mktemp("origin"), env=env, entry=entry) as served:
         yield served
 
 
@@ -64,9 +70,9 @@ async def test_own_listed_or_no_origin_is_accepted(bus: Served, origin: Origin) 
         ok(await call(ws, "LIST"))
 
 
-async def test_origin_check_is_on_by_default(tmp_path_factory: pytest.TempPathFactory) -> None:
+async def test_origin_check_is_on_by_default(tmp_path_factory: pytest.TempPathFactory, entry: str) -> None:
     """Without FLOWBUS_ALLOWED_ORIGINS, another site's Origin is refused and the bus's own accepted."""
-    served = serve(tmp_path_factory.mktemp("default-origin"))
+    served = serve(tmp_path_factory.mktemp("default-origin"), entry=entry)
     try:
         with pytest.raises(InvalidStatus) as refused:
             async with ws_connect(served.ws_url, origin=LISTED):

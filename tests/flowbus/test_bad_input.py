@@ -19,7 +19,13 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosedError
 
 from tests.flowbus.helpers import DEVICE, unique
-from tests.support import Served, rpc, serving
+from tests.support import ENTRIES, Served, rpc, serving
+
+
+@pytest.fixture(scope="module", params=ENTRIES)
+def entry(request: pytest.FixtureRequest) -> str:
+    """Every test here runs against both websocket entries: the websocket port and the gateway's /ws."""
+    return str(request.param)
 
 
 async def answered(bus: Served, ws: ClientConnection, message: str | bytes, errorcode: str) -> dict[str, Any]:
@@ -200,9 +206,9 @@ async def test_invalid_utf8_in_text_frame_closes_1007(bus: Served) -> None:
 
 
 @pytest.fixture(scope="module")
-def small_bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def small_bus(tmp_path_factory: pytest.TempPathFactory, entry: str) -> Iterator[Served]:
     """A bus that takes messages of at most 1024 bytes."""
-    with serving(tmp_path_factory.mktemp("small"), env={"FLOWBUS_MAX_MESSAGE_SIZE": "1024"}) as served:
+    with serving(tmp_path_factory.mktemp("small"), env={"FLOWBUS_MAX_MESSAGE_SIZE": "1024"}, entry=entry) as served:
         yield served
 
 

@@ -9,7 +9,13 @@ import pytest
 
 from flowbus.client import Client
 from flowbus.errors import DoesNotExist, InvalidData, NoSuchEndpoint, Unavailable
-from tests.support import Served, serve
+from tests.support import ENTRIES, Served, serve
+
+
+@pytest.fixture(scope="module", params=ENTRIES)
+def entry(request: pytest.FixtureRequest) -> str:
+    """Every test here runs against both websocket entries: the websocket port and the gateway's /ws."""
+    return str(request.param)
 
 
 async def test_every_verb(bus: Served) -> None:

@@ -21,21 +21,28 @@ from websockets.exceptions import InvalidStatus
 
 from tests.apps import SECRET
 from tests.flowbus.helpers import DEVICE, unique
-from tests.support import Served, rpc, serve
+from tests.support import ENTRIES, Served, rpc, serve
+
+
+@pytest.fixture(scope="module", params=ENTRIES)
+def entry(request: pytest.FixtureRequest) -> str:
+    """Every test here runs against both websocket entries: the websocket port and the gateway's /ws."""
+    return str(request.param)
+
 
 APP = ("--app", "tests.apps:create_app")
 GATE = "testing/gate"
 
 
-def serve_testing(workdir: Path, **env: str) -> Served:
+def serve_testing(workdir: Path, entry: str, **env: str) -> Served:
     """A bus with the testing application and ``FLOWBUS_<NAME>`` settings from ``env``."""
-    return serve(workdir, *APP, env={f"FLOWBUS_{name.upper()}": value for name, value in env.items()})
+    return serve(workdir, *APP, env={f"FLOWBUS_{name.upper()}": value for name, value in env.items()}, entry=entry)
 
 
 @pytest.fixture(scope="module")
-def testing_bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def testing_bus(tmp_path_factory: pytest.TempPathFactory, entry: str) -> Iterator[Served]:
     """A bus with the testing application and default settings."""
-    served = serve_testing(tmp_path_factory.mktemp("testing"))
+    served = serve_testing(tmp_path_factory.mktemp("testing"), entry)
     try:
         yield served
     finally:
@@ -43,9 +50,9 @@ def testing_bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 
 @pytest.fixture(scope="module")
-def capped_bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def capped_bus(tmp_path_factory: pytest.TempPathFactory, entry: str) -> Iterator[Served]:
     """A bus that lets each connection have 2 calls in flight."""
-    served = serve_testing(tmp_path_factory.mktemp("capped"), max_in_flight="2")
+    served = serve_testing(tmp_path_factory.mktemp("capped"), entry, max_in_flight="2")
     try:
         yield served
     finally:
@@ -162,9 +169,9 @@ async def test_in_flight_cap_is_per_connection(capped_bus: Served) -> None:
 # -- timeouts -----------------------------------------------------------------------------------
 
 
-async def test_call_timeout(tmp_path: Path) -> None:
+async def test_call_timeout(tmp_path: Path, entry: str) -> None:
     """An endpoint that takes longer than the call timeout answers TIMEOUT; the connection goes on."""
-    served = serve_testing(tmp_path, call_timeout="0.2")
+    served = serve_testing(tmp_path, entry, call_timeout="0.2")
     try:
         async with served.connect() as ws:
             slow = {"method": "RUN", "endpoint": "testing/slow", "objectid": "x", "requestid": "t"}
@@ -184,9 +191,9 @@ async def test_call_timeout(tmp_path: Path) -> None:
 # -- connection limit ---------------------------------------------------------------------------
 
 
-async def test_max_connections(tmp_path: Path) -> None:
+async def test_max_connections(tmp_path: Path, entry: str) -> None:
     """With FLOWBUS_MAX_CONNECTIONS=2 a third handshake is refused with HTTP 503; a freed place is taken again."""
-    served = serve(tmp_path, env={"FLOWBUS_MAX_CONNECTIONS": "2"})
+    served = serve(tmp_path, env={"FLOWBUS_MAX_CONNECTIONS": "2"}, entry=entry)
     try:
         async with served.connect() as first, served.connect() as second:
             for ws in (first, second):
@@ -209,9 +216,9 @@ async def test_max_connections(tmp_path: Path) -> None:
         served.stop()
 
 
-async def test_max_connections_with_concurrent_handshakes(tmp_path: Path) -> None:
+async def test_max_connections_with_concurrent_handshakes(tmp_path: Path, entry: str) -> None:
     """Handshakes racing each other never let more connections in than the limit."""
-    served = serve(tmp_path, env={"FLOWBUS_MAX_CONNECTIONS": "2"})
+    served = serve(tmp_path, env={"FLOWBUS_MAX_CONNECTIONS": "2"}, entry=entry)
     try:
 
         async def attempt() -> ClientConnection | None:

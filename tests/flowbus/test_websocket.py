@@ -11,7 +11,13 @@ from websockets.asyncio.client import ClientConnection
 
 from endpoints.inventory import DEVICE_SCHEMA
 from tests.flowbus.helpers import DEVICE, TIMESTAMP, call, fails, ok, unique
-from tests.support import Served, rpc, ws_connect
+from tests.support import ENTRIES, Served, rpc, ws_connect
+
+
+@pytest.fixture(scope="module", params=ENTRIES)
+def entry(request: pytest.FixtureRequest) -> str:
+    """Every test here runs against both websocket entries: the websocket port and the gateway's /ws."""
+    return str(request.param)
 
 
 @pytest.fixture
