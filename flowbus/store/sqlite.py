@@ -61,6 +61,11 @@ EXTERNAL_CHECK = 1.0
 """Seconds between two checks for changes made to the database by another process."""
 
 WriteOp = Callable[[sqlite3.Connection], Any]
+"""One write, run in the writer thread. It must raise a FlowBusError only before it writes."""
+
+
+class _Unexpected(Exception):
+    """An op failed other than by refusing: the batch is run again, op by op in savepoints."""
 
 
 class _Write:
@@ -206,27 +211,51 @@ class SQLiteStore:
         return version
 
     def _apply(self, ops: list[WriteOp]) -> list[Any]:
-        """Apply a batch in one transaction, each op in its own savepoint (writer thread)."""
+        """Apply a batch in one transaction and commit it (writer thread).
+
+        Every op of this store refuses (raises a FlowBusError) before it writes anything, so the
+        batch first runs without a savepoint per op. Should an op fail in any other way, possibly
+        halfway through its writes, the batch is rolled back and run again with each op in its
+        own savepoint, so that only that op is undone.
+        """
+        try:
+            return self._transaction(ops, self._run_plain)
+        except _Unexpected:
+            return self._transaction(ops, self._run_isolated)
+
+    def _transaction(self, ops: list[WriteOp], run: Callable[[sqlite3.Connection, WriteOp], Any]) -> list[Any]:
         conn = self._writer
         assert conn is not None
-        results: list[Any] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for op in ops:
-                conn.execute("SAVEPOINT op")
-                try:
-                    results.append(op(conn))
-                    conn.execute("RELEASE op")
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                    results.append(_as_flowbus_error(exc))
+            results = [run(conn, op) for op in ops]
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
         return results
+
+    @staticmethod
+    def _run_plain(conn: sqlite3.Connection, op: WriteOp) -> Any:
+        try:
+            return op(conn)
+        except FlowBusError as exc:  # refused before writing
+            return exc
+        except Exception as exc:
+            raise _Unexpected() from exc
+
+    @staticmethod
+    def _run_isolated(conn: sqlite3.Connection, op: WriteOp) -> Any:
+        conn.execute("SAVEPOINT op")
+        try:
+            result = op(conn)
+        except Exception as exc:
+            conn.execute("ROLLBACK TO op")
+            conn.execute("RELEASE op")
+            return _as_flowbus_error(exc)
+        conn.execute("RELEASE op")
+        return result
 
     async def insert(self, collection: str, namespace: str, obj: dict[str, Any], prepare: Prepare) -> dict[str, Any]:
         def op(conn: sqlite3.Connection) -> dict[str, Any]:
@@ -277,6 +306,8 @@ class SQLiteStore:
     # -- reads ----------------------------------------------------------------------------
 
     async def get(self, collection: str, namespace: str, objectid: str) -> dict[str, Any] | None:
+        if self._reader is None:
+            raise Unavailable("The store is closed")
         key = (collection, namespace, objectid)
         cached = self.cache.get(key)
         if cached is not None:

@@ -1,0 +1,152 @@
+"""The store's read cache and its fallback batch: exact through writes, other processes and failures."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from flowbus.errors import InternalError
+from flowbus.store import SQLiteStore
+from flowbus.store.cache import ObjectCache
+
+C = "inventory/device"
+
+
+def prepare(obj: dict[str, Any]) -> str:
+    return str(obj.get("name", ""))
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    opened = SQLiteStore(tmp_path / "flowbus.db", cache_bytes=1 << 20)
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+# -- ObjectCache ----------------------------------------------------------------------------------
+
+
+def test_cache_hands_out_copies() -> None:
+    """Changing an object a get returned changes nothing the next get returns."""
+    cache = ObjectCache(1 << 10)
+    cache.written(("c", "", "a"), {"id": "a", "tags": ["x"]})
+    first = cache.get(("c", "", "a"))
+    assert first is not None
+    first["tags"].append("y")
+    assert cache.get(("c", "", "a")) == {"id": "a", "tags": ["x"]}
+
+
+def test_cache_evicts_least_recently_used_within_its_bytes() -> None:
+    """Past its byte limit the cache drops the objects read longest ago, and never holds more."""
+    body = orjson.dumps({"id": "a", "pad": "x" * 80})
+    cache = ObjectCache(3 * len(body))
+    for name in "abc":
+        cache.fill(("c", "", name), orjson.dumps({"id": name, "pad": "x" * 80}), cache.generation)
+    assert cache.get(("c", "", "a")) is not None  # a is now the most recently used
+    cache.fill(("c", "", "d"), orjson.dumps({"id": "d", "pad": "x" * 80}), cache.generation)
+    assert cache.get(("c", "", "b")) is None
+    assert all(cache.get(("c", "", n)) is not None for n in "acd")
+    assert cache.size <= cache.limit and len(cache) == 3
+
+
+def test_cache_ignores_a_read_that_raced_a_write() -> None:
+    """A read begun before a write must not fill the cache with what it found."""
+    cache = ObjectCache(1 << 10)
+    began = cache.generation
+    cache.written(("c", "", "a"), {"id": "a", "n": 2})
+    cache.fill(("c", "", "a"), orjson.dumps({"id": "a", "n": 1}), began)
+    assert cache.get(("c", "", "a")) == {"id": "a", "n": 2}
+
+
+def test_cache_of_size_zero_holds_nothing() -> None:
+    cache = ObjectCache(0)
+    cache.written(("c", "", "a"), {"id": "a"})
+    cache.fill(("c", "", "b"), b'{"id":"b"}', cache.generation)
+    assert len(cache) == 0 and cache.get(("c", "", "a")) is None
+
+
+# -- SQLiteStore with the cache -------------------------------------------------------------------
+
+
+async def test_get_follows_every_write(store: SQLiteStore) -> None:
+    """Reads by id see each insert, patch and delete as soon as it is answered."""
+    await store.insert(C, "", {"id": "x", "name": "one"}, prepare)
+    assert (await store.get(C, "", "x"))["name"] == "one"  # type: ignore[index]
+    await store.patch(C, "", "x", {"name": "two"}, prepare)
+    assert (await store.get(C, "", "x"))["name"] == "two"  # type: ignore[index]
+    await store.delete(C, "", "x")
+    assert await store.get(C, "", "x") is None
+    await store.insert(C, "", {"id": "x", "name": "three"}, prepare)
+    assert (await store.get(C, "", "x"))["name"] == "three"  # type: ignore[index]
+
+
+async def test_reads_racing_writes_never_go_back(store: SQLiteStore) -> None:
+    """Reads of an object interleaved with patches to it never see a value older than one already seen."""
+    await store.insert(C, "", {"id": "x", "n": 0}, prepare)
+    store.cache.clear()
+    seen: list[int] = []
+
+    async def reader() -> None:
+        last = 0
+        for _ in range(200):
+            obj = await store.get(C, "", "x")
+            assert obj is not None and obj["n"] >= last
+            last = obj["n"]
+            seen.append(last)
+            await asyncio.sleep(0)
+
+    async def writer() -> None:
+        for n in range(1, 51):
+            await store.patch(C, "", "x", {"n": n}, prepare)
+            if n % 10 == 0:  # as an outside change would: the next reads go to the database
+                store.cache.clear()
+
+    await asyncio.gather(reader(), reader(), writer())
+    assert (await store.get(C, "", "x"))["n"] == 50  # type: ignore[index]
+
+
+async def test_change_by_another_process_reaches_get(store: SQLiteStore, tmp_path: Path) -> None:
+    """A commit made to the file by another connection empties the cache (checked every second)."""
+    await store.insert(C, "", {"id": "x", "name": "before"}, prepare)
+    assert (await store.get(C, "", "x"))["name"] == "before"  # type: ignore[index]
+    other = sqlite3.connect(tmp_path / "flowbus.db", isolation_level=None)
+    try:
+        other.execute(
+            "UPDATE objects SET body = ? WHERE id = 'x'",
+            (orjson.dumps({**(await store.get(C, "", "x") or {}), "name": "after"}).decode(),),
+        )
+    finally:
+        other.close()
+    for _ in range(600):  # a hang guard: the check runs every second
+        if (await store.get(C, "", "x"))["name"] == "after":  # type: ignore[index]
+            break
+        await asyncio.sleep(0.01)
+    else:
+        pytest.fail("the other process's change never reached get()")
+
+
+async def test_an_op_failing_halfway_is_undone_alone(store: SQLiteStore) -> None:
+    """An op that fails after writing (not a refusal) is rolled back alone; the batch's others commit."""
+
+    def half_then_fail(conn: sqlite3.Connection) -> None:
+        columns = "collection, namespace, id, created, updated, body"
+        conn.execute(f"INSERT INTO objects ({columns}) VALUES (?, '', 'half', '', '', '{{}}')", (C,))
+        raise RuntimeError("a bug after the first write")
+
+    writes = [store.insert(C, "", {"id": f"o-{i}"}, prepare) for i in range(10)]
+    broken = store._write(half_then_fail, (C, "", "half"))
+    results = await asyncio.gather(*writes[:5], broken, *writes[5:], return_exceptions=True)
+    assert isinstance(results[5], InternalError)
+    assert all(isinstance(r, dict) for r in results[:5] + results[6:])
+    assert await store.get(C, "", "half") is None
+    for i in range(10):
+        assert await store.get(C, "", f"o-{i}") is not None
