@@ -22,14 +22,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError, ValidationError, best_match
-
 from flowbus.auth.base import Identity
 from flowbus.backplane import Backplane, Event
 from flowbus.errors import DoesNotExist, InvalidData
 from flowbus.params import Query
 from flowbus.protocol import Method, Page
+from flowbus.schema import Schema
 from flowbus.store.base import Store
 
 if TYPE_CHECKING:
@@ -196,7 +194,7 @@ class Collection(Endpoint):
         self.schema = schema
         self.title = title
         self.searchable = tuple(searchable)
-        self._validator = _compile_schema(schema) if schema is not None else None
+        self._schema = Schema(schema) if schema is not None else None
 
     async def list(self, call: Call) -> Page:
         query = call.query()
@@ -251,8 +249,8 @@ class Collection(Endpoint):
 
     def _prepare(self, obj: dict[str, Any]) -> str:
         """Validate an object about to be written and return its search text."""
-        if self._validator is not None:
-            _validate(self._validator, _user_fields(obj))
+        if self._schema is not None:
+            self._schema.validate(_user_fields(obj))
         names = self.searchable or [k for k in obj if k not in _META]
         return " ".join(str(obj[k]) for k in names if isinstance(obj.get(k), (str, int, float)))
 
@@ -285,28 +283,3 @@ class Application:
 
 def _user_fields(data: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k not in _META}
-
-
-def _compile_schema(schema: dict[str, Any]) -> Draft202012Validator:
-    try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as exc:
-        raise ValueError(f"invalid JSON Schema: {exc.message}") from None
-    return Draft202012Validator(schema)
-
-
-def _validate(validator: Draft202012Validator, data: dict[str, Any]) -> None:
-    error = best_match(validator.iter_errors(data))
-    if error is None:
-        return
-    path = [str(part) for part in error.absolute_path]
-    if error.validator == "required" and isinstance(error.instance, dict):
-        missing = [p for p in error.validator_value if p not in error.instance]
-        path += missing[:1]
-    field = ".".join(path) or None
-    raise InvalidData(_describe(error, field), field=field)
-
-
-def _describe(error: ValidationError, field: str | None) -> str:
-    message = error.message if len(error.message) <= 200 else error.message[:200] + "..."
-    return f"Field '{field}': {message}" if field else message
