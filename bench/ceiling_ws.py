@@ -6,7 +6,8 @@ It serves the objects of ``OBJECTS.json`` (a JSON array of objects, each with an
 127.0.0.1, on a free port, prints ``ceiling ready ws=ws://127.0.0.1:PORT`` and then answers each
 message the way a bus answers OPEN: parse the envelope with orjson, look ``objectid`` up in a dict,
 encode the success envelope with orjson, send it. It uses the same library (``websockets``,
-compression off) and the same event loop as ``flowbus serve`` (uvloop when it is installed).
+compression off) and the same event loop as ``flowbus serve`` (uvloop when it is installed, unless
+``FLOWBUS_EVENT_LOOP=asyncio``).
 
 It has no routing, validation, authentication, storage, task per call or timeout, and answers
 the messages of a connection one after the other, so no bus built on ``websockets`` in Python can
@@ -16,6 +17,7 @@ answer faster: that is what makes it the ceiling. It stops on SIGINT or SIGTERM.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -80,7 +82,11 @@ def load_objects(path: Path) -> dict[str, Any]:
 
 
 def run(main: Any) -> None:
-    """Run ``main`` on the event loop ``flowbus serve`` would use."""
+    """Run ``main`` on the event loop ``flowbus serve`` would use: uvloop when installed, unless
+    ``FLOWBUS_EVENT_LOOP=asyncio`` (as for ``flowbus serve``)."""
+    if os.environ.get("FLOWBUS_EVENT_LOOP", "auto") == "asyncio":
+        asyncio.run(main)
+        return
     try:
         import uvloop  # type: ignore[import-not-found]
     except ImportError:

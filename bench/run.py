@@ -478,6 +478,8 @@ def package_version(name: str) -> str | None:
 def event_loop_name(args: argparse.Namespace) -> str:
     if args.ws:
         return "unknown (a running bus)"
+    if os.environ.get("FLOWBUS_EVENT_LOOP", "auto") == "asyncio":
+        return "asyncio"
     return "uvloop" if package_version("uvloop") else "asyncio"
 
 
