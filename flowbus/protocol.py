@@ -67,13 +67,6 @@ _NOT_JSON = "The message is not valid JSON (UTF-8, numbers within 64 bits, neste
 _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
 
-_FIELD_TYPES = {
-    "endpoint": str,
-    "objectid": str,
-    "token": str,
-    "namespace": str,
-}
-
 
 @dataclass(slots=True)
 class Request:
@@ -200,31 +193,36 @@ def _build_request(
 ) -> Request:
     if requestid is not None and (isinstance(requestid, bool) or not isinstance(requestid, (str, int))):
         raise InvalidRequest("'requestid' must be a string or an integer")
-    method = parse_method(obj.get("method"))
-    for name, kind in _FIELD_TYPES.items():
-        value = obj.get(name)
-        if value is not None and not isinstance(value, kind):
+    method = obj.get("method")
+    method = _METHODS.get(method) if type(method) is str else None
+    if method is None:
+        method = parse_method(obj.get("method"))
+    get = obj.get
+    endpoint, objectid, token, namespace = get("endpoint"), get("objectid"), get("token"), get("namespace")
+    for name, value in (("endpoint", endpoint), ("objectid", objectid), ("token", token), ("namespace", namespace)):
+        if value is not None and not isinstance(value, str):
             raise InvalidRequest(f"'{name}' must be a string")
-    endpoint = obj.get("endpoint") or default_endpoint
-    if not endpoint or not endpoint.strip("/"):
+    endpoint = endpoint or default_endpoint
+    if not endpoint or not (endpoint := endpoint.strip("/")):
         raise InvalidRequest("'endpoint' is required (or open the connection on the endpoint's path)")
-    objectid = obj.get("objectid") or None
+    objectid = objectid or None
     if objectid is None and method in NEEDS_OBJECTID:
         raise MissingObjectId(f"{method} needs an objectid")
-    data = obj.get("data")
+    data = get("data")
     if data is not None and not isinstance(data, dict):
         raise InvalidRequest("'data' must be a JSON object")
     if data is None and method in NEEDS_DATA:
         raise InvalidRequest(f"{method} needs 'data' (a JSON object)")
+    parameters = get("parameters")
     return Request(
-        method=method,
-        endpoint=normalize_endpoint(endpoint),
-        objectid=objectid,
-        token=obj.get("token") or default_token,
-        namespace=obj.get("namespace") or "",
-        parameters=parse_parameters(obj.get("parameters")),
-        data=data,
-        requestid=requestid,
+        method,
+        endpoint,
+        objectid,
+        token or default_token,
+        namespace or "",
+        {} if parameters is None else parse_parameters(parameters),
+        data,
+        requestid,
     )
 
 
