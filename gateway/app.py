@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from flowbus.config import Settings
 from flowbus.dispatcher import Dispatcher
@@ -33,7 +34,7 @@ async def _build_tables(app: web.Application) -> None:
 
 def create_app(dispatcher: Dispatcher, registry: Registry, settings: Settings) -> web.Application:
     """Build the gateway's aiohttp application."""
-    app = web.Application(client_max_size=settings.max_message_size, middlewares=[cors, envelope_errors])
+    app = web.Application(client_max_size=settings.max_message_size, middlewares=_middlewares(settings))
     app[DISPATCHER] = dispatcher
     app[REGISTRY] = registry
     app[SETTINGS] = settings
@@ -46,6 +47,11 @@ def create_app(dispatcher: Dispatcher, registry: Registry, settings: Settings) -
     app.router.add_get("/api/openapi.json", openapi)
     app.router.add_route("*", "/api/{tail:.*}", api)
     return app
+
+
+def _middlewares(settings: Settings) -> list[Middleware]:
+    """The CORS middleware only when CORS is on: each middleware costs every request a coroutine."""
+    return [cors, envelope_errors] if settings.cors_origins else [envelope_errors]
 
 
 class HttpGateway:

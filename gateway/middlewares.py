@@ -70,7 +70,8 @@ def _answer(request: web.Request, error: FlowBusError) -> web.Response:
 
 @web.middleware
 async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """CORS for the origins in ``Settings.cors_origins`` (``*``: any); off when that is empty.
+    """CORS for the origins in ``Settings.cors_origins`` (``*``: any); off when that is empty
+    (:func:`gateway.app.create_app` then leaves this middleware out).
 
     A request whose ``Origin`` is listed gets ``Access-Control-Allow-Origin: <origin>`` (also
     on error envelopes, so scripts can read them); an ``OPTIONS`` preflight of an ``/api/`` path
