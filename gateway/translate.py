@@ -26,6 +26,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import orjson
 import xmltodict
+from multidict import istr
 
 from flowbus.auth.base import Credentials
 from flowbus.errors import (
@@ -59,12 +60,15 @@ BODY_METHODS = frozenset({Method.CREATE, Method.UPDATE, Method.RUN})
 JSON_CONTENT_TYPE = "application/json"
 XML_CONTENT_TYPE = "application/xml; charset=utf-8"
 
-# Header name and query-string twin of each envelope field that travels outside the body.
-TOKEN = ("Flow-Auth-Token", "token")
-OBJECTID = ("Flow-Request-ObjectId", "objectid")
-NAMESPACE = ("Flow-Request-Namespace", "namespace")
-METHOD = ("Flow-Request-Method", "method")
+# Header name and query-string twin of each envelope field that travels outside the body. The
+# names are istr: a case-insensitive multidict looks those up without case-folding them each time.
+TOKEN = (istr("Flow-Auth-Token"), "token")
+OBJECTID = (istr("Flow-Request-ObjectId"), "objectid")
+NAMESPACE = (istr("Flow-Request-Namespace"), "namespace")
+METHOD = (istr("Flow-Request-Method"), "method")
 _TWINS = frozenset(twin for _, twin in (TOKEN, OBJECTID, NAMESPACE, METHOD))
+_AUTHORIZATION = istr("Authorization")
+_API_KEY = istr("X-API-Key")
 
 # What each verb means without Flow-Request-Method: (without an object id, with one).
 _DEFAULTS: dict[str, tuple[Method, Method]] = {
@@ -125,15 +129,10 @@ def to_call(
     if objectid is None and method in NEEDS_OBJECTID:
         raise MissingObjectId(f"{method} needs an object id: end the path with it, or send Flow-Request-ObjectId")
     credentials = read_credentials(headers, query, peer)
-    request = Request(
-        method=method,
-        endpoint=endpoint,
-        objectid=objectid,
-        token=credentials.token,
-        namespace=_twin(headers, query, NAMESPACE) or "",
-        parameters={key: value for key, value in query.items() if key not in _TWINS},
-    )
-    return request, credentials
+    namespace = _twin(headers, query, NAMESPACE) or ""
+    parameters = {key: value for key, value in query.items() if key not in _TWINS} if query else {}
+    # Positional: a dataclass's __init__ binds keywords about 0.2 us slower per call.
+    return Request(method, endpoint, objectid, credentials.token, namespace, parameters), credentials
 
 
 def _twin(headers: Mapping[str, str], query: Mapping[str, str], names: tuple[str, str]) -> str | None:
@@ -162,6 +161,19 @@ def locate(path: str, objectid: str | None, apps: Mapping[str, str]) -> tuple[st
     Returns:
         (endpoint name, object id or None)
     """
+    if "%" in path:
+        return _locate_encoded(path, objectid, apps)
+    app, _, rest = path.partition("/")
+    if objectid is None and rest and not rest.endswith("/"):
+        rest, _, objectid = rest.rpartition("/")
+    endpoint = rest.strip("/")
+    if not endpoint or apps.get(endpoint) != app:
+        return f"/{app}/{endpoint}", objectid
+    return endpoint, objectid
+
+
+def _locate_encoded(path: str, objectid: str | None, apps: Mapping[str, str]) -> tuple[str, str | None]:
+    """:func:`locate` for a path with percent-escapes: each part decoded once it is split off."""
     app, _, rest = path.partition("/")
     if objectid is None and rest and not rest.endswith("/"):
         rest, _, last = rest.rpartition("/")
@@ -207,7 +219,7 @@ def read_credentials(headers: Mapping[str, str], query: Mapping[str, str], peer:
     """
     token = _twin(headers, query, TOKEN)
     username = password = None
-    authorization = headers.get("Authorization")
+    authorization = headers.get(_AUTHORIZATION)
     if authorization:
         scheme, _, value = authorization.strip().partition(" ")
         scheme = scheme.lower()
@@ -215,13 +227,7 @@ def read_credentials(headers: Mapping[str, str], query: Mapping[str, str], peer:
             token = token or value.strip() or None
         elif scheme == "basic":
             username, password = _basic(value.strip())
-    return Credentials(
-        token=token,
-        username=username,
-        password=password,
-        apikey=headers.get("X-API-Key") or None,
-        peer=peer,
-    )
+    return Credentials(token, username, password, headers.get(_API_KEY) or None, peer)
 
 
 def _basic(value: str) -> tuple[str, str]:
