@@ -9,7 +9,7 @@ from aiohttp.typedefs import Middleware
 from flowbus.config import Settings
 from flowbus.dispatcher import Dispatcher
 from flowbus.registry import Registry
-from gateway.handlers import api, openapi
+from gateway.handlers import make_api, openapi
 from gateway.keys import DISPATCHER, REGISTRY, SETTINGS, SOCKETS, TABLES, Sockets, Tables
 from gateway.middlewares import cors, envelope_errors
 from gateway.openapi import build_openapi
@@ -38,14 +38,14 @@ def create_app(dispatcher: Dispatcher, registry: Registry, settings: Settings) -
     app[DISPATCHER] = dispatcher
     app[REGISTRY] = registry
     app[SETTINGS] = settings
-    app[TABLES] = Tables()
+    app[TABLES] = tables = Tables()
     app[SOCKETS] = Sockets()
     app.on_startup.append(_build_tables)
     app.router.add_get("/healthz", healthz)
     app.router.add_get(WS_PATH, websocket)
     app.router.add_get(WS_PATH + "/{endpoint:.*}", websocket)
     app.router.add_get("/api/openapi.json", openapi)
-    app.router.add_route("*", "/api/{tail:.*}", api)
+    app.router.add_route("*", "/api/{tail:.*}", make_api(dispatcher, tables))
     return app
 
 

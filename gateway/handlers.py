@@ -2,44 +2,60 @@
 
 from __future__ import annotations
 
-from aiohttp import web
+from collections.abc import Mapping
+from types import MappingProxyType
 
+from aiohttp import hdrs, web
+from aiohttp.typedefs import Handler
+
+from flowbus.dispatcher import Dispatcher
 from flowbus.errors import FlowBusError
 from flowbus.protocol import Method, Response
-from gateway.keys import DISPATCHER, TABLES
+from gateway.keys import TABLES, Tables
 from gateway.translate import BODY_METHODS, read_data, render, to_call
 
-__all__ = ["api", "openapi"]
+__all__ = ["make_api", "openapi"]
 
 _PREFIX = "/api/"
+_NO_QUERY: Mapping[str, str] = MappingProxyType({})
 
 
-async def api(request: web.Request) -> web.Response:
-    """Serve ``/api/<app>/<endpoint...>/<objectid>``: one bus call per HTTP request."""
-    app = request.app
-    dispatcher = app[DISPATCHER]
-    peer = request.remote or ""
-    response: Response
-    created = False
-    try:
-        call, credentials = to_call(
-            request.method, _tail(request), request.headers, request.query, app[TABLES].apps, peer
-        )
-        if call.method in BODY_METHODS:
-            call.data = read_data(call.method, await request.read(), request.headers.get("Content-Type", ""))
-    except FlowBusError as exc:
-        response = dispatcher.fail(exc, None, peer=peer)
-    else:
-        response = await dispatcher.handle(call, credentials)
-        created = call.method is Method.CREATE
-    status, headers, body = render(response, request.headers.get("Accept", ""), created=created)
-    return web.Response(status=status, headers=headers, body=body)
+def make_api(dispatcher: Dispatcher, tables: Tables) -> Handler:
+    """The handler of ``/api/<app>/<endpoint...>/<objectid>``: one bus call per HTTP request.
+
+    The dispatcher and the tables are bound here, once, rather than looked up in the
+    application on every request (``tables`` is filled at startup, so it is read per call).
+    """
+
+    async def api(request: web.Request) -> web.Response:
+        headers = request.headers
+        peer = request.remote or ""
+        response: Response
+        created = False
+        try:
+            call, credentials = to_call(request.method, _tail(request), headers, _query(request), tables.apps, peer)
+            if call.method in BODY_METHODS:
+                call.data = read_data(call.method, await request.read(), headers.get(hdrs.CONTENT_TYPE, ""))
+        except FlowBusError as exc:
+            response = dispatcher.fail(exc, None, peer=peer)
+        else:
+            response = await dispatcher.handle(call, credentials)
+            created = call.method is Method.CREATE
+        status, answer_headers, body = render(response, headers.get(hdrs.ACCEPT, ""), created=created)
+        return web.Response(status=status, headers=answer_headers, body=body)
+
+    return api
 
 
 def _tail(request: web.Request) -> str:
     """The raw (percent-encoded) path after ``/api/``, so an encoded ``/`` in an object id survives."""
     raw = request.rel_url.raw_path
     return raw[len(_PREFIX) :] if raw.startswith(_PREFIX) else request.match_info["tail"]
+
+
+def _query(request: web.Request) -> Mapping[str, str]:
+    """The decoded query string; without one, an empty mapping that costs no parsing."""
+    return request.query if request.rel_url.raw_query_string else _NO_QUERY
 
 
 async def openapi(request: web.Request) -> web.Response:
