@@ -11,7 +11,7 @@ from flowbus.dispatcher import Dispatcher
 from flowbus.registry import Registry
 from gateway.handlers import make_api, openapi
 from gateway.keys import DISPATCHER, REGISTRY, SETTINGS, SOCKETS, TABLES, Sockets, Tables
-from gateway.middlewares import cors, envelope_errors
+from gateway.middlewares import Unmatched, cors, enveloped
 from gateway.openapi import build_openapi
 from gateway.websocket import PATH as WS_PATH, close_sockets, websocket
 
@@ -41,17 +41,22 @@ def create_app(dispatcher: Dispatcher, registry: Registry, settings: Settings) -
     app[TABLES] = tables = Tables()
     app[SOCKETS] = Sockets()
     app.on_startup.append(_build_tables)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get(WS_PATH, websocket)
-    app.router.add_get(WS_PATH + "/{endpoint:.*}", websocket)
-    app.router.add_get("/api/openapi.json", openapi)
+    app.router.add_get("/healthz", enveloped(healthz))
+    app.router.add_get(WS_PATH, enveloped(websocket))
+    app.router.add_get(WS_PATH + "/{endpoint:.*}", enveloped(websocket))
+    app.router.add_get("/api/openapi.json", enveloped(openapi))
     app.router.add_route("*", "/api/{tail:.*}", make_api(dispatcher, tables))
+    app.router.register_resource(Unmatched())
     return app
 
 
 def _middlewares(settings: Settings) -> list[Middleware]:
-    """The CORS middleware only when CORS is on: each middleware costs every request a coroutine."""
-    return [cors, envelope_errors] if settings.cors_origins else [envelope_errors]
+    """The CORS middleware only when CORS is on: each middleware costs every request a coroutine
+    (and with any, aiohttp adds one of its own). Failures are answered as envelopes without one:
+    every route's handler answers its own (:func:`gateway.middlewares.enveloped` for all but
+    /api's, which does it itself) and :class:`gateway.middlewares.Unmatched` answers the 404s
+    and 405s; a route added to this application must do the same."""
+    return [cors] if settings.cors_origins else []
 
 
 class HttpGateway:

@@ -12,6 +12,7 @@ from flowbus.dispatcher import Dispatcher
 from flowbus.errors import FlowBusError
 from flowbus.protocol import Method, Response
 from gateway.keys import TABLES, Tables
+from gateway.middlewares import last_resort
 from gateway.translate import BODY_METHODS, read_data, render, to_call
 
 __all__ = ["make_api", "openapi"]
@@ -25,6 +26,7 @@ def make_api(dispatcher: Dispatcher, tables: Tables) -> Handler:
 
     The dispatcher and the tables are bound here, once, rather than looked up in the
     application on every request (``tables`` is filled at startup, so it is read per call).
+    It answers its own failures (see :mod:`gateway.middlewares`).
     """
 
     async def api(request: web.Request) -> web.Response:
@@ -33,16 +35,19 @@ def make_api(dispatcher: Dispatcher, tables: Tables) -> Handler:
         response: Response
         created = False
         try:
-            call, credentials = to_call(request.method, _tail(request), headers, _query(request), tables.apps, peer)
-            if call.method in BODY_METHODS:
-                call.data = read_data(call.method, await request.read(), headers.get(hdrs.CONTENT_TYPE, ""))
-        except FlowBusError as exc:
-            response = dispatcher.fail(exc, None, peer=peer)
-        else:
-            response = await dispatcher.handle(call, credentials)
-            created = call.method is Method.CREATE
-        status, answer_headers, body = render(response, headers.get(hdrs.ACCEPT, ""), created=created)
-        return web.Response(status=status, headers=answer_headers, body=body)
+            try:
+                call, credentials = to_call(request.method, _tail(request), headers, _query(request), tables.apps, peer)
+                if call.method in BODY_METHODS:
+                    call.data = read_data(call.method, await request.read(), headers.get(hdrs.CONTENT_TYPE, ""))
+            except FlowBusError as exc:
+                response = dispatcher.fail(exc, None, peer=peer)
+            else:
+                response = await dispatcher.handle(call, credentials)
+                created = call.method is Method.CREATE
+            status, answer_headers, body = render(response, headers.get(hdrs.ACCEPT, ""), created=created)
+            return web.Response(status=status, headers=answer_headers, body=body)
+        except Exception as exc:  # a body over the limit, an answer that is not JSON, a bug
+            return last_resort(request, exc)
 
     return api
 

@@ -1,19 +1,27 @@
-"""Gateway middlewares: CORS for listed origins, and every failure outside the dispatcher still
-answers an envelope."""
+"""CORS for listed origins, and every failure outside the dispatcher still answers an envelope.
+
+The envelopes of failures come without a middleware, which would cost every request a
+coroutine (and aiohttp then adds one more of its own): the /api handler answers its own
+failures with :func:`last_resort`, the other handlers are wrapped in :func:`enveloped`, and
+:class:`Unmatched` takes every request that no route takes (404, or 405 when the path is
+served for other methods).
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
+from yarl import URL
 
 from flowbus.errors import FlowBusError, InternalError, InvalidRequest, MethodNotSupported, NoSuchEndpoint, TooLarge
 from flowbus.protocol import new_errorid
 from gateway.keys import DISPATCHER, SETTINGS
 from gateway.translate import render
 
-__all__ = ["CORS_HEADERS", "CORS_METHODS", "cors", "envelope_errors"]
+__all__ = ["CORS_HEADERS", "CORS_METHODS", "Unmatched", "cors", "enveloped", "last_resort"]
 
 logger = logging.getLogger("gateway")
 
@@ -31,41 +39,82 @@ _HTTP_ERRORS: dict[int, type[FlowBusError]] = {
 }
 
 
-@web.middleware
-async def envelope_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Answer aiohttp's HTTP errors (404, 405, 413 …) and any unexpected exception as envelopes.
+def last_resort(request: web.Request, exc: Exception) -> web.Response:
+    """The envelope of an exception a handler let out; call it from the ``except`` clause.
 
-    A body over ``max_message_size`` answers TOO_LARGE. An unexpected exception is logged
-    with a fresh errorid and answered INTERNAL_ERROR; the traceback stays in the log.
+    aiohttp's HTTP errors (413, a websocket handshake's 400 …) answer as the bus error they
+    mean: a body over ``max_message_size`` TOO_LARGE. Anything else is logged with a fresh
+    errorid and answered INTERNAL_ERROR; the traceback stays in the log. An HTTP redirect
+    (status below 400) is raised again, for aiohttp to answer.
     """
-    try:
-        return await handler(request)
-    except web.HTTPRequestEntityTooLarge:
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
         limit = request.app[SETTINGS].max_message_size
         return _answer(request, TooLarge(f"The body is over the limit of {limit} bytes"))
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            raise exc
         return _answer(request, _http_error(exc))
-    except Exception:
-        errorid = new_errorid()
-        logger.error("internal error errorid=%s %s %s", errorid, request.method, request.path, exc_info=True)
-        return _answer(request, InternalError(errorid=errorid))
+    errorid = new_errorid()
+    logger.error("internal error errorid=%s %s %s", errorid, request.method, request.path, exc_info=exc)
+    return _answer(request, InternalError(errorid=errorid))
 
 
-def _http_error(exc: web.HTTPException) -> FlowBusError:
-    cls = _HTTP_ERRORS.get(exc.status)
-    if cls is not None:
-        return cls()
-    if exc.status >= 500:
-        return InternalError()
-    return InvalidRequest(exc.reason or None)
+def enveloped(handler: Handler) -> Handler:
+    """``handler``, with whatever it lets out answered by :func:`last_resort`."""
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except Exception as exc:
+            return last_resort(request, exc)
+
+    return answer
 
 
-def _answer(request: web.Request, error: FlowBusError) -> web.Response:
-    response = request.app[DISPATCHER].fail(error, None, peer=request.remote or "")
-    status, headers, body = render(response, request.headers.get("Accept", ""))
-    return web.Response(status=status, headers=headers, body=body)
+class Unmatched(web.AbstractResource):
+    """Takes every request that no other route of the application takes.
+
+    It answers 405 METHOD_NOT_SUPPORTED when another route serves the path for other methods,
+    else 404 NO_SUCH_ENDPOINT, as aiohttp's router would refuse them. Its index key is ``/``,
+    which the router tries last, after every longer prefix of the path; it shadows only routes
+    under that same key registered after it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._route = web.ResourceRoute(hdrs.METH_ANY, self._refuse, self)
+
+    @property
+    def canonical(self) -> str:
+        return "/"
+
+    def url_for(self, **kwargs: str) -> URL:
+        raise RuntimeError("Unmatched has no URL")
+
+    async def resolve(self, request: web.Request) -> tuple[web.UrlMappingMatchInfo, set[str]]:
+        return web.UrlMappingMatchInfo({}, self._route), set()
+
+    def add_prefix(self, prefix: str) -> None:
+        raise RuntimeError("Unmatched cannot be put under a prefix")
+
+    def get_info(self) -> dict[str, object]:
+        return {}
+
+    def raw_match(self, path: str) -> bool:
+        return False
+
+    def __len__(self) -> int:
+        return 1
+
+    def __iter__(self) -> Iterator[web.AbstractRoute]:
+        return iter((self._route,))
+
+    async def _refuse(self, request: web.Request) -> web.Response:
+        allowed: set[str] = set()
+        for resource in request.app.router.resources():
+            if resource is not self:
+                allowed |= (await resource.resolve(request))[1]
+        return _answer(request, MethodNotSupported() if allowed else NoSuchEndpoint())
 
 
 @web.middleware
@@ -110,3 +159,18 @@ async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
     elif "origin" not in vary.lower():
         response.headers["Vary"] = f"{vary}, Origin"
     return response
+
+
+def _http_error(exc: web.HTTPException) -> FlowBusError:
+    cls = _HTTP_ERRORS.get(exc.status)
+    if cls is not None:
+        return cls()
+    if exc.status >= 500:
+        return InternalError()
+    return InvalidRequest(exc.reason or None)
+
+
+def _answer(request: web.Request, error: FlowBusError) -> web.Response:
+    response = request.app[DISPATCHER].fail(error, None, peer=request.remote or "")
+    status, headers, body = render(response, request.headers.get("Accept", ""))
+    return web.Response(status=status, headers=headers, body=body)

@@ -16,6 +16,8 @@ from openapi_spec_validator import validate
 from flowbus.bus import Bus
 from flowbus.config import Settings
 from gateway import create_app
+from gateway.middlewares import enveloped
+from tests.apps import create_app as create_testing_app
 from tests.gateway.helpers import DEVICES, fetch
 from tests.support import Served, serving
 
@@ -95,23 +97,33 @@ async def test_body_over_limit_is_413(small_bus):
 
 @pytest.fixture
 async def broken_gateway(tmp_path: Path) -> AsyncIterator[TestClient]:
-    """An in-process gateway with an extra route that fails with an unexpected exception."""
+    """An in-process gateway serving ``tests.apps``, with an extra route that fails with an unexpected
+    exception (wrapped as create_app wraps its own routes: the gateway has no catch-all middleware)."""
 
     async def boom(request: web.Request) -> web.Response:
         raise RuntimeError("secret detail /etc/passwd")
 
     settings = Settings(data=tmp_path)
-    bus = Bus(settings, [])
+    bus = Bus(settings, [create_testing_app()])
     app = create_app(bus.dispatcher, bus.registry, settings)
-    app.router.add_get("/boom", boom)
+    app.router.add_get("/boom", enveloped(boom))
     async with TestClient(TestServer(app)) as client:
         yield client
 
 
-async def test_unexpected_exception_is_internal_error(broken_gateway, caplog):
+@pytest.mark.parametrize(
+    ("verb", "path", "headers"),
+    [
+        pytest.param("GET", "/boom", {}, id="handler-raises"),
+        pytest.param(
+            "POST", "/api/testing/testing/unserializable/x", {"Flow-Request-Method": "RUN"}, id="answer-not-json"
+        ),
+    ],
+)
+async def test_unexpected_exception_is_internal_error(broken_gateway, caplog, verb, path, headers):
     """An unexpected exception answers 500 INTERNAL_ERROR; the traceback is only logged, under the errorid."""
     with caplog.at_level(logging.ERROR, logger="gateway"):
-        response = await broken_gateway.get("/boom")
+        response = await broken_gateway.request(verb, path, headers=headers)
         envelope = await response.json()
     assert (response.status, envelope["errorcode"], envelope["success"]) == (500, "INTERNAL_ERROR", False)
     assert "secret" not in orjson.dumps(envelope).decode()
