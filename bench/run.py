@@ -553,7 +553,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bench/run.py: {exc}", file=sys.stderr)
         return 1
     meta["run_seconds"] = round(time.monotonic() - started, 1)
-    print(f"{heading(meta)}\n\n{report.table(rows)}\n\n{report.summary(rows)}")
+    print(f"{heading(meta)}\n\n{report.table(rows)}\n\n{report.summary(rows)}\n\n{report.target_lines(rows)}")
     path = json_path(args.json)
     report.write_json(path, meta, rows)
     print(f"\nJSON: {path}")

@@ -171,12 +171,73 @@ def summary(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
+# -- the targets ------------------------------------------------------------------------------
+
+WS_CEILING = "ceiling websockets"
+FLOWBUS_SOCKETS = ("FlowBus ws", "FlowBus gateway /ws")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One speed target of FlowBus, checked against the figures of one run."""
+
+    name: str
+    value: float | None
+    limit: float
+    at_least: bool
+
+    @property
+    def met(self) -> bool | None:
+        if self.value is None:
+            return None
+        return self.value >= self.limit if self.at_least else self.value <= self.limit
+
+
+def _field(rows: list[Row], scenario: str, server: str, name: str) -> float | None:
+    row = find(rows, scenario, server)
+    value = getattr(row, name) if row is not None else None
+    return float(value) if value is not None else None
+
+
+def targets(rows: list[Row]) -> list[Target]:
+    """FlowBus's targets: S1/S2 against the bare websockets ceiling (both websocket entries), S3
+    against the bare aiohttp handler, S4 against FlowBus's own S1, S5 in KiB per connection."""
+    out = []
+    for scenario in ("S1", "S2"):
+        for server in FLOWBUS_SOCKETS:
+            rate = ratio(_field(rows, scenario, server, "rate"), _field(rows, scenario, WS_CEILING, "rate"))
+            out.append(Target(f"{scenario} {server}: calls/s / {WS_CEILING}", rate, 0.75, True))
+            cpu = _field(rows, scenario, server, "server_cpu_us")
+            out.append(Target(f"{scenario} {server}: server us/call", cpu, 60, False))
+    for server in FLOWBUS_SOCKETS:
+        p99 = ratio(_field(rows, "S2", server, "p99_us"), _field(rows, "S2", WS_CEILING, "p99_us"))
+        out.append(Target(f"S2 {server}: p99 / {WS_CEILING} p99", p99, 1.5, False))
+    http = ratio(_field(rows, "S3", "FlowBus gateway HTTP", "rate"), _field(rows, "S3", "ceiling aiohttp HTTP", "rate"))
+    out.append(Target("S3 FlowBus gateway HTTP: calls/s / ceiling aiohttp HTTP", http, 0.7, True))
+    out.append(Target("S4 FlowBus ws: calls/s / FlowBus ws S1", writes_versus_reads(rows), 0.5, True))
+    for server in FLOWBUS_SOCKETS:
+        kib = _field(rows, "S5", server, "rss_kib_per_connection")
+        out.append(Target(f"S5 {server}: KiB per idle connection", kib, 40, False))
+    return out
+
+
+def target_lines(rows: list[Row]) -> str:
+    """Each target with this run's figure and whether it was met."""
+    out = ["targets:"]
+    for t in targets(rows):
+        verdict = {True: "met", False: "NOT met", None: "not measured"}[t.met]
+        sign = ">=" if t.at_least else "<="
+        out.append(f"  {t.name} {sign} {t.limit:g}: {number(t.value, 2)}  {verdict}")
+    return "\n".join(out)
+
+
 def report(meta: dict[str, Any], rows: list[Row]) -> dict[str, Any]:
     return {
         **meta,
         "rows": [asdict(r) for r in rows],
         "ratios": [asdict(c) for c in comparisons(rows)],
         "s4_over_s1": writes_versus_reads(rows),
+        "targets": [{**asdict(t), "met": t.met} for t in targets(rows)],
     }
 
 

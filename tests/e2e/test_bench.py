@@ -112,3 +112,25 @@ def test_the_summary_gives_the_ratios_in_words() -> None:
     text = report.summary(sample_rows())
     assert "S1 FlowBus ws / ceiling websockets: 0.25 of the calls/s, 4.00x the server CPU per call" in text
     assert "S4 FlowBus writes: 0.25 of FlowBus's S1 (pipelined OPEN) calls/s" in text
+
+
+def test_targets_are_checked_against_the_run_and_unmeasured_ones_said() -> None:
+    """S1 of the sample: 4000 calls/s against the websockets ceiling's 16000 is 0.25 (< 0.75), at 200 us/call
+    (> 60); S4 at 1000 calls/s is 0.25 of S1 (< 0.5); what the sample lacks is not measured."""
+    verdicts = {t.name: (t.value, t.met) for t in report.targets(sample_rows())}
+    assert verdicts["S1 FlowBus ws: calls/s / ceiling websockets"] == (0.25, False)
+    assert verdicts["S1 FlowBus ws: server us/call"] == (200.0, False)
+    assert verdicts["S4 FlowBus ws: calls/s / FlowBus ws S1"] == (0.25, False)
+    assert verdicts["S1 FlowBus gateway /ws: calls/s / ceiling websockets"] == (None, None)
+    lines = report.target_lines(sample_rows())
+    assert "S1 FlowBus ws: calls/s / ceiling websockets >= 0.75: 0.25  NOT met" in lines
+    assert "S5 FlowBus ws: KiB per idle connection <= 40: -  not measured" in lines
+
+
+def test_targets_met() -> None:
+    rows = [
+        Row("S5", "FlowBus ws", FLOWBUS, "ceiling websockets", 200, 0, 1.0, 100.0, rss_kib_per_connection=16.0),
+        Row("S5", "ceiling websockets", CEILING, None, 200, 0, 1.0, 100.0, rss_kib_per_connection=14.0),
+    ]
+    (s5,) = [t for t in report.targets(rows) if t.name == "S5 FlowBus ws: KiB per idle connection"]
+    assert s5.met is True
