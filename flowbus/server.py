@@ -110,8 +110,8 @@ class WebSocketServer:
         session = Session(self.dispatcher, send, (ConnectionClosed,), defaults, limit, self._calls)
         self._connections.add(ws)
         try:
-            async for message in ws:
-                if session.start(message):
+            while True:  # recv() directly: `async for` adds an async generator step per message
+                if session.start(await ws.recv()):
                     await session.room()
         except ConnectionClosed:
             pass
