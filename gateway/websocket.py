@@ -20,7 +20,7 @@ __all__ = ["PATH", "close_sockets", "websocket"]
 
 PATH = "/ws"
 PING_INTERVAL = 20.0  # as the websocket port: a ping every 20 s, the peer must answer in 10 s
-_CLOSED = (ConnectionError, RuntimeError)  # what send_frame raises once the connection is going
+_CLOSED = (ConnectionError,)  # what send_frame raises once the connection is going
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:
