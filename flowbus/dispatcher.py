@@ -21,7 +21,16 @@ from flowbus.errors import (
     Timeout,
     Unavailable,
 )
-from flowbus.protocol import Method, Page, Request, Response, encode_response, new_errorid, parse_request
+from flowbus.protocol import (
+    Method,
+    Page,
+    Request,
+    Response,
+    encode_response,
+    encode_result,
+    new_errorid,
+    parse_request,
+)
 from flowbus.registry import Registry
 
 __all__ = ["Dispatcher"]
@@ -84,9 +93,16 @@ class Dispatcher:
             request = parse_request(raw, default_endpoint=default_endpoint, default_token=default_token)
         except FlowBusError as exc:
             return encode_response(self.fail(exc, exc.requestid, peer=peer))
-        response = await self._respond(request, Credentials(token=request.token, peer=peer))
         try:
-            return encode_response(response)
+            result = await self._call(request, Credentials(token=request.token, peer=peer))
+        except FlowBusError as exc:
+            return encode_response(self.fail(exc, request.requestid, peer=peer))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            return encode_response(self._internal_error(request, "internal error"))
+        try:
+            return encode_result(result, request.requestid)
         except TypeError:  # orjson.JSONEncodeError: the endpoint answered something that is not JSON
             return encode_response(self._internal_error(request, "answer is not JSON"))
 

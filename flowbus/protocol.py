@@ -28,6 +28,7 @@ __all__ = [
     "Response",
     "encode_error",
     "encode_response",
+    "encode_result",
     "error_dict",
     "new_errorid",
     "normalize_endpoint",
@@ -35,6 +36,7 @@ __all__ = [
     "parse_parameters",
     "parse_request",
     "response_dict",
+    "success_dict",
 ]
 
 
@@ -242,18 +244,24 @@ def response_dict(response: Response) -> dict[str, Any]:
     """Return the envelope of ``response`` as a plain dict (for JSON or XML rendering)."""
     if response.error is not None:
         return error_dict(response.error, response.requestid)
-    out: dict[str, Any] = {
-        "status": response.status,
-        "success": True,
-        "data": response.data,
-        "dataType": "JSON",
-    }
-    if response.page is not None:
-        page = response.page
-        out["data"] = page.items
-        out["page"] = {"limit": page.limit, "offset": page.offset, "total": page.total}
-    if response.requestid is not None:
-        out["requestid"] = response.requestid
+    result = response.page if response.page is not None else response.data
+    return success_dict(result, response.requestid, response.status)
+
+
+def success_dict(result: Any, requestid: str | int | None = None, status: int = 0) -> dict[str, Any]:
+    """Return the success envelope of an endpoint's result: a :class:`Page` or any JSON value."""
+    if isinstance(result, Page):
+        out: dict[str, Any] = {
+            "status": status,
+            "success": True,
+            "data": result.items,
+            "dataType": "JSON",
+            "page": {"limit": result.limit, "offset": result.offset, "total": result.total},
+        }
+    else:
+        out = {"status": status, "success": True, "data": result, "dataType": "JSON"}
+    if requestid is not None:
+        out["requestid"] = requestid
     return out
 
 
@@ -278,6 +286,11 @@ def error_dict(error: FlowBusError, requestid: str | int | None = None) -> dict[
 def encode_response(response: Response) -> bytes:
     """Encode ``response`` as the JSON bytes of its envelope."""
     return orjson.dumps(response_dict(response))
+
+
+def encode_result(result: Any, requestid: str | int | None = None) -> bytes:
+    """Encode the success envelope of an endpoint's result, without building a :class:`Response`."""
+    return orjson.dumps(success_dict(result, requestid))
 
 
 def encode_error(error: FlowBusError, requestid: str | int | None = None) -> bytes:
