@@ -21,7 +21,7 @@ from websockets.exceptions import InvalidStatus
 
 from tests.apps import SECRET
 from tests.flowbus.helpers import DEVICE, unique
-from tests.support import ENTRIES, Served, rpc, serve
+from tests.support import ENTRIES, PORT, Served, http_json, rpc, serve
 
 
 @pytest.fixture(scope="module", params=ENTRIES)
@@ -184,6 +184,21 @@ async def test_call_timeout(tmp_path: Path, entry: str) -> None:
             assert blocked["errorcode"] == "TIMEOUT"
             assert (await rpc(ws, {**slow, "data": {"seconds": 0}}))["data"] == {"slept": 0}
             assert (await gate(ws, unique("gate"), "status"))["slow"] == 0
+    finally:
+        assert served.stop() == 0
+
+
+async def test_call_timeout_over_http(tmp_path: Path) -> None:
+    """The call timeout holds for HTTP calls too: a slow RUN answers TIMEOUT, and the next call is served."""
+    served = serve_testing(tmp_path, PORT, call_timeout="0.2")
+    try:
+        url = served.http_url + "/api/testing/testing/slow/x"
+        headers = {"Flow-Request-Method": "RUN", "Flow-Auth-Token": served.token or ""}
+        answer = await asyncio.to_thread(http_json, url, {"seconds": 60}, headers)
+        assert answer["success"] is False and answer["errorcode"] == "TIMEOUT"
+        assert answer["errorid"] in served.log()
+        quick = await asyncio.to_thread(http_json, url, {"seconds": 0}, headers)
+        assert quick["data"] == {"slept": 0}
     finally:
         assert served.stop() == 0
 
