@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT, Served, serve
+from tests.support import ROOT, Served, rpc, serve
 
 
 def flowbus(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -136,3 +136,15 @@ def test_serve_refuses_a_bad_environment_value(tmp_path: Path) -> None:
     result = flowbus("serve", "--data", str(tmp_path), env={"FLOWBUS_WS_PORT": "eighty"})
     assert result.returncode == 2
     assert "FLOWBUS_WS_PORT" in result.stderr
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "auto"])
+async def test_serve_runs_on_the_event_loop_asked_for(tmp_path: Path, loop: str) -> None:
+    """``serve --event-loop asyncio`` (or auto: uvloop when installed) serves calls and stops cleanly."""
+    served = serve(tmp_path, "--event-loop", loop)
+    try:
+        async with served.connect() as ws:
+            answer = await rpc(ws, {"method": "LIST", "endpoint": "inventory/device"})
+            assert answer["success"] is True
+    finally:
+        assert served.stop() == 0

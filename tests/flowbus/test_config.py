@@ -38,6 +38,9 @@ def test_flags_win_over_environment() -> None:
         ("SHUTDOWN_GRACE", "-1"),
         ("SHUTDOWN_GRACE", "nan"),
         ("SYNC", "off"),
+        ("CACHE_MB", "-1"),
+        ("CACHE_MB", "nan"),
+        ("EVENT_LOOP", "trio"),
     ],
     ids=[
         "in-flight-zero",
@@ -48,9 +51,18 @@ def test_flags_win_over_environment() -> None:
         "grace-negative",
         "grace-nan",
         "sync-off",
+        "cache-negative",
+        "cache-nan",
+        "loop-unknown",
     ],
 )
 def test_values_that_cannot_work_are_refused(name: str, value: str) -> None:
     """Values that cannot work (NaN included: every call would time out at once) are refused at startup."""
     with pytest.raises(ValueError):
         Settings.load(env={f"FLOWBUS_{name}": value})
+
+
+def test_cache_size_and_event_loop_are_read() -> None:
+    settings = Settings.load(env={"FLOWBUS_CACHE_MB": "0.5", "FLOWBUS_EVENT_LOOP": "asyncio"})
+    assert settings.cache_bytes == 512 * 1024
+    assert settings.event_loop == "asyncio"
