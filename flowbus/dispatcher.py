@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from flowbus.auth.base import ANONYMOUS, Authenticator, Authorizer, Credentials
+from flowbus.auth.base import ANONYMOUS, NO_CREDENTIALS, Authenticator, Authorizer, Credentials
 from flowbus.deadlines import Deadlines
 from flowbus.endpoint import Call, Services
 from flowbus.errors import (
@@ -81,20 +81,25 @@ class Dispatcher:
         raw: str | bytes,
         *,
         default_endpoint: str | None = None,
-        default_token: str | None = None,
-        peer: str = "",
+        credentials: Credentials = NO_CREDENTIALS,
     ) -> bytes:
         """Parse one websocket message, answer it, and encode the answer.
+
+        ``credentials`` are the connection's (its handshake's token and the peer's address); a
+        message that carries a token of its own is answered with that token instead.
 
         The call timeout applies only if the caller's task is watched by :attr:`deadlines`
         (a :class:`~flowbus.session.Session` does that for each call that has to wait).
         """
+        peer = credentials.peer
         try:
-            request = parse_request(raw, default_endpoint=default_endpoint, default_token=default_token)
+            request = parse_request(raw, default_endpoint=default_endpoint, default_token=credentials.token)
         except FlowBusError as exc:
             return encode_response(self.fail(exc, exc.requestid, peer=peer))
+        if request.token is not credentials.token:
+            credentials = Credentials(token=request.token, peer=peer)
         try:
-            result = await self._call(request, Credentials(token=request.token, peer=peer))
+            result = await self._call(request, credentials)
         except FlowBusError as exc:
             return encode_response(self.fail(exc, request.requestid, peer=peer))
         except asyncio.CancelledError:

@@ -63,11 +63,15 @@ for _m in Method:
 
 # orjson reads integer literals beyond 64 bits as floats, silently losing digits. Such a literal has
 # at least 20 digits (19 after a '-'), so only a message with such a run (rare) is checked again, exactly.
+# Only `data` and `parameters` carry numbers on to an endpoint (every other field must be a string, or
+# for `requestid` a string or an integer, and a float there is refused anyway), so a message without
+# them is not searched at all: an OPEN, DELETE or RUN without data pays nothing for this.
 _LONG_DIGITS = re.compile(r"-[0-9]{19}|[0-9]{20}")
 _LONG_DIGITS_BYTES = re.compile(rb"-[0-9]{19}|[0-9]{20}")
 _NOT_JSON = "The message is not valid JSON (UTF-8, numbers within 64 bits, nested at most 1024 deep)"
 _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
+_STRING_OR_NONE = frozenset({str, type(None)})  # the types orjson gives a field that must be a string
 
 
 @dataclass(slots=True)
@@ -163,14 +167,18 @@ def parse_request(
         raise InvalidRequest("The message must be a JSON object")
     requestid = obj.get("requestid")
     try:
-        pattern = _LONG_DIGITS if isinstance(raw, str) else _LONG_DIGITS_BYTES
-        if pattern.search(raw) is not None:
+        if ("data" in obj or "parameters" in obj) and _has_long_digits(raw):
             _check_integers(raw)
         return _build_request(obj, requestid, default_endpoint, default_token)
     except FlowBusError as exc:
         if isinstance(requestid, (str, int)) and not isinstance(requestid, bool):
             exc.requestid = requestid
         raise
+
+
+def _has_long_digits(raw: str | bytes) -> bool:
+    pattern = _LONG_DIGITS if isinstance(raw, str) else _LONG_DIGITS_BYTES
+    return pattern.search(raw) is not None
 
 
 def _check_int(literal: str) -> int:
@@ -201,9 +209,9 @@ def _build_request(
         method = parse_method(obj.get("method"))
     get = obj.get
     endpoint, objectid, token, namespace = get("endpoint"), get("objectid"), get("token"), get("namespace")
-    for name, value in (("endpoint", endpoint), ("objectid", objectid), ("token", token), ("namespace", namespace)):
-        if value is not None and not isinstance(value, str):
-            raise InvalidRequest(f"'{name}' must be a string")
+    ok = _STRING_OR_NONE
+    if not (type(endpoint) in ok and type(objectid) in ok and type(token) in ok and type(namespace) in ok):
+        _refuse_non_strings(obj)
     endpoint = endpoint or default_endpoint
     if not endpoint or not (endpoint := endpoint.strip("/")):
         raise InvalidRequest("'endpoint' is required (or open the connection on the endpoint's path)")
@@ -226,6 +234,13 @@ def _build_request(
         data,
         requestid,
     )
+
+
+def _refuse_non_strings(obj: dict[str, Any]) -> None:
+    for name in ("endpoint", "objectid", "token", "namespace"):
+        value = obj.get(name)
+        if value is not None and not isinstance(value, str):
+            raise InvalidRequest(f"'{name}' must be a string")
 
 
 def parse_method(value: Any) -> Method:

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from flowbus.auth.base import Credentials
 from flowbus.dispatcher import Dispatcher
 from flowbus.errors import InvalidRequest, Unavailable
 from flowbus.protocol import encode_response, parse_request
@@ -36,6 +37,10 @@ class Defaults:
     endpoint: str | None
     token: str | None
     peer: str
+
+    @property
+    def credentials(self) -> Credentials:
+        return Credentials(token=self.token, peer=self.peer)
 
 
 class Calls:
@@ -78,6 +83,7 @@ class Session:
     ) -> None:
         self.dispatcher = dispatcher
         self.defaults = defaults
+        self._credentials = defaults.credentials  # built once: most messages carry no token of their own
         self._send = send
         self._closed = closed
         self._calls = calls
@@ -121,7 +127,7 @@ class Session:
         try:
             if isinstance(message, str):
                 answer = await self.dispatcher.handle_message(
-                    message, default_endpoint=defaults.endpoint, default_token=defaults.token, peer=defaults.peer
+                    message, default_endpoint=defaults.endpoint, credentials=self._credentials
                 )
             else:
                 answer = encode_response(self.dispatcher.fail(InvalidRequest(BINARY), None, peer=defaults.peer))

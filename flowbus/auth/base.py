@@ -13,6 +13,7 @@ from typing import Protocol
 
 __all__ = [
     "ANONYMOUS",
+    "NO_CREDENTIALS",
     "AllowAll",
     "Authenticator",
     "Authorizer",
@@ -38,6 +39,9 @@ class Credentials:
     @property
     def empty(self) -> bool:
         return not (self.token or self.username or self.apikey)
+
+
+NO_CREDENTIALS = Credentials()
 
 
 @dataclass(slots=True, frozen=True)

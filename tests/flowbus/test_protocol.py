@@ -257,6 +257,27 @@ def test_integers_beyond_64_bits_are_refused(number: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "raw",
+    [
+        '{"method": "LIST", "endpoint": "inventory/device", "parameters": {"limit": 18446744073709551616}}',
+        '{"method": "OPEN", "endpoint": "inventory/device", "objectid": "a", "requestid": 18446744073709551616}',
+        '{"method": "OPEN", "endpoint": "inventory/device", "objectid": "a", "requestid": -9223372036854775809}',
+    ],
+    ids=["in-parameters", "requestid-2^64", "requestid-below-int64"],
+)
+def test_long_integers_outside_data_are_refused_too(raw: str) -> None:
+    """Only data and parameters are searched for long integers; a requestid that orjson turned into
+    a float is refused all the same, so no call goes on with a rounded number."""
+    assert refused(raw).errorcode == "INVALID_REQUEST"
+
+
+def test_an_open_with_a_long_digit_run_in_a_string_is_accepted() -> None:
+    """Digits inside strings are not numbers: an objectid of 25 digits opens that object."""
+    objectid = "1234567890123456789012345"
+    assert parse({"method": "OPEN", "endpoint": "inventory/device", "objectid": objectid}).objectid == objectid
+
+
+@pytest.mark.parametrize(
     "number",
     ["18446744073709551615", "-9223372036854775808", "1e300", "123456789012345678901234.5"],
     ids=["2^64-1", "-2^63", "float-exponent", "long-float"],
