@@ -17,10 +17,11 @@ taking a :class:`Call`; the methods it overrides are the ones it supports. A
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from uuid_utils import uuid7
 
 from flowbus.auth.base import Identity
 from flowbus.backplane import Backplane, Event
@@ -210,7 +211,7 @@ class Collection(Endpoint):
 
     async def create(self, call: Call) -> dict[str, Any]:
         data = _user_fields(call.data or {})
-        objectid = (call.data or {}).get("id") or str(uuid.uuid4())
+        objectid = (call.data or {}).get("id") or new_objectid()
         if not isinstance(objectid, str) or not _OBJECT_ID.fullmatch(objectid):
             raise InvalidData("'id' must be 1-128 characters of [A-Za-z0-9._:-]", field="id")
         obj = await call.store.insert(self.name, call.namespace, {"id": objectid, **data}, self._prepare)
@@ -279,6 +280,15 @@ class Application:
             return cls
 
         return register
+
+
+def new_objectid() -> str:
+    """A fresh object id: a UUIDv7, which starts with the time it was made.
+
+    New ids sort after older ones, so each insert lands at the end of the id index instead of
+    on a random page of it: a batch of creates rewrites a few pages, not one page per object.
+    """
+    return str(uuid7())
 
 
 def _user_fields(data: dict[str, Any]) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """The embedded store: one SQLite file in WAL mode, one writer with group commit.
 
 Writes are queued and applied in batches: the writer thread takes everything queued so far,
-applies each write inside its own savepoint (one refused write does not undo the others), and
-commits the batch once. Every caller is answered only after that commit, so an acknowledged
+applies the writes one after the other in one transaction and commits the batch once. A refused
+write (CONFLICT, DO_NOT_EXIST, INVALID_DATA) refuses before it writes, so it undoes nothing of
+the others; a write that fails any other way makes the batch run again with a savepoint per write. Every caller is answered only after that commit, so an acknowledged
 write survives ``kill -9``; with ``synchronous=FULL`` (the default) it survives power loss too.
 Many concurrent writers share one commit instead of paying for one each.
 
@@ -22,6 +23,7 @@ import asyncio
 import logging
 import re
 import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -80,8 +82,16 @@ class _Write:
         self.deletes = deletes
 
 
+_stamp: tuple[int, str] = (0, "")
+
+
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The current UTC time as stored (RFC 3339, whole seconds), formatted once per second."""
+    global _stamp
+    second = int(time.time())
+    if second != _stamp[0]:
+        _stamp = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return _stamp[1]
 
 
 class SQLiteStore:

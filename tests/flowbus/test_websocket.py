@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,6 +42,13 @@ async def test_create_answers_the_stored_object(ws: ClientConnection, ns: str) -
     assert TIMESTAMP.fullmatch(obj["created"]) and obj["created"] == obj["updated"]
     assert (obj["name"], obj["location"], obj["tags"]) == ("core-sw-1", "lab", ["a", "b"])
     assert await ok(ws, "OPEN", objectid=obj["id"], namespace=ns) == obj
+
+
+async def test_generated_ids_are_uuid7_in_creation_order(ws: ClientConnection, ns: str) -> None:
+    """Generated ids are UUIDv7: each one sorts after the ids made before it (the id index grows at its end)."""
+    ids = [(await create(ws, ns, name=f"sw-{i}"))["id"] for i in range(5)]
+    assert all(uuid.UUID(objectid).version == 7 for objectid in ids)
+    assert ids == sorted(ids) and len(set(ids)) == 5
 
 
 async def test_create_with_client_id_then_conflict(ws: ClientConnection, ns: str) -> None:
