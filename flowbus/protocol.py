@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import enum
 import json
-import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,12 +61,14 @@ for _m in Method:
     _METHODS[_m.value.lower()] = _m
 
 # orjson reads integer literals beyond 64 bits as floats, silently losing digits. Such a literal has
-# at least 20 digits (19 after a '-'), so only a message with such a run (rare) is checked again, exactly.
+# at least 19 digits in a row, so only a message with such a run (rare) is checked again, exactly.
+# The run is found by mapping every digit to "0" and looking for nineteen of them (several times
+# faster than a regular expression).
 # Only `data` and `parameters` carry numbers on to an endpoint (every other field must be a string, or
 # for `requestid` a string or an integer, and a float there is refused anyway), so a message without
 # them is not searched at all: an OPEN, DELETE or RUN without data pays nothing for this.
-_LONG_DIGITS = re.compile(r"-[0-9]{19}|[0-9]{20}")
-_LONG_DIGITS_BYTES = re.compile(rb"-[0-9]{19}|[0-9]{20}")
+_DIGITS_AS_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
+_LONG_DIGIT_RUN = b"0" * 19
 _NOT_JSON = "The message is not valid JSON (UTF-8, numbers within 64 bits, nested at most 1024 deep)"
 _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
@@ -177,8 +178,9 @@ def parse_request(
 
 
 def _has_long_digits(raw: str | bytes) -> bool:
-    pattern = _LONG_DIGITS if isinstance(raw, str) else _LONG_DIGITS_BYTES
-    return pattern.search(raw) is not None
+    if isinstance(raw, str):
+        raw = raw.encode(errors="surrogatepass")
+    return _LONG_DIGIT_RUN in raw.translate(_DIGITS_AS_ZERO)
 
 
 def _check_int(literal: str) -> int:
