@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
-from flowbus.auth.base import ANONYMOUS, NO_CREDENTIALS, Authenticator, Authorizer, Credentials
+from flowbus.auth.base import ANONYMOUS, NO_CREDENTIALS, Authenticator, Authorizer, Credentials, Identity
 from flowbus.deadlines import Deadlines
+from flowbus.eager import Paused, resume, start
 from flowbus.endpoint import Call, Services
 from flowbus.errors import (
     FlowBusError,
@@ -65,14 +67,23 @@ class Dispatcher:
         self.call_timeout = call_timeout
         self.closing = False
         self.deadlines = Deadlines(call_timeout)
+        self._known: Callable[[Credentials], Identity | None] = getattr(authenticator, "known", _unknown)
 
     async def handle(self, request: Request, credentials: Credentials) -> Response:
-        """Answer one request within the call timeout; never raises (but for cancellation)."""
+        """Answer one request within the call timeout; never raises (but for cancellation).
+
+        The call runs inline; only if it has to wait is the caller's task watched by
+        :attr:`deadlines` (a call that never waits cannot be cut short anyway).
+        """
+        paused = start(self._respond(request, credentials))
+        if not isinstance(paused, Paused):
+            return paused
         task = asyncio.current_task()
         assert task is not None
         self.deadlines.watch(task)
         try:
-            return await self._respond(request, credentials)
+            response: Response = await resume(paused)
+            return response
         finally:
             self.deadlines.leave(task)
 
@@ -158,14 +169,18 @@ class Dispatcher:
             raise Unavailable("The bus is shutting down", retry_after=1)
         entry = self.registry.get(request.endpoint)
         public = entry is not None and request.method in entry.public
-        identity = ANONYMOUS if public else await self.authenticator.authenticate(credentials)
+        if public:
+            identity = ANONYMOUS
+        elif (identity := self._known(credentials)) is None:
+            identity = await self.authenticator.authenticate(credentials)
         if entry is None:
             raise NoSuchEndpoint(f"No endpoint named {request.endpoint[:128]!r}")
         handler = entry.handlers.get(request.method)
         if handler is None:
             raise MethodNotSupported(f"{request.endpoint} does not support {request.method}")
         if not public:
-            permission = _permission(entry.endpoint.permissions, request)
+            permissions = entry.endpoint.permissions
+            permission = _permission(permissions, request) if permissions else None
             self.authorizer.authorize(identity, request.method, request.endpoint, request.namespace, permission)
         call = Call(
             request.method,
@@ -184,6 +199,11 @@ class Dispatcher:
             if self.deadlines.expired(asyncio.current_task()):
                 raise Timeout() from None
             raise
+
+
+def _unknown(credentials: Credentials) -> Identity | None:
+    """The fast path of an authenticator that has none: always authenticate."""
+    return None
 
 
 def _permission(permissions: dict[str, str], request: Request) -> str | None:

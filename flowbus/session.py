@@ -7,19 +7,19 @@ that has to wait goes on in a task, watched by the dispatcher's deadlines; up to
 ``max_in_flight`` such calls may wait at once, past that the transport stops reading the
 connection until one ends (the client feels TCP backpressure; nothing is buffered without bound).
 
-Python 3.11 has no eager tasks, so :func:`_finish` is one by hand: it awaits, for the paused call,
-whatever the call was waiting on, and then steps the call on, as a task would have.
+Python 3.11 has no eager tasks, so :mod:`flowbus.eager` makes one by hand.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from flowbus.auth.base import Credentials
 from flowbus.dispatcher import Dispatcher
+from flowbus.eager import Paused, resume, start
 from flowbus.errors import InvalidRequest, Unavailable
 from flowbus.protocol import encode_response, parse_request
 
@@ -97,12 +97,10 @@ class Session:
         Returns True if the call goes on in a task (it had to wait): then await :meth:`room`
         before reading the connection again.
         """
-        call = self._answer(message)
-        try:
-            waiting_on = call.send(None)
-        except StopIteration:
+        paused = start(self._answer(message))
+        if not isinstance(paused, Paused):
             return False
-        task = asyncio.get_running_loop().create_task(_finish(call, waiting_on))
+        task = asyncio.get_running_loop().create_task(resume(paused))
         self.dispatcher.deadlines.watch(task)
         self._calls.tasks.add(task)
         task.add_done_callback(self._ended)
@@ -150,38 +148,3 @@ class Session:
             await asyncio.shield(self._send(encode_response(response)))
         except (*self._closed, asyncio.CancelledError):
             pass
-
-
-async def _finish(call: Coroutine[Any, Any, None], waiting_on: Any) -> None:
-    """Drive ``call``, paused on ``waiting_on``, to its end, as the task it now runs in.
-
-    Each time it pauses, wait here for what it waits on, then step it on: with ``send(None)``
-    when that thing ended (the call reads the outcome from it itself), or by throwing in the
-    cancellation this task got while waiting.
-    """
-    while True:
-        error: BaseException | None = None
-        try:
-            if waiting_on is None:  # a bare yield: give the loop one turn
-                await asyncio.sleep(0)
-            else:
-                waiting_on._asyncio_future_blocking = False
-                await waiting_on
-        except BaseException as exc:  # noqa: B036 - handed on to the call, which decides
-            error = exc
-        try:
-            if error is None or _outcome_of(waiting_on, error):
-                waiting_on = call.send(None)
-            else:
-                waiting_on = call.throw(error)
-        except StopIteration:
-            return
-
-
-def _outcome_of(future: Any, error: BaseException) -> bool:
-    """Whether ``error`` is just how ``future`` ended (the paused call will read it from there)."""
-    if future is None or not future.done():
-        return False
-    if future.cancelled():
-        return isinstance(error, asyncio.CancelledError)
-    return future.exception() is error

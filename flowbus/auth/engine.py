@@ -263,13 +263,18 @@ class AuthEngine:
 
     # -- Authenticator ------------------------------------------------------------------------
 
+    def known(self, credentials: Credentials) -> Identity | None:
+        """The identity of a token or API key verified before, unexpired and not revoked, else None."""
+        cached = self._cache.get(credentials.token or credentials.apikey)
+        if cached is not None and cached.expires > time.time() and cached.token_id not in self._revoked:
+            return cached.identity
+        return None
+
     async def authenticate(self, credentials: Credentials) -> Identity:
         token = credentials.token or credentials.apikey
         if token:
-            cached = self._cache.get(token)
-            if cached is not None and cached.expires > time.time() and cached.token_id not in self._revoked:
-                return cached.identity
-            return self._from_token(token)
+            identity = self.known(credentials)
+            return identity if identity is not None else self._from_token(token)
         if credentials.username is not None:
             return await self.login(credentials.username, credentials.password or "", credentials.peer)
         raise AuthRequired("A token or credentials are required")

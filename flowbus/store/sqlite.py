@@ -3,8 +3,9 @@
 Writes are queued and applied in batches: the writer thread takes everything queued so far,
 applies the writes one after the other in one transaction and commits the batch once. A refused
 write (CONFLICT, DO_NOT_EXIST, INVALID_DATA) refuses before it writes, so it undoes nothing of
-the others; a write that fails any other way makes the batch run again with a savepoint per write. Every caller is answered only after that commit, so an acknowledged
-write survives ``kill -9``; with ``synchronous=FULL`` (the default) it survives power loss too.
+the others; a write that fails any other way makes the batch run again with a savepoint per
+write. Every caller is answered only after that commit, so an acknowledged write survives
+``kill -9``; with ``synchronous=FULL`` (the default) it survives power loss too.
 Many concurrent writers share one commit instead of paying for one each.
 
 The writer owns a plain ``sqlite3`` connection in a dedicated thread, because a batch must be

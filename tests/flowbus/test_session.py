@@ -1,4 +1,4 @@
-"""Running calls without a task until they wait (flowbus.session) and the one-timer deadlines."""
+"""Running calls without a task until they wait (flowbus.eager) and the one-timer deadlines."""
 
 from __future__ import annotations
 
@@ -7,17 +7,16 @@ from typing import Any
 
 import pytest
 
+from flowbus import eager
 from flowbus.deadlines import Deadlines
-from flowbus.session import _finish
 
 
 def start(coro: Any) -> asyncio.Task[Any] | None:
     """What Session.start does: step the call once inline; hand it to a task if it paused."""
-    try:
-        waiting_on = coro.send(None)
-    except StopIteration:
+    paused = eager.start(coro)
+    if not isinstance(paused, eager.Paused):
         return None
-    return asyncio.get_running_loop().create_task(_finish(coro, waiting_on))
+    return asyncio.get_running_loop().create_task(eager.resume(paused))
 
 
 async def test_a_call_that_never_waits_needs_no_task() -> None:
@@ -130,3 +129,23 @@ async def test_deadlines_leave_a_call_that_swallowed_its_timeout_uncancelled() -
         return task.cancelling()
 
     assert await call() == 0
+
+
+async def test_start_returns_the_value_of_a_call_that_never_waits() -> None:
+    async def call() -> int:
+        return 42
+
+    assert eager.start(call()) == 42
+
+
+async def test_resume_returns_the_value_of_a_paused_call() -> None:
+    """What Dispatcher.handle does for an HTTP call: the rest of the call runs in the awaiting task."""
+    gate: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def call() -> int:
+        return await gate + 1
+
+    paused = eager.start(call())
+    assert isinstance(paused, eager.Paused)
+    asyncio.get_running_loop().call_soon(gate.set_result, 41)
+    assert await eager.resume(paused) == 42
