@@ -11,6 +11,8 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+import orjson
+
 from flowbus.auth.base import ANONYMOUS, NO_CREDENTIALS, Authenticator, Authorizer, Credentials, Identity
 from flowbus.deadlines import Deadlines
 from flowbus.eager import Paused, resume, start
@@ -69,12 +71,22 @@ class Dispatcher:
         self.deadlines = Deadlines(call_timeout)
         self._known: Callable[[Credentials], Identity | None] = getattr(authenticator, "known", _unknown)
 
-    async def handle(self, request: Request, credentials: Credentials) -> Response:
+    async def handle(self, request: Request, credentials: Credentials, *, raw_json: bool = False) -> Response:
         """Answer one request within the call timeout; never raises (but for cancellation).
+
+        With ``raw_json`` (the caller encodes the answer with orjson) an OPEN served by its
+        endpoint's fast path answers ``data`` as an ``orjson.Fragment`` of the stored JSON.
 
         The call runs inline; only if it has to wait is the caller's task watched by
         :attr:`deadlines` (a call that never waits cannot be cut short anyway).
         """
+        if raw_json and request.method is Method.OPEN:
+            try:
+                body = self._peek(request, credentials)
+            except FlowBusError as exc:
+                return self.fail(exc, request.requestid, peer=credentials.peer)
+            if body is not None:
+                return Response(data=orjson.Fragment(body), requestid=request.requestid)
         paused = start(self._respond(request, credentials))
         if not isinstance(paused, Paused):
             return paused
@@ -110,6 +122,8 @@ class Dispatcher:
         if request.token is not credentials.token:
             credentials = Credentials(token=request.token, peer=peer)
         try:
+            if request.method is Method.OPEN and (body := self._peek(request, credentials)) is not None:
+                return encode_result(orjson.Fragment(body), request.requestid)
             result = await self._call(request, credentials)
         except FlowBusError as exc:
             return encode_response(self.fail(exc, request.requestid, peer=peer))
@@ -163,6 +177,24 @@ class Dispatcher:
                 error.message,
             )
         return Response(error=error, requestid=requestid)
+
+    def _peek(self, request: Request, credentials: Credentials) -> bytes | None:
+        """OPEN's answer from the endpoint's fast path (:meth:`Endpoint.peek`), or None.
+
+        The caller is checked as :meth:`_call` checks it: a refusal raises here as it would
+        there. Whatever this cannot settle at once (an unknown token, an object not cached)
+        answers None, and the call takes the usual way.
+        """
+        entry = self.registry.get(request.endpoint)
+        if entry is None or entry.peek is None or self.closing:
+            return None
+        if Method.OPEN not in entry.public:
+            identity = self._known(credentials)
+            if identity is None:
+                return None
+            self.authorizer.authorize(identity, Method.OPEN, request.endpoint, request.namespace, None)
+        assert request.objectid is not None  # parse_request refuses an OPEN without one
+        return entry.peek(request.namespace, request.objectid)
 
     async def _call(self, request: Request, credentials: Credentials) -> object:
         if self.closing:

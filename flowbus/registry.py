@@ -20,6 +20,8 @@ class Entry:
     app: str
     handlers: dict[Method, Callable[[Any], Any]]
     public: frozenset[Method]
+    peek: Callable[[str, str], bytes | None] | None = None
+    """The endpoint's fast path of OPEN, if it has one (see :meth:`Endpoint.peek`)."""
 
 
 class Registry:
@@ -48,7 +50,8 @@ class Registry:
                 raise ValueError(f"endpoint {endpoint.name!r} is registered twice")
             methods = endpoint.methods
             handlers = {method: endpoint.handler(method) for method in methods}
-            self._entries[endpoint.name] = Entry(endpoint, app.name, handlers, endpoint.public & methods)
+            peek = endpoint.peek if Method.OPEN in methods and type(endpoint).peek is not Endpoint.peek else None
+            self._entries[endpoint.name] = Entry(endpoint, app.name, handlers, endpoint.public & methods, peek)
         self._apps[app.name] = app
 
     def freeze(self) -> None:

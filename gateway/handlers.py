@@ -13,7 +13,7 @@ from flowbus.errors import FlowBusError
 from flowbus.protocol import Method, Response
 from gateway.keys import TABLES, Tables
 from gateway.middlewares import last_resort
-from gateway.translate import BODY_METHODS, read_data, render, to_call
+from gateway.translate import BODY_METHODS, read_data, render, to_call, wants_xml
 
 __all__ = ["make_api", "openapi"]
 
@@ -31,6 +31,7 @@ def make_api(dispatcher: Dispatcher, tables: Tables) -> Handler:
 
     async def api(request: web.Request) -> web.Response:
         headers = request.headers
+        accept = headers.get(hdrs.ACCEPT, "")
         peer = request.remote or ""
         response: Response
         created = False
@@ -42,9 +43,9 @@ def make_api(dispatcher: Dispatcher, tables: Tables) -> Handler:
             except FlowBusError as exc:
                 response = dispatcher.fail(exc, None, peer=peer)
             else:
-                response = await dispatcher.handle(call, credentials)
+                response = await dispatcher.handle(call, credentials, raw_json=not (accept and wants_xml(accept)))
                 created = call.method is Method.CREATE
-            status, answer_headers, body = render(response, headers.get(hdrs.ACCEPT, ""), created=created)
+            status, answer_headers, body = render(response, accept, created=created)
             return web.Response(status=status, headers=answer_headers, body=body)
         except Exception as exc:  # a body over the limit, an answer that is not JSON, a bug
             return last_resort(request, exc)

@@ -13,6 +13,8 @@ Its endpoints misbehave on purpose, so tests can prove what the bus does around 
   when the bus no longer takes calls).
 * ``testing/boom`` RUN raises a plain RuntimeError (a bug, as far as the bus knows).
 * ``testing/unserializable`` RUN answers something that is not JSON.
+* ``testing/masked`` is a collection whose OPEN answers the object without its ``secret`` field
+  and with ``"masked": true`` (an endpoint that overrides ``open``: OPEN must never bypass it).
 
 ``create_broken_app`` builds an application whose endpoint fails to start.
 
@@ -27,7 +29,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from flowbus import Application, Call, Endpoint, Services
+from flowbus import Application, Call, Collection, Endpoint, Services
 
 __all__ = ["create_app", "create_broken_app"]
 
@@ -114,6 +116,15 @@ class Unserializable(Endpoint):
         return {"value": object()}
 
 
+class Masked(Collection):
+    description = "A collection whose OPEN hides the secret field"
+
+    async def open(self, call: Call) -> dict[str, Any]:
+        obj = await super().open(call)
+        obj.pop("secret", None)
+        return {**obj, "masked": True}
+
+
 def create_app() -> Application:
     """Build the ``testing`` application."""
     app = Application("testing", description="Endpoints that misbehave on purpose")
@@ -121,6 +132,7 @@ def create_app() -> Application:
     app.add(Gate("testing/gate"))
     app.add(Boom("testing/boom"))
     app.add(Unserializable("testing/unserializable"))
+    app.add(Masked("testing/masked"))
     return app
 
 

@@ -34,6 +34,12 @@ class Store(Protocol):
     async def get(self, collection: str, namespace: str, objectid: str) -> dict[str, Any] | None:
         """Return the object, or None if there is none with that id in that namespace."""
 
+    def peek(self, collection: str, namespace: str, objectid: str) -> bytes | None:
+        """The object's JSON when it can be had at once (from a cache), else None.
+
+        Never waits, never raises; None says nothing of whether the object exists (ask ``get``).
+        """
+
     async def insert(self, collection: str, namespace: str, obj: dict[str, Any], prepare: Prepare) -> dict[str, Any]:
         """Store a new object; ``obj["id"]`` is its id. Sets ``created`` and ``updated``.
 

@@ -40,12 +40,18 @@ class ObjectCache:
 
     def get(self, key: Key) -> dict[str, Any] | None:
         """A fresh copy of the cached object, or None on a miss."""
-        body = self._entries.get(key)
+        body = self.peek(key)
         if body is None:
             return None
-        self._entries.move_to_end(key)
         obj: dict[str, Any] = orjson.loads(body)
         return obj
+
+    def peek(self, key: Key) -> bytes | None:
+        """The cached object's JSON, or None on a miss."""
+        body = self._entries.get(key)
+        if body is not None:
+            self._entries.move_to_end(key)
+        return body
 
     def fill(self, key: Key, body: bytes, generation: int) -> None:
         """Remember what a read found, unless a write was applied since the read began."""

@@ -332,6 +332,11 @@ class SQLiteStore:
         found: dict[str, Any] = orjson.loads(body)
         return found
 
+    def peek(self, collection: str, namespace: str, objectid: str) -> bytes | None:
+        if self._reader is None:
+            return None
+        return self.cache.peek((collection, namespace, objectid))
+
     async def query(self, collection: str, namespace: str, query: Query) -> tuple[list[dict[str, Any]], int]:
         where, args = _where(collection, namespace, query.filters)
         order = _order(query)
