@@ -123,7 +123,7 @@ class Dispatcher:
             credentials = Credentials(token=request.token, peer=peer)
         try:
             if request.method is Method.OPEN and (body := self._peek(request, credentials)) is not None:
-                return encode_result(orjson.Fragment(body), request.requestid)
+                return _encode_stored(body, request.requestid)
             result = await self._call(request, credentials)
         except FlowBusError as exc:
             return encode_response(self.fail(exc, request.requestid, peer=peer))
@@ -231,6 +231,14 @@ class Dispatcher:
             if self.deadlines.expired(asyncio.current_task()):
                 raise Timeout() from None
             raise
+
+
+def _encode_stored(body: bytes, requestid: str | int | None) -> bytes:
+    """The success envelope of an object's stored JSON (what ``encode_result`` makes of it, decoded)."""
+    if requestid is None:
+        return orjson.dumps({"status": 0, "success": True, "data": orjson.Fragment(body), "dataType": "JSON"})
+    envelope = {"status": 0, "success": True, "data": orjson.Fragment(body), "dataType": "JSON", "requestid": requestid}
+    return orjson.dumps(envelope)
 
 
 def _unknown(credentials: Credentials) -> Identity | None:
