@@ -11,8 +11,6 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-import orjson
-
 from flowbus.auth.base import ANONYMOUS, NO_CREDENTIALS, Authenticator, Authorizer, Credentials, Identity
 from flowbus.deadlines import Deadlines
 from flowbus.eager import Paused, resume, start
@@ -32,6 +30,7 @@ from flowbus.protocol import (
     Response,
     encode_response,
     encode_result,
+    encode_stored,
     new_errorid,
     parse_request,
 )
@@ -71,22 +70,12 @@ class Dispatcher:
         self.deadlines = Deadlines(call_timeout)
         self._known: Callable[[Credentials], Identity | None] = getattr(authenticator, "known", _unknown)
 
-    async def handle(self, request: Request, credentials: Credentials, *, raw_json: bool = False) -> Response:
+    async def handle(self, request: Request, credentials: Credentials) -> Response:
         """Answer one request within the call timeout; never raises (but for cancellation).
-
-        With ``raw_json`` (the caller encodes the answer with orjson) an OPEN served by its
-        endpoint's fast path answers ``data`` as an ``orjson.Fragment`` of the stored JSON.
 
         The call runs inline; only if it has to wait is the caller's task watched by
         :attr:`deadlines` (a call that never waits cannot be cut short anyway).
         """
-        if raw_json and request.method is Method.OPEN:
-            try:
-                body = self._peek(request, credentials)
-            except FlowBusError as exc:
-                return self.fail(exc, request.requestid, peer=credentials.peer)
-            if body is not None:
-                return Response(data=orjson.Fragment(body), requestid=request.requestid)
         paused = start(self._respond(request, credentials))
         if not isinstance(paused, Paused):
             return paused
@@ -122,8 +111,8 @@ class Dispatcher:
         if request.token is not credentials.token:
             credentials = Credentials(token=request.token, peer=peer)
         try:
-            if request.method is Method.OPEN and (body := self._peek(request, credentials)) is not None:
-                return _encode_stored(body, request.requestid)
+            if request.method is Method.OPEN and (body := self.peek(request, credentials)) is not None:
+                return encode_stored(body, request.requestid)
             result = await self._call(request, credentials)
         except FlowBusError as exc:
             return encode_response(self.fail(exc, request.requestid, peer=peer))
@@ -178,13 +167,17 @@ class Dispatcher:
             )
         return Response(error=error, requestid=requestid)
 
-    def _peek(self, request: Request, credentials: Credentials) -> bytes | None:
-        """OPEN's answer from the endpoint's fast path (:meth:`Endpoint.peek`), or None.
+    def peek(self, request: Request, credentials: Credentials) -> bytes | None:
+        """The stored JSON an OPEN answers, from its endpoint's fast path (:meth:`Endpoint.peek`),
+        or None: then answer the call the usual way (:meth:`handle`).
 
-        The caller is checked as :meth:`_call` checks it: a refusal raises here as it would
-        there. Whatever this cannot settle at once (an unknown token, an object not cached)
-        answers None, and the call takes the usual way.
+        The caller is checked exactly as for the call: a refusal raises its FlowBusError here.
+        Whatever this cannot settle at once (another method, a token not seen yet, an object
+        not in the cache) answers None. :func:`~flowbus.protocol.encode_stored` makes the
+        success envelope of the bytes.
         """
+        if request.method is not Method.OPEN:
+            return None
         entry = self.registry.get(request.endpoint)
         if entry is None or entry.peek is None or self.closing:
             return None
@@ -231,14 +224,6 @@ class Dispatcher:
             if self.deadlines.expired(asyncio.current_task()):
                 raise Timeout() from None
             raise
-
-
-def _encode_stored(body: bytes, requestid: str | int | None) -> bytes:
-    """The success envelope of an object's stored JSON (what ``encode_result`` makes of it, decoded)."""
-    if requestid is None:
-        return orjson.dumps({"status": 0, "success": True, "data": orjson.Fragment(body), "dataType": "JSON"})
-    envelope = {"status": 0, "success": True, "data": orjson.Fragment(body), "dataType": "JSON", "requestid": requestid}
-    return orjson.dumps(envelope)
 
 
 def _unknown(credentials: Credentials) -> Identity | None:

@@ -310,6 +310,14 @@ def encode_result(result: Any, requestid: str | int | None = None) -> bytes:
     return orjson.dumps(success_dict(result, requestid))
 
 
+def encode_stored(body: bytes, requestid: str | int | None = None) -> bytes:
+    """Encode the success envelope of an object's stored JSON, embedding the bytes as they are."""
+    data = orjson.Fragment(body)
+    if requestid is None:
+        return orjson.dumps({"status": 0, "success": True, "data": data, "dataType": "JSON"})
+    return orjson.dumps({"status": 0, "success": True, "data": data, "dataType": "JSON", "requestid": requestid})
+
+
 def encode_error(error: FlowBusError, requestid: str | int | None = None) -> bytes:
     """Encode an error envelope."""
     return orjson.dumps(error_dict(error, requestid))

@@ -10,10 +10,10 @@ from aiohttp.typedefs import Handler
 
 from flowbus.dispatcher import Dispatcher
 from flowbus.errors import FlowBusError
-from flowbus.protocol import Method, Response
+from flowbus.protocol import Method, Response, encode_stored
 from gateway.keys import TABLES, Tables
 from gateway.middlewares import last_resort
-from gateway.translate import BODY_METHODS, read_data, render, to_call, wants_xml
+from gateway.translate import BODY_METHODS, JSON_CONTENT_TYPE, read_data, render, to_call, wants_xml
 
 __all__ = ["make_api", "openapi"]
 
@@ -40,10 +40,13 @@ def make_api(dispatcher: Dispatcher, tables: Tables) -> Handler:
                 call, credentials = to_call(request.method, _tail(request), headers, _query(request), tables.apps, peer)
                 if call.method in BODY_METHODS:
                     call.data = read_data(call.method, await request.read(), headers.get(hdrs.CONTENT_TYPE, ""))
+                # OPEN of a cached object, answered in JSON: its stored bytes, as they are
+                if not (accept and wants_xml(accept)) and (stored := dispatcher.peek(call, credentials)) is not None:
+                    return web.Response(body=encode_stored(stored), content_type=JSON_CONTENT_TYPE)
             except FlowBusError as exc:
                 response = dispatcher.fail(exc, None, peer=peer)
             else:
-                response = await dispatcher.handle(call, credentials, raw_json=not (accept and wants_xml(accept)))
+                response = await dispatcher.handle(call, credentials)
                 created = call.method is Method.CREATE
             status, answer_headers, body = render(response, accept, created=created)
             return web.Response(status=status, headers=answer_headers, body=body)
