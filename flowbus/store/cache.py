@@ -1,7 +1,9 @@
 """A bounded, write-through cache of stored objects, so that reading a hot object costs no I/O.
 
 Each entry is the object's JSON text; every hit decodes a fresh copy, so nothing the caller does
-to its object can change the cache. The cache is least-recently-used and bounded in bytes.
+to its object can change the cache. The cache is least-recently-used and bounded in bytes: the
+JSON of each entry plus :data:`ENTRY_OVERHEAD` for its key and bookkeeping, so that the limit
+bounds the memory the cache really holds.
 
 It stays exact through one rule: a read from the database may fill the cache only if no write
 was applied between the start of that read and its end (:attr:`generation` tells), because
@@ -20,6 +22,10 @@ __all__ = ["ObjectCache"]
 Key = tuple[str, str, str]
 """(collection, namespace, id)"""
 
+ENTRY_OVERHEAD = 256
+"""Bytes an entry holds besides its JSON, as tracemalloc counts them: about 110 for the bytes
+object's header and the LRU's link, about 150 for the key (its tuple and a 36-character id)."""
+
 
 class ObjectCache:
     """LRU cache of object JSON, at most ``limit`` bytes of it (0 turns the cache off)."""
@@ -35,7 +41,7 @@ class ObjectCache:
 
     @property
     def size(self) -> int:
-        """Bytes of JSON held."""
+        """Bytes held: the entries' JSON and their overhead."""
         return self._size
 
     def get(self, key: Key) -> dict[str, Any] | None:
@@ -63,7 +69,8 @@ class ObjectCache:
         self.generation += 1
         self._drop(key)
         if obj is not None:
-            self._put(key, orjson.dumps(obj))
+            # orjson hands back its 4 KiB working buffer; an exact-size copy is what is kept.
+            self._put(key, orjson.dumps(obj).decode().encode())
 
     def clear(self) -> None:
         """Forget everything (the database was changed behind the cache's back)."""
@@ -72,16 +79,17 @@ class ObjectCache:
         self._size = 0
 
     def _put(self, key: Key, body: bytes) -> None:
-        if len(body) > self.limit:
+        cost = len(body) + ENTRY_OVERHEAD
+        if cost > self.limit:
             return
         self._drop(key)
         self._entries[key] = body
-        self._size += len(body)
+        self._size += cost
         while self._size > self.limit:
             _, evicted = self._entries.popitem(last=False)
-            self._size -= len(evicted)
+            self._size -= len(evicted) + ENTRY_OVERHEAD
 
     def _drop(self, key: Key) -> None:
         old = self._entries.pop(key, None)
         if old is not None:
-            self._size -= len(old)
+            self._size -= len(old) + ENTRY_OVERHEAD

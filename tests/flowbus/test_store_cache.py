@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import tracemalloc
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ import pytest
 
 from flowbus.errors import InternalError
 from flowbus.store import SQLiteStore
-from flowbus.store.cache import ObjectCache
+from flowbus.store.cache import ENTRY_OVERHEAD, ObjectCache
 
 C = "inventory/device"
 
@@ -48,7 +50,7 @@ def test_cache_hands_out_copies() -> None:
 def test_cache_evicts_least_recently_used_within_its_bytes() -> None:
     """Past its byte limit the cache drops the objects read longest ago, and never holds more."""
     body = orjson.dumps({"id": "a", "pad": "x" * 80})
-    cache = ObjectCache(3 * len(body))
+    cache = ObjectCache(3 * (len(body) + ENTRY_OVERHEAD))
     for name in "abc":
         cache.fill(("c", "", name), orjson.dumps({"id": name, "pad": "x" * 80}), cache.generation)
     assert cache.get(("c", "", "a")) is not None  # a is now the most recently used
@@ -56,6 +58,24 @@ def test_cache_evicts_least_recently_used_within_its_bytes() -> None:
     assert cache.get(("c", "", "b")) is None
     assert all(cache.get(("c", "", n)) is not None for n in "acd")
     assert cache.size <= cache.limit and len(cache) == 3
+
+
+def test_cache_limit_bounds_the_memory_it_holds() -> None:
+    """The byte limit bounds what the cache really holds, keys and buffers included: written
+    objects are kept as exact-size copies (orjson's own output sits in a 4 KiB buffer)."""
+    limit = 256 << 10
+    cache = ObjectCache(limit)
+    objects = [{"id": str(uuid.uuid4()), "name": f"sw-{i}", "ip": "10.0.0.1"} for i in range(20_000)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for obj in objects:
+            cache.written(("inventory/device", "", obj["id"]), obj)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(cache) < len(objects)  # it did evict
+    assert held <= 1.25 * limit, f"{held} bytes held for a limit of {limit}"
 
 
 def test_cache_ignores_a_read_that_raced_a_write() -> None:
