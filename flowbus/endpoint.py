@@ -208,7 +208,10 @@ class Collection(Endpoint):
         self._store: Store | None = None  # set at startup when OPEN may be answered by peek()
 
     async def startup(self, services: Services) -> None:
-        # OPEN may skip open() only while open() is this class's: a subclass may answer otherwise.
+        """Enables OPEN's fast path (:meth:`peek`); a subclass that overrides this calls it too.
+
+        OPEN may skip ``open()`` only while ``open()`` is this class's: a subclass may answer otherwise.
+        """
         if type(self).open is Collection.open:
             self._store = services.store
 
