@@ -8,9 +8,11 @@ write. Every caller is answered only after that commit, so an acknowledged write
 ``kill -9``; with ``synchronous=FULL`` (the default) it survives power loss too.
 Many concurrent writers share one commit instead of paying for one each.
 
-The writer owns a plain ``sqlite3`` connection in a dedicated thread, because a batch must be
-applied in a single hop to that thread. Reads go through ``aiosqlite`` on their own connection
-and never wait for the writer (WAL lets readers and the writer run side by side).
+The writer owns a plain ``sqlite3`` connection in a thread of its own, which drives itself:
+writes reach it through a thread-safe queue, and as soon as one batch is committed it takes the
+next, without waiting for the event loop; only the answers go back through the loop. Reads go
+through ``aiosqlite`` on their own connection and never wait for the writer (WAL lets readers
+and the writer run side by side).
 
 Reading one object by id (``get``, what OPEN does) is served from a write-through
 :class:`~flowbus.store.cache.ObjectCache` when the object is in it, with no thread hop at all.
@@ -22,11 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -71,6 +74,17 @@ class _Unexpected(Exception):
     """An op failed other than by refusing: the batch is run again, op by op in savepoints."""
 
 
+class _Job:
+    """Work for the writer thread outside any transaction (open, close, a check): ``fn()``'s
+    outcome settles ``future`` on the event loop. Without ``fn`` it stops the thread."""
+
+    __slots__ = ("fn", "future")
+
+    def __init__(self, fn: Callable[[], Any] | None, future: asyncio.Future[Any]) -> None:
+        self.fn = fn
+        self.future = future
+
+
 class _Write:
     """A queued write: what to run, whom to answer, and which cached object it changes."""
 
@@ -84,6 +98,16 @@ class _Write:
 
 
 _stamp: tuple[int, str] = (0, "")
+
+
+def _succeed(future: asyncio.Future[Any], result: Any) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def _fail(future: asyncio.Future[Any], error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)
 
 
 def _now() -> str:
@@ -110,27 +134,27 @@ class SQLiteStore:
             raise ValueError("synchronous must be FULL or NORMAL")
         self.path = Path(path)
         self.synchronous = synchronous.upper()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowbus-writer")
         self._writer: sqlite3.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
-        self._queue: list[_Write] = []
-        self._wakeup = asyncio.Event()
-        self._writer_task: asyncio.Task[None] | None = None
+        self._requests: queue.SimpleQueue[_Write | _Job] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._watch_task: asyncio.Task[None] | None = None
         self._closing = False
         self.cache = ObjectCache(cache_bytes)
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        loop = asyncio.get_running_loop()
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._serve_writes, name="flowbus-writer", daemon=True)
+        self._thread.start()
         try:
-            self._writer = await loop.run_in_executor(self._executor, self._open_writer)
+            self._writer = await self._job(self._open_writer)
             self._reader = await aiosqlite.connect(self.path)
             await self._reader.execute("PRAGMA query_only = ON")
         except BaseException:
             await self.close()  # the reader's thread would keep the process alive
             raise
-        self._writer_task = asyncio.create_task(self._write_loop(), name="flowbus-store-writer")
         self._watch_task = asyncio.create_task(self._watch_loop(), name="flowbus-store-watch")
 
     def _open_writer(self) -> sqlite3.Connection:
@@ -147,17 +171,16 @@ class SQLiteStore:
             self._watch_task.cancel()
             await asyncio.gather(self._watch_task, return_exceptions=True)
             self._watch_task = None
-        if self._writer_task is not None:
-            self._wakeup.set()
-            await self._writer_task
-            self._writer_task = None
         if self._reader is not None:
             await self._reader.close()
             self._reader = None
         if self._writer is not None:
             writer, self._writer = self._writer, None
-            await asyncio.get_running_loop().run_in_executor(self._executor, writer.close)
-        self._executor.shutdown(wait=True)
+            await self._job(writer.close)  # after every write queued before it
+        if self._thread is not None:
+            thread, self._thread = self._thread, None
+            await self._job(None)  # the stop mark: the thread answers it, then returns
+            thread.join()  # the thread is past its last statement by now
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -165,26 +188,69 @@ class SQLiteStore:
         if self._closing:
             raise Unavailable("The store is closing")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Write(op, future, key, deletes))
-        self._wakeup.set()
+        self._requests.put(_Write(op, future, key, deletes))
         return await future
 
-    async def _write_loop(self) -> None:
-        loop = asyncio.get_running_loop()
+    async def _job(self, fn: Callable[[], Any] | None) -> Any:
+        """Run ``fn`` in the writer thread, between two batches, and return what it returns
+        (None: stop the thread once every write queued before is committed)."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._requests.put(_Job(fn, future))
+        return await future
+
+    def _serve_writes(self) -> None:
+        """The writer thread: take everything queued, commit the writes of it as one batch, and
+        go straight on to the next, without waiting for the event loop to hand it over.
+
+        Jobs run in their place in the queue: the writes queued before them are committed
+        first. A job without a function is the stop mark.
+        """
         while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._queue:
-                batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
-                ops = [write.op for write in batch]
+            taken = [self._requests.get()]
+            while len(taken) < _MAX_BATCH:
                 try:
-                    results = await loop.run_in_executor(self._executor, self._apply, ops)
-                except Exception as exc:  # the commit itself failed: nobody's write is kept
-                    logger.error("store commit failed", exc_info=True)
-                    results = [InternalError() if not isinstance(exc, FlowBusError) else exc] * len(ops)
-                self._answer(batch, results)
-            if self._closing:
-                return
+                    taken.append(self._requests.get_nowait())
+                except queue.Empty:
+                    break
+            writes: list[_Write] = []
+            for item in taken:
+                if isinstance(item, _Write):
+                    writes.append(item)
+                    continue
+                self._commit(writes)
+                writes = []
+                self._run_job(item)
+                if item.fn is None:
+                    return
+            self._commit(writes)
+
+    def _commit(self, writes: list[_Write]) -> None:
+        """Apply and commit a batch (writer thread); its callers are answered on the event loop."""
+        if not writes:
+            return
+        ops = [write.op for write in writes]
+        try:
+            results = self._apply(ops)
+        except Exception as exc:  # the commit itself failed: nobody's write is kept
+            logger.error("store commit failed", exc_info=True)
+            results = [exc if isinstance(exc, FlowBusError) else InternalError()] * len(ops)
+        self._settle(self._answer, writes, results)
+
+    def _run_job(self, job: _Job) -> None:
+        try:
+            result = job.fn() if job.fn is not None else None
+        except Exception as exc:
+            self._settle(_fail, job.future, exc)
+        else:
+            self._settle(_succeed, job.future, result)
+
+    def _settle(self, callback: Callable[..., None], *args: Any) -> None:
+        """Run ``callback(*args)`` on the event loop (from the writer thread)."""
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
 
     def _answer(self, batch: list[_Write], results: list[Any]) -> None:
         """Bring the cache up to date with a committed batch, then answer its callers."""
@@ -201,12 +267,11 @@ class SQLiteStore:
 
     async def _watch_loop(self) -> None:
         """Empty the cache whenever another process has committed to the database."""
-        loop = asyncio.get_running_loop()
-        last = await loop.run_in_executor(self._executor, self._data_version)
+        last = await self._job(self._data_version)
         while True:
             await asyncio.sleep(EXTERNAL_CHECK)
             try:
-                version = await loop.run_in_executor(self._executor, self._data_version)
+                version = await self._job(self._data_version)
             except Exception:
                 logger.error("could not check the database for outside changes", exc_info=True)
                 self.cache.clear()
