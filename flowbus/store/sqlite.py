@@ -9,10 +9,10 @@ write. Every caller is answered only after that commit, so an acknowledged write
 Many concurrent writers share one commit instead of paying for one each.
 
 The writer owns a plain ``sqlite3`` connection in a thread of its own, which drives itself:
-writes reach it through a thread-safe queue, and as soon as one batch is committed it takes the
-next, without waiting for the event loop; only the answers go back through the loop. Reads go
-through ``aiosqlite`` on their own connection and never wait for the writer (WAL lets readers
-and the writer run side by side).
+the writes of each turn of the event loop reach it as one item of a thread-safe queue, and as
+soon as one batch is committed it takes the next, without waiting for the event loop; only the
+answers go back through the loop. Reads go through ``aiosqlite`` on their own connection and
+never wait for the writer (WAL lets readers and the writer run side by side).
 
 Reading one object by id (``get``, what OPEN does) is served from a write-through
 :class:`~flowbus.store.cache.ObjectCache` when the object is in it, with no thread hop at all.
@@ -136,7 +136,8 @@ class SQLiteStore:
         self.synchronous = synchronous.upper()
         self._writer: sqlite3.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
-        self._requests: queue.SimpleQueue[_Write | _Job] = queue.SimpleQueue()
+        self._pending: list[_Write] = []  # written during this turn of the event loop
+        self._requests: queue.SimpleQueue[list[_Write] | _Job] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._watch_task: asyncio.Task[None] | None = None
@@ -187,47 +188,59 @@ class SQLiteStore:
     async def _write(self, op: WriteOp, key: Key, *, deletes: bool = False) -> Any:
         if self._closing:
             raise Unavailable("The store is closing")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._requests.put(_Write(op, future, key, deletes))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._flush)
+        self._pending.append(_Write(op, future, key, deletes))
         return await future
+
+    def _flush(self) -> None:
+        """Hand the writes queued during one turn of the event loop to the writer thread, as one."""
+        if self._pending:
+            self._requests.put(self._pending)
+            self._pending = []
 
     async def _job(self, fn: Callable[[], Any] | None) -> Any:
         """Run ``fn`` in the writer thread, between two batches, and return what it returns
         (None: stop the thread once every write queued before is committed)."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._flush()
         self._requests.put(_Job(fn, future))
         return await future
 
     def _serve_writes(self) -> None:
-        """The writer thread: take everything queued, commit the writes of it as one batch, and
-        go straight on to the next, without waiting for the event loop to hand it over.
+        """The writer thread: take everything queued, commit its writes in batches of at most
+        :data:`_MAX_BATCH`, and go straight on, without waiting for the event loop.
 
         Jobs run in their place in the queue: the writes queued before them are committed
         first. A job without a function is the stop mark.
         """
         while True:
             taken = [self._requests.get()]
-            while len(taken) < _MAX_BATCH:
+            while True:
                 try:
                     taken.append(self._requests.get_nowait())
                 except queue.Empty:
                     break
             writes: list[_Write] = []
             for item in taken:
-                if isinstance(item, _Write):
-                    writes.append(item)
+                if isinstance(item, list):
+                    writes += item
                     continue
-                self._commit(writes)
+                self._commit_all(writes)
                 writes = []
                 self._run_job(item)
                 if item.fn is None:
                     return
-            self._commit(writes)
+            self._commit_all(writes)
+
+    def _commit_all(self, writes: list[_Write]) -> None:
+        for start in range(0, len(writes), _MAX_BATCH):
+            self._commit(writes[start : start + _MAX_BATCH])
 
     def _commit(self, writes: list[_Write]) -> None:
         """Apply and commit a batch (writer thread); its callers are answered on the event loop."""
-        if not writes:
-            return
         ops = [write.op for write in writes]
         try:
             results = self._apply(ops)
