@@ -204,8 +204,9 @@ class Dispatcher:
         if handler is None:
             raise MethodNotSupported(f"{request.endpoint} does not support {request.method}")
         if not public:
-            permissions = entry.endpoint.permissions
-            permission = _permission(permissions, request) if permissions else None
+            permissions = entry.endpoint.permissions  # named permissions of RUN operations, if any
+            run = permissions and request.method is Method.RUN
+            permission = permissions.get(request.objectid or "") if run else None
             self.authorizer.authorize(identity, request.method, request.endpoint, request.namespace, permission)
         call = Call(
             request.method,
@@ -229,10 +230,3 @@ class Dispatcher:
 def _unknown(credentials: Credentials) -> Identity | None:
     """The fast path of an authenticator that has none: always authenticate."""
     return None
-
-
-def _permission(permissions: dict[str, str], request: Request) -> str | None:
-    """The named permission a RUN operation needs, if its endpoint declares one."""
-    if not permissions or request.method is not Method.RUN:
-        return None
-    return permissions.get(request.objectid or "")

@@ -1,0 +1,61 @@
+"""A custom authenticator without the ``known()`` fast path: every call is authenticated by it,
+OPENs of cached objects included (the fast path must not let anyone in unasked)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from endpoints.inventory import create_app as create_inventory
+from flowbus.auth.base import AllowAll, Credentials, Identity
+from flowbus.bus import Bus
+from flowbus.config import Settings
+from flowbus.errors import AuthFailed
+
+
+class OnlyAlice:
+    """Lets in the token ``alice``, refuses any other; has no ``known()``."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    async def authenticate(self, credentials: Credentials) -> Identity:
+        self.asked += 1
+        if credentials.token != "alice":
+            raise AuthFailed("not alice")
+        return Identity("alice")
+
+
+@pytest.fixture
+async def bus(tmp_path: Path) -> AsyncIterator[tuple[Bus, OnlyAlice]]:
+    auth = OnlyAlice()
+    served = Bus(
+        Settings(data=tmp_path, ws_port=0, http_port=0), [create_inventory()], authenticator=auth, authorizer=AllowAll()
+    )
+    await served.start()
+    try:
+        yield served, auth
+    finally:
+        await served.stop()
+
+
+async def call(bus: Bus, token: str, **envelope: object) -> dict[str, object]:
+    raw = orjson.dumps({"endpoint": "inventory/device", "token": token, **envelope}).decode()
+    answer: dict[str, object] = orjson.loads(await bus.dispatcher.handle_message(raw))
+    return answer
+
+
+async def test_an_authenticator_without_known_is_asked_on_every_call(bus: tuple[Bus, OnlyAlice]) -> None:
+    served, auth = bus
+    created = await call(served, "alice", method="CREATE", data={"name": "sw"})
+    assert created["success"] is True
+    objectid = created["data"]["id"]  # type: ignore[index]
+    asked = auth.asked
+    for _ in range(3):  # the object is cached: the OPEN fast path would answer without asking
+        assert (await call(served, "alice", method="OPEN", objectid=objectid))["success"] is True
+    assert auth.asked == asked + 3
+    refused = await call(served, "mallory", method="OPEN", objectid=objectid)
+    assert refused["errorcode"] == "AUTH_FAILED"
