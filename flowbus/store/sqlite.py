@@ -29,7 +29,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -95,6 +95,78 @@ class _Write:
         self.future = future
         self.key = key
         self.deletes = deletes
+
+
+class _Insert:
+    """An insert (a :data:`WriteOp`). Consecutive inserts of a batch are made together by
+    :func:`_insert_many`; one alone, or one of a batch run again op by op, calls itself."""
+
+    __slots__ = ("collection", "namespace", "obj", "prepare")
+
+    def __init__(self, collection: str, namespace: str, obj: dict[str, Any], prepare: Prepare) -> None:
+        self.collection = collection
+        self.namespace = namespace
+        self.obj = obj
+        self.prepare = prepare
+
+    def stage(self) -> tuple[dict[str, Any], str, str]:
+        """The object as stored, its JSON and its search text; raises a FlowBusError to refuse."""
+        now = _now()
+        stored = {**self.obj, "created": now, "updated": now}
+        text = self.prepare(stored)
+        return stored, orjson.dumps(stored).decode(), text
+
+    def __call__(self, conn: sqlite3.Connection) -> dict[str, Any]:
+        stored, body, text = self.stage()
+        try:
+            cur = conn.execute(
+                "INSERT INTO objects (collection, namespace, id, created, updated, body) VALUES (?, ?, ?, ?, ?, ?)",
+                (self.collection, self.namespace, stored["id"], stored["created"], stored["updated"], body),
+            )
+        except sqlite3.IntegrityError:
+            raise Conflict(f"An object with id {stored['id']!r} already exists") from None
+        conn.execute("INSERT INTO objects_fts (rowid, text) VALUES (?, ?)", (cur.lastrowid, text))
+        return stored
+
+
+_LAST_SEQ = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'objects'), 0)"
+_INSERT_MANY = """
+INSERT INTO objects (seq, collection, namespace, id, created, updated, body)
+SELECT ? + key, json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+       json_extract(value, '$[3]'), json_extract(value, '$[3]'), json_extract(value, '$[4]')
+FROM json_each(?)
+"""
+_INDEX_MANY = "INSERT INTO objects_fts (rowid, text) SELECT ? + key, value FROM json_each(?)"
+
+
+def _insert_many(conn: sqlite3.Connection, ops: list[_Insert]) -> list[Any] | None:
+    """Make several inserts with three statements in all, not two each (writer thread).
+
+    Each statement lets go of the GIL while SQLite runs it and must take it back afterwards,
+    which waits behind the event loop; a batch's rows therefore go to SQLite as one JSON array.
+    The refused ops get their error; None when an id is taken (nothing of it was written: the
+    statement undoes itself), so that the ops are run one by one and only that one refuses.
+    """
+    results: list[Any] = []
+    rows: list[tuple[str, str, str, str, str]] = []
+    texts: list[str] = []
+    for op in ops:
+        try:
+            stored, body, text = op.stage()
+        except FlowBusError as exc:
+            results.append(exc)
+            continue
+        results.append(stored)
+        rows.append((op.collection, op.namespace, stored["id"], stored["created"], body))
+        texts.append(text)
+    if rows:
+        first: int = conn.execute(_LAST_SEQ).fetchone()[0] + 1
+        try:
+            conn.execute(_INSERT_MANY, (first, orjson.dumps(rows).decode()))
+        except sqlite3.IntegrityError:
+            return None
+        conn.execute(_INDEX_MANY, (first, orjson.dumps(texts).decode()))
+    return results
 
 
 _stamp: tuple[int, str] = (0, "")
@@ -308,16 +380,18 @@ class SQLiteStore:
         own savepoint, so that only that op is undone.
         """
         try:
-            return self._transaction(ops, self._run_plain)
+            return self._transaction(ops, _run_plain)
         except _Unexpected:
-            return self._transaction(ops, self._run_isolated)
+            return self._transaction(ops, _run_isolated)
 
-    def _transaction(self, ops: list[WriteOp], run: Callable[[sqlite3.Connection, WriteOp], Any]) -> list[Any]:
+    def _transaction(
+        self, ops: list[WriteOp], run: Callable[[sqlite3.Connection, list[WriteOp]], list[Any]]
+    ) -> list[Any]:
         conn = self._writer
         assert conn is not None
         conn.execute("BEGIN IMMEDIATE")
         try:
-            results = [run(conn, op) for op in ops]
+            results = run(conn, ops)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -325,42 +399,8 @@ class SQLiteStore:
             raise
         return results
 
-    @staticmethod
-    def _run_plain(conn: sqlite3.Connection, op: WriteOp) -> Any:
-        try:
-            return op(conn)
-        except FlowBusError as exc:  # refused before writing
-            return exc
-        except Exception as exc:
-            raise _Unexpected() from exc
-
-    @staticmethod
-    def _run_isolated(conn: sqlite3.Connection, op: WriteOp) -> Any:
-        conn.execute("SAVEPOINT op")
-        try:
-            result = op(conn)
-        except Exception as exc:
-            conn.execute("ROLLBACK TO op")
-            conn.execute("RELEASE op")
-            return _as_flowbus_error(exc)
-        conn.execute("RELEASE op")
-        return result
-
     async def insert(self, collection: str, namespace: str, obj: dict[str, Any], prepare: Prepare) -> dict[str, Any]:
-        def op(conn: sqlite3.Connection) -> dict[str, Any]:
-            now = _now()
-            stored = {**obj, "created": now, "updated": now}
-            text = prepare(stored)
-            try:
-                cur = conn.execute(
-                    "INSERT INTO objects (collection, namespace, id, created, updated, body) VALUES (?, ?, ?, ?, ?, ?)",
-                    (collection, namespace, stored["id"], now, now, orjson.dumps(stored).decode()),
-                )
-            except sqlite3.IntegrityError:
-                raise Conflict(f"An object with id {stored['id']!r} already exists") from None
-            conn.execute("INSERT INTO objects_fts (rowid, text) VALUES (?, ?)", (cur.lastrowid, text))
-            return stored
-
+        op = _Insert(collection, namespace, obj, prepare)
         result: dict[str, Any] = await self._write(op, (collection, namespace, obj["id"]))
         return result
 
@@ -442,6 +482,60 @@ class SQLiteStore:
         if self._reader is None:
             raise Unavailable("The store is closed")
         return list(await self._reader.execute_fetchall(sql, args))
+
+
+def _run_plain(conn: sqlite3.Connection, ops: list[WriteOp]) -> list[Any]:
+    """Run ``ops`` in order, consecutive inserts together; a refusal is the op's result."""
+    results: list[Any] = []
+    for start, end in _runs(ops):
+        many = _insert_many_plain(conn, ops[start:end]) if end - start > 1 else None
+        results += many if many is not None else [_plain(conn, op) for op in ops[start:end]]
+    return results
+
+
+def _runs(ops: list[WriteOp]) -> Iterator[tuple[int, int]]:
+    """The batch cut into runs of consecutive inserts and single other ops: (start, end) each."""
+    start = 0
+    while start < len(ops):
+        end = start + 1
+        if type(ops[start]) is _Insert:
+            while end < len(ops) and type(ops[end]) is _Insert:
+                end += 1
+        yield start, end
+        start = end
+
+
+def _plain(conn: sqlite3.Connection, op: WriteOp) -> Any:
+    try:
+        return op(conn)
+    except FlowBusError as exc:  # refused before writing
+        return exc
+    except Exception as exc:
+        raise _Unexpected() from exc
+
+
+def _insert_many_plain(conn: sqlite3.Connection, ops: list[WriteOp]) -> list[Any] | None:
+    try:
+        return _insert_many(conn, ops)  # type: ignore[arg-type]  # _runs() made them all _Insert
+    except Exception as exc:
+        raise _Unexpected() from exc
+
+
+def _run_isolated(conn: sqlite3.Connection, ops: list[WriteOp]) -> list[Any]:
+    """Run ``ops`` in order, each in its own savepoint: one that fails is undone alone."""
+    return [_isolated(conn, op) for op in ops]
+
+
+def _isolated(conn: sqlite3.Connection, op: WriteOp) -> Any:
+    conn.execute("SAVEPOINT op")
+    try:
+        result = op(conn)
+    except Exception as exc:
+        conn.execute("ROLLBACK TO op")
+        conn.execute("RELEASE op")
+        return _as_flowbus_error(exc)
+    conn.execute("RELEASE op")
+    return result
 
 
 def _fetch_for_write(

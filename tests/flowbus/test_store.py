@@ -113,6 +113,38 @@ async def test_same_object_written_in_one_batch(store: SQLiteStore, batches: lis
     assert (await store.get(C, "", "x")) == results[4]
 
 
+def index_matches_table(store: SQLiteStore) -> bool:
+    """Every object has exactly its own search entry (read from the file, not the cache)."""
+    with sqlite3.connect(store.path) as conn:
+        count = conn.execute("SELECT count(*) FROM objects").fetchone()[0]
+        paired = conn.execute("SELECT count(*) FROM objects o JOIN objects_fts f ON f.rowid = o.seq").fetchone()[0]
+        entries = conn.execute("SELECT count(*) FROM objects_fts").fetchone()[0]
+    return bool(count == paired == entries)
+
+
+async def test_inserts_of_one_batch_stored_and_indexed_each(store: SQLiteStore, batches: list[int]) -> None:
+    """Inserts that share a commit keep every field as given and each finds its own search entry,
+    also after the newest object was deleted (its number is not used again)."""
+    await insert(store, "first", word="zero")
+    await store.delete(C, "", "first")
+    odd = 'quote " backslash \\ tab \t emoji \U0001f600 nul \x00 Göteborg'
+    await asyncio.gather(*(insert(store, f"o-{i}", word=f"w{i}x", odd=odd, n=i, x=[i, {"k": None}]) for i in range(30)))
+    assert batches[-1] == 30
+    writes = [insert(store, f"o-{i}", word=f"w{i}x", odd=odd, n=i, x=[i, {"k": None}]) for i in range(30, 40)]
+    writes.insert(5, insert(store, "o-3", word="taken"))  # refused: this batch is run again op by op
+    results = await asyncio.gather(*writes, return_exceptions=True)
+    assert batches[-1] == 11
+    assert [type(r) for r in results].count(Conflict) == 1
+    store.cache.clear()
+    for i in range(40):
+        found = await store.get(C, "", f"o-{i}")
+        assert found is not None and (found["odd"], found["n"], found["x"]) == (odd, i, [i, {"k": None}])
+        items, total = await store.search(C, "", Query(q=f"w{i}x"))
+        assert ([obj["id"] for obj in items], total) == ([f"o-{i}"], 1)
+    assert (await store.search(C, "", Query(q="zero")))[1] == 0
+    assert index_matches_table(store)
+
+
 async def test_writes_survive_reopening(tmp_path: Path) -> None:
     """Every answered write is there after the store is closed and opened again."""
     path = tmp_path / "flowbus.db"
