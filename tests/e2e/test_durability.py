@@ -194,10 +194,10 @@ async def check_acknowledged(restarted: Served, ledger: Ledger) -> None:
             found: dict[str, Any] | str = answer["data"] if answer["success"] else GONE
             if not answer["success"]:
                 assert answer["errorcode"] == "DO_NOT_EXIST"
-            acked = ledger.acked.get(objectid)
+            acked = ledger.acked.get(objectid, GONE)  # never acknowledged: its CREATE may be lost
             pending = ledger.in_flight.get(objectid)
             if found == acked:
-                continue  # exactly what was acknowledged, timestamps included
+                continue  # exactly what was acknowledged, timestamps included (or absent, never acknowledged)
             assert pending is not None, f"{objectid}: acknowledged {acked}, found {found}"
             expected = applied(acked, pending)
             assert (found if found == GONE else user_fields(found)) == expected, objectid  # type: ignore[arg-type]
