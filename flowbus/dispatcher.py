@@ -103,19 +103,41 @@ class Dispatcher:
         The call timeout applies only if the caller's task is watched by :attr:`deadlines`
         (a :class:`~flowbus.session.Session` does that for each call that has to wait).
         """
-        peer = credentials.peer
+        taken = self.take_message(raw, default_endpoint, credentials)
+        if type(taken) is bytes:
+            return taken
+        request, credentials = taken  # type: ignore[misc]
+        return await self.answer(request, credentials)
+
+    def take_message(
+        self, raw: str | bytes, default_endpoint: str | None, credentials: Credentials
+    ) -> bytes | tuple[Request, Credentials]:
+        """The first, synchronous half of :meth:`handle_message`: the encoded answer if it can be
+        given at once (a message that does not parse, an OPEN of a cached object, a refusal of
+        one), else the request and the credentials to :meth:`answer` it with."""
         try:
             request = parse_request(raw, default_endpoint=default_endpoint, default_token=credentials.token)
         except FlowBusError as exc:
-            return encode_response(self.fail(exc, exc.requestid, peer=peer))
+            return encode_response(self.fail(exc, exc.requestid, peer=credentials.peer))
         if request.token is not credentials.token:
-            credentials = Credentials(token=request.token, peer=peer)
-        try:
-            if request.method is Method.OPEN and (body := self.peek(request, credentials)) is not None:
+            credentials = Credentials(token=request.token, peer=credentials.peer)
+        if request.method is Method.OPEN:
+            try:
+                body = self.peek(request, credentials)
+            except FlowBusError as exc:
+                return encode_response(self.fail(exc, request.requestid, peer=credentials.peer))
+            except Exception:
+                return encode_response(self._internal_error(request, "internal error"))
+            if body is not None:
                 return encode_stored(body, request.requestid)
+        return request, credentials
+
+    async def answer(self, request: Request, credentials: Credentials) -> bytes:
+        """The second half of :meth:`handle_message`: call the endpoint, encode its answer."""
+        try:
             result = await self._call(request, credentials)
         except FlowBusError as exc:
-            return encode_response(self.fail(exc, request.requestid, peer=peer))
+            return encode_response(self.fail(exc, request.requestid, peer=credentials.peer))
         except asyncio.CancelledError:
             raise
         except Exception:

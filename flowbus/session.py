@@ -13,7 +13,7 @@ Python 3.11 has no eager tasks, so :mod:`flowbus.eager` makes one by hand.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,13 +21,13 @@ from flowbus.auth.base import Credentials
 from flowbus.dispatcher import Dispatcher
 from flowbus.eager import Paused, resume, start
 from flowbus.errors import InvalidRequest, Unavailable
-from flowbus.protocol import encode_response, parse_request
+from flowbus.protocol import Request, encode_response, parse_request
 
 __all__ = ["Calls", "Defaults", "Session"]
 
 BINARY = "Binary frames are not accepted: send each envelope as a JSON text frame"
 
-Send = Callable[[bytes], Awaitable[Any]]
+Send = Callable[[bytes], Coroutine[Any, Any, Any]]
 
 
 @dataclass(slots=True, frozen=True)
@@ -97,10 +97,17 @@ class Session:
         Returns True if the call goes on in a task (it had to wait): then await :meth:`room`
         before reading the connection again.
         """
-        paused = start(self._answer(message))
+        if isinstance(message, str):
+            taken = self.dispatcher.take_message(message, self.defaults.endpoint, self._credentials)
+        else:
+            taken = encode_response(self.dispatcher.fail(InvalidRequest(BINARY), None, peer=self.defaults.peer))
+        try:  # an answer given at once is sent without a coroutine of this session's around it
+            paused = start(self._send(taken) if type(taken) is bytes else self._answer(taken))  # type: ignore[arg-type]
+        except self._closed:
+            return False
         if not isinstance(paused, Paused):
             return False
-        task = asyncio.get_running_loop().create_task(resume(paused))
+        task = asyncio.get_running_loop().create_task(self._go_on(paused, message))
         self.dispatcher.deadlines.watch(task)
         self._calls.tasks.add(task)
         task.add_done_callback(self._ended)
@@ -120,16 +127,13 @@ class Session:
         if self._room is not None and not self._room.done():
             self._room.set_result(None)
 
-    async def _answer(self, message: str | bytes) -> None:
-        defaults = self.defaults
+    async def _answer(self, taken: tuple[Request, Credentials]) -> None:
+        await self._send(await self.dispatcher.answer(*taken))
+
+    async def _go_on(self, paused: Paused, message: str | bytes) -> None:
+        """The rest of a call that had to wait (its answer, or the sending of it), in a task."""
         try:
-            if isinstance(message, str):
-                answer = await self.dispatcher.handle_message(
-                    message, default_endpoint=defaults.endpoint, credentials=self._credentials
-                )
-            else:
-                answer = encode_response(self.dispatcher.fail(InvalidRequest(BINARY), None, peer=defaults.peer))
-            await self._send(answer)
+            await resume(paused)
         except asyncio.CancelledError:
             await self._send_unavailable(message)
             raise
