@@ -18,6 +18,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request as HandshakeRequest, Response as HandshakeResponse
 
+from flowbus.coalesce import CoalescingTransport
 from flowbus.config import Settings
 from flowbus.dispatcher import Dispatcher
 from flowbus.protocol import normalize_endpoint
@@ -103,6 +104,8 @@ class WebSocketServer:
 
     async def _serve_connection(self, ws: ServerConnection) -> None:
         assert ws.request is not None
+        # The answers of a pipelined burst leave together (the handshake is written by now).
+        ws.transport = CoalescingTransport(ws.transport)  # type: ignore[assignment]
         endpoint, token = connection_defaults(ws.request.path, ws.request.headers)
         defaults = Defaults(endpoint, token, _peer(ws))
         send = partial(ws.send, text=True)

@@ -119,6 +119,25 @@ async def test_many_calls_in_flight_on_one_connection(testing_bus: Served) -> No
         assert all(answer["success"] for answer in answers)
 
 
+async def test_a_pipelined_burst_is_answered_whole(testing_bus: Served) -> None:
+    """Hundreds of calls sent at once: their answers leave the bus in a few writes (more than
+    FLUSH_BYTES of them), every one comes, and those answered at once keep the calls' order."""
+    namespace = unique()
+    async with testing_bus.connect() as ws:
+        created = await rpc(
+            ws, {"method": "CREATE", "endpoint": DEVICE, "namespace": namespace, "data": {"name": "x" * 200}}
+        )
+        objectid = created["data"]["id"]
+        for i in range(400):  # every third one names a missing object: it waits for the database
+            await send(ws, "OPEN", DEVICE, f"r-{i}", namespace=namespace, objectid=objectid if i % 3 else "missing")
+        answers = await receive(ws, 400)
+    found = [answer["requestid"] for answer in answers if answer["success"]]
+    assert found == [f"r-{i}" for i in range(400) if i % 3]
+    assert all(answer["data"] == created["data"] for answer in answers if answer["success"])
+    missing = sorted(answer["requestid"] for answer in answers if answer.get("errorcode") == "DO_NOT_EXIST")
+    assert missing == sorted(f"r-{i}" for i in range(0, 400, 3))
+
+
 async def test_answers_without_requestid_still_come(testing_bus: Served) -> None:
     """Calls without a requestid are answered too, one answer each."""
     async with testing_bus.connect() as ws:
