@@ -200,16 +200,20 @@ class Dispatcher:
         """
         if request.method is not Method.OPEN:
             return None
-        entry = self.registry.get(request.endpoint)
+        assert request.objectid is not None  # parse_request refuses an OPEN without one
+        return self.peek_open(request.endpoint, request.namespace, request.objectid, credentials)
+
+    def peek_open(self, endpoint: str, namespace: str, objectid: str, credentials: Credentials) -> bytes | None:
+        """:meth:`peek` for an OPEN given by its parts (a transport that has them needs no Request)."""
+        entry = self.registry.get(endpoint)
         if entry is None or entry.peek is None or self.closing:
             return None
         if Method.OPEN not in entry.public:
             identity = self._known(credentials)
             if identity is None:
                 return None
-            self.authorizer.authorize(identity, Method.OPEN, request.endpoint, request.namespace, None)
-        assert request.objectid is not None  # parse_request refuses an OPEN without one
-        return entry.peek(request.namespace, request.objectid)
+            self.authorizer.authorize(identity, Method.OPEN, endpoint, namespace, None)
+        return entry.peek(namespace, objectid)
 
     async def _call(self, request: Request, credentials: Credentials) -> object:
         if self.closing:

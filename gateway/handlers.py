@@ -8,12 +8,22 @@ from types import MappingProxyType
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
+from flowbus.auth.base import Credentials
 from flowbus.dispatcher import Dispatcher
 from flowbus.errors import FlowBusError
 from flowbus.protocol import Method, Response, encode_stored
 from gateway.keys import TABLES, Tables
 from gateway.middlewares import last_resort
-from gateway.translate import BODY_METHODS, JSON_CONTENT_TYPE, read_data, render, to_call, wants_xml
+from gateway.translate import (
+    BODY_METHODS,
+    JSON_CONTENT_TYPE,
+    PlainOpen,
+    plain_open,
+    read_data,
+    render,
+    to_call,
+    wants_xml,
+)
 
 __all__ = ["make_api", "openapi"]
 
@@ -32,17 +42,22 @@ def make_api(dispatcher: Dispatcher, tables: Tables) -> Handler:
     async def api(request: web.Request) -> web.Response:
         headers = request.headers
         accept = headers.get(hdrs.ACCEPT, "")
-        peer = request.remote or ""
-        response: Response
-        created = False
+        json_ok = not (accept and wants_xml(accept))
         try:
+            # A plain GET of a cached object, in JSON: its stored bytes as they are, read without to_call
+            plain = plain_open(request.method, request.raw_path, headers, tables.apps)
+            if plain is not None and json_ok and (stored := _peek(dispatcher, plain)) is not None:
+                return _stored(stored)
+            peer = request.remote or ""
+            response: Response
+            created = False
             try:
                 call, credentials = to_call(request.method, _tail(request), headers, _query(request), tables.apps, peer)
                 if call.method in BODY_METHODS:
                     call.data = read_data(call.method, await request.read(), headers.get(hdrs.CONTENT_TYPE, ""))
-                # OPEN of a cached object, answered in JSON: its stored bytes, as they are
-                if not (accept and wants_xml(accept)) and (stored := dispatcher.peek(call, credentials)) is not None:
-                    return web.Response(body=encode_stored(stored), content_type=JSON_CONTENT_TYPE)
+                # any other OPEN of a cached object (a namespace, a query string...), the same way
+                if json_ok and (stored := dispatcher.peek(call, credentials)) is not None:
+                    return _stored(stored)
             except FlowBusError as exc:
                 response = dispatcher.fail(exc, None, peer=peer)
             else:
@@ -54,6 +69,22 @@ def make_api(dispatcher: Dispatcher, tables: Tables) -> Handler:
             return last_resort(request, exc)
 
     return api
+
+
+def _stored(stored: bytes) -> web.Response:
+    return web.Response(body=encode_stored(stored), content_type=JSON_CONTENT_TYPE)
+
+
+def _peek(dispatcher: Dispatcher, plain: PlainOpen) -> bytes | None:
+    """The stored JSON a plain GET answers, if the dispatcher's OPEN fast path has it.
+
+    A refusal is not answered here: the request takes the usual way, which refuses it again
+    with everything a refusal needs (the peer's address for the log)."""
+    endpoint, objectid, token = plain
+    try:
+        return dispatcher.peek_open(endpoint, "", objectid, Credentials(token, None, None, None, ""))
+    except FlowBusError:
+        return None
 
 
 def _tail(request: web.Request) -> str:

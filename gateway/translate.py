@@ -55,6 +55,7 @@ __all__ = [
     "locate",
     "parse_json",
     "parse_xml",
+    "plain_open",
     "read_credentials",
     "read_data",
     "render",
@@ -78,6 +79,13 @@ METHOD = (istr("Flow-Request-Method"), "method")
 _TWINS = frozenset(twin for _, twin in (TOKEN, OBJECTID, NAMESPACE, METHOD))
 _AUTHORIZATION = istr("Authorization")
 _API_KEY = istr("X-API-Key")
+_OBJECTID, _METHOD, _NAMESPACE = OBJECTID[0], METHOD[0], NAMESPACE[0]
+_API = "/api/"
+
+
+PlainOpen = tuple[str, str, str | None]
+"""What :func:`plain_open` reads off a plain GET: the endpoint, the object id, the token."""
+
 
 # What each verb means without Flow-Request-Method: (without an object id, with one).
 _DEFAULTS: dict[str, tuple[Method, Method]] = {
@@ -150,6 +158,34 @@ def to_call(
         credentials = read_credentials(headers, query, peer)
     # Positional: a dataclass's __init__ binds keywords about 0.2 us slower per call.
     return Request(method, endpoint, objectid, credentials.token, namespace, parameters), credentials
+
+
+def plain_open(verb: str, target: str, headers: Mapping[str, str], apps: Mapping[str, str]) -> PlainOpen | None:
+    """The OPEN a plain GET of an object asks for, without the rest of :func:`to_call`.
+
+    Plain: ``GET /api/<app>/<endpoint...>/<objectid>`` of a registered endpoint, with no query
+    string, nothing percent-encoded, no dot segment or empty segment, no Flow-Request-* header
+    and no credentials but Flow-Auth-Token. :func:`to_call` reads such a request the same way
+    (namespace "", the token alone); anything else is None, and it is left to :func:`to_call`.
+
+    Args:
+        verb: the HTTP method, upper-case.
+        target: the request target as sent (path and query string).
+        headers: the request headers.
+        apps: endpoint name → application name, for every registered endpoint.
+    """
+    if verb != "GET" or "?" in target or "#" in target or "%" in target or "/." in target or "//" in target:
+        return None
+    if _OBJECTID in headers or _METHOD in headers or _NAMESPACE in headers:
+        return None
+    if _AUTHORIZATION in headers or _API_KEY in headers or not target.startswith(_API):
+        return None
+    # locate()'s reading of such a path: <app>/<endpoint...>/<objectid>, the endpoint the app's
+    app, _, rest = target[len(_API) :].partition("/")
+    endpoint, _, objectid = rest.rpartition("/")
+    if not objectid or apps.get(endpoint) != app:
+        return None
+    return endpoint, objectid, headers.get(TOKEN[0]) or None
 
 
 def _twin(headers: Mapping[str, str], query: Mapping[str, str], names: tuple[str, str]) -> str | None:

@@ -74,6 +74,19 @@ async def test_a_cached_object_is_refused_to_whoever_open_refuses(bus: Served) -
         refused(answer, "AUTH_REQUIRED")
 
 
+async def test_a_plain_get_of_a_cached_object_is_refused_as_any_open(bus: Served) -> None:
+    """The gateway reads a plain GET (no namespace, no query string) without to_call; refusals
+    are the same as everywhere, and the object stays hidden."""
+    created = await admin(bus, "CREATE", DEVICE, data={"name": "plain"})
+    _, no_role = await add_user(bus, [])
+    forged = bus.token[:-4] + ("AAAA" if not bus.token.endswith("AAAA") else "BBBB")
+    for token, errorcode in [(no_role, "PERMISSION_DENIED"), (forged, "AUTH_FAILED"), (None, "AUTH_REQUIRED")]:
+        for answer in await open_everywhere(bus, token, DEVICE, created["id"]):
+            refused(answer, errorcode)
+    for answer in await open_everywhere(bus, bus.token, DEVICE, created["id"]):
+        assert ok(answer) == created
+
+
 async def test_xml_answers_of_a_cached_object(bus: Served) -> None:
     """An HTTP OPEN that asks for XML still gets XML (the fast path is for JSON answers)."""
     created = await admin(bus, "CREATE", DEVICE, data={"name": "xml-sw"})

@@ -25,6 +25,7 @@ from gateway.translate import (
     choose_method,
     locate,
     parse_xml,
+    plain_open,
     read_credentials,
     read_data,
     render,
@@ -39,6 +40,53 @@ APPS = {"inventory/device": "inventory", "system/endpoint": "system", "a/b/c": "
 def call(verb: str, path: str, headers: dict[str, str] | None = None, query: dict[str, str] | None = None):
     """to_call with case-insensitive headers, as aiohttp gives them."""
     return to_call(verb, path, CIMultiDict(headers or {}), query or {}, APPS, "10.0.0.1")
+
+
+PLAIN_TARGETS = [
+    pytest.param("GET", "/api/inventory/inventory/device/d1", {}, ("inventory/device", "d1", None), id="plain"),
+    pytest.param("GET", "/api/a/a/b/c/x", {"Flow-Auth-Token": "t"}, ("a/b/c", "x", "t"), id="deep-endpoint-token"),
+    pytest.param(
+        "GET",
+        "/api/inventory/inventory/device/d1",
+        {"Accept": "application/xml"},
+        ("inventory/device", "d1", None),
+        id="accept-is-not-read-here",
+    ),
+    pytest.param("POST", "/api/inventory/inventory/device/d1", {}, None, id="not-get"),
+    pytest.param("GET", "/api/inventory/inventory/device/", {}, None, id="no-objectid-list"),
+    pytest.param("GET", "/api/inventory/inventory/device/d1?x=1", {}, None, id="query-string"),
+    pytest.param("GET", "/api/inventory/inventory/device/d1?", {}, None, id="empty-query-string"),
+    pytest.param("GET", "/api/inventory/inventory/device/d1#f", {}, None, id="fragment"),
+    pytest.param("GET", "/api/inventory/inventory/device/a%2Fb", {}, None, id="percent-encoded"),
+    pytest.param("GET", "/api/inventory/inventory/./device/d1", {}, None, id="dot-segment"),
+    pytest.param("GET", "/api/inventory/inventory//device/d1", {}, None, id="empty-segment"),
+    pytest.param("GET", "/api/system/inventory/device/d1", {}, None, id="wrong-app"),
+    pytest.param("GET", "/api/inventory/inventory/d1", {}, None, id="unknown-endpoint"),
+    pytest.param("GET", "/other/inventory/inventory/device/d1", {}, None, id="not-api"),
+    pytest.param("GET", "http://h/api/inventory/inventory/device/d1", {}, None, id="absolute-form"),
+    *(
+        pytest.param("GET", "/api/inventory/inventory/device/d1", {name: value}, None, id=name)
+        for name, value in (
+            ("Flow-Request-Namespace", "n"),
+            ("flow-request-objectid", "o"),
+            ("Flow-Request-Method", "DELETE"),
+            ("Authorization", "Bearer t"),
+            ("X-API-Key", "k"),
+        )
+    ),
+]
+
+
+@pytest.mark.parametrize(("verb", "target", "headers", "expected"), PLAIN_TARGETS)
+def test_plain_open(verb: str, target: str, headers: dict[str, str], expected: tuple[str, str, str | None] | None):
+    """Only a plain GET of an object is read off directly, and exactly as to_call reads it."""
+    found = plain_open(verb, target, CIMultiDict(headers), APPS)
+    assert found == expected
+    if found is not None:
+        request, credentials = call(verb, target[len("/api/") :], headers)
+        assert (request.method, request.endpoint, request.objectid, request.namespace) == (Method.OPEN, *found[:2], "")
+        assert (request.token, credentials.token, request.parameters) == (found[2], found[2], {})
+        assert (credentials.username, credentials.apikey) == (None, None)
 
 
 LOCATIONS = [
