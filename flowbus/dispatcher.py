@@ -123,7 +123,8 @@ class Dispatcher:
             credentials = Credentials(token=request.token, peer=credentials.peer)
         if request.method is Method.OPEN:
             try:
-                body = self.peek(request, credentials)
+                objectid: str = request.objectid  # type: ignore[assignment]  # an OPEN always has one
+                body = self.peek_open(request.endpoint, request.namespace, objectid, credentials)
             except FlowBusError as exc:
                 return encode_response(self.fail(exc, request.requestid, peer=credentials.peer))
             except Exception:

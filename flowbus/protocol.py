@@ -72,6 +72,9 @@ _LONG_DIGIT_RUN = b"0" * 19
 _NOT_JSON = "The message is not valid JSON (UTF-8, numbers within 64 bits, nested at most 1024 deep)"
 _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
+_STORED_HEAD = b'{"status":0,"success":true,"data":'  # encode_stored(): success_dict()'s shape, as bytes
+_STORED_TAIL = b',"dataType":"JSON"}'
+_STORED_REQUESTID = b',"dataType":"JSON","requestid":'
 _STRING_OR_NONE = frozenset({str, type(None)})  # the types orjson gives a field that must be a string
 
 
@@ -311,11 +314,12 @@ def encode_result(result: Any, requestid: str | int | None = None) -> bytes:
 
 
 def encode_stored(body: bytes, requestid: str | int | None = None) -> bytes:
-    """Encode the success envelope of an object's stored JSON, embedding the bytes as they are."""
-    data = orjson.Fragment(body)
+    """Encode the success envelope of an object's stored JSON, embedding the bytes as they are.
+
+    The same bytes as :func:`encode_result` of the decoded object, joined rather than encoded."""
     if requestid is None:
-        return orjson.dumps({"status": 0, "success": True, "data": data, "dataType": "JSON"})
-    return orjson.dumps({"status": 0, "success": True, "data": data, "dataType": "JSON", "requestid": requestid})
+        return b"".join((_STORED_HEAD, body, _STORED_TAIL))
+    return b"".join((_STORED_HEAD, body, _STORED_REQUESTID, orjson.dumps(requestid), b"}"))
 
 
 def encode_error(error: FlowBusError, requestid: str | int | None = None) -> bytes:

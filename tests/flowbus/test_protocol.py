@@ -25,6 +25,8 @@ from flowbus.protocol import (
     Response,
     encode_error,
     encode_response,
+    encode_result,
+    encode_stored,
     error_dict,
     parse_method,
     parse_parameters,
@@ -662,3 +664,10 @@ def test_http_status_of_response() -> None:
     assert Response(data=1).http_status == 200
     assert Response(error=DoesNotExist()).http_status == 404
     assert Response(error=MissingObjectId()).http_status == 400
+
+
+@pytest.mark.parametrize("requestid", [None, 0, -7, 2**63, "r-1", 'quote " and \\ and ü', ""])
+def test_encode_stored_is_encode_result_of_the_object(requestid: str | int | None) -> None:
+    """OPEN's fast path joins the stored bytes into the envelope: byte for byte what encoding the object gives."""
+    stored = orjson.dumps({"id": "d1", "name": "sw ü", "n": [1, 2.5, None], "nested": {"a": True}})
+    assert encode_stored(stored, requestid) == encode_result(orjson.loads(stored), requestid)
