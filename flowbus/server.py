@@ -104,8 +104,8 @@ class WebSocketServer:
 
     async def _serve_connection(self, ws: ServerConnection) -> None:
         assert ws.request is not None
-        # The answers of a pipelined burst leave together (the handshake is written by now).
-        ws.transport = CoalescingTransport(ws.transport)  # type: ignore[assignment]
+        # The answers of a burst leave together (the handshake is written by now).
+        ws.transport = transport = CoalescingTransport(ws.transport)  # type: ignore[assignment]
         endpoint, token = connection_defaults(ws.request.path, ws.request.headers)
         defaults = Defaults(endpoint, token, _peer(ws))
         send = partial(ws.send, text=True)
@@ -114,7 +114,10 @@ class WebSocketServer:
         self._connections.add(ws)
         try:
             while True:  # recv() directly: `async for` adds an async generator step per message
-                if session.start(await ws.recv()):
+                message = await ws.recv()
+                transport.hold()  # answers given at once leave with the rest of this turn's
+                if session.start(message):  # this one has to wait: its answer need not be held
+                    transport.unhold()
                     await session.room()
         except ConnectionClosed:
             pass
