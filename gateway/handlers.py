@@ -29,6 +29,7 @@ __all__ = ["make_api", "openapi"]
 
 _PREFIX = "/api/"
 _NO_QUERY: Mapping[str, str] = MappingProxyType({})
+_CREATE = Method.CREATE  # a module constant: reading an enum member off its class runs a descriptor
 
 
 def make_api(dispatcher: Dispatcher, tables: Tables) -> Handler:
@@ -62,7 +63,7 @@ def make_api(dispatcher: Dispatcher, tables: Tables) -> Handler:
                 response = dispatcher.fail(exc, None, peer=peer)
             else:
                 response = await dispatcher.handle(call, credentials)
-                created = call.method is Method.CREATE
+                created = call.method is _CREATE
             status, answer_headers, body = render(response, accept, created=created)
             return web.Response(status=status, headers=answer_headers, body=body)
         except Exception as exc:  # a body over the limit, an answer that is not JSON, a bug
