@@ -16,8 +16,10 @@ bench/ceiling_aiohttp.py, bench/ceiling_sqlite.py) and measures:
 - S5 idle: ``--idle-connections`` authenticated websocket connections held open; server RSS per connection;
 - S6 flows: not available (no flow engine yet).
 
-Each stretch of load ends after ``--calls`` calls or ``--seconds`` seconds, whichever comes first
-(S3: after ``--seconds``, wrk has no call limit), after a warm-up on the same connections. The
+Each row's load ends after ``--calls`` calls or ``--seconds`` seconds, whichever comes first
+(S3: after ``--seconds``, wrk has no call limit). It is given in ``--rounds`` rounds, in which
+FlowBus and its ceilings take turns, each round after a warm-up on the same connections: a
+machine that is busier for a while then slows both sides of a ratio, not one. The
 websocket load comes from bench/loadgen.mjs (Node, ``ws``), not Python, so that the client is not
 the bottleneck. It prints a table and writes it as JSON (bench/results/ unless ``--json PATH``).
 Linux only: CPU time and memory are read from ``/proc``.
@@ -35,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -87,6 +89,15 @@ class Plan:
     warmup_seconds: float
     batch: int
     smoke: bool
+    rounds: int
+
+    @property
+    def round_calls(self) -> int:
+        return max(1, self.calls // self.rounds)
+
+    @property
+    def round_seconds(self) -> float:
+        return self.seconds / self.rounds
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -95,6 +106,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--scenarios", default=",".join(SCENARIOS), help="comma-separated, e.g. S1,S3 (default: all)")
     add("--calls", type=int, default=200_000, help="calls per measurement at most (default 200000)")
     add("--seconds", type=float, default=10.0, help="seconds per measurement at most (default 10)")
+    add("--rounds", type=int, default=3, help="S1-S4: measurements taken in turns, each a share of those (default 3)")
     add("--connections", type=int, default=50, help="connections of S2, S3 and S4 (default 50)")
     add("--in-flight", type=int, default=64, help="calls in flight on S1's connection (default 64)")
     add("--idle-connections", type=int, default=10_000, help="connections held open in S5 (default 10000)")
@@ -117,6 +129,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if min(args.calls, args.connections, args.in_flight, args.idle_connections, args.objects, args.batch) < 1:
         parser.error("--calls, --connections, --in-flight, --idle-connections, --objects and --batch must be >= 1")
+    if not 1 <= args.rounds <= args.calls:
+        parser.error("--rounds must be between 1 and --calls")
     if args.seconds <= 0:
         parser.error("--seconds must be positive")
     unknown = set(scenario_list(args.scenarios)) - set(SCENARIOS)
@@ -152,6 +166,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         warmup_seconds=2.0,
         batch=args.batch,
         smoke=args.smoke,
+        rounds=args.rounds,
     )
     if not args.smoke:
         return plan
@@ -162,6 +177,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         idle_connections=min(plan.idle_connections, SMOKE_IDLE),
         warmup_calls=0,
         warmup_seconds=0.0,
+        rounds=1,
     )
 
 
@@ -293,8 +309,8 @@ def fill(row: Row, result: dict[str, Any]) -> Row:
     return row
 
 
-def measure_load(bench: Bench, scenario: str, target: Target, mode: str, envelopes: Path) -> Row:
-    """S1, S2, S4: the Node client, pipelined or fan-in."""
+def measure_load(bench: Bench, scenario: str, target: Target, mode: str, envelopes: Path, turn: int) -> Row:
+    """S1, S2, S4: the Node client, pipelined or fan-in; one round's share of the calls and seconds."""
     row = target.row(scenario)
     if not row.measured:
         return row
@@ -306,13 +322,13 @@ def measure_load(bench: Bench, scenario: str, target: Target, mode: str, envelop
         envelopes=envelopes,
         connections=connections,
         in_flight=in_flight,
-        calls=plan.calls,
-        seconds=plan.seconds,
+        calls=plan.round_calls,
+        seconds=plan.round_seconds,
         warmup_calls=plan.warmup_calls,
         warmup_seconds=plan.warmup_seconds,
         server_pid=target.pid,
     )
-    progress = Progress(f"{scenario} {target.name}")
+    progress = Progress(f"{scenario} {target.name}{round_label(plan, turn)}")
     try:
         result = load.run_node(spec, progress)
     except LoadError as exc:
@@ -323,20 +339,21 @@ def measure_load(bench: Bench, scenario: str, target: Target, mode: str, envelop
     return fill(row, result)
 
 
-def measure_http(bench: Bench, target: Target) -> Row:
-    """S3: wrk against an HTTP server, GET of each object in turn, with the token."""
+def measure_http(bench: Bench, target: Target, turn: int) -> Row:
+    """S3: wrk against an HTTP server, GET of each object in turn, with the token; one round's share."""
     row = target.row("S3")
     if not row.measured or bench.wrk_note:
         row.note = row.note or bench.wrk_note
         return row
     plan, url = bench.plan, str(target.url)
     script = load.write_wrk_script(bench.workdir / "wrk.lua", bench.ids, bench.token, workload.API_PATH)
-    seconds = 1.0 if plan.smoke else plan.seconds
+    seconds = 1.0 if plan.smoke else plan.round_seconds
+    label = f"S3 {target.name}{round_label(plan, turn)}"
     try:
         if plan.warmup_seconds:
-            load.run_wrk(url, script, plan.connections, plan.warmup_seconds, Progress(f"S3 {target.name} warm-up"))
+            load.run_wrk(url, script, plan.connections, plan.warmup_seconds, Progress(f"{label} warm-up"))
         before = servers.cpu_seconds(target.pid) if target.pid else None
-        progress = Progress(f"S3 {target.name}")
+        progress = Progress(label)
         result = load.run_wrk(url, script, plan.connections, seconds, progress)
         after = servers.cpu_seconds(target.pid) if target.pid else None
     except LoadError as exc:
@@ -397,15 +414,28 @@ def fresh_flowbus(bench: Bench, role: str) -> Target:
     return bench.targets[role]
 
 
+def round_label(plan: Plan, turn: int) -> str:
+    return f" ({turn + 1}/{plan.rounds})" if plan.rounds > 1 else ""
+
+
+def in_rounds(bench: Bench, roles: Sequence[str], measure: Callable[[Target, int], Row]) -> list[Row]:
+    """Measure each role's target once per round, the roles taking turns; a row per role."""
+    turns = [[measure(bench.targets[role], turn) for role in roles] for turn in range(bench.plan.rounds)]
+    return [report.combine(list(rounds)) for rounds in zip(*turns, strict=True)]
+
+
 def run_scenario(bench: Bench, scenario: str) -> list[Row]:
     targets = bench.targets
     if scenario in ("S1", "S2"):
-        mode = "pipelined" if scenario == "S1" else "fanin"
-        return [measure_load(bench, scenario, targets[r], mode, bench.envelopes("open")) for r in WS_ROLES]
+        mode, opens = "pipelined" if scenario == "S1" else "fanin", bench.envelopes("open")
+        return in_rounds(bench, WS_ROLES, lambda target, turn: measure_load(bench, scenario, target, mode, opens, turn))
     if scenario == "S3":
-        return [measure_http(bench, targets[r]) for r in ("fb_http", "aio_http")]
+        return in_rounds(bench, ("fb_http", "aio_http"), lambda target, turn: measure_http(bench, target, turn))
     if scenario == "S4":
-        rows = [measure_load(bench, "S4", targets[r], "fanin", bench.envelopes("create")) for r in ("fb_ws", "sqlite")]
+        creates = bench.envelopes("create")
+        rows = in_rounds(
+            bench, ("fb_ws", "sqlite"), lambda target, turn: measure_load(bench, "S4", target, "fanin", creates, turn)
+        )
         rows[0].versus = rows[1].server  # writes: FlowBus against bare aiosqlite, not bare websockets
         return rows
     if scenario == "S5":
@@ -527,7 +557,8 @@ def heading(meta: dict[str, Any]) -> str:
             f" aiohttp {meta['aiohttp']}, node {meta['node']} + ws {meta['ws']}, {meta['wrk'] or 'no wrk'},"
             f" {meta['cores']} cores",
             f"{p['calls']} calls or {p['seconds']:g} s per row"
-            + (", no warm-up (smoke)" if p["smoke"] else f" after a warm-up of {p['warmup_calls']} calls or 2 s")
+            + (f" in {p['rounds']} rounds" if p["rounds"] > 1 else "")
+            + (", no warm-up (smoke)" if p["smoke"] else f", each after a warm-up of {p['warmup_calls']} calls or 2 s")
             + f"; S1 {p['in_flight']} in flight; S2-S4 {p['connections']} connections;"
             f" S5 {p['idle_connections']} connections; {p['objects']} objects of {meta['object_bytes']} bytes",
             "srv/gen us/call: CPU time of the server process / of the load generator per call (S5: per connection);"

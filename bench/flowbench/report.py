@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+import statistics
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ class Row:
 
     ``note`` is set instead of the figures when the row was not measured (not available,
     skipped, failed). A FlowBus row names the ceiling row it is compared with in ``versus``.
+    A row measured in rounds (see :func:`combine`) keeps each round's calls/s in ``round_rates``.
     """
 
     scenario: str
@@ -36,6 +39,7 @@ class Row:
     connections: int | None = None
     rss_kib_per_connection: float | None = None
     note: str | None = None
+    round_rates: list[float] = field(default_factory=list)
 
     @property
     def measured(self) -> bool:
@@ -46,6 +50,49 @@ def per_call_us(cpu_seconds: float | None, calls: int) -> float | None:
     if cpu_seconds is None or calls <= 0:
         return None
     return cpu_seconds * 1e6 / calls
+
+
+def combine(rounds: list[Row]) -> Row:
+    """One row of a server measured in rounds: calls, errors and seconds summed; calls/s and
+    the CPU per call over all of them; the median round's latencies.
+
+    A round that was not measured (failed) makes the whole row so: its note is the row's.
+    """
+    first = rounds[0]
+    unmeasured = next((r for r in rounds if not r.measured), None)
+    if unmeasured is not None or len(rounds) == 1:
+        return unmeasured or first
+    calls = sum(r.calls for r in rounds)
+    seconds = sum(r.seconds for r in rounds)
+    return Row(
+        first.scenario,
+        first.server,
+        first.kind,
+        first.versus,
+        calls,
+        sum(r.errors for r in rounds),
+        seconds,
+        calls / seconds if seconds else 0.0,
+        _median(r.p50_us for r in rounds),
+        _median(r.p99_us for r in rounds),
+        _weighted(rounds, "server_cpu_us"),
+        _weighted(rounds, "client_cpu_us"),
+        round_rates=[r.rate for r in rounds],
+    )
+
+
+def _median(values: Iterable[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
+def _weighted(rounds: list[Row], name: str) -> float | None:
+    """A per-call figure over every round (each round weighs by its calls); None unless all have it."""
+    values = [getattr(r, name) for r in rounds]
+    calls = sum(r.calls for r in rounds)
+    if any(v is None for v in values) or not calls:
+        return None
+    return sum(v * r.calls for v, r in zip(values, rounds, strict=True)) / calls
 
 
 def ratio(top: float | None, bottom: float | None) -> float | None:
@@ -64,6 +111,8 @@ class Comparison:
     rate: float | None
     server_cpu: float | None
     rss: float | None
+    round_rates: list[float] = field(default_factory=list)
+    """The calls/s ratio of each round (FlowBus and its ceiling take turns in a round)."""
 
 
 def find(rows: list[Row], scenario: str, server: str) -> Row | None:
@@ -84,9 +133,16 @@ def comparisons(rows: list[Row]) -> list[Comparison]:
                 ratio(row.rate, other.rate),
                 ratio(row.server_cpu_us, other.server_cpu_us),
                 ratio(row.rss_kib_per_connection, other.rss_kib_per_connection),
+                _round_ratios(row, other),
             )
         )
     return out
+
+
+def _round_ratios(row: Row, other: Row) -> list[float]:
+    if len(row.round_rates) != len(other.round_rates):
+        return []
+    return [top / bottom for top, bottom in zip(row.round_rates, other.round_rates, strict=True) if bottom]
 
 
 def writes_versus_reads(rows: list[Row]) -> float | None:
@@ -161,7 +217,10 @@ def summary(rows: list[Row]) -> str:
     """The ratios in words, one line per FlowBus row that has a measured ceiling."""
     out = []
     for c in comparisons(rows):
-        parts = [f"{times(c.rate)} of the calls/s", f"{times(c.server_cpu, 'x')} the server CPU per call"]
+        rate = f"{times(c.rate)} of the calls/s"
+        if len(c.round_rates) > 1:
+            rate += f" (rounds: {', '.join(f'{r:.2f}' for r in c.round_rates)})"
+        parts = [rate, f"{times(c.server_cpu, 'x')} the server CPU per call"]
         if c.rss is not None:
             parts.append(f"{times(c.rss, 'x')} the RSS per connection")
         out.append(f"{c.scenario} {c.server} / {c.versus}: " + ", ".join(parts))

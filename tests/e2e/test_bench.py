@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from bench.flowbench import report
-from bench.flowbench.report import CEILING, FLOWBUS, Row
+from bench.flowbench.report import CEILING, FLOWBUS, Row, comparisons
 
 ROOT = Path(__file__).resolve().parents[2]
 WRK_SKIPPED = "skipped: wrk is not installed"
@@ -125,6 +125,33 @@ def test_targets_are_checked_against_the_run_and_unmeasured_ones_said() -> None:
     lines = report.target_lines(sample_rows())
     assert "S1 FlowBus ws: calls/s / ceiling websockets >= 0.75: 0.25  NOT met" in lines
     assert "S5 FlowBus ws: KiB per idle connection <= 40: -  not measured" in lines
+
+
+def test_rounds_combine_into_one_row_and_ratios_per_round() -> None:
+    """Two rounds of 1000 calls: 1 s at 1000 us/call, then 3 s at 2000 us/call."""
+    flowbus = [
+        Row("S2", "FlowBus ws", FLOWBUS, "ceiling websockets", 1000, 0, 1.0, 1000.0, 100.0, 300.0, 1000.0, 5.0),
+        Row("S2", "FlowBus ws", FLOWBUS, "ceiling websockets", 1000, 1, 3.0, 333.3, 200.0, 900.0, 2000.0, 7.0),
+    ]
+    ceiling = [
+        Row("S2", "ceiling websockets", CEILING, None, 1000, 0, 0.5, 2000.0, 50.0, 100.0, 500.0, 5.0),
+        Row("S2", "ceiling websockets", CEILING, None, 1000, 0, 1.0, 1000.0, 80.0, 200.0, 800.0, 6.0),
+    ]
+    rows = [report.combine(flowbus), report.combine(ceiling)]
+    assert (rows[0].calls, rows[0].errors, rows[0].seconds, rows[0].rate) == (2000, 1, 4.0, 500.0)
+    assert (rows[0].server_cpu_us, rows[0].client_cpu_us) == (1500.0, 6.0)
+    assert (rows[0].p50_us, rows[0].p99_us) == (150.0, 600.0), "the median of the rounds' latencies"
+    (compared,) = comparisons(rows)
+    assert compared.rate == pytest.approx(500 / 1333.33, rel=1e-3)
+    assert compared.round_rates == pytest.approx([0.5, 0.3333])
+    assert "0.38 of the calls/s (rounds: 0.50, 0.33)" in report.summary(rows)
+
+
+def test_a_failed_round_fails_the_row() -> None:
+    measured = Row("S1", "FlowBus ws", FLOWBUS, "ceiling websockets", 1000, 0, 1.0, 1000.0)
+    failed = Row("S1", "FlowBus ws", FLOWBUS, "ceiling websockets", note="failed: the bus went away")
+    assert report.combine([measured, failed]).note == "failed: the bus went away"
+    assert report.combine([measured]) is measured
 
 
 def test_targets_met() -> None:
