@@ -23,6 +23,7 @@ from typing import Any
 
 from flowbus.auth.base import Credentials, Identity
 from flowbus.auth.tokens import (
+    LEEWAY,
     Claims,
     TokenIssuer,
     hash_apikey,
@@ -43,7 +44,7 @@ from flowbus.errors import (
 from flowbus.params import Query
 from flowbus.store.base import Store
 
-__all__ = ["BUILTIN_ROLES", "SYNC_EVERY", "AuthEngine", "LoginThrottle", "Role", "Rule"]
+__all__ = ["BUILTIN_ROLES", "PRUNE_EVERY", "SYNC_EVERY", "AuthEngine", "LoginThrottle", "Role", "Rule"]
 
 logger = logging.getLogger("flowbus.auth")
 
@@ -58,6 +59,8 @@ _OUTSIDE_NAMESPACES = frozenset({TOKENS, APIKEYS})
 # Changing one of these fields of a user revokes the user's tokens.
 _REVOKING = ("password_hash", "roles", "namespaces", "disabled")
 SYNC_EVERY = 2.0
+PRUNE_EVERY = 3600.0
+"""Seconds between two deletions of the records of expired tokens."""
 """Seconds between two looks at the store for users changed by another process (``flowbus user``)."""
 
 
@@ -204,14 +207,35 @@ class AuthEngine:
     # -- startup ----------------------------------------------------------------------------
 
     async def load(self) -> None:
-        """Read users, roles, API keys and revocations from the store into memory."""
+        """Read users, roles, API keys and revocations from the store into memory (deleting the
+        records of expired tokens on the way)."""
         self.users = {u["id"]: u for u in await self._all(USERS)}
         for raw in await self._all(ROLES):
             self.roles[raw["id"]] = _role_from(raw)
         self._allowed.clear()
         self._apikeys = {k["prefix"]: k for k in await self._all(APIKEYS)}
-        now = time.time()
-        self._revoked = {t["id"] for t in await self._all(TOKENS) if t.get("revoked") and t["expires_at"] > now}
+        live = await self.prune_tokens()
+        self._revoked = {t["id"] for t in live if t.get("revoked")}
+
+    async def prune_tokens(self) -> list[dict[str, Any]]:
+        """Delete the records of tokens that can no longer be used (expired, leeway included) and
+        forget their revocations; return the records kept.
+
+        Every login adds a record: without this, the table (and what :meth:`load` and
+        :meth:`revoke_user_tokens` read) would grow for as long as the bus is used.
+        """
+        cutoff = time.time() - LEEWAY
+        live = []
+        for record in await self._all(TOKENS):
+            if record["expires_at"] >= cutoff:
+                live.append(record)
+                continue
+            self._revoked.discard(record["id"])
+            try:
+                await self.store.delete(TOKENS, "", record["id"])
+            except DoesNotExist:  # another process pruned it first
+                pass
+        return live
 
     async def bootstrap(self, password: str | None) -> str | None:
         """On an empty store, create ``admin``; return the generated password if none was given."""
@@ -229,14 +253,22 @@ class AuthEngine:
             for user in await self._all(USERS):
                 await self._known(user)
 
-    async def watch(self, every: float = SYNC_EVERY) -> None:
-        """Run :meth:`sync` every ``every`` seconds, until cancelled."""
+    async def watch(self, every: float = SYNC_EVERY, prune_every: float = PRUNE_EVERY) -> None:
+        """Run :meth:`sync` every ``every`` seconds and :meth:`prune_tokens` every ``prune_every``
+        seconds, until cancelled."""
+        pruned = time.monotonic()
         while True:
             await asyncio.sleep(every)
             try:
                 await self.sync()
             except Exception:
                 logger.error("could not read the users from the store", exc_info=True)
+            if time.monotonic() - pruned >= prune_every:
+                pruned = time.monotonic()
+                try:
+                    await self.prune_tokens()
+                except Exception:
+                    logger.error("could not delete the records of expired tokens", exc_info=True)
 
     async def _known(self, user: dict[str, Any]) -> None:
         """Remember ``user`` as stored (hold ``_users_lock``). If another process changed what
@@ -375,8 +407,8 @@ class AuthEngine:
         return await self.store.patch(TOKENS, "", token_id, {"revoked": True}, _no_text)
 
     async def revoke_user_tokens(self, username: str) -> None:
-        for record in await self._all(TOKENS):
-            if record["username"] == username and not record.get("revoked"):
+        for record in await self._all(TOKENS, {"username": username}):
+            if not record.get("revoked"):
                 self._revoked.add(record["id"])
                 await self.store.patch(TOKENS, "", record["id"], {"revoked": True}, _no_text)
 

@@ -26,6 +26,7 @@ from flowbus.errors import AuthFailed
 
 __all__ = [
     "APIKEY_PREFIX",
+    "LEEWAY",
     "Claims",
     "TokenIssuer",
     "hash_apikey",
@@ -40,6 +41,10 @@ ALGORITHM = "HS256"
 APIKEY_PREFIX = "fbk_"
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 _REQUIRED = ["exp", "iat", "jti", "sub"]
+_ALGORITHMS = [ALGORITHM]
+_OPTIONS: dict[str, Any] = {"require": _REQUIRED}
+LEEWAY = 5
+"""Seconds a token is still accepted after its ``exp``, for clocks that differ a little."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -86,7 +91,7 @@ class TokenIssuer:
             AuthFailed: the token is malformed, tampered with, expired or of another algorithm.
         """
         try:
-            payload = jwt.decode(token, self.secret, algorithms=[ALGORITHM], options={"require": _REQUIRED}, leeway=5)
+            payload = jwt.decode(token, self.secret, algorithms=_ALGORITHMS, options=_OPTIONS, leeway=LEEWAY)
         except jwt.ExpiredSignatureError:
             raise AuthFailed("The token has expired") from None
         except jwt.PyJWTError:

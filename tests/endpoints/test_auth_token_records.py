@@ -1,0 +1,97 @@
+"""The records of expired tokens are deleted: at startup, and from time to time while the bus runs.
+
+Every login adds a record to ``auth/token``; without pruning the table would grow for as long
+as the bus is used. These tests run the auth engine on a real SQLite file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from flowbus.auth.base import Identity
+from flowbus.auth.engine import AuthEngine
+from flowbus.auth.tokens import LEEWAY, TokenIssuer
+from flowbus.errors import AuthFailed
+from flowbus.params import Query
+from flowbus.store import SQLiteStore
+
+TOKENS = "auth/token"
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    opened = SQLiteStore(tmp_path / "flowbus.db")
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+def engine_on(store: SQLiteStore) -> AuthEngine:
+    return AuthEngine(store, TokenIssuer(secrets.token_bytes(32), 3600))
+
+
+async def record(store: SQLiteStore, token_id: str, expires_in: float, revoked: bool = False) -> None:
+    """A token record as a login (and a logout, if ``revoked``) leaves it."""
+    fields = {"id": token_id, "username": "admin", "expires_at": time.time() + expires_in, "revoked": revoked}
+    await store.insert(TOKENS, "", fields, lambda obj: "")
+
+
+async def stored_ids(store: SQLiteStore) -> set[str]:
+    rows, _ = await store.query(TOKENS, "", Query(limit=1000))
+    return {row["id"] for row in rows}
+
+
+async def test_startup_deletes_the_records_of_expired_tokens_only(store: SQLiteStore) -> None:
+    """Expired past the leeway: deleted, revoked or not. Within the leeway or live: kept."""
+    await record(store, "expired", -3600)
+    await record(store, "expired-revoked", -LEEWAY - 1, revoked=True)
+    await record(store, "in-leeway", -LEEWAY / 2)
+    await record(store, "live", 600)
+    await record(store, "live-revoked", 600, revoked=True)
+    await engine_on(store).load()
+    assert await stored_ids(store) == {"in-leeway", "live", "live-revoked"}
+
+
+async def test_a_revoked_token_stays_refused_after_a_restart(store: SQLiteStore) -> None:
+    """Pruning keeps what revocation needs: a live revoked token is still refused by a new engine."""
+    engine = engine_on(store)
+    await engine.load()
+    await engine.bootstrap("a-password-for-tests")
+    identity = Identity("admin", frozenset({"admin"}), None)
+    issued = await engine.issue_token(identity)
+    await engine.revoke_token(issued["id"], identity)
+    await record(store, "expired", -3600, revoked=True)
+    restarted = engine_on(store)
+    restarted.issuer = engine.issuer
+    await restarted.load()
+    with pytest.raises(AuthFailed, match="revoked"):
+        restarted.claims_of(issued["token"])
+    assert "expired" not in await stored_ids(store)
+
+
+async def test_the_running_bus_prunes_from_time_to_time(store: SQLiteStore) -> None:
+    """``watch`` deletes records that expired while the bus ran (polled in a bounded loop)."""
+    engine = engine_on(store)
+    await engine.load()
+    await record(store, "expired-while-running", -3600)
+    await record(store, "live", 600)
+    watching = asyncio.create_task(engine.watch(every=0.01, prune_every=0))
+    try:
+        for _ in range(500):
+            if "expired-while-running" not in await stored_ids(store):
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
+    assert await stored_ids(store) == {"live"}
