@@ -8,7 +8,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Settings"]
+__all__ = ["MIN_JWT_SECRET_BYTES", "Settings"]
+
+MIN_JWT_SECRET_BYTES = 32
 
 
 def _apps(value: str) -> tuple[str, ...]:
@@ -89,6 +91,12 @@ class Settings:
             raise ValueError("cache_mb must not be negative")
         if not (self.call_timeout > 0 and self.shutdown_grace >= 0):  # written so that NaN fails too
             raise ValueError("call_timeout must be positive and shutdown_grace not negative")
+        if self.jwt_secret is not None and len(self.jwt_secret.encode()) < MIN_JWT_SECRET_BYTES:
+            # the value itself is never repeated: it may be the real secret, one character short
+            raise ValueError(
+                f"jwt_secret must be at least {MIN_JWT_SECRET_BYTES} bytes (HS256 wants a key as long as its"
+                " hash, RFC 7518 section 3.2): e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+            )
 
     @property
     def database(self) -> Path:

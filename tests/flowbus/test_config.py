@@ -62,6 +62,15 @@ def test_values_that_cannot_work_are_refused(name: str, value: str) -> None:
         Settings.load(env={f"FLOWBUS_{name}": value})
 
 
+def test_a_short_jwt_secret_is_refused_without_being_repeated() -> None:
+    """A JWT secret under 32 bytes is refused at startup; the message never shows it."""
+    short = "s3cret-" + "x" * 24  # 31 bytes
+    with pytest.raises(ValueError, match="at least 32 bytes") as refused:
+        Settings.load(env={"FLOWBUS_JWT_SECRET": short})
+    assert short not in str(refused.value)
+    assert Settings.load(env={"FLOWBUS_JWT_SECRET": short + "x"}).jwt_secret == short + "x"
+
+
 def test_cache_size_and_event_loop_are_read() -> None:
     settings = Settings.load(env={"FLOWBUS_CACHE_MB": "0.5", "FLOWBUS_EVENT_LOOP": "asyncio"})
     assert settings.cache_bytes == 512 * 1024
