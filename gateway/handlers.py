@@ -11,13 +11,14 @@ from aiohttp.typedefs import Handler
 from flowbus.auth.base import Credentials
 from flowbus.dispatcher import Dispatcher
 from flowbus.errors import FlowBusError
-from flowbus.protocol import Method, Response, encode_stored
+from flowbus.protocol import Method, Request, Response, encode_stored
 from gateway.keys import TABLES, Tables
 from gateway.middlewares import last_resort
 from gateway.translate import (
     BODY_METHODS,
     JSON_CONTENT_TYPE,
     PlainOpen,
+    allowed_verbs,
     plain_open,
     read_data,
     render,
@@ -30,6 +31,7 @@ __all__ = ["make_api", "openapi"]
 _PREFIX = "/api/"
 _NO_QUERY: Mapping[str, str] = MappingProxyType({})
 _CREATE = Method.CREATE  # a module constant: reading an enum member off its class runs a descriptor
+_ALL_METHODS = frozenset(Method)
 
 
 def make_api(dispatcher: Dispatcher, tables: Tables) -> Handler:
@@ -52,6 +54,7 @@ def make_api(dispatcher: Dispatcher, tables: Tables) -> Handler:
             peer = request.remote or ""
             response: Response
             created = False
+            call: Request | None = None
             try:
                 call, credentials = to_call(request.method, _tail(request), headers, _query(request), tables.apps, peer)
                 if call.method in BODY_METHODS:
@@ -65,6 +68,8 @@ def make_api(dispatcher: Dispatcher, tables: Tables) -> Handler:
                 response = await dispatcher.handle(call, credentials)
                 created = call.method is _CREATE
             status, answer_headers, body = render(response, accept, created=created)
+            if status == 405:
+                answer_headers["Allow"] = _allow(dispatcher, call)
             return web.Response(status=status, headers=answer_headers, body=body)
         except Exception as exc:  # a body over the limit, an answer that is not JSON, a bug
             return last_resort(request, exc)
@@ -86,6 +91,13 @@ def _peek(dispatcher: Dispatcher, plain: PlainOpen) -> bytes | None:
         return dispatcher.peek_open(endpoint, "", objectid, Credentials(token, None, None, None, ""))
     except FlowBusError:
         return None
+
+
+def _allow(dispatcher: Dispatcher, call: Request | None) -> str:
+    """The verbs a 405 allows: those that carry a method of the call's endpoint (every verb the
+    gateway maps when the call could not be read)."""
+    entry = dispatcher.registry.get(call.endpoint) if call is not None else None
+    return allowed_verbs(entry.handlers.keys() if entry is not None else _ALL_METHODS)
 
 
 def _tail(request: web.Request) -> str:

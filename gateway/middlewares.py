@@ -114,7 +114,9 @@ class Unmatched(web.AbstractResource):
         for resource in request.app.router.resources():
             if resource is not self:
                 allowed |= (await resource.resolve(request))[1]
-        return _answer(request, MethodNotSupported() if allowed else NoSuchEndpoint())
+        if not allowed:
+            return _answer(request, NoSuchEndpoint())
+        return _answer(request, MethodNotSupported(), {"Allow": ", ".join(sorted(allowed))})
 
 
 @web.middleware
@@ -170,7 +172,7 @@ def _http_error(exc: web.HTTPException) -> FlowBusError:
     return InvalidRequest(exc.reason or None)
 
 
-def _answer(request: web.Request, error: FlowBusError) -> web.Response:
+def _answer(request: web.Request, error: FlowBusError, extra: dict[str, str] | None = None) -> web.Response:
     response = request.app[DISPATCHER].fail(error, None, peer=request.remote or "")
     status, headers, body = render(response, request.headers.get("Accept", ""))
-    return web.Response(status=status, headers=headers, body=body)
+    return web.Response(status=status, headers={**headers, **(extra or {})}, body=body)

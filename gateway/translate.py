@@ -18,7 +18,7 @@ import base64
 import binascii
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 from urllib.parse import unquote
 from xml.parsers.expat import ExpatError
@@ -50,6 +50,7 @@ __all__ = [
     "BODY_METHODS",
     "JSON_CONTENT_TYPE",
     "XML_CONTENT_TYPE",
+    "allowed_verbs",
     "choose_method",
     "is_xml",
     "locate",
@@ -259,6 +260,12 @@ def choose_method(verb: str, declared: str | None, has_objectid: bool) -> Method
     if method not in carries:
         raise MethodNotSupported(f"HTTP {verb} cannot carry {method}")
     return method
+
+
+def allowed_verbs(methods: Collection[Method]) -> str:
+    """The ``Allow`` header of a 405: the HTTP verbs that can carry one of ``methods`` (those of
+    the endpoint, or every method when the endpoint is not known)."""
+    return ", ".join(verb for verb, carries in _CARRIES.items() if not carries.isdisjoint(methods))
 
 
 def read_credentials(headers: Mapping[str, str], query: Mapping[str, str], peer: str = "") -> Credentials:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import orjson
 import pytest
 
 from tests.gateway.helpers import DEVICES, fetch
@@ -112,6 +113,21 @@ async def test_errors_answer_their_http_status(
     assert envelope["success"] is False and envelope["status"] == 0 and envelope["dataType"] == "JSON"
     assert uuid.UUID(envelope["errorid"]) and envelope["message"]
     assert "Traceback" not in envelope["message"]
+
+
+async def test_a_405_of_an_endpoint_allows_the_verbs_of_its_methods(http):
+    """system/endpoint has LIST and OPEN only: a POST to it is 405 with Allow: GET."""
+    async with http.post("/api/system/system/endpoint/", data=b"{}") as response:
+        assert response.status == 405
+        assert response.headers["Allow"] == "GET"
+
+
+async def test_a_405_outside_api_allows_the_routes_methods(http):
+    """A path served for other methods (/healthz is GET only) is 405 with those methods in Allow."""
+    async with http.post("/healthz") as response:
+        envelope = orjson.loads(await response.read())
+        assert (response.status, envelope["errorcode"]) == (405, "METHOD_NOT_SUPPORTED")
+        assert response.headers["Allow"] == "GET, HEAD"
 
 
 async def test_duplicate_id_is_conflict(http):

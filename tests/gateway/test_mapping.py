@@ -71,6 +71,15 @@ async def test_other_pairings_answer_405(echo_http, verb: str, path: str, header
     assert envelope["success"] is False
 
 
+@pytest.mark.parametrize(("verb", "path", "header"), REFUSED_PAIRINGS)
+async def test_a_405_says_which_verbs_the_path_allows(echo_http, verb: str, path: str, header: str | None):
+    """Every 405 carries Allow (RFC 9110 15.5.6): echo/call has all seven methods, so all five verbs."""
+    headers = {"Flow-Request-Method": header} if header else {}
+    async with echo_http.request(verb, path, headers=headers, json=BODY) as response:
+        assert response.status == 405
+        assert response.headers["Allow"] == "GET, POST, PUT, PATCH, DELETE"
+
+
 async def test_unknown_method_header_is_invalid_request(echo_http):
     """A Flow-Request-Method that names no method answers 400 INVALID_REQUEST."""
     status, envelope = await fetch(echo_http, "GET", OBJECT, headers={"Flow-Request-Method": "FETCH"})
