@@ -77,6 +77,7 @@ class Tokens(Endpoint):
             self._watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch
+        await self.engine.save_apikey_use()
 
     async def create(self, call: Call) -> dict[str, Any]:
         username, password = _strings(call.data or {}, "username", "password")

@@ -195,6 +195,7 @@ class AuthEngine:
     roles: dict[str, Role] = field(default_factory=lambda: dict(BUILTIN_ROLES))
     _apikeys: dict[str, dict[str, Any]] = field(default_factory=dict)
     _revoked: set[str] = field(default_factory=set)
+    _used: set[str] = field(default_factory=set)  # API keys used since their last use was saved
     _cache: dict[str, _Cached] = field(default_factory=dict)
     # The calls authorize() has allowed, by (roles, namespaces, method, endpoint, namespace,
     # permission): a repeated call is one set lookup. Emptied whenever a role changes.
@@ -263,6 +264,10 @@ class AuthEngine:
                 await self.sync()
             except Exception:
                 logger.error("could not read the users from the store", exc_info=True)
+            try:
+                await self.save_apikey_use()
+            except Exception:
+                logger.error("could not save when API keys were last used", exc_info=True)
             if time.monotonic() - pruned >= prune_every:
                 pruned = time.monotonic()
                 try:
@@ -333,6 +338,7 @@ class AuthEngine:
         if user is None or user.get("disabled"):
             raise AuthFailed("The API key's owner no longer exists or is disabled")
         record["last_used_at"] = time.time()
+        self._used.add(prefix)
         identity = _identity(user)
         self._remember(key, _Cached(identity, f"apikey:{prefix}", time.time() + 60))
         return identity
@@ -497,6 +503,19 @@ class AuthEngine:
         self._apikeys.pop(prefix, None)
         self._cache = {k: v for k, v in self._cache.items() if v.token_id != f"apikey:{prefix}"}
         return removed
+
+    async def save_apikey_use(self) -> None:
+        """Write when each API key used since the last save was last used into its stored record
+        (:meth:`watch` does it every few seconds, and the bus when it stops)."""
+        used, self._used = self._used, set()
+        for prefix in used:
+            record = self._apikeys.get(prefix)
+            if record is None:
+                continue
+            try:
+                await self.store.patch(APIKEYS, "", prefix, {"last_used_at": record["last_used_at"]}, _no_text)
+            except DoesNotExist:  # removed meanwhile, by this process or another
+                pass
 
     def apikey_last_used(self, prefix: str) -> str | None:
         used = self._apikeys.get(prefix, {}).get("last_used_at")

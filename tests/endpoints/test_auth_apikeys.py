@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from tests.endpoints.helpers import DEVICE, DEVICES, add_user, admin, call, http, ok, refused, unique, ws_call
-from tests.support import Served
+from tests.support import Served, serve
 
 KEY = re.compile(r"fbk_([0-9a-f]{8})_[A-Za-z0-9_-]{20,}")
 
@@ -32,6 +33,24 @@ async def test_list_shows_prefix_owner_created_last_used_never_key_or_hash(bus: 
     assert "key" not in row and "hash" not in row
     assert row["owner"] == name and row["prefix"] == key.split("_")[1]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", row["last_used"])
+
+
+async def test_last_use_survives_a_restart(tmp_path: Path) -> None:
+    """When a key was last used is kept in the store: a restarted bus still lists it."""
+    first = serve(tmp_path)
+    try:
+        key = (await admin(first, "CREATE", "auth/apikey", data={}))["key"]
+        ok(await ws_call(first, key, "LIST"))
+        (before,) = await admin(first, "LIST", "auth/apikey")
+    finally:
+        first.stop()
+    second = serve(tmp_path)
+    try:
+        (after,) = await admin(second, "LIST", "auth/apikey")
+    finally:
+        second.stop()
+    assert before["last_used"] is not None
+    assert after["last_used"] == before["last_used"]
 
 
 async def test_key_is_stored_hashed(bus: Served) -> None:
