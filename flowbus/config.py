@@ -50,6 +50,9 @@ class Settings:
     admin_password: str | None = _setting(None, str, "password of 'admin' made on first start", secret=True)
     allowed_origins: tuple[str, ...] = _setting((), _apps, "browser Origins allowed to open websockets")
     cors_origins: tuple[str, ...] = _setting((), _apps, "Origins the HTTP gateway allows by CORS")
+    allowed_hosts: tuple[str, ...] = _setting(
+        (), _apps, "without authentication: Host names answered besides IP addresses and localhost (*: any)"
+    )
     login_failures_per_user: int = _setting(5, int, "failed logins per username per window")
     login_failures_per_address: int = _setting(20, int, "failed logins per client address per window")
     login_window: float = _setting(60.0, float, "seconds of the failed-login window")

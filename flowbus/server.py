@@ -21,6 +21,7 @@ from websockets.http11 import Request as HandshakeRequest, Response as Handshake
 from flowbus.coalesce import CoalescingTransport
 from flowbus.config import Settings
 from flowbus.dispatcher import Dispatcher
+from flowbus.hosts import REFUSED as HOST_REFUSED, HostCheck
 from flowbus.protocol import normalize_endpoint
 from flowbus.session import Calls, Defaults, Session
 
@@ -71,6 +72,7 @@ class WebSocketServer:
         self._calls = Calls()
         self._connections: set[ServerConnection] = set()
         self._accepting = True
+        self._hosts = HostCheck(settings.allowed_hosts, settings.host) if settings.no_auth else None
 
     @property
     def port(self) -> int:
@@ -100,6 +102,8 @@ class WebSocketServer:
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "Too many connections\n")
         if not origin_allowed(request.headers.get("Origin"), request.headers.get("Host"), self.settings):
             return connection.respond(HTTPStatus.FORBIDDEN, "Origin not allowed\n")
+        if self._hosts is not None and not self._hosts(request.headers.get("Host")):
+            return connection.respond(HTTPStatus.FORBIDDEN, HOST_REFUSED + "\n")
         return None
 
     async def _serve_connection(self, ws: ServerConnection) -> None:

@@ -13,15 +13,24 @@ import logging
 from collections.abc import Iterator
 
 from aiohttp import hdrs, web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 from yarl import URL
 
-from flowbus.errors import FlowBusError, InternalError, InvalidRequest, MethodNotSupported, NoSuchEndpoint, TooLarge
+from flowbus.errors import (
+    FlowBusError,
+    InternalError,
+    InvalidRequest,
+    MethodNotSupported,
+    NoSuchEndpoint,
+    PermissionDenied,
+    TooLarge,
+)
+from flowbus.hosts import REFUSED as HOST_REFUSED, HostCheck
 from flowbus.protocol import new_errorid
 from gateway.keys import DISPATCHER, SETTINGS
 from gateway.translate import render
 
-__all__ = ["CORS_HEADERS", "CORS_METHODS", "Unmatched", "cors", "enveloped", "last_resort"]
+__all__ = ["CORS_HEADERS", "CORS_METHODS", "Unmatched", "cors", "enveloped", "host_guard", "last_resort"]
 
 logger = logging.getLogger("gateway")
 
@@ -161,6 +170,20 @@ async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
     elif "origin" not in vary.lower():
         response.headers["Vary"] = f"{vary}, Origin"
     return response
+
+
+def host_guard(hosts: HostCheck) -> Middleware:
+    """Refuse (403 PERMISSION_DENIED) every request whose ``Host`` is not one of ``hosts``: on a
+    bus without authentication, which a page rebound to this machine could otherwise use in full
+    (see :mod:`flowbus.hosts`)."""
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not hosts(request.headers.get(hdrs.HOST)):
+            return _answer(request, PermissionDenied(HOST_REFUSED))
+        return await handler(request)
+
+    return guard
 
 
 def _http_error(exc: web.HTTPException) -> FlowBusError:
