@@ -457,13 +457,7 @@ class SQLiteStore:
 
     async def query(self, collection: str, namespace: str, query: Query) -> tuple[list[dict[str, Any]], int]:
         where, args = _where(collection, namespace, query.filters)
-        order = _order(query)
-        rows = await self._read(
-            f"SELECT body FROM objects o WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
-            (*args, query.limit, query.offset),
-        )
-        total = await self._read(f"SELECT count(*) FROM objects o WHERE {where}", args)
-        return [orjson.loads(row[0]) for row in rows], total[0][0]
+        return await self._page(f"objects o WHERE {where}", args, f"ORDER BY {_order(query)}", query)
 
     async def search(self, collection: str, namespace: str, query: Query) -> tuple[list[dict[str, Any]], int]:
         match = _match_expression(query.q or "")
@@ -471,12 +465,24 @@ class SQLiteStore:
             return await self.query(collection, namespace, query)
         where, args = _where(collection, namespace, query.filters)
         joined = f"objects_fts f JOIN objects o ON o.seq = f.rowid WHERE objects_fts MATCH ? AND {where}"
+        return await self._page(joined, (match, *args), "ORDER BY f.rank, o.seq", query)
+
+    async def _page(
+        self, source: str, args: tuple[Any, ...], order: str, query: Query
+    ) -> tuple[list[dict[str, Any]], int]:
+        """A page of ``SELECT ... FROM {source}`` and the count of all its rows, read by one
+        statement (one snapshot: the total always agrees with the page, whatever commits)."""
         rows = await self._read(
-            f"SELECT o.body FROM {joined} ORDER BY f.rank, o.seq LIMIT ? OFFSET ?",
-            (match, *args, query.limit, query.offset),
+            f"SELECT o.body, (SELECT count(*) FROM {source}) FROM {source} {order} LIMIT ? OFFSET ?",
+            (*args, *args, query.limit, query.offset),
         )
-        total = await self._read(f"SELECT count(*) FROM {joined}", (match, *args))
-        return [orjson.loads(row[0]) for row in rows], total[0][0]
+        if rows:
+            total = rows[0][1]
+        elif query.offset:  # past the end: the statement gave no row to carry the count
+            total = (await self._read(f"SELECT count(*) FROM {source}", args))[0][0]
+        else:
+            total = 0
+        return [orjson.loads(row[0]) for row in rows], total
 
     async def _read(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
         if self._reader is None:

@@ -404,6 +404,8 @@ async def test_search_with_filters_and_paging(store: SQLiteStore) -> None:
     items, total = await store.search(C, "", Query(q="core", limit=2, offset=1))
     assert [obj["id"] for obj in items] == ["o-3", "o-2"]
     assert total == 5
+    assert await store.search(C, "", Query(q="core", limit=2, offset=9)) == ([], 5), "past the end: still the total"
+    assert await store.search(C, "", Query(q="core", filters={"site": "nowhere"})) == ([], 0)
 
 
 async def test_search_follows_patches(store: SQLiteStore) -> None:
