@@ -2,8 +2,8 @@
 
 Each entry is the object's JSON text; every hit decodes a fresh copy, so nothing the caller does
 to its object can change the cache. The cache is least-recently-used and bounded in bytes: the
-JSON of each entry plus :data:`ENTRY_OVERHEAD` for its key and bookkeeping, so that the limit
-bounds the memory the cache really holds.
+JSON of each entry, its key's characters, plus :data:`ENTRY_OVERHEAD` for the rest of the key
+and bookkeeping, so that the limit bounds the memory the cache really holds.
 
 It stays exact through one rule: a read from the database may fill the cache only if no write
 was applied between the start of that read and its end (:attr:`generation` tells), because
@@ -22,9 +22,10 @@ __all__ = ["ObjectCache"]
 Key = tuple[str, str, str]
 """(collection, namespace, id)"""
 
-ENTRY_OVERHEAD = 256
-"""Bytes an entry holds besides its JSON, as tracemalloc counts them: about 110 for the bytes
-object's header and the LRU's link, about 150 for the key (its tuple and a 36-character id)."""
+ENTRY_OVERHEAD = 220
+"""Bytes an entry holds besides its JSON and the characters of its namespace and id, as
+tracemalloc counts them: about 110 for the bytes object's header and the LRU's link, about 110
+for the key's tuple and the headers of its strings."""
 
 
 class ObjectCache:
@@ -79,17 +80,22 @@ class ObjectCache:
         self._size = 0
 
     def _put(self, key: Key, body: bytes) -> None:
-        cost = len(body) + ENTRY_OVERHEAD
+        cost = _cost(key, body)
         if cost > self.limit:
             return
         self._drop(key)
         self._entries[key] = body
         self._size += cost
         while self._size > self.limit:
-            _, evicted = self._entries.popitem(last=False)
-            self._size -= len(evicted) + ENTRY_OVERHEAD
+            evicted_key, evicted = self._entries.popitem(last=False)
+            self._size -= _cost(evicted_key, evicted)
 
     def _drop(self, key: Key) -> None:
         old = self._entries.pop(key, None)
         if old is not None:
-            self._size -= len(old) + ENTRY_OVERHEAD
+            self._size -= _cost(key, old)
+
+
+def _cost(key: Key, body: bytes) -> int:
+    """What an entry counts against the limit (long ids and namespaces cost what they hold)."""
+    return len(body) + len(key[1]) + len(key[2]) + ENTRY_OVERHEAD

@@ -50,7 +50,7 @@ def test_cache_hands_out_copies() -> None:
 def test_cache_evicts_least_recently_used_within_its_bytes() -> None:
     """Past its byte limit the cache drops the objects read longest ago, and never holds more."""
     body = orjson.dumps({"id": "a", "pad": "x" * 80})
-    cache = ObjectCache(3 * (len(body) + ENTRY_OVERHEAD))
+    cache = ObjectCache(3 * (len(body) + 1 + ENTRY_OVERHEAD))  # 1: the id's one character
     for name in "abc":
         cache.fill(("c", "", name), orjson.dumps({"id": name, "pad": "x" * 80}), cache.generation)
     assert cache.get(("c", "", "a")) is not None  # a is now the most recently used
@@ -75,6 +75,24 @@ def test_cache_limit_bounds_the_memory_it_holds() -> None:
     finally:
         tracemalloc.stop()
     assert len(cache) < len(objects)  # it did evict
+    assert held <= 1.25 * limit, f"{held} bytes held for a limit of {limit}"
+
+
+def test_long_ids_and_namespaces_count_against_the_limit() -> None:
+    """Keys are counted by what they hold: 512-character ids, made here so that only the cache
+    keeps them, in a namespace of their own, stay within the limit too."""
+    limit = 256 << 10
+    cache = ObjectCache(limit)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(5_000):
+            objectid, namespace = f"{'x' * 504}-{i:07d}", f"site-{'y' * 100}-{i % 3}"
+            cache.written(("inventory/device", namespace, objectid), {"id": objectid, "name": f"sw-{i}"})
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(cache) < 5_000  # it did evict
     assert held <= 1.25 * limit, f"{held} bytes held for a limit of {limit}"
 
 
