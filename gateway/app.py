@@ -53,10 +53,12 @@ def create_app(dispatcher: Dispatcher, registry: Registry, settings: Settings) -
 
 def _middlewares(settings: Settings) -> list[Middleware]:
     """The Host guard only without authentication, the CORS middleware only when CORS is on: each
-    middleware costs every request a coroutine (and with any, aiohttp adds one of its own). Failures are answered as envelopes without one:
-    every route's handler answers its own (:func:`gateway.middlewares.enveloped` for all but
-    /api's, which does it itself) and :class:`gateway.middlewares.Unmatched` answers the 404s
-    and 405s; a route added to this application must do the same."""
+    middleware costs every request a coroutine (and with any, aiohttp adds one of its own).
+
+    Failures are answered as envelopes without one: every route's handler answers its own
+    (:func:`gateway.middlewares.enveloped` for all but /api's, which does it itself) and
+    :class:`gateway.middlewares.Unmatched` answers the 404s and 405s; a route added to this
+    application must do the same."""
     guard = [host_guard(HostCheck(settings.allowed_hosts, settings.host))] if settings.no_auth else []
     return guard + ([cors] if settings.cors_origins else [])
 
