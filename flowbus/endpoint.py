@@ -236,14 +236,14 @@ class Collection(Endpoint):
         objectid = (call.data or {}).get("id") or new_objectid()
         if not isinstance(objectid, str) or not _OBJECT_ID.fullmatch(objectid):
             raise InvalidData("'id' must be 1-128 characters of [A-Za-z0-9._:-]", field="id")
-        obj = await call.store.insert(self.name, call.namespace, {"id": objectid, **data}, self._prepare)
+        obj = await call.store.insert(self.name, call.namespace, {"id": objectid, **data}, self.prepare)
         call.publish("CREATED", objectid, obj)
         return obj
 
     async def update(self, call: Call) -> dict[str, Any]:
         assert call.objectid is not None
         changes = _user_fields(call.data or {})
-        obj = await call.store.patch(self.name, call.namespace, call.objectid, changes, self._prepare)
+        obj = await call.store.patch(self.name, call.namespace, call.objectid, changes, self.prepare)
         call.publish("UPDATED", call.objectid, obj)
         return obj
 
@@ -270,8 +270,10 @@ class Collection(Endpoint):
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "title": self.title, "searchable": list(self.searchable)}
 
-    def _prepare(self, obj: dict[str, Any]) -> str:
-        """Validate an object about to be written and return its search text."""
+    def prepare(self, obj: dict[str, Any]) -> str:
+        """Validate an object about to be written and return its search text: the
+        :data:`~flowbus.store.Prepare` of this collection's writes, also for
+        :meth:`~flowbus.store.Store.transaction`."""
         if self._schema is not None:
             self._schema.validate(_user_fields(obj))
         names = self.searchable or [k for k in obj if k not in _META]

@@ -15,6 +15,9 @@ Its endpoints misbehave on purpose, so tests can prove what the bus does around 
 * ``testing/unserializable`` RUN answers something that is not JSON.
 * ``testing/masked`` is a collection whose OPEN answers the object without its ``secret`` field
   and with ``"masked": true`` (an endpoint that overrides ``open``: OPEN must never bypass it).
+* ``testing/shelf`` is a collection whose objects need a string ``name``; RUN ``replace``
+  with ``data.old`` (an id) and ``data.new`` (an object with its ``id``) deletes the one and
+  creates the other in one store transaction, and answers both.
 
 ``create_broken_app`` builds an application whose endpoint fails to start.
 
@@ -30,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flowbus import Application, Call, Collection, Endpoint, Services
+from flowbus.store import Delete, Insert
 
 __all__ = ["create_app", "create_broken_app"]
 
@@ -125,6 +129,20 @@ class Masked(Collection):
         return {**obj, "masked": True}
 
 
+class Shelf(Collection):
+    description = "A collection whose RUN replace swaps one object for another in a transaction"
+
+    def __init__(self, name: str) -> None:
+        schema = {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}
+        super().__init__(name, schema=schema)
+
+    async def run(self, call: Call) -> dict[str, Any]:
+        data, ns = call.data or {}, call.namespace
+        writes = [Delete(self.name, ns, data["old"]), Insert(self.name, ns, data["new"], self.prepare)]
+        removed, added = await call.store.transaction(writes)
+        return {"removed": removed, "added": added}
+
+
 def create_app() -> Application:
     """Build the ``testing`` application."""
     app = Application("testing", description="Endpoints that misbehave on purpose")
@@ -133,6 +151,7 @@ def create_app() -> Application:
     app.add(Boom("testing/boom"))
     app.add(Unserializable("testing/unserializable"))
     app.add(Masked("testing/masked"))
+    app.add(Shelf("testing/shelf"))
     return app
 
 

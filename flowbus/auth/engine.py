@@ -42,7 +42,7 @@ from flowbus.errors import (
     RateLimited,
 )
 from flowbus.params import Query
-from flowbus.store.base import Store
+from flowbus.store.base import Patch, Store
 
 __all__ = ["BUILTIN_ROLES", "PRUNE_EVERY", "SYNC_EVERY", "AuthEngine", "LoginThrottle", "Role", "Rule"]
 
@@ -413,10 +413,13 @@ class AuthEngine:
         return await self.store.patch(TOKENS, "", token_id, {"revoked": True}, _no_text)
 
     async def revoke_user_tokens(self, username: str) -> None:
-        for record in await self._all(TOKENS, {"username": username}):
-            if not record.get("revoked"):
-                self._revoked.add(record["id"])
-                await self.store.patch(TOKENS, "", record["id"], {"revoked": True}, _no_text)
+        """Revoke every usable token of ``username``: at once in memory, then in the store, in one
+        transaction (an expired token needs no revoking, and may be pruned meanwhile)."""
+        cutoff = time.time() - LEEWAY
+        records = await self._all(TOKENS, {"username": username})
+        ids = [r["id"] for r in records if not r.get("revoked") and r["expires_at"] >= cutoff]
+        self._revoked.update(ids)
+        await self.store.transaction([Patch(TOKENS, "", token_id, {"revoked": True}, _no_text) for token_id in ids])
 
     def claims_of(self, token: str) -> Claims:
         """Verify a token and return its claims (for refresh)."""

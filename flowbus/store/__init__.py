@@ -1,6 +1,6 @@
 """Storage: the :class:`Store` seam and its embedded SQLite implementation."""
 
-from flowbus.store.base import Prepare, Store
+from flowbus.store.base import Delete, Insert, Patch, Prepare, Store, Write
 from flowbus.store.sqlite import SQLiteStore
 
-__all__ = ["Prepare", "SQLiteStore", "Store"]
+__all__ = ["Delete", "Insert", "Patch", "Prepare", "SQLiteStore", "Store", "Write"]

@@ -8,18 +8,52 @@ objects.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from flowbus.params import Query
 
-__all__ = ["Prepare", "Store"]
+__all__ = ["Delete", "Insert", "Patch", "Prepare", "Store", "Write"]
 
 Prepare = Callable[[dict[str, Any]], str]
 """Called with an object about to be written; validates it and returns its search text.
 
 It raises a FlowBusError (typically InvalidData) to refuse the write.
 """
+
+
+@dataclass(frozen=True, slots=True)
+class Insert:
+    """A write of :meth:`Store.transaction`: what :meth:`Store.insert` does."""
+
+    collection: str
+    namespace: str
+    obj: dict[str, Any]
+    prepare: Prepare
+
+
+@dataclass(frozen=True, slots=True)
+class Patch:
+    """A write of :meth:`Store.transaction`: what :meth:`Store.patch` does."""
+
+    collection: str
+    namespace: str
+    objectid: str
+    changes: dict[str, Any]
+    prepare: Prepare
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """A write of :meth:`Store.transaction`: what :meth:`Store.delete` does."""
+
+    collection: str
+    namespace: str
+    objectid: str
+
+
+Write = Insert | Patch | Delete
 
 
 class Store(Protocol):
@@ -61,6 +95,18 @@ class Store(Protocol):
 
         Raises:
             DoesNotExist: no such object.
+        """
+
+    async def transaction(self, writes: Sequence[Write]) -> list[dict[str, Any]]:
+        """Make ``writes`` in order, all or none, durable together.
+
+        Each write sees those before it (an Insert, then a Patch of the same object, works).
+        Returns what :meth:`insert`, :meth:`patch` and :meth:`delete` would have returned, in
+        order.
+
+        Raises:
+            FlowBusError: the first refusal (Conflict, DoesNotExist, InvalidData...): then none
+                of the writes is kept.
         """
 
     async def query(self, collection: str, namespace: str, query: Query) -> tuple[list[dict[str, Any]], int]:

@@ -29,7 +29,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ import orjson
 
 from flowbus.errors import Conflict, DoesNotExist, FlowBusError, InternalError, Unavailable
 from flowbus.params import Query
-from flowbus.store.base import Prepare
+from flowbus.store.base import Delete, Insert, Patch, Prepare, Write
 from flowbus.store.cache import Key, ObjectCache
 
 __all__ = ["EXTERNAL_CHECK", "SQLiteStore"]
@@ -86,15 +86,24 @@ class _Job:
 
 
 class _Write:
-    """A queued write: what to run, whom to answer, and which cached object it changes."""
+    """A queued write: what to run, whom to answer, and which cached object it changes (a
+    transaction: ``many``, the key of each of its writes and whether it deletes)."""
 
-    __slots__ = ("deletes", "future", "key", "op")
+    __slots__ = ("deletes", "future", "key", "many", "op")
 
-    def __init__(self, op: WriteOp, future: asyncio.Future[Any], key: Key, deletes: bool) -> None:
+    def __init__(
+        self,
+        op: WriteOp,
+        future: asyncio.Future[Any],
+        key: Key,
+        deletes: bool,
+        many: tuple[tuple[Key, bool], ...] | None = None,
+    ) -> None:
         self.op = op
         self.future = future
         self.key = key
         self.deletes = deletes
+        self.many = many
 
 
 class _Insert:
@@ -127,6 +136,84 @@ class _Insert:
             raise Conflict(f"An object with id {stored['id']!r} already exists") from None
         conn.execute("INSERT INTO objects_fts (rowid, text) VALUES (?, ?)", (cur.lastrowid, text))
         return stored
+
+
+class _Patch:
+    """A patch (a :data:`WriteOp`)."""
+
+    __slots__ = ("changes", "collection", "namespace", "objectid", "prepare")
+
+    def __init__(
+        self, collection: str, namespace: str, objectid: str, changes: dict[str, Any], prepare: Prepare
+    ) -> None:
+        self.collection = collection
+        self.namespace = namespace
+        self.objectid = objectid
+        self.changes = changes
+        self.prepare = prepare
+
+    def __call__(self, conn: sqlite3.Connection) -> dict[str, Any]:
+        seq, current = _fetch_for_write(conn, self.collection, self.namespace, self.objectid)
+        merged = {**current, **self.changes, "id": current["id"], "created": current["created"]}
+        merged["updated"] = _now()
+        text = self.prepare(merged)
+        conn.execute(
+            "UPDATE objects SET updated = ?, body = ? WHERE seq = ?",
+            (merged["updated"], orjson.dumps(merged).decode(), seq),
+        )
+        conn.execute("UPDATE objects_fts SET text = ? WHERE rowid = ?", (text, seq))
+        return merged
+
+
+class _Delete:
+    """A delete (a :data:`WriteOp`)."""
+
+    __slots__ = ("collection", "namespace", "objectid")
+
+    def __init__(self, collection: str, namespace: str, objectid: str) -> None:
+        self.collection = collection
+        self.namespace = namespace
+        self.objectid = objectid
+
+    def __call__(self, conn: sqlite3.Connection) -> dict[str, Any]:
+        seq, current = _fetch_for_write(conn, self.collection, self.namespace, self.objectid)
+        conn.execute("DELETE FROM objects WHERE seq = ?", (seq,))
+        conn.execute("DELETE FROM objects_fts WHERE rowid = ?", (seq,))
+        return current
+
+
+class _Transaction:
+    """Several writes as one :data:`WriteOp`, in a savepoint of their own: when one refuses,
+    those before it are undone, so that the whole refuses before it has written anything."""
+
+    __slots__ = ("ops",)
+
+    def __init__(self, ops: list[WriteOp]) -> None:
+        self.ops = ops
+
+    def __call__(self, conn: sqlite3.Connection) -> list[Any]:
+        conn.execute("SAVEPOINT writes")
+        try:
+            results = [op(conn) for op in self.ops]
+        except BaseException:
+            conn.execute("ROLLBACK TO writes")
+            conn.execute("RELEASE writes")
+            raise
+        conn.execute("RELEASE writes")
+        return results
+
+
+def _op_of(write: Write) -> tuple[WriteOp, Key, bool]:
+    """The op that makes ``write``, the key of the object it changes, and whether it deletes."""
+    if isinstance(write, Insert):
+        op: WriteOp = _Insert(write.collection, write.namespace, write.obj, write.prepare)
+        return op, (write.collection, write.namespace, write.obj["id"]), False
+    key = (write.collection, write.namespace, write.objectid)
+    if isinstance(write, Patch):
+        return _Patch(*key, write.changes, write.prepare), key, False
+    if isinstance(write, Delete):
+        return _Delete(*key), key, True
+    raise TypeError(f"not a store write: {write!r}")
 
 
 _LAST_SEQ = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'objects'), 0)"
@@ -257,14 +344,16 @@ class SQLiteStore:
 
     # -- writes ---------------------------------------------------------------------------
 
-    async def _write(self, op: WriteOp, key: Key, *, deletes: bool = False) -> Any:
+    async def _write(
+        self, op: WriteOp, key: Key, *, deletes: bool = False, many: tuple[tuple[Key, bool], ...] | None = None
+    ) -> Any:
         if self._closing:
             raise Unavailable("The store is closing")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if not self._pending:
             loop.call_soon(self._flush)
-        self._pending.append(_Write(op, future, key, deletes))
+        self._pending.append(_Write(op, future, key, deletes, many))
         return await future
 
     def _flush(self) -> None:
@@ -340,8 +429,13 @@ class SQLiteStore:
     def _answer(self, batch: list[_Write], results: list[Any]) -> None:
         """Bring the cache up to date with a committed batch, then answer its callers."""
         for write, result in zip(batch, results, strict=True):
-            if not isinstance(result, BaseException):
+            if isinstance(result, BaseException):
+                continue
+            if write.many is None:
                 self.cache.written(write.key, None if write.deletes else result)
+                continue
+            for (key, deletes), one in zip(write.many, result, strict=True):
+                self.cache.written(key, None if deletes else one)
         for write, result in zip(batch, results, strict=True):
             if write.future.done():
                 continue
@@ -407,30 +501,23 @@ class SQLiteStore:
     async def patch(
         self, collection: str, namespace: str, objectid: str, changes: dict[str, Any], prepare: Prepare
     ) -> dict[str, Any]:
-        def op(conn: sqlite3.Connection) -> dict[str, Any]:
-            seq, current = _fetch_for_write(conn, collection, namespace, objectid)
-            merged = {**current, **changes, "id": current["id"], "created": current["created"]}
-            merged["updated"] = _now()
-            text = prepare(merged)
-            conn.execute(
-                "UPDATE objects SET updated = ?, body = ? WHERE seq = ?",
-                (merged["updated"], orjson.dumps(merged).decode(), seq),
-            )
-            conn.execute("UPDATE objects_fts SET text = ? WHERE rowid = ?", (text, seq))
-            return merged
-
+        op = _Patch(collection, namespace, objectid, changes, prepare)
         result: dict[str, Any] = await self._write(op, (collection, namespace, objectid))
         return result
 
     async def delete(self, collection: str, namespace: str, objectid: str) -> dict[str, Any]:
-        def op(conn: sqlite3.Connection) -> dict[str, Any]:
-            seq, current = _fetch_for_write(conn, collection, namespace, objectid)
-            conn.execute("DELETE FROM objects WHERE seq = ?", (seq,))
-            conn.execute("DELETE FROM objects_fts WHERE rowid = ?", (seq,))
-            return current
-
+        op = _Delete(collection, namespace, objectid)
         result: dict[str, Any] = await self._write(op, (collection, namespace, objectid), deletes=True)
         return result
+
+    async def transaction(self, writes: Sequence[Write]) -> list[dict[str, Any]]:
+        if not writes:
+            return []
+        made = [_op_of(write) for write in writes]
+        op = _Transaction([op for op, _, _ in made])
+        many = tuple((key, deletes) for _, key, deletes in made)
+        results: list[dict[str, Any]] = await self._write(op, many[0][0], many=many)
+        return results
 
     # -- reads ----------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import pytest
 
 from flowbus.errors import Conflict, DoesNotExist, InternalError, InvalidData, Unavailable
 from flowbus.params import Query
-from flowbus.store import SQLiteStore
+from flowbus.store import Delete, Insert, Patch, SQLiteStore
 from tests.flowbus.helpers import TIMESTAMP
 
 C = "inventory/device"
@@ -259,6 +259,66 @@ async def test_duplicate_insert(store: SQLiteStore) -> None:
     with pytest.raises(Conflict):
         await insert(store, "a", name="second")
     assert await store.get(C, "", "a") == first
+
+
+# -- transactions -------------------------------------------------------------------------------
+
+
+async def test_transaction_makes_every_write_in_order(store: SQLiteStore) -> None:
+    """Each write sees those before it; the results are what the single writes answer; the reads
+    after it (the cache and the database) see them all."""
+    await insert(store, "old", name="old")
+    results = await store.transaction(
+        [
+            Insert(C, "", {"id": "new", "name": "new"}, prepare),
+            Patch(C, "", "new", {"site": "lab"}, prepare),
+            Delete(C, "", "old"),
+        ]
+    )
+    assert [r["id"] for r in results] == ["new", "new", "old"]
+    assert results[1]["site"] == "lab" and results[1]["created"] == results[0]["created"]
+    assert await store.get(C, "", "new") == results[1]
+    assert await store.get(C, "", "old") is None
+    assert (await store.search(C, "", Query(q="lab")))[1] == 1
+    reopened = SQLiteStore(store.path)
+    await reopened.open()
+    try:
+        assert await reopened.get(C, "", "new") == results[1] and await reopened.get(C, "", "old") is None
+    finally:
+        await reopened.close()
+
+
+@pytest.mark.parametrize(
+    ("last", "error"),
+    [
+        (Insert(C, "", {"id": "kept", "name": "again"}, prepare), Conflict),
+        (Patch(C, "", "nobody", {"x": 1}, prepare), DoesNotExist),
+        (Patch(C, "", "kept", {"x": 1}, refuse), InvalidData),
+        (Delete(C, "", "nobody"), DoesNotExist),
+        (Insert(C, "", {"id": "bug"}, crash), InternalError),
+    ],
+    ids=["conflict", "patch-missing", "refused", "delete-missing", "bug"],
+)
+async def test_a_refused_write_undoes_the_whole_transaction(
+    store: SQLiteStore, last: Any, error: type[Exception]
+) -> None:
+    """When the last write refuses, the first two are not kept, in the cache or the database,
+    and a write of another caller committed with it is."""
+    kept = await insert(store, "kept", name="kept")
+    first = Insert(C, "", {"id": "first", "name": "first"}, prepare)
+    change = Patch(C, "", "kept", {"name": "changed"}, prepare)
+    transaction = store.transaction([first, change, last])
+    failed, other = await asyncio.gather(transaction, insert(store, "other"), return_exceptions=True)
+    assert isinstance(failed, error), failed
+    assert isinstance(other, dict)
+    assert await store.get(C, "", "first") is None
+    assert await store.get(C, "", "kept") == kept
+    assert (await store.search(C, "", Query(q="changed")))[1] == 0
+    assert await store.get(C, "", "other") == other
+
+
+async def test_an_empty_transaction_writes_nothing(store: SQLiteStore) -> None:
+    assert await store.transaction([]) == []
 
 
 # -- queries ------------------------------------------------------------------------------------
