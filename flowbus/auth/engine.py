@@ -59,9 +59,9 @@ _OUTSIDE_NAMESPACES = frozenset({TOKENS, APIKEYS})
 # Changing one of these fields of a user revokes the user's tokens.
 _REVOKING = ("password_hash", "roles", "namespaces", "disabled")
 SYNC_EVERY = 2.0
+"""Seconds between two looks at the store for users changed by another process (``flowbus user``)."""
 PRUNE_EVERY = 3600.0
 """Seconds between two deletions of the records of expired tokens."""
-"""Seconds between two looks at the store for users changed by another process (``flowbus user``)."""
 
 
 @dataclass(slots=True, frozen=True)
