@@ -52,7 +52,7 @@ USERS, ROLES, APIKEYS, TOKENS = "auth/user", "auth/role", "auth/apikey", "auth/t
 ALL_METHODS = ("LIST", "OPEN", "CREATE", "UPDATE", "DELETE", "INDEX", "RUN")
 READ_METHODS = ("LIST", "OPEN", "INDEX")
 _USERNAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
-_ADMIN_ONLY = ["auth/user", "auth/role"]
+_ADMIN_ONLY = ("auth/user", "auth/role")
 # Tokens and API keys are kept outside namespaces: a namespace-limited user still logs out,
 # refreshes its token and manages its own API keys, in the default namespace.
 _OUTSIDE_NAMESPACES = frozenset({TOKENS, APIKEYS})
@@ -383,6 +383,9 @@ class AuthEngine:
         self._allowed.add(key)
 
     def _check(self, identity: Identity, method: str, endpoint: str, namespace: str, permission: str | None) -> None:
+        if identity.namespaces is not None and endpoint in _ADMIN_ONLY:
+            # Users and roles belong to no namespace: managing them could lift the limit itself.
+            raise PermissionDenied(f"{identity.subject} is limited to namespaces: users and roles are not theirs")
         limited = identity.namespaces is not None and namespace not in identity.namespaces
         if limited and not (namespace == "" and endpoint in _OUTSIDE_NAMESPACES):
             raise PermissionDenied(f"{identity.subject} may not use namespace {namespace!r}")

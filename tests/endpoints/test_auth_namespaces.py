@@ -100,3 +100,18 @@ async def test_changing_a_users_namespaces_revokes_its_tokens(bus: Served, limit
     refused(await ws_call(bus, limited.token, "LIST", DEVICE, namespace=limited.own), "AUTH_FAILED")
     token = ok(bus.login(name, PASSWORD))["token"]
     assert ok(await ws_call(bus, token, "LIST", DEVICE, namespace=limited.other)) == [limited.secret]
+
+
+@pytest.mark.parametrize("endpoint", ["auth/user", "auth/role"])
+async def test_a_limited_admin_cannot_manage_users_or_roles(bus: Served, endpoint: str) -> None:
+    """Users and roles belong to no namespace: an admin limited to one may not see or change them
+    (else it could lift its own limit), in its namespace or in the default one."""
+    own = unique("site-a")
+    name, token = await add_user(bus, ["admin"], [own])
+    for namespace in (own, ""):
+        refused(await ws_call(bus, token, "LIST", endpoint, namespace=namespace), "PERMISSION_DENIED")
+    lift = await ws_call(bus, token, "UPDATE", "auth/user", objectid=name, namespace=own, data={"namespaces": None})
+    refused(lift, "PERMISSION_DENIED")
+    (user,) = [u for u in await admin(bus, "LIST", "auth/user") if u["id"] == name]
+    assert user["namespaces"] == [own]
+    assert ok(await ws_call(bus, token, "LIST", DEVICE, namespace=own)) == []
