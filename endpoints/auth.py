@@ -20,7 +20,6 @@ from flowbus import (
     Call,
     DoesNotExist,
     Endpoint,
-    Identity,
     InvalidData,
     Method,
     Page,
@@ -40,10 +39,6 @@ def _public(record: dict[str, Any]) -> dict[str, Any]:
 def _page(rows: list[dict[str, Any]], parameters: dict[str, Any]) -> Page:
     query = Query.from_parameters({k: v for k, v in parameters.items() if k in ("limit", "page", "offset")})
     return Page(rows[query.offset : query.offset + query.limit], query.limit, query.offset, len(rows))
-
-
-def _is_admin(identity: Identity) -> bool:
-    return "admin" in identity.roles
 
 
 def _strings(data: dict[str, Any], *names: str) -> list[str]:
@@ -95,7 +90,7 @@ class Tokens(Endpoint):
 
     async def list(self, call: Call) -> Page:
         rows = await self.engine.token_records()
-        mine = [r for r in rows if _is_admin(call.identity) or r["username"] == call.identity.subject]
+        mine = [r for r in rows if self.engine.is_admin(call.identity) or r["username"] == call.identity.subject]
         return _page(mine, call.parameters)
 
 
@@ -142,7 +137,7 @@ class ApiKeys(Endpoint):
     async def create(self, call: Call) -> dict[str, Any]:
         data = call.data or {}
         owner = data.get("owner") or call.identity.subject
-        if owner != call.identity.subject and not _is_admin(call.identity):
+        if owner != call.identity.subject and not self.engine.is_admin(call.identity):
             raise InvalidData("Only an admin may make keys for another user", field="owner")
         if owner not in self.engine.users:
             raise InvalidData(f"No user {owner!r}", field="owner")
@@ -154,13 +149,13 @@ class ApiKeys(Endpoint):
 
     async def list(self, call: Call) -> Page:
         rows = [self._show(r) for r in await self.engine.apikey_records()]
-        mine = [r for r in rows if _is_admin(call.identity) or r["owner"] == call.identity.subject]
+        mine = [r for r in rows if self.engine.is_admin(call.identity) or r["owner"] == call.identity.subject]
         return _page(mine, call.parameters)
 
     async def delete(self, call: Call) -> dict[str, Any]:
         rows = await self.engine.apikey_records()
         record = next((r for r in rows if r["id"] == call.objectid), None)
-        if record is None or (record["owner"] != call.identity.subject and not _is_admin(call.identity)):
+        if record is None or (record["owner"] != call.identity.subject and not self.engine.is_admin(call.identity)):
             raise DoesNotExist("No such API key")
         return self._show(await self.engine.remove_apikey(record["id"]))
 

@@ -407,10 +407,16 @@ class AuthEngine:
         await self.store.insert(TOKENS, "", record, _no_text)
         return {"token": token, "expires": _rfc3339(claims.expires), "id": claims.token_id}
 
+    @staticmethod
+    def is_admin(identity: Identity) -> bool:
+        """Whether ``identity`` may act on other users' tokens and API keys: an admin not limited
+        to namespaces (a limited one could otherwise take a key of an unlimited user)."""
+        return "admin" in identity.roles and identity.namespaces is None
+
     async def revoke_token(self, token_id: str, by: Identity) -> dict[str, Any]:
-        """Revoke a token by id; users may revoke their own, admins any."""
+        """Revoke a token by id; users may revoke their own, admins (:meth:`is_admin`) any."""
         record = await self.store.get(TOKENS, "", token_id)
-        if record is None or (record["username"] != by.subject and "admin" not in by.roles):
+        if record is None or (record["username"] != by.subject and not self.is_admin(by)):
             raise DoesNotExist("No such token")
         self._revoked.add(token_id)
         return await self.store.patch(TOKENS, "", token_id, {"revoked": True}, _no_text)

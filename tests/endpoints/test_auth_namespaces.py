@@ -115,3 +115,19 @@ async def test_a_limited_admin_cannot_manage_users_or_roles(bus: Served, endpoin
     (user,) = [u for u in await admin(bus, "LIST", "auth/user") if u["id"] == name]
     assert user["namespaces"] == [own]
     assert ok(await ws_call(bus, token, "LIST", DEVICE, namespace=own)) == []
+
+
+async def test_a_limited_admin_acts_only_for_itself_on_keys_and_tokens(bus: Served) -> None:
+    """A limited admin may not make an API key for another user (it would act without the limit),
+    nor list or revoke another user's keys and tokens; its own still work."""
+    own = unique("site-a")
+    name, token = await add_user(bus, ["admin"], [own])
+    taken = await ws_call(bus, token, "CREATE", "auth/apikey", data={"owner": "admin"})
+    refused(taken, "INVALID_DATA")
+    assert {key["owner"] for key in ok(await ws_call(bus, token, "LIST", "auth/apikey"))} <= {name}
+    assert {t["username"] for t in ok(await ws_call(bus, token, "LIST", "auth/token"))} == {name}
+    others = [t["id"] for t in await admin(bus, "LIST", "auth/token") if t["username"] != name]
+    refused(await ws_call(bus, token, "DELETE", "auth/token", objectid=others[0]), "DO_NOT_EXIST")
+    key = ok(await ws_call(bus, token, "CREATE", "auth/apikey", data={}))["key"]
+    assert ok(await ws_call(bus, key, "LIST", DEVICE, namespace=own)) == []
+    refused(await ws_call(bus, key, "LIST", DEVICE, namespace=""), "PERMISSION_DENIED")
