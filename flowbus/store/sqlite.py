@@ -38,7 +38,7 @@ import aiosqlite
 import orjson
 
 from flowbus.errors import Conflict, DoesNotExist, FlowBusError, InternalError, Unavailable
-from flowbus.params import Query
+from flowbus.params import Query, check_field_name
 from flowbus.store.base import Delete, Insert, Patch, Prepare, Write
 from flowbus.store.cache import Key, ObjectCache
 
@@ -651,7 +651,8 @@ def _as_flowbus_error(exc: Exception) -> FlowBusError:
 
 
 def _field_sql(name: str) -> str:
-    # Field names were checked by params.check_field_name: letters, digits and '_'.
+    # The name goes into the SQL text: checked here, whoever built the Query (letters, digits, '_').
+    check_field_name(name)
     return f"o.{name}" if name in _COLUMNS else f"json_extract(o.body, '$.{name}')"
 
 

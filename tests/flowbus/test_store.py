@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from flowbus.errors import Conflict, DoesNotExist, InternalError, InvalidData, Unavailable
+from flowbus.errors import Conflict, DoesNotExist, InternalError, InvalidData, InvalidRequest, Unavailable
 from flowbus.params import Query
 from flowbus.store import Delete, Insert, Patch, SQLiteStore
 from tests.flowbus.helpers import TIMESTAMP
@@ -401,6 +401,25 @@ SORTS = [
     ("site", False, "decabf"),
     ("weight", True, "faedcb"),
 ]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        Query(filters={"name') IS NOT NULL OR ('": "x"}),
+        Query(sort="name'); DROP TABLE objects; --"),
+        Query(filters={"": 1}),
+    ],
+    ids=["filter", "sort", "empty"],
+)
+async def test_a_query_built_in_code_cannot_put_sql_in_a_field_name(
+    store: SQLiteStore, devices: list[dict[str, Any]], query: Query
+) -> None:
+    """Field names go into the SQL text, so the store checks them itself, not only
+    Query.from_parameters: an endpoint may build a Query from anything."""
+    with pytest.raises(InvalidRequest):
+        await store.query(C, "", query)
+    assert (await store.query(C, "", Query()))[1] == len(devices)
 
 
 @pytest.mark.parametrize(("sort", "descending", "expected"), SORTS, ids=[f"{s}-{d}" for s, d, _ in SORTS])
