@@ -8,11 +8,10 @@ from aiohttp.typedefs import Middleware
 
 from flowbus.config import Settings
 from flowbus.dispatcher import Dispatcher
-from flowbus.hosts import HostCheck
 from flowbus.registry import Registry
 from gateway.handlers import make_api, openapi
 from gateway.keys import DISPATCHER, REGISTRY, SETTINGS, SOCKETS, TABLES, Sockets, Tables
-from gateway.middlewares import Unmatched, cors, enveloped, host_guard
+from gateway.middlewares import Unmatched, cors, enveloped, no_auth_guard
 from gateway.openapi import build_openapi
 from gateway.websocket import PATH as WS_PATH, close_sockets, websocket
 
@@ -52,14 +51,15 @@ def create_app(dispatcher: Dispatcher, registry: Registry, settings: Settings) -
 
 
 def _middlewares(settings: Settings) -> list[Middleware]:
-    """The Host guard only without authentication, the CORS middleware only when CORS is on: each
-    middleware costs every request a coroutine (and with any, aiohttp adds one of its own).
+    """The guard against other sites only without authentication, the CORS middleware only when
+    CORS is on: each middleware costs every request a coroutine (and with any, aiohttp adds one of
+    its own).
 
     Failures are answered as envelopes without one: every route's handler answers its own
     (:func:`gateway.middlewares.enveloped` for all but /api's, which does it itself) and
     :class:`gateway.middlewares.Unmatched` answers the 404s and 405s; a route added to this
     application must do the same."""
-    guard = [host_guard(HostCheck(settings.allowed_hosts, settings.host))] if settings.no_auth else []
+    guard = [no_auth_guard(settings)] if settings.no_auth else []
     return guard + ([cors] if settings.cors_origins else [])
 
 

@@ -10,12 +10,14 @@ served for other methods).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
+from multidict import istr
 from yarl import URL
 
+from flowbus.config import Settings
 from flowbus.errors import (
     FlowBusError,
     InternalError,
@@ -27,12 +29,19 @@ from flowbus.errors import (
 )
 from flowbus.hosts import REFUSED as HOST_REFUSED, HostCheck
 from flowbus.protocol import new_errorid
+from flowbus.server import origin_allowed
 from gateway.keys import DISPATCHER, SETTINGS
 from gateway.translate import render
 
-__all__ = ["CORS_HEADERS", "CORS_METHODS", "Unmatched", "cors", "enveloped", "host_guard", "last_resort"]
+__all__ = ["CORS_HEADERS", "CORS_METHODS", "Unmatched", "cors", "enveloped", "last_resort", "no_auth_guard"]
 
 logger = logging.getLogger("gateway")
+
+CROSS_SITE_REFUSED = (
+    "Cross-site request refused: a bus without authentication answers only its own pages, listed origins"
+    " and clients that are not browsers"
+)
+_SEC_FETCH_SITE = istr("Sec-Fetch-Site")
 
 CORS_METHODS = "GET, POST, PUT, PATCH, DELETE"
 CORS_HEADERS = (
@@ -172,18 +181,38 @@ async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
     return response
 
 
-def host_guard(hosts: HostCheck) -> Middleware:
-    """Refuse (403 PERMISSION_DENIED) every request whose ``Host`` is not one of ``hosts``: on a
-    bus without authentication, which a page rebound to this machine could otherwise use in full
-    (see :mod:`flowbus.hosts`)."""
+def no_auth_guard(settings: Settings) -> Middleware:
+    """On a bus without authentication, refuse (403 PERMISSION_DENIED) what a web page could make
+    a visitor's browser send it:
+
+    - a ``Host`` that is not one of the bus's names: a page rebound to this machine (see
+      :mod:`flowbus.hosts`);
+    - a cross-site request: an ``Origin`` that is neither the bus's own nor listed in
+      ``allowed_origins`` or ``cors_origins``, or, without ``Origin``, ``Sec-Fetch-Site:
+      cross-site`` or ``same-site`` (another site's image, link or form).
+
+    Clients that are not browsers send neither ``Origin`` nor ``Sec-Fetch-Site``.
+    """
+    hosts = HostCheck(settings.allowed_hosts, settings.host)
+    listed = frozenset(settings.cors_origins)
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not hosts(request.headers.get(hdrs.HOST)):
+        host = request.headers.get(hdrs.HOST)
+        if not hosts(host):
             return _answer(request, PermissionDenied(HOST_REFUSED))
+        if _cross_site(request.headers, host, settings, listed):
+            return _answer(request, PermissionDenied(CROSS_SITE_REFUSED))
         return await handler(request)
 
     return guard
+
+
+def _cross_site(headers: Mapping[str, str], host: str | None, settings: Settings, listed: frozenset[str]) -> bool:
+    origin = headers.get(hdrs.ORIGIN)
+    if origin is not None:
+        return not (origin in listed or "*" in listed or origin_allowed(origin, host, settings))
+    return headers.get(_SEC_FETCH_SITE) in ("cross-site", "same-site")
 
 
 def _http_error(exc: web.HTTPException) -> FlowBusError:

@@ -1,5 +1,7 @@
-"""Without authentication the bus answers only to the names it has: a page that rebinds its own
-name to this machine (DNS rebinding) is refused by its Host header, on both ports."""
+"""Without authentication the bus refuses what another site's page could make a browser send it:
+a page that rebinds its own name to this machine (DNS rebinding) by its Host header, on both
+ports, and cross-site requests (another site's image, link, form or fetch) by Origin and
+Sec-Fetch-Site."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import aiohttp
 import pytest
 
 from flowbus.hosts import HostCheck
-from tests.endpoints.helpers import DEVICES, http
+from tests.endpoints.helpers import DEVICE, DEVICES, http, ok, unique, ws_call
 from tests.support import Served, serving
 
 
@@ -97,6 +99,48 @@ async def test_a_rebound_name_cannot_open_a_websocket_on_either_port(open_bus: S
     for url in ws_urls(open_bus):
         assert await handshake_status(url, "evil.example") == 403, url
         assert await handshake_status(url, "bus.example") == 101, url
+
+
+CROSS_SITE = [
+    pytest.param("GET", {"Sec-Fetch-Site": "cross-site"}, id="image-or-link"),
+    pytest.param("GET", {"Sec-Fetch-Site": "same-site"}, id="sibling-site"),
+    pytest.param("POST", {"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"}, id="form-or-fetch"),
+    pytest.param("POST", {"Origin": "null"}, id="sandboxed"),
+]
+
+
+@pytest.mark.parametrize(("verb", "headers"), CROSS_SITE)
+async def test_another_sites_request_is_refused(open_bus: Served, verb: str, headers: dict[str, str]) -> None:
+    """A GET that carries DELETE, or a form's POST (CREATE), from any web page would otherwise
+    reach an open bus on the visitor's machine: 403, and nothing is written."""
+    objectid = unique("device")
+    ok(await ws_call(open_bus, None, "CREATE", DEVICE, data={"id": objectid, "name": "kept"}))
+    path, body = (f"{DEVICES}{objectid}?method=DELETE", None) if verb == "GET" else (DEVICES, {"name": "planted"})
+    status, _, envelope = await http(open_bus, verb, path, body=body, headers=headers)
+    assert (status, envelope["errorcode"]) == (403, "PERMISSION_DENIED")
+    assert envelope["message"].startswith("Cross-site request refused")
+    names = {row["id"]: row["name"] for row in ok(await ws_call(open_bus, None, "LIST", DEVICE))}
+    assert names[objectid] == "kept" and "planted" not in names.values()
+
+
+SAME_SITE = [
+    pytest.param({"Sec-Fetch-Site": "same-origin"}, id="own-page"),
+    pytest.param({"Sec-Fetch-Site": "none"}, id="typed-url"),
+    pytest.param({}, id="not-a-browser"),
+]
+
+
+@pytest.mark.parametrize("headers", SAME_SITE)
+async def test_own_pages_typed_urls_and_scripts_are_answered(open_bus: Served, headers: dict[str, str]) -> None:
+    status, _, envelope = await http(open_bus, "GET", DEVICES, headers=headers)
+    assert status == 200 and envelope["success"] is True
+
+
+async def test_the_bus_own_origin_is_answered(open_bus: Served) -> None:
+    own = "http://" + open_bus.http_url.removeprefix("http://")
+    headers = {"Origin": own, "Sec-Fetch-Site": "same-origin"}
+    status, _, envelope = await http(open_bus, "GET", DEVICES, headers=headers)
+    assert status == 200 and envelope["success"] is True
 
 
 async def test_with_authentication_the_host_is_not_checked(bus: Served) -> None:
