@@ -62,6 +62,7 @@ SYNC_EVERY = 2.0
 """Seconds between two looks at the store for users changed by another process (``flowbus user``)."""
 PRUNE_EVERY = 3600.0
 """Seconds between two deletions of the records of expired tokens."""
+_PRUNE_CHUNK = 1000
 
 
 @dataclass(slots=True, frozen=True)
@@ -226,16 +227,22 @@ class AuthEngine:
         :meth:`revoke_user_tokens` read) would grow for as long as the bus is used.
         """
         cutoff = time.time() - LEEWAY
-        live = []
+        live: list[dict[str, Any]] = []
+        expired: list[str] = []
         for record in await self._all(TOKENS):
             if record["expires_at"] >= cutoff:
                 live.append(record)
-                continue
-            self._revoked.discard(record["id"])
-            try:
-                await self.store.delete(TOKENS, "", record["id"])
-            except DoesNotExist:  # another process pruned it first
-                pass
+            else:
+                expired.append(record["id"])
+        self._revoked.difference_update(expired)
+        # A chunk's deletes are queued together and share commits; one another process made
+        # first (DoesNotExist) is done already.
+        for start in range(0, len(expired), _PRUNE_CHUNK):
+            chunk = expired[start : start + _PRUNE_CHUNK]
+            done = await asyncio.gather(*(self.store.delete(TOKENS, "", i) for i in chunk), return_exceptions=True)
+            failed = [e for e in done if isinstance(e, BaseException) and not isinstance(e, DoesNotExist)]
+            if failed:
+                raise failed[0]
         return live
 
     async def bootstrap(self, password: str | None) -> str | None:

@@ -12,6 +12,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,3 +96,23 @@ async def test_the_running_bus_prunes_from_time_to_time(store: SQLiteStore) -> N
         with contextlib.suppress(asyncio.CancelledError):
             await watching
     assert await stored_ids(store) == {"live"}
+
+
+async def test_many_expired_records_are_deleted_in_few_commits(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bus that ran for long before pruning existed may hold many such records: they are
+    deleted together (a commit per 512 of them), not one commit each, so starting stays quick."""
+    await asyncio.gather(*(record(store, f"old-{i}", -3600) for i in range(2500)))
+    await record(store, "live", 600)
+    commits: list[int] = []
+    apply = store._apply
+
+    def counting(ops: list[Any]) -> list[Any]:
+        commits.append(len(ops))
+        return apply(ops)
+
+    monkeypatch.setattr(store, "_apply", counting)
+    await engine_on(store).load()
+    assert await stored_ids(store) == {"live"}
+    assert sum(commits) >= 2500 and len(commits) <= 10, commits
