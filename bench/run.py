@@ -106,7 +106,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--scenarios", default=",".join(SCENARIOS), help="comma-separated, e.g. S1,S3 (default: all)")
     add("--calls", type=int, default=200_000, help="calls per measurement at most (default 200000)")
     add("--seconds", type=float, default=10.0, help="seconds per measurement at most (default 10)")
-    add("--rounds", type=int, default=3, help="S1-S4: rounds a row's calls and seconds are split into, servers taking turns (default 3)")
+    rounds = "S1-S4: rounds a row's calls and seconds are split into, servers taking turns (default 3)"
+    add("--rounds", type=int, default=3, help=rounds)
     add("--connections", type=int, default=50, help="connections of S2, S3 and S4 (default 50)")
     add("--in-flight", type=int, default=64, help="calls in flight on S1's connection (default 64)")
     add("--idle-connections", type=int, default=10_000, help="connections held open in S5 (default 10000)")
