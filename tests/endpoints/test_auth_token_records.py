@@ -12,7 +12,6 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -22,6 +21,7 @@ from flowbus.auth.tokens import LEEWAY, TokenIssuer
 from flowbus.errors import AuthFailed
 from flowbus.params import Query
 from flowbus.store import SQLiteStore
+from tests.flowbus.helpers import count_batches
 
 TOKENS = "auth/token"
 
@@ -105,14 +105,7 @@ async def test_many_expired_records_are_deleted_in_few_commits(
     deleted together (a commit per 512 of them), not one commit each, so starting stays quick."""
     await asyncio.gather(*(record(store, f"old-{i}", -3600) for i in range(2500)))
     await record(store, "live", 600)
-    commits: list[int] = []
-    apply = store._apply
-
-    def counting(ops: list[Any]) -> list[Any]:
-        commits.append(len(ops))
-        return apply(ops)
-
-    monkeypatch.setattr(store, "_apply", counting)
+    commits = count_batches(store, monkeypatch)
     await engine_on(store).load()
     assert await stored_ids(store) == {"live"}
     assert sum(commits) >= 2500 and len(commits) <= 10, commits

@@ -1,4 +1,4 @@
-"""Small helpers shared by the websocket tests of the bus core."""
+"""Small helpers shared by the tests of the bus core."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import re
 import uuid
 from typing import Any
 
+import pytest
 from websockets.asyncio.client import ClientConnection
 
+from flowbus.store import SQLiteStore
 from tests.support import rpc
 
 DEVICE = "inventory/device"
@@ -42,3 +44,16 @@ async def fails(
     assert answer["errorcode"] == errorcode, answer
     assert str(uuid.UUID(answer["errorid"])) == answer["errorid"]
     return answer
+
+
+def count_batches(store: SQLiteStore, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the batches ``store``'s writer commits from now on, in order (filled as it goes)."""
+    sizes: list[int] = []
+    apply = store._apply
+
+    def counting(ops: list[Any]) -> list[Any]:
+        sizes.append(len(ops))
+        return apply(ops)
+
+    monkeypatch.setattr(store, "_apply", counting)
+    return sizes

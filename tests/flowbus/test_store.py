@@ -14,7 +14,7 @@ import pytest
 from flowbus.errors import Conflict, DoesNotExist, InternalError, InvalidData, InvalidRequest, Unavailable
 from flowbus.params import Query
 from flowbus.store import Delete, Insert, Patch, SQLiteStore
-from tests.flowbus.helpers import TIMESTAMP
+from tests.flowbus.helpers import TIMESTAMP, count_batches
 
 C = "inventory/device"
 META = ("id", "created", "updated")
@@ -47,15 +47,7 @@ async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
 @pytest.fixture
 def batches(store: SQLiteStore, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The sizes of the batches the writer commits, in order."""
-    sizes: list[int] = []
-    apply = store._apply
-
-    def counting(ops: list[Any]) -> list[Any]:
-        sizes.append(len(ops))
-        return apply(ops)
-
-    monkeypatch.setattr(store, "_apply", counting)
-    return sizes
+    return count_batches(store, monkeypatch)
 
 
 async def insert(store: SQLiteStore, objectid: str, namespace: str = "", **fields: Any) -> dict[str, Any]:
