@@ -10,6 +10,7 @@ The hierarchy:
   * MethodNotSupported              METHOD_NOT_SUPPORTED (405)
   * DoesNotExist                    DO_NOT_EXIST (404)
   * Conflict                        CONFLICT (409)
+  * Gone                            GONE (410)
   * AuthRequired                    AUTH_REQUIRED (401)
   * AuthFailed                      AUTH_FAILED (401)
   * PermissionDenied                PERMISSION_DENIED (403)
@@ -31,6 +32,7 @@ __all__ = [
     "Conflict",
     "DoesNotExist",
     "FlowBusError",
+    "Gone",
     "InternalError",
     "InvalidData",
     "InvalidRequest",
@@ -142,6 +144,14 @@ class Conflict(FlowBusError):
     default_message = "Conflict"
 
 
+class Gone(FlowBusError):
+    """What was asked for is no longer kept (a change log position older than its retention)."""
+
+    errorcode = "GONE"
+    http_status = 410
+    default_message = "No longer kept"
+
+
 class AuthRequired(FlowBusError):
     """No token or credentials were given."""
 
@@ -212,6 +222,7 @@ _BY_CODE: dict[str, type[FlowBusError]] = {
         MethodNotSupported,
         DoesNotExist,
         Conflict,
+        Gone,
         AuthRequired,
         AuthFailed,
         PermissionDenied,

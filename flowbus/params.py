@@ -12,11 +12,26 @@ from typing import Any
 
 from flowbus.errors import InvalidRequest
 
-__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "MAX_OFFSET", "RESERVED", "Query", "check_field_name"]
+__all__ = [
+    "DEFAULT_LIMIT",
+    "MAX_FILTERS",
+    "MAX_LIMIT",
+    "MAX_OFFSET",
+    "MAX_PAGE_BYTES",
+    "RESERVED",
+    "Query",
+    "check_field_name",
+]
 
 DEFAULT_LIMIT = 30
 MAX_LIMIT = 1000
 MAX_OFFSET = 2**63 - 1
+MAX_FILTERS = 64
+"""Filters one LIST or INDEX may give: each is a clause of the query, and a database bounds
+how deep a query's expression may grow."""
+MAX_PAGE_BYTES = 8 << 20
+"""The JSON a page of LIST or INDEX carries at most: a page whose objects pass it is cut
+short after the object that passes it (``page.truncated`` says so)."""
 RESERVED = frozenset({"limit", "page", "offset", "sort", "q"})
 _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
@@ -38,6 +53,7 @@ class Query:
     descending: bool = False
     filters: dict[str, Any] = field(default_factory=dict)
     q: str | None = None
+    max_bytes: int = MAX_PAGE_BYTES
 
     @classmethod
     def from_parameters(cls, parameters: dict[str, Any]) -> Query:
@@ -58,6 +74,8 @@ class Query:
         if q is not None and not isinstance(q, str):
             raise InvalidRequest("'q' must be a string")
         filters = {check_field_name(str(k)): v for k, v in parameters.items() if k not in RESERVED}
+        if len(filters) > MAX_FILTERS:
+            raise InvalidRequest(f"At most {MAX_FILTERS} filters may be given")
         return cls(limit, offset, sort, descending, filters, q or None)
 
 

@@ -100,6 +100,9 @@ class Page:
     limit: int
     offset: int
     total: int
+    truncated: bool = False
+    """The page was cut short of ``limit`` items because its JSON reached the answer's size
+    bound (:data:`~flowbus.params.MAX_PAGE_BYTES`): ask again from ``offset + len(items)``."""
 
 
 @dataclass(slots=True)
@@ -278,6 +281,8 @@ def success_dict(result: Any, requestid: str | int | None = None, status: int = 
             "dataType": "JSON",
             "page": {"limit": result.limit, "offset": result.offset, "total": result.total},
         }
+        if result.truncated:
+            out["page"]["truncated"] = True
     else:
         out = {"status": status, "success": True, "data": result, "dataType": "JSON"}
     if requestid is not None:

@@ -1,26 +1,79 @@
 """The Store seam: what endpoints may ask of storage.
 
 Objects are JSON objects kept per ``collection`` and ``namespace``; every stored object has
-``id``, ``created`` and ``updated`` at its top level. Implementations must make each write
-durable before it returns, and keep namespaces apart: the same id in two namespaces is two
-objects.
+``id``, ``created``, ``updated`` and ``version`` at its top level (:data:`META`). ``version`` is
+1 when the object is created and grows by one with every write of it, so that a writer can say
+"only if nobody wrote it since I read it" (``expect=``): a stale version is refused CONFLICT.
+
+Every write, single or in a transaction, records a :class:`Change` in the store's change log
+in the same commit, with a sequence number (``seq``) that grows in commit order. A reader that
+remembers the last ``seq`` it saw resumes with :meth:`Store.changes` after a restart or a crash
+and misses nothing that was acknowledged; :meth:`Store.wait_changed` tells it when to look.
+
+Implementations must make each write durable before it returns, keep namespaces apart (the same
+id in two namespaces is two objects), and validate (run ``prepare``) on the event loop, before
+the write is queued, never inside the writer's transaction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from flowbus.params import Query
 
-__all__ = ["Delete", "Insert", "Patch", "Prepare", "Store", "Write"]
+__all__ = [
+    "CREATED",
+    "DELETED",
+    "META",
+    "UPDATED",
+    "Change",
+    "Delete",
+    "Get",
+    "Insert",
+    "Patch",
+    "Peekable",
+    "Prepare",
+    "Store",
+    "Write",
+]
+
+META = ("id", "created", "updated", "version")
+"""The fields the store keeps itself; whatever a caller gives for them is not the object's data."""
+
+CREATED: Literal["CREATED"] = "CREATED"
+UPDATED: Literal["UPDATED"] = "UPDATED"
+DELETED: Literal["DELETED"] = "DELETED"
 
 Prepare = Callable[[dict[str, Any]], str]
 """Called with an object about to be written; validates it and returns its search text.
 
-It raises a FlowBusError (typically InvalidData) to refuse the write.
+It raises a FlowBusError (typically InvalidData) to refuse the write. It runs on the event loop.
 """
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One committed write, as the change log keeps it.
+
+    Attributes:
+        seq: its place in commit order: larger than that of every change committed before it.
+        kind: CREATED, UPDATED or DELETED.
+        collection, namespace, objectid: the object written.
+        version: the object's version after the write (for DELETED, the version it had).
+        data: the object after the write; for DELETED, the object as it was.
+        at: when it was committed (RFC 3339, UTC).
+    """
+
+    seq: int
+    kind: str
+    collection: str
+    namespace: str
+    objectid: str
+    version: int
+    data: dict[str, Any]
+    at: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +95,7 @@ class Patch:
     objectid: str
     changes: dict[str, Any]
     prepare: Prepare
+    expect: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,13 +105,26 @@ class Delete:
     collection: str
     namespace: str
     objectid: str
+    expect: int | None = None
 
 
-Write = Insert | Patch | Delete
+@dataclass(frozen=True, slots=True)
+class Get:
+    """A read inside :meth:`Store.transaction`: the object as the transaction sees it at that
+    point (after the writes before it), or None. With ``expect``, the transaction refuses
+    CONFLICT unless the object exists with that version (a check that nobody wrote it since)."""
+
+    collection: str
+    namespace: str
+    objectid: str
+    expect: int | None = None
+
+
+Write = Insert | Patch | Delete | Get
 
 
 class Store(Protocol):
-    """Async storage of JSON objects, with paging, filters and full-text search."""
+    """Async storage of JSON objects, with paging, filters, full-text search and a change log."""
 
     async def open(self) -> None:
         """Open the store (create its schema if needed)."""
@@ -68,41 +135,51 @@ class Store(Protocol):
     async def get(self, collection: str, namespace: str, objectid: str) -> dict[str, Any] | None:
         """Return the object, or None if there is none with that id in that namespace."""
 
-    def peek(self, collection: str, namespace: str, objectid: str) -> bytes | None:
-        """The object's JSON when it can be had at once (from a cache), else None.
-
-        Never waits, never raises; None says nothing of whether the object exists (ask ``get``).
-        """
-
     async def insert(self, collection: str, namespace: str, obj: dict[str, Any], prepare: Prepare) -> dict[str, Any]:
-        """Store a new object; ``obj["id"]`` is its id. Sets ``created`` and ``updated``.
+        """Store a new object; ``obj["id"]`` is its id. Sets ``created``, ``updated`` and ``version`` (1).
 
         Raises:
             Conflict: an object with that id exists in that namespace.
         """
 
     async def patch(
-        self, collection: str, namespace: str, objectid: str, changes: dict[str, Any], prepare: Prepare
+        self,
+        collection: str,
+        namespace: str,
+        objectid: str,
+        changes: dict[str, Any],
+        prepare: Prepare,
+        *,
+        expect: int | None = None,
     ) -> dict[str, Any]:
-        """Merge ``changes`` into the object's top-level fields, move ``updated``, return it.
+        """Merge ``changes`` into the object's top-level fields, move ``updated``, add one to
+        ``version``, return the object as stored.
+
+        Without ``expect``, the merge is made on the latest version (the store retries when
+        another writer came between its read and its write).
 
         Raises:
             DoesNotExist: no such object.
+            Conflict: ``expect`` is given and the object's version is another.
         """
 
-    async def delete(self, collection: str, namespace: str, objectid: str) -> dict[str, Any]:
+    async def delete(
+        self, collection: str, namespace: str, objectid: str, *, expect: int | None = None
+    ) -> dict[str, Any]:
         """Delete the object and return what it was.
 
         Raises:
             DoesNotExist: no such object.
+            Conflict: ``expect`` is given and the object's version is another.
         """
 
-    async def transaction(self, writes: Sequence[Write]) -> list[dict[str, Any]]:
-        """Make ``writes`` in order, all or none, durable together.
+    async def transaction(self, writes: Sequence[Write]) -> list[dict[str, Any] | None]:
+        """Make ``writes`` in order, all or none, durable together, as one commit.
 
-        Each write sees those before it (an Insert, then a Patch of the same object, works).
-        Returns what :meth:`insert`, :meth:`patch` and :meth:`delete` would have returned, in
-        order.
+        Each write sees those before it (an Insert, then a Patch of the same object, works);
+        a :class:`Get` reads the object as the transaction sees it there. Returns what
+        :meth:`insert`, :meth:`patch`, :meth:`delete` would have returned, and for each Get the
+        object or None, in order.
 
         Raises:
             FlowBusError: the first refusal (Conflict, DoesNotExist, InvalidData...): then none
@@ -110,7 +187,44 @@ class Store(Protocol):
         """
 
     async def query(self, collection: str, namespace: str, query: Query) -> tuple[list[dict[str, Any]], int]:
-        """Return one page of objects matching ``query.filters`` and the total count."""
+        """Return one page of objects matching ``query.filters`` and the total count.
+
+        The page holds at most ``query.limit`` objects, and stops early once the objects' JSON
+        passes ``query.max_bytes`` (the first object is always given): the caller learns how
+        many it got from the list's length.
+        """
 
     async def search(self, collection: str, namespace: str, query: Query) -> tuple[list[dict[str, Any]], int]:
         """Like ``query``, but ranked by full-text relevance to ``query.q``, best first."""
+
+    async def changes(self, since: int, limit: int = 1000) -> list[Change]:
+        """The changes committed after ``since``, in ``seq`` order, at most ``limit`` of them.
+
+        Raises:
+            Gone: ``since`` is older than what the change log still keeps (see :meth:`first_seq`).
+        """
+
+    async def last_seq(self) -> int:
+        """The ``seq`` of the latest committed change (0 when there is none)."""
+
+    async def first_seq(self) -> int:
+        """The oldest ``since`` that :meth:`changes` still answers completely: changes after it
+        are all kept (0 while the log was never trimmed)."""
+
+    async def trim_changes(self, before: str) -> int:
+        """Forget the changes committed before ``before`` (RFC 3339, UTC); returns how many went."""
+
+    async def wait_changed(self, since: int, timeout: float) -> None:
+        """Return once changes after ``since`` may exist (committed by this process or any other
+        sharing the store), or after ``timeout`` seconds, whichever comes first."""
+
+
+@runtime_checkable
+class Peekable(Protocol):
+    """A store that can answer some reads at once, without waiting (a cache)."""
+
+    def peek(self, collection: str, namespace: str, objectid: str) -> bytes | None:
+        """The object's JSON when it can be had at once, else None.
+
+        Never waits, never raises; None says nothing of whether the object exists (ask ``get``).
+        """
