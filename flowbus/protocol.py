@@ -19,12 +19,14 @@ import orjson
 from flowbus.errors import FlowBusError, InvalidRequest, MissingObjectId
 
 __all__ = [
+    "MAX_DEPTH",
     "NEEDS_DATA",
     "NEEDS_OBJECTID",
     "Method",
     "Page",
     "Request",
     "Response",
+    "check_depth",
     "encode_error",
     "encode_response",
     "encode_result",
@@ -36,6 +38,7 @@ __all__ = [
     "parse_request",
     "response_dict",
     "success_dict",
+    "too_deep",
 ]
 
 
@@ -53,6 +56,14 @@ class Method(enum.StrEnum):
 
 NEEDS_OBJECTID = frozenset({Method.OPEN, Method.UPDATE, Method.DELETE, Method.RUN})
 NEEDS_DATA = frozenset({Method.CREATE, Method.UPDATE})
+
+MAX_DEPTH = 64
+"""How deep the arrays and objects of a call's ``data`` or ``parameters`` may nest (the value
+itself is level 1). Whatever is accepted must stay encodable after every later step wraps it
+again: an answer's envelope adds a level, a stored object is kept inside larger documents
+(a workflow keeps call results several levels down in its variables, and answers wrap those),
+and orjson encodes at most 254 levels. 64 leaves room for nearly 200 levels of such wrapping
+while being far deeper than any real document needs."""
 
 # Both spellings map to the member, so parsing is one dict lookup.
 _METHODS: dict[str, Method] = {}
@@ -174,13 +185,54 @@ def parse_request(
         raise InvalidRequest("The message must be a JSON object")
     requestid = obj.get("requestid")
     try:
-        if ("data" in obj or "parameters" in obj) and _has_long_digits(raw):
-            _check_integers(raw)
+        if "data" in obj or "parameters" in obj:
+            if _brackets(raw) >= MAX_DEPTH:  # C-speed count: only a message that could be too deep is walked
+                check_depth(obj.get("data"), "data")
+                check_depth(obj.get("parameters"), "parameters")
+            if _has_long_digits(raw):
+                _check_integers(raw)
         return _build_request(obj, requestid, default_endpoint, default_token)
     except FlowBusError as exc:
         if isinstance(requestid, (str, int)) and not isinstance(requestid, bool):
             exc.requestid = requestid
         raise
+
+
+def _brackets(raw: str | bytes) -> int:
+    if isinstance(raw, str):
+        return raw.count("{") + raw.count("[")
+    return raw.count(b"{") + raw.count(b"[")
+
+
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether the arrays and objects of ``value`` nest deeper than ``limit`` levels.
+
+    ``value`` itself, if an array or object, is level 1. Walks level by level, without recursion,
+    and stops at the first level past ``limit``.
+    """
+    level = [value] if isinstance(value, (dict, list)) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return True
+        below: list[Any] = []
+        for container in level:
+            children = container.values() if isinstance(container, dict) else container
+            below.extend(child for child in children if isinstance(child, (dict, list)))
+        level = below
+    return False
+
+
+def check_depth(value: Any, name: str) -> None:
+    """Raise InvalidRequest if ``value`` nests deeper than :data:`MAX_DEPTH` levels.
+
+    Args:
+        value: the parsed value of a field.
+        name: the field's name, for the message.
+    """
+    if too_deep(value):
+        raise InvalidRequest(f"'{name}' is nested deeper than {MAX_DEPTH} levels")
 
 
 def _has_long_digits(raw: str | bytes) -> bool:

@@ -36,14 +36,17 @@ from flowbus.errors import (
     MissingObjectId,
 )
 from flowbus.protocol import (
+    MAX_DEPTH,
     NEEDS_DATA,
     NEEDS_OBJECTID,
     Method,
     Request,
     Response,
+    check_depth,
     parse_method,
     response_dict,
     success_dict,
+    too_deep,
 )
 
 __all__ = [
@@ -327,7 +330,7 @@ def parse_json(body: bytes) -> dict[str, Any]:
     """Parse a JSON object.
 
     Raises:
-        InvalidRequest: not JSON, or not an object.
+        InvalidRequest: not JSON, not an object, or nested deeper than :data:`~flowbus.protocol.MAX_DEPTH`.
     """
     try:
         data = orjson.loads(body)
@@ -335,6 +338,8 @@ def parse_json(body: bytes) -> dict[str, Any]:
         raise InvalidRequest("The body is not valid JSON (UTF-8, at most 64-bit numbers)") from None
     if not isinstance(data, dict):
         raise InvalidRequest("The body must be a JSON object")
+    if body.count(b"{") + body.count(b"[") >= MAX_DEPTH:  # C-speed count: only a body that could be too deep is walked
+        check_depth(data, "data")
     return data
 
 
@@ -345,8 +350,8 @@ def parse_xml(body: bytes) -> dict[str, Any]:
     ``<item>`` elements is a list (the shape :func:`to_xml` writes).
 
     Raises:
-        InvalidRequest: not UTF-8, has a DTD or entity declaration, not well-formed, or a root
-            element without children.
+        InvalidRequest: not UTF-8, has a DTD or entity declaration, not well-formed, a root
+            element without children, or nested deeper than :data:`~flowbus.protocol.MAX_DEPTH`.
     """
     try:
         text = body.decode("utf-8")
@@ -363,7 +368,13 @@ def parse_xml(body: bytes) -> dict[str, Any]:
         return {}
     if not isinstance(root, dict):
         raise InvalidRequest("The XML root element must contain one element per field")
-    return {key: _from_xml(value) for key, value in root.items()}
+    # Each level of a list is two elements (the list's and its <item>): refuse what cannot fit before
+    # the recursive conversion, then check the converted object exactly.
+    if too_deep(root, 2 * MAX_DEPTH):
+        check_depth(root, "data")
+    data = {key: _from_xml(value) for key, value in root.items()}
+    check_depth(data, "data")
+    return data
 
 
 def _from_xml(value: Any) -> Any:
