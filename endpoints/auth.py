@@ -24,12 +24,58 @@ from flowbus import (
     Method,
     Page,
     Query,
+    Schema,
     Services,
 )
 
-__all__ = ["ApiKeys", "Roles", "Tokens", "Users", "create_app"]
+__all__ = ["APIKEY_SCHEMA", "ROLE_SCHEMA", "USER_SCHEMA", "ApiKeys", "Roles", "Tokens", "Users", "create_app"]
 
 _HIDDEN = ("password_hash", "hash")
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+
+USER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "username": {"type": "string"},
+        "password": {"type": "string"},
+        "roles": _STRINGS,
+        "namespaces": {"type": ["array", "null"], "items": {"type": "string"}},
+        "disabled": {"type": "boolean"},
+    },
+}
+"""The data of an ``auth/user`` CREATE or UPDATE (CREATE also needs ``username`` and ``password``)."""
+
+APIKEY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"owner": {"type": "string"}, "label": {"type": "string"}},
+}
+"""The data of an ``auth/apikey`` CREATE."""
+
+ROLE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "rules": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["endpoints"],
+                "properties": {
+                    "endpoints": {"type": "string"},
+                    "methods": _STRINGS,
+                    "namespaces": {"type": ["array", "null"], "items": {"type": "string"}},
+                    "deny": {"type": "boolean"},
+                },
+            },
+        },
+        "permissions": _STRINGS,
+    },
+}
+"""The data of an ``auth/role`` CREATE or UPDATE; the engine then checks names and method names."""
+
+# Compiled once: the checks run before the engine sees the data, so a wrong type is INVALID_DATA
+# naming its field rather than an error deep inside the engine.
+_USER, _APIKEY, _ROLE = Schema(USER_SCHEMA), Schema(APIKEY_SCHEMA), Schema(ROLE_SCHEMA)
 
 
 def _public(record: dict[str, Any]) -> dict[str, Any]:
@@ -114,12 +160,15 @@ class Users(Endpoint):
 
     async def create(self, call: Call) -> dict[str, Any]:
         data = call.data or {}
+        _USER.validate(data)
         username, password = _strings(data, "username", "password")
         user = await self.engine.add_user(username, password, data.get("roles", ["viewer"]), data.get("namespaces"))
         return _public(user)
 
     async def update(self, call: Call) -> dict[str, Any]:
-        return _public(await self.engine.change_user(call.objectid or "", call.data or {}))
+        data = call.data or {}
+        _USER.validate(data)
+        return _public(await self.engine.change_user(call.objectid or "", data))
 
     async def delete(self, call: Call) -> dict[str, Any]:
         return _public(await self.engine.remove_user(call.objectid or ""))
@@ -136,6 +185,7 @@ class ApiKeys(Endpoint):
 
     async def create(self, call: Call) -> dict[str, Any]:
         data = call.data or {}
+        _APIKEY.validate(data)
         owner = data.get("owner") or call.identity.subject
         if owner != call.identity.subject and not self.engine.is_admin(call.identity):
             raise InvalidData("Only an admin may make keys for another user", field="owner")
@@ -181,10 +231,14 @@ class Roles(Endpoint):
         return self.engine.describe_role(call.objectid)
 
     async def create(self, call: Call) -> dict[str, Any]:
-        return await self.engine.save_role(call.data or {}, new=True)
+        data = call.data or {}
+        _ROLE.validate(data)
+        return await self.engine.save_role(data, new=True)
 
     async def update(self, call: Call) -> dict[str, Any]:
-        return await self.engine.save_role({**(call.data or {}), "id": call.objectid}, new=False)
+        data = call.data or {}
+        _ROLE.validate(data)
+        return await self.engine.save_role({**data, "id": call.objectid}, new=False)
 
     async def delete(self, call: Call) -> dict[str, Any]:
         return await self.engine.delete_role(call.objectid or "")

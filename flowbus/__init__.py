@@ -27,6 +27,7 @@ from flowbus.errors import (
 )
 from flowbus.params import Query
 from flowbus.protocol import Method, Page, Request, Response
+from flowbus.schema import Schema
 
 __version__ = "0.1.0"
 
@@ -57,6 +58,7 @@ __all__ = [
     "RateLimited",
     "Request",
     "Response",
+    "Schema",
     "Services",
     "Timeout",
     "TooLarge",
