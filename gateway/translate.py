@@ -54,9 +54,12 @@ __all__ = [
     "JSON_CONTENT_TYPE",
     "XML_CONTENT_TYPE",
     "allowed_verbs",
+    "apply_if_match",
     "choose_method",
+    "etag",
     "is_xml",
     "locate",
+    "parse_if_match",
     "parse_json",
     "parse_xml",
     "plain_open",
@@ -85,6 +88,11 @@ _AUTHORIZATION = istr("Authorization")
 _API_KEY = istr("X-API-Key")
 _OBJECTID, _METHOD, _NAMESPACE = OBJECTID[0], METHOD[0], NAMESPACE[0]
 _API = "/api/"
+_IF_MATCH = istr("If-Match")
+_CONDITIONAL = frozenset({Method.UPDATE, Method.DELETE})
+_ETAG_METHODS = frozenset({Method.OPEN, Method.CREATE, Method.UPDATE})
+_ENTITY_TAG = re.compile(r'"?([0-9]{1,19})"?')
+_MAX_VERSION = 2**63 - 1
 
 
 PlainOpen = tuple[str, str, str | None]
@@ -160,8 +168,43 @@ def to_call(
         credentials = Credentials(headers.get(TOKEN[0]) or None, None, None, None, peer)
     else:
         credentials = read_credentials(headers, query, peer)
+    if method in _CONDITIONAL and (if_match := headers.get(_IF_MATCH)) is not None:
+        parameters = apply_if_match(parameters, if_match)
     # Positional: a dataclass's __init__ binds keywords about 0.2 us slower per call.
     return Request(method, endpoint, objectid, credentials.token, namespace, parameters), credentials
+
+
+def parse_if_match(value: str) -> int | None:
+    """The version an If-Match header asks for: ``"<n>"`` or a bare ``n``; ``*`` (any version) is None.
+
+    Versions are the strong validators :func:`etag` sends, so a weak tag (``W/"n"``) or a list
+    of several tags is refused rather than read as something it does not mean.
+
+    Raises:
+        InvalidRequest: anything else.
+    """
+    value = value.strip()
+    if value == "*":
+        return None
+    match = _ENTITY_TAG.fullmatch(value)
+    if match is None or value.count('"') == 1 or int(match.group(1)) > _MAX_VERSION:
+        raise InvalidRequest('If-Match must be one version, "<n>" (or *)')
+    return int(match.group(1))
+
+
+def apply_if_match(parameters: dict[str, Any], if_match: str) -> dict[str, Any]:
+    """Return ``parameters`` with the If-Match header's version as ``version`` (a conditional write).
+
+    Raises:
+        InvalidRequest: a malformed If-Match, or one that disagrees with a ``version`` parameter.
+    """
+    version = parse_if_match(if_match)
+    if version is None:
+        return parameters
+    given = parameters.get("version")
+    if given is not None and str(given) != str(version):
+        raise InvalidRequest(f"If-Match asks for version {version} but the 'version' parameter is {str(given)[:32]!r}")
+    return {**parameters, "version": version}
 
 
 def plain_open(verb: str, target: str, headers: Mapping[str, str], apps: Mapping[str, str]) -> PlainOpen | None:
@@ -390,23 +433,39 @@ def _from_xml(value: Any) -> Any:
 # -- response ---------------------------------------------------------------------------------
 
 
-def render(response: Response, accept: str, *, created: bool = False) -> tuple[int, dict[str, str], bytes]:
+def etag(data: Any) -> str | None:
+    """The ETag of an object answer: its integer ``version``, quoted (a strong validator), else None."""
+    if type(data) is dict and type(version := data.get("version")) is int:
+        return f'"{version}"'
+    return None
+
+
+def render(
+    response: Response, accept: str, *, created: bool = False, method: Method | None = None
+) -> tuple[int, dict[str, str], bytes]:
     """Render a response as HTTP.
 
     Args:
         response: the dispatcher's answer.
         accept: the request's Accept header ("" if none).
         created: the call was a CREATE (a success answers 201).
+        method: the call's method, if known: the answer of an OPEN, CREATE or UPDATE whose data
+            carries an integer ``version`` has an ETag header (a CREATE's also when only ``created``
+            says so).
 
     Returns:
         (status, headers, body)
     """
+    single = response.error is None and response.page is None
+    tag = etag(response.data) if single and (created or method in _ETAG_METHODS) else None
     if response.error is None and not (accept and wants_xml(accept)):  # the usual answer, built directly
         result = response.page if response.page is not None else response.data
         body = orjson.dumps(success_dict(result, response.requestid, response.status))
-        return 201 if created else 200, {"Content-Type": JSON_CONTENT_TYPE}, body
+        if tag is None:
+            return 201 if created else 200, {"Content-Type": JSON_CONTENT_TYPE}, body
+        return 201 if created else 200, {"Content-Type": JSON_CONTENT_TYPE, "ETag": tag}, body
     status = 201 if created and response.error is None else response.http_status
-    headers: dict[str, str] = {}
+    headers: dict[str, str] = {} if tag is None else {"ETag": tag}
     if response.error is not None and response.error.retry_after is not None:
         headers["Retry-After"] = str(max(0, math.ceil(response.error.retry_after)))
     envelope = response_dict(response)

@@ -20,10 +20,14 @@ from flowbus.errors import (
     MissingObjectId,
     RateLimited,
 )
-from flowbus.protocol import Method, Response
+from flowbus.protocol import MAX_DEPTH, Method, Page, Response
 from gateway.translate import (
+    apply_if_match,
     choose_method,
+    etag,
     locate,
+    parse_if_match,
+    parse_json,
     parse_xml,
     plain_open,
     read_credentials,
@@ -359,3 +363,119 @@ def test_to_xml_round_trips_through_parse_xml():
     """What to_xml writes, parse_xml reads back (as strings)."""
     data = {"name": "sw", "tags": ["a", "b"], "where": {"room": "1"}, "empty": None}
     assert parse_xml(to_xml(data)) == data
+
+
+# -- nesting ------------------------------------------------------------------------------------
+
+
+def nested_json(levels: int) -> bytes:
+    """A JSON object whose objects nest ``levels`` deep (itself being level 1)."""
+    return b'{"a":' * (levels - 1) + b"{}" + b"}" * (levels - 1)
+
+
+def test_json_body_at_the_depth_limit():
+    """A JSON body nested exactly MAX_DEPTH deep is read."""
+    assert parse_json(nested_json(MAX_DEPTH))["a"]
+
+
+@pytest.mark.parametrize("levels", [MAX_DEPTH + 1, 253, 1000])
+def test_json_body_too_deep(levels: int):
+    """A JSON body nested deeper than MAX_DEPTH is INVALID_REQUEST."""
+    with pytest.raises(InvalidRequest, match=f"nested deeper than {MAX_DEPTH} levels"):
+        parse_json(nested_json(levels))
+
+
+def test_json_body_many_brackets_but_shallow():
+    """Many arrays side by side are not nesting: the count only decides whether to look."""
+    body = orjson.dumps({"rows": [[1]] * 500})
+    assert len(parse_json(body)["rows"]) == 500
+
+
+def test_xml_body_depth():
+    """An XML body's depth counts like JSON's: the limit is read, one level more is refused."""
+
+    def xml(levels: int) -> bytes:
+        return ("<r>" + "<a>" * levels + "v" + "</a>" * levels + "</r>").encode()
+
+    assert parse_xml(xml(MAX_DEPTH))["a"]
+    with pytest.raises(InvalidRequest, match="nested deeper"):
+        parse_xml(xml(MAX_DEPTH + 1))
+    with pytest.raises(InvalidRequest, match="nested deeper"):
+        parse_xml(xml(2000))
+
+
+def test_xml_lists_count_as_their_json():
+    """XML lists are measured as the JSON they become, not by their elements (one more per <item>)."""
+
+    def lists(wraps: int) -> bytes:
+        inner = "v"
+        for _ in range(wraps):
+            inner = f"<l><item>{inner}</item></l>"
+        return f"<r>{inner}</r>".encode()
+
+    assert parse_xml(lists(MAX_DEPTH // 2))["l"]  # the root, then a list and an object per wrap: MAX_DEPTH
+    with pytest.raises(InvalidRequest, match="nested deeper"):
+        parse_xml(lists(MAX_DEPTH // 2 + 1))
+
+
+# -- versions: ETag and If-Match ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "version"),
+    [('"3"', 3), ("3", 3), (' "12" ', 12), ("*", None), (f'"{2**63 - 1}"', 2**63 - 1), ('"0"', 0)],
+)
+def test_parse_if_match(value: str, version: int | None):
+    """If-Match is one quoted or bare version, or * for any."""
+    assert parse_if_match(value) == version
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["", "abc", '"x"', 'W/"3"', '"3", "4"', '"3', '3"', '""', "-1", "1.0", f'"{2**63}"', "1" * 20, "* 3"],
+)
+def test_parse_if_match_refuses(value: str):
+    """A malformed If-Match (weak, a list, not a version, out of range) is INVALID_REQUEST."""
+    with pytest.raises(InvalidRequest, match="If-Match"):
+        parse_if_match(value)
+
+
+def test_if_match_becomes_the_version_parameter():
+    """UPDATE and DELETE with If-Match carry parameters.version; other methods ignore it."""
+    path = "inventory/device/d1"
+    assert call("PUT", path, {"If-Match": '"4"'})[0].parameters == {"version": 4}
+    assert call("DELETE", path, {"If-Match": "7"})[0].parameters == {"version": 7}
+    assert call("DELETE", path, {"If-Match": "*"})[0].parameters == {}
+    assert call("GET", path, {"If-Match": '"4"'})[0].parameters == {}
+    assert call("PUT", path, {"If-Match": '"4"'}, {"version": "4"})[0].parameters == {"version": 4}
+
+
+def test_if_match_disagreeing_with_the_parameter():
+    """If-Match and a different version parameter are INVALID_REQUEST; a malformed If-Match too."""
+    with pytest.raises(InvalidRequest, match="version"):
+        call("PUT", "inventory/device/d1", {"If-Match": '"4"'}, {"version": "5"})
+    with pytest.raises(InvalidRequest, match="If-Match"):
+        call("DELETE", "inventory/device/d1", {"If-Match": 'W/"4"'})
+    assert apply_if_match({"version": 2, "x": "y"}, "*") == {"version": 2, "x": "y"}
+
+
+def test_etag():
+    """Only an object with an integer version has an ETag."""
+    assert etag({"id": "a", "version": 3}) == '"3"'
+    assert etag({"id": "a"}) is None
+    assert etag({"version": "3"}) is None
+    assert etag({"version": True}) is None
+    assert etag([{"version": 3}]) is None
+
+
+@pytest.mark.parametrize("accept", ["", "application/xml"])
+def test_render_etag(accept: str):
+    """OPEN, CREATE and UPDATE answers carry the version as a strong ETag; LIST, DELETE and errors do not."""
+    data = {"id": "a", "version": 2}
+    assert render(Response(data=data), accept, method=Method.OPEN)[1]["ETag"] == '"2"'
+    assert render(Response(data=data), accept, method=Method.UPDATE)[1]["ETag"] == '"2"'
+    assert render(Response(data=data), accept, created=True)[1]["ETag"] == '"2"'
+    assert "ETag" not in render(Response(data=data), accept, method=Method.DELETE)[1]
+    assert "ETag" not in render(Response(data=data), accept, method=Method.RUN)[1]
+    assert "ETag" not in render(Response(data=data, page=Page([data], 1, 0, 1)), accept, method=Method.OPEN)[1]
+    assert "ETag" not in render(Response(error=DoesNotExist()), accept, method=Method.OPEN)[1]
