@@ -19,10 +19,12 @@ from flowbus.errors import (
 )
 from flowbus.params import DEFAULT_LIMIT, MAX_LIMIT, Query
 from flowbus.protocol import (
+    MAX_DEPTH,
     Method,
     Page,
     Request,
     Response,
+    check_depth,
     encode_error,
     encode_response,
     encode_result,
@@ -32,6 +34,7 @@ from flowbus.protocol import (
     parse_parameters,
     parse_request,
     response_dict,
+    too_deep,
 )
 
 DEVICE = "inventory/device"
@@ -671,3 +674,47 @@ def test_encode_stored_is_encode_result_of_the_object(requestid: str | int | Non
     """OPEN's fast path joins the stored bytes into the envelope: byte for byte what encoding the object gives."""
     stored = orjson.dumps({"id": "d1", "name": "sw ü", "n": [1, 2.5, None], "nested": {"a": True}})
     assert encode_stored(stored, requestid) == encode_result(orjson.loads(stored), requestid)
+
+
+def deep_list(levels: int) -> str:
+    """A JSON array nested ``levels`` deep (itself being level 1)."""
+    return "[" * levels + "]" * levels
+
+
+@pytest.mark.parametrize(
+    ("value", "limit", "expected"),
+    [(1, 0, False), ([], 0, True), ([], 1, False), ({"a": [{}]}, 3, False), ({"a": [{}]}, 2, True)],
+)
+def test_too_deep(value: Any, limit: int, expected: bool):
+    """too_deep counts arrays and objects alike, the value itself as level 1, scalars as nothing."""
+    assert too_deep(value, limit) is expected
+
+
+def test_check_depth_names_the_field():
+    """check_depth names the field and the bound."""
+    with pytest.raises(InvalidRequest, match=f"'data' is nested deeper than {MAX_DEPTH} levels"):
+        check_depth(json.loads(deep_list(MAX_DEPTH + 1)), "data")
+    check_depth(json.loads(deep_list(MAX_DEPTH)), "data")
+
+
+@pytest.mark.parametrize("as_bytes", [True, False], ids=["bytes", "str"])
+@pytest.mark.parametrize("name", ["data", "parameters"])
+def test_parse_request_depth(as_bytes: bool, name: str):
+    """data and parameters nested MAX_DEPTH deep are read; one level more is INVALID_REQUEST, keeping the requestid."""
+
+    def message(levels: int) -> str | bytes:
+        value = f'{{"x": {deep_list(levels - 1)}}}'
+        text = f'{{"method": "LIST", "endpoint": "{DEVICE}", "requestid": 9, "{name}": {value}}}'
+        return text.encode() if as_bytes else text
+
+    assert parse_request(message(MAX_DEPTH)).method is Method.LIST
+    with pytest.raises(InvalidRequest, match=f"'{name}' is nested deeper") as info:
+        parse_request(message(MAX_DEPTH + 1))
+    assert info.value.requestid == 9
+
+
+def test_parse_request_many_shallow_brackets():
+    """Many arrays side by side are read: the bracket count only decides whether to walk."""
+    rows = ",".join(["[1]"] * 200)
+    request = parse_request(f'{{"method": "CREATE", "endpoint": "{DEVICE}", "data": {{"rows": [{rows}]}}}}')
+    assert request.data is not None and len(request.data["rows"]) == 200
