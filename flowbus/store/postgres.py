@@ -533,7 +533,9 @@ class PostgresStore:
             f"{self._sql.objects} o, to_tsquery('simple', $3) AS q"
             f" WHERE o.collection = $1 AND o.namespace = $2 AND o.search @@ q{where}"
         )
-        return await self._page(source, (collection, namespace, tsquery, *args), "ts_rank(o.search, q) DESC, o.pos", query)
+        return await self._page(
+            source, (collection, namespace, tsquery, *args), "ts_rank(o.search, q) DESC, o.pos", query
+        )
 
     async def _page(
         self, source: str, args: tuple[Any, ...], order: str, query: Query
@@ -576,8 +578,7 @@ class PostgresStore:
         except Exception as exc:
             raise _failure(exc) from exc
         return [
-            Change(row[0], row[1], row[2], row[3], row[4], row[5], orjson.loads(row[6]), _stamp(row[7]))
-            for row in rows
+            Change(row[0], row[1], row[2], row[3], row[4], row[5], orjson.loads(row[6]), _stamp(row[7])) for row in rows
         ]
 
     async def last_seq(self) -> int:
@@ -686,7 +687,9 @@ def _text(text: str) -> str:
 
 def _check_version(current: dict[str, Any], expect: int | None) -> None:
     if expect is not None and current.get("version") != expect:
-        raise Conflict(f"Object {current.get('id')!r} has changed: its version is {current.get('version')}, not {expect}")
+        raise Conflict(
+            f"Object {current.get('id')!r} has changed: its version is {current.get('version')}, not {expect}"
+        )
 
 
 def _field_sql(name: str) -> str:
