@@ -513,6 +513,11 @@ class PostgresStore:
         found: dict[str, Any] | None = None if body is None else orjson.loads(body)
         return found
 
+    def peek(self, collection: str, namespace: str, objectid: str) -> bytes | None:
+        """Never an object: there is no cache here, since other processes may write the
+        database at any time (see :class:`~flowbus.store.base.Peekable`)."""
+        return None
+
     async def query(self, collection: str, namespace: str, query: Query) -> tuple[list[dict[str, Any]], int]:
         where, args = _where(query.filters, first=3)
         direction = "DESC" if query.descending else "ASC"
