@@ -212,6 +212,7 @@ class PostgresStore:
         self._max_commits = max(1, pool_size // 2)  # leave connections for reads
         self._seen = 0
         self._changed = asyncio.Event()
+        self._relisten = asyncio.Lock()
         self._closing = False
 
     # -- life -----------------------------------------------------------------------------
@@ -608,10 +609,36 @@ class PostgresStore:
         changed = self._changed
         if self._seen > since or self._closing:
             return
+        if self._listener is None or self._listener.is_closed():
+            # the listening connection was lost: notifications sent meanwhile are lost with it
+            if not await self._listen_again():
+                await asyncio.sleep(min(timeout, 1.0))  # the caller looks, and comes back
+                return
+            if self._seen > since:
+                return
         try:
             await asyncio.wait_for(changed.wait(), timeout)
         except TimeoutError:
             pass
+
+    async def _listen_again(self) -> bool:
+        """Open a new listening connection and catch up with what was committed without it;
+        False when the server does not answer."""
+        async with self._relisten:
+            if self._listener is not None and not self._listener.is_closed():
+                return True
+            try:
+                listener = await asyncpg.connect(self.dsn)
+                await listener.add_listener(self._channel, self._notified)
+            except Exception:
+                logger.warning("cannot listen for changes again: PostgreSQL does not answer")
+                return False
+            self._listener = listener
+            try:
+                self._advance(await self.last_seq())
+            except FlowBusError:
+                pass
+            return True
 
     # -- helpers --------------------------------------------------------------------------
 

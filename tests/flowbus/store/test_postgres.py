@@ -197,3 +197,23 @@ def test_other_store_urls_are_refused():
     """A store setting that is neither empty nor a postgresql:// URL is refused when settings load."""
     with pytest.raises(ValueError, match="postgresql://"):
         Settings.load({"store": "mysql://localhost/db"}, env={})
+
+
+async def test_wait_changed_listens_again_after_losing_its_connection(opened):
+    """When the server ends a store's listening connection, wait_changed reconnects and still wakes."""
+    waiter, writer = await opened(), await opened()
+    conn = await asyncpg.connect(DSN)
+    try:
+        pid = waiter._listener.get_server_pid()
+        await conn.execute("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await conn.close()
+    deadline = asyncio.get_running_loop().time() + 30
+    while not waiter._listener.is_closed() and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    since = await waiter.last_seq()
+    waiting = asyncio.create_task(waiter.wait_changed(since, 60))
+    await asyncio.sleep(0.2)
+    await writer.insert("c", "", {"id": "after"}, text_of)
+    await asyncio.wait_for(waiting, 30)  # far below the 60 s the wait would last without a wakeup
+    assert waiter._listener.get_server_pid() != pid
