@@ -45,7 +45,8 @@ __all__ = ["PATCH_RETRIES", "PostgresStore"]
 logger = logging.getLogger("flowbus.store")
 
 PATCH_RETRIES = 8
-"""Times a patch without ``expect`` is tried when other writers keep moving the object's version."""
+"""Times a patch without ``expect`` is tried when other processes keep moving the object's version
+(this process's patches of one object wait for each other instead)."""
 
 _MAX_BATCH = 512
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,50}")
@@ -181,6 +182,16 @@ class _Op:
         self.future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
 
+class _Turn:
+    """The patches of one object waiting for their turn in this process."""
+
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
 _MOVED = object()
 """A patch's outcome when the object's version moved between the read and the write."""
 
@@ -213,6 +224,7 @@ class PostgresStore:
         self._seen = 0
         self._changed = asyncio.Event()
         self._relisten = asyncio.Lock()
+        self._patching: dict[tuple[str, str, str], _Turn] = {}
         self._closing = False
 
     # -- life -----------------------------------------------------------------------------
@@ -281,6 +293,26 @@ class PostgresStore:
         prepare: Prepare,
         *,
         expect: int | None = None,
+    ) -> dict[str, Any]:
+        key = (collection, namespace, objectid)
+        turn = self._patching.setdefault(key, _Turn())
+        turn.users += 1
+        try:
+            async with turn.lock:  # this process's patches of one object go one after the other
+                return await self._patch(collection, namespace, objectid, changes, prepare, expect)
+        finally:
+            turn.users -= 1
+            if not turn.users:
+                del self._patching[key]
+
+    async def _patch(
+        self,
+        collection: str,
+        namespace: str,
+        objectid: str,
+        changes: dict[str, Any],
+        prepare: Prepare,
+        expect: int | None,
     ) -> dict[str, Any]:
         for _ in range(PATCH_RETRIES):
             current = await self.get(collection, namespace, objectid)

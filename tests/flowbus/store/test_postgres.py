@@ -115,7 +115,7 @@ async def test_seqs_follow_commit_order_across_pools(opened):
             await one.wait_changed(last, 0.05)
 
     async def write(store: PostgresStore, prefix: str) -> None:
-        for i in range(40):
+        for i in range(100):
             await asyncio.gather(*(store.insert("c", "", {"id": f"{prefix}{i}-{j}"}, text_of) for j in range(3)))
             await store.transaction([Insert("c", "", {"id": f"{prefix}{i}-t"}, text_of)])
 
@@ -127,7 +127,7 @@ async def test_seqs_follow_commit_order_across_pools(opened):
         await asyncio.sleep(0.05)
     stop.set()
     await tailer
-    assert len(seen) == 2 * 40 * 4
+    assert len(seen) == 2 * 100 * 4
     assert seen == sorted(seen)
 
 
@@ -217,3 +217,12 @@ async def test_wait_changed_listens_again_after_losing_its_connection(opened):
     await writer.insert("c", "", {"id": "after"}, text_of)
     await asyncio.wait_for(waiting, 30)  # far below the 60 s the wait would last without a wakeup
     assert waiter._listener.get_server_pid() != pid
+
+
+async def test_many_concurrent_patches_of_one_object_in_one_store_all_land(opened):
+    """Fifty concurrent patches of one object through one store all succeed, one version each."""
+    store = await opened()
+    await store.insert("c", "", {"id": "hot"}, text_of)
+    await asyncio.gather(*(store.patch("c", "", "hot", {f"f{i}": i}, text_of) for i in range(50)))
+    final = await store.get("c", "", "hot")
+    assert final["version"] == 51 and all(final[f"f{i}"] == i for i in range(50))
