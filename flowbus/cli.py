@@ -29,7 +29,6 @@ from flowbus.endpoint import Application
 from flowbus.errors import FlowBusError
 from flowbus.protocol import Method
 from flowbus.store import Store, create_store
-from flowbus.store.sqlite import SQLiteStore
 
 __all__ = ["load_app", "main"]
 
@@ -308,7 +307,7 @@ def _user(args: argparse.Namespace) -> int:
 
 
 async def _change_user(settings: Settings, args: argparse.Namespace, password: str) -> None:
-    store = SQLiteStore(settings.database, synchronous=settings.sync, cache_bytes=settings.cache_bytes)
+    store = create_store(settings)
     await store.open()
     try:
         engine = _engine(settings, store)

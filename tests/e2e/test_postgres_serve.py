@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import subprocess
+import sys
 import urllib.request
 import uuid
 from pathlib import Path
@@ -14,7 +16,7 @@ from urllib.parse import urlsplit
 import orjson
 import pytest
 
-from tests.support import http_json, serving
+from tests.support import ROOT, http_json, serving
 
 DSN = os.environ.get("FLOWBUS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -67,3 +69,19 @@ def test_serve_with_a_postgresql_store_creates_and_opens_over_http(tmp_path: Pat
     finally:
         rows = asyncio.run(_rows_in(schema))
     assert rows >= 2  # the device and the admin user made on first start
+
+
+def test_user_add_with_flowbus_store_writes_the_postgresql_store(tmp_path: Path) -> None:
+    """`flowbus user add` with FLOWBUS_STORE set adds the user to PostgreSQL: a bus on that store logs them in."""
+    schema = f"e2e_{uuid.uuid4().hex[:12]}"
+    store = f"{DSN}?schema={schema}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "FLOWBUS_STORE": store, "FLOWBUS_PASSWORD": "bob-password-1234"}
+    command = [sys.executable, "-m", "flowbus", "user", "add", "bob", "--data", str(tmp_path / "data")]
+    try:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert done.returncode == 0, done.stderr
+        with serving(tmp_path, "--store", store) as bus:
+            answer = bus.login("bob", "bob-password-1234")
+            assert answer["success"] is True, answer
+    finally:
+        asyncio.run(_rows_in(schema))
