@@ -241,6 +241,8 @@ class PostgresStore:
             await self.close()
             if isinstance(exc, _UNAVAILABLE):
                 raise Unavailable(f"PostgreSQL does not answer: {type(exc).__name__}") from exc
+            if isinstance(exc, asyncpg.PostgresError):  # a bad password, no such database...
+                raise Unavailable(f"PostgreSQL refused: {exc}") from exc
             raise
 
     async def close(self) -> None:

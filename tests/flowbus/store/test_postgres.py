@@ -226,3 +226,12 @@ async def test_many_concurrent_patches_of_one_object_in_one_store_all_land(opene
     await asyncio.gather(*(store.patch("c", "", "hot", {f"f{i}": i}, text_of) for i in range(50)))
     final = await store.get("c", "", "hot")
     assert final["version"] == 51 and all(final[f"f{i}"] == i for i in range(50))
+
+
+async def test_missing_database_is_unavailable_with_the_servers_reason(schema):
+    """open() on a database that does not exist raises UNAVAILABLE saying so."""
+    missing = urlsplit(DSN)._replace(path=f"/no_such_db_{uuid.uuid4().hex[:8]}").geturl()
+    store = PostgresStore(missing, schema=schema)
+    with pytest.raises(Unavailable, match="does not exist"):
+        await store.open()
+    await store.close()
