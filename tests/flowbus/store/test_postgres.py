@@ -19,6 +19,7 @@ asyncpg = pytest.importorskip("asyncpg")
 
 from flowbus.config import Settings  # noqa: E402
 from flowbus.errors import Conflict, Unavailable  # noqa: E402
+from flowbus.params import Query  # noqa: E402
 from flowbus.store import SQLiteStore, create_store  # noqa: E402
 from flowbus.store.base import Insert  # noqa: E402
 from flowbus.store.postgres import PostgresStore  # noqa: E402
@@ -235,3 +236,43 @@ async def test_missing_database_is_unavailable_with_the_servers_reason(schema):
     with pytest.raises(Unavailable, match="does not exist"):
         await store.open()
     await store.close()
+
+
+async def test_filters_read_query_strings_as_sqlite_does(opened):
+    """Filters on jsonb: '22' matches 22 and 22.0, 'true' matches true, None matches missing or null."""
+    store = await opened()
+    await store.insert("c", "", {"id": "a", "n": 22, "on": True}, text_of)
+    await store.insert("c", "", {"id": "b", "n": 22.0, "on": None}, text_of)
+    await store.insert("c", "", {"id": "c", "n": "22"}, text_of)
+
+    async def ids(**filters: Any) -> list[str]:
+        page, total = await store.query("c", "", Query(filters=filters))
+        assert total == len(page)
+        return [obj["id"] for obj in page]
+
+    assert await ids(n="22") == ["a", "b", "c"]
+    assert await ids(n=22) == ["a", "b"]
+    assert await ids(on="true") == ["a"]
+    assert await ids(on=None) == ["b", "c"]
+
+
+async def test_search_matches_every_term_as_a_prefix_and_ranks(opened):
+    """search: every word of q must match as a prefix; operators in q are plain text, never syntax."""
+    store = await opened()
+    await store.insert("c", "", {"id": "a", "name": "core switch"}, text_of)
+    await store.insert("c", "", {"id": "b", "name": "core router"}, text_of)
+    page, total = await store.search("c", "", Query(q="co swi"))
+    assert ([obj["id"] for obj in page], total) == (["a"], 1)
+    page, total = await store.search("c", "", Query(q="core & !switch | ('"))
+    assert total == 1 and page[0]["id"] == "a"
+
+
+async def test_page_stops_after_the_object_that_passes_max_bytes(opened):
+    """A page stops after the object whose JSON passes max_bytes; the first always comes; total counts all."""
+    store = await opened()
+    for i in range(5):
+        await store.insert("c", "", {"id": f"o{i}", "pad": "x" * 100}, text_of)
+    page, total = await store.query("c", "", Query(max_bytes=250))
+    assert (len(page), total) == (2, 5)
+    page, total = await store.query("c", "", Query(max_bytes=1))
+    assert (len(page), total) == (1, 5)
