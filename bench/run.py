@@ -13,6 +13,8 @@ bench/ceiling_aiohttp.py, bench/ceiling_sqlite.py) and measures:
 - S2 fan-in: ``--connections`` connections, one OPEN in flight on each;
 - S3 HTTP: the gateway under ``wrk -t1 -c<connections>``, GET (OPEN) of the objects in turn;
 - S4 writes: ``--connections`` connections, one CREATE in flight on each (answered after its commit);
+- S4pg writes to PostgreSQL: S4 against a second bus serving ``--store`` ``--postgres`` (a fresh
+  schema, dropped afterwards), compared with bench/ceiling_asyncpg.py; only when that server answers;
 - S5 idle: ``--idle-connections`` authenticated websocket connections held open; server RSS per connection;
 - S6 flows: not available (no flow engine yet).
 
@@ -53,7 +55,8 @@ from flowbench.report import CEILING, FLOWBUS, Row
 from flowbench.servers import BENCH, CEILING_READY, FLOWBUS_READY, ROOT, Server, running
 
 RESULTS = BENCH / "results"
-SCENARIOS = ("S1", "S2", "S3", "S4", "S5", "S6")
+SCENARIOS = ("S1", "S2", "S3", "S4", "S4pg", "S5", "S6")
+POSTGRES = os.environ.get("FLOWBUS_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 NO_FLOWS = "not available: no flow engine yet"
 SMOKE_CALLS = 300
 SMOKE_IDLE = 200
@@ -67,6 +70,8 @@ ROLES = {
     "fb_http": ("FlowBus gateway HTTP", FLOWBUS, "aio_http"),
     "aio_http": ("ceiling aiohttp HTTP", CEILING, None),
     "sqlite": ("ceiling aiosqlite", CEILING, None),
+    "fb_pg": ("FlowBus ws (pg)", FLOWBUS, "asyncpg"),
+    "asyncpg": ("ceiling asyncpg", CEILING, None),
 }
 WS_ROLES = ("fb_ws", "ws", "fb_gw", "aio_ws")
 
@@ -113,6 +118,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--idle-connections", type=int, default=10_000, help="connections held open in S5 (default 10000)")
     add("--objects", type=int, default=100, help="objects created, then opened in turn (default 100)")
     add("--batch", type=int, default=100, help="S5 opens connections this many at a time (default 100)")
+    add("--postgres", default=POSTGRES, metavar="URL", help="S4pg's server (or FLOWBUS_BENCH_POSTGRES)")
     add("--smoke", action="store_true", help="a few hundred calls per row, 200 idle connections, no warm-up")
     add("--json", metavar="PATH", help="where to write the JSON report (default: bench/results/bench-<time>.json)")
     running_bus = parser.add_argument_group("a running bus (instead of starting one; loopback only)")
@@ -150,7 +156,8 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
 
 def scenario_list(value: str) -> tuple[str, ...]:
     """``"s3,S1"`` -> ``("S1", "S3")``: the table keeps the scenarios' own order."""
-    chosen = {part.strip().upper() for part in value.split(",") if part.strip()}
+    canonical = {scenario.upper(): scenario for scenario in SCENARIOS}
+    chosen = {canonical.get(part.strip().upper(), part.strip()) for part in value.split(",") if part.strip()}
     return tuple(sorted(chosen, key=lambda s: SCENARIOS.index(s) if s in SCENARIOS else len(SCENARIOS)))
 
 
@@ -238,6 +245,7 @@ class Bench:
     targets: dict[str, Target] = field(default_factory=dict)
     bus: OwnBus | None = None
     wrk_note: str | None = None
+    postgres: str = POSTGRES
 
     @property
     def ids(self) -> list[str]:
@@ -285,6 +293,35 @@ def start_ceilings(stack: ExitStack, bench: Bench) -> None:
         workdir = bench.workdir / "ceiling_sqlite"
         server = stack.enter_context(ceiling("ceiling_sqlite.py", workdir / "ceiling.db", workdir))
         bench.targets["sqlite"] = Target("sqlite", server.urls["ws"] + "/", server.pid)
+    if "S4pg" in wanted:
+        start_postgres_pair(stack, bench)
+
+
+def start_postgres_pair(stack: ExitStack, bench: Bench) -> None:
+    """S4pg's servers: a bus on ``--store`` PostgreSQL and the bare asyncpg ceiling, each in a
+    fresh schema of its own, dropped when the run ends; notes instead when they cannot run."""
+    note = None
+    if bench.bus is None:
+        note = "not available: a running bus was given (S4pg starts its own)"
+    elif not workload.postgres_answers(bench.postgres):
+        note = "not available: no PostgreSQL server answers at " + workload.without_password(bench.postgres)
+    if note is not None:
+        bench.targets["fb_pg"] = Target("fb_pg", None, None, note)
+        bench.targets["asyncpg"] = Target("asyncpg", None, None, note)
+        return
+    suffix = secrets.token_hex(6)
+    schemas = (f"bench_flowbus_{suffix}", f"bench_ceiling_{suffix}")
+    stack.callback(workload.drop_schemas, bench.postgres, schemas)  # after both servers stopped
+    workdir = bench.workdir / "flowbus_pg"
+    command = [*servers.flowbus_command(workdir / "data"), "--store", f"{bench.postgres}?schema={schemas[0]}"]
+    env = {"FLOWBUS_ADMIN_PASSWORD": bench.bus.password}
+    server = stack.enter_context(running("flowbus serve --store postgresql", command, FLOWBUS_READY, workdir, env))
+    token = asyncio.run(workload.log_in(server.urls["ws"], "admin", bench.bus.password))
+    bench.targets["fb_pg"] = Target("fb_pg", workload.with_token(root_path(server.urls["ws"]), token), server.pid)
+    command = [sys.executable, str(BENCH / "ceiling_asyncpg.py"), bench.postgres, schemas[1]]
+    ceiling_dir = bench.workdir / "ceiling_asyncpg"
+    server = stack.enter_context(running("ceiling_asyncpg.py", command, CEILING_READY, ceiling_dir))
+    bench.targets["asyncpg"] = Target("asyncpg", server.urls["ws"] + "/", server.pid)
 
 
 @contextmanager
@@ -439,6 +476,15 @@ def run_scenario(bench: Bench, scenario: str) -> list[Row]:
         )
         rows[0].versus = rows[1].server  # writes: FlowBus against bare aiosqlite, not bare websockets
         return rows
+    if scenario == "S4pg":
+        if targets["fb_pg"].url is None:
+            return [targets[role].row("S4pg") for role in ("fb_pg", "asyncpg")]
+        creates = bench.envelopes("create")
+        return in_rounds(
+            bench,
+            ("fb_pg", "asyncpg"),
+            lambda target, turn: measure_load(bench, "S4pg", target, "fanin", creates, turn),
+        )
     if scenario == "S5":
         return [measure_idle(bench, fresh_flowbus(bench, r) if r.startswith("fb_") else targets[r]) for r in WS_ROLES]
     return [Row("S6", "FlowBus flows", FLOWBUS, note=NO_FLOWS)]
@@ -481,7 +527,7 @@ def connect_flowbus(stack: ExitStack, args: argparse.Namespace, workdir: Path) -
         ws_url, http_url, pid = server.urls["ws"], server.urls["http"], server.pid
     token = args.token if args.ws and args.token else asyncio.run(workload.log_in(ws_url, args.user, password))
     objects = asyncio.run(workload.create_objects(workload.with_token(root_path(ws_url), token), plan.objects))
-    bench = Bench(plan, workdir, token, objects, bus=bus)
+    bench = Bench(plan, workdir, token, objects, bus=bus, postgres=args.postgres)
     bench.targets.update(flowbus_targets(ws_url, http_url, token, pid, bench.ids[0]))
     return bench
 
@@ -536,6 +582,7 @@ def describe(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
         "websockets": package_version("websockets"),
         "aiohttp": package_version("aiohttp"),
         "aiosqlite": package_version("aiosqlite"),
+        "asyncpg": package_version("asyncpg"),
         "orjson": package_version("orjson"),
         "node": load.node_version(),
         "ws": load.ws_package_version(),

@@ -28,7 +28,7 @@ from flowbus.config import Settings
 from flowbus.endpoint import Application
 from flowbus.errors import FlowBusError
 from flowbus.protocol import Method
-from flowbus.store.sqlite import SQLiteStore
+from flowbus.store import Store, create_store
 
 __all__ = ["load_app", "main"]
 
@@ -66,6 +66,7 @@ def _add_serve(commands: Any) -> None:
     serve.add_argument("--ws-port", type=int, help=Settings.help("ws_port"))
     serve.add_argument("--http-port", type=int, help=Settings.help("http_port"))
     serve.add_argument("--data", type=Path, help=Settings.help("data"))
+    serve.add_argument("--store", metavar="URL", help=Settings.help("store"))
     serve.add_argument("--app", dest="apps", action="append", metavar="MODULE:ATTR", help="also serve this application")
     serve.add_argument("--no-builtin-apps", action="store_const", const=True, help=Settings.help("no_builtin_apps"))
     serve.add_argument("--log-level", help=Settings.help("log_level"))
@@ -151,7 +152,9 @@ def load_app(spec: str) -> Application:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    flags = {k: getattr(args, k, None) for k in ("host", "ws_port", "http_port", "data", "log_level", "event_loop")}
+    flags = {
+        k: getattr(args, k, None) for k in ("host", "ws_port", "http_port", "data", "store", "log_level", "event_loop")
+    }
     flags["no_builtin_apps"] = args.no_builtin_apps
     flags["no_auth"] = args.no_auth
     flags["apps"] = tuple(args.apps) if args.apps else None
@@ -188,7 +191,7 @@ def _apps(settings: Settings) -> list[Application]:
     return apps + [load_app(spec) for spec in settings.apps]
 
 
-def _engine(settings: Settings, store: SQLiteStore) -> AuthEngine:
+def _engine(settings: Settings, store: Store) -> AuthEngine:
     issuer = TokenIssuer(load_secret(Path(settings.data), settings.jwt_secret), settings.token_lifetime)
     throttle = LoginThrottle(
         settings.login_failures_per_user, settings.login_failures_per_address, settings.login_window
@@ -214,7 +217,7 @@ def _build_bus(settings: Settings, apps: list[Application]) -> tuple[Bus, AuthEn
     from endpoints.auth import create_app as create_auth
     from gateway import HttpGateway
 
-    store = SQLiteStore(settings.database, synchronous=settings.sync, cache_bytes=settings.cache_bytes)
+    store = create_store(settings)
     engine = _engine(settings, store)
     auth = None if settings.no_auth else engine
     bus = Bus(settings, [create_auth(engine), *apps], store=store, authenticator=auth, authorizer=auth)
@@ -304,7 +307,7 @@ def _user(args: argparse.Namespace) -> int:
 
 
 async def _change_user(settings: Settings, args: argparse.Namespace, password: str) -> None:
-    store = SQLiteStore(settings.database, synchronous=settings.sync, cache_bytes=settings.cache_bytes)
+    store = create_store(settings)
     await store.open()
     try:
         engine = _engine(settings, store)

@@ -8,9 +8,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MIN_JWT_SECRET_BYTES", "Settings"]
+__all__ = ["MIN_JWT_SECRET_BYTES", "STORE_SCHEMES", "Settings"]
 
 MIN_JWT_SECRET_BYTES = 32
+STORE_SCHEMES = ("postgresql://", "postgres://")
+"""How a ``store`` URL that selects the PostgreSQL store begins."""
 
 
 def _apps(value: str) -> tuple[str, ...]:
@@ -40,6 +42,9 @@ class Settings:
     max_connections: int = _setting(16384, int, "open websocket connections before new ones get 503")
     call_timeout: float = _setting(30.0, float, "seconds an endpoint may take before TIMEOUT")
     shutdown_grace: float = _setting(10.0, float, "seconds in-flight calls get to finish on shutdown")
+    store: str = _setting(
+        "", str, "where objects are kept: empty for the SQLite file in the data dir, or a postgresql:// URL"
+    )
     sync: str = _setting("full", str, "SQLite synchronous mode: full (power-loss safe) or normal")
     cache_mb: float = _setting(64.0, float, "MiB of objects kept in memory for reads by id (0: none)")
     log_level: str = _setting("info", str, "log level: debug, info, warning, error")
@@ -83,6 +88,8 @@ class Settings:
 
     def check(self) -> None:
         """Raise ValueError for values that cannot work."""
+        if self.store and not self.store.startswith(STORE_SCHEMES):
+            raise ValueError("store must be empty (the SQLite file in the data dir) or a postgresql:// URL")
         if self.sync.lower() not in {"full", "normal"}:
             raise ValueError("sync must be 'full' or 'normal'")
         if self.event_loop not in {"auto", "uvloop", "asyncio"}:

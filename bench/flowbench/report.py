@@ -260,7 +260,8 @@ def _field(rows: list[Row], scenario: str, server: str, name: str) -> float | No
 
 def targets(rows: list[Row]) -> list[Target]:
     """FlowBus's targets: S1/S2 against the bare websockets ceiling (both websocket entries), S3
-    against the bare aiohttp handler, S4 against FlowBus's own S1, S5 in KiB per connection."""
+    against the bare aiohttp handler, S4 against FlowBus's own S1, S4pg against bare asyncpg, S5 in KiB
+    per connection."""
     out = []
     for scenario in ("S1", "S2"):
         for server in FLOWBUS_SOCKETS:
@@ -274,6 +275,8 @@ def targets(rows: list[Row]) -> list[Target]:
     http = ratio(_field(rows, "S3", "FlowBus gateway HTTP", "rate"), _field(rows, "S3", "ceiling aiohttp HTTP", "rate"))
     out.append(Target("S3 FlowBus gateway HTTP: calls/s / ceiling aiohttp HTTP", http, 0.7, True))
     out.append(Target("S4 FlowBus ws: calls/s / FlowBus ws S1", writes_versus_reads(rows), 0.5, True))
+    pg = ratio(_field(rows, "S4pg", "FlowBus ws (pg)", "rate"), _field(rows, "S4pg", "ceiling asyncpg", "rate"))
+    out.append(Target("S4pg FlowBus ws (pg): calls/s / ceiling asyncpg", pg, 0.5, True))
     for server in FLOWBUS_SOCKETS:
         kib = _field(rows, "S5", server, "rss_kib_per_connection")
         out.append(Target(f"S5 {server}: KiB per idle connection", kib, 40, False))

@@ -121,3 +121,46 @@ async def probe(url: str, objectid: str) -> str | None:
     if answer.get("success") is not True:
         return f"not available: OPEN answered {answer.get('errorcode')}: {answer.get('message')}"
     return None
+
+
+# -- PostgreSQL (S4pg) ------------------------------------------------------------------------
+
+
+def postgres_answers(dsn: str) -> bool:
+    """Whether a PostgreSQL server accepts a connection at ``dsn``."""
+
+    async def connect_once() -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(dsn, timeout=5)
+        await conn.close()
+
+    try:
+        asyncio.run(connect_once())
+    except Exception:
+        return False
+    return True
+
+
+def without_password(dsn: str) -> str:
+    """``dsn`` as it may be printed: its password left out."""
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
+
+
+def drop_schemas(dsn: str, schemas: Sequence[str]) -> None:
+    """Drop the schemas a run made (they are named by the run, never by its user)."""
+
+    async def drop() -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(dsn, timeout=5)
+        try:
+            for schema in schemas:
+                await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())

@@ -1,6 +1,35 @@
-"""Storage: the :class:`Store` seam and its embedded SQLite implementation."""
+"""Storage: the :class:`Store` seam, its embedded SQLite implementation, and :func:`create_store`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flowbus.store.base import Delete, Insert, Patch, Prepare, Store, Write
 from flowbus.store.sqlite import SQLiteStore
 
-__all__ = ["Delete", "Insert", "Patch", "Prepare", "SQLiteStore", "Store", "Write"]
+if TYPE_CHECKING:
+    from flowbus.config import Settings
+
+__all__ = ["Delete", "Insert", "Patch", "Prepare", "SQLiteStore", "Store", "Write", "create_store"]
+
+
+def create_store(settings: Settings) -> Store:
+    """The store ``settings.store`` names: empty for the SQLite file in the data dir, a
+    ``postgresql://`` (or ``postgres://``) URL for PostgreSQL; its ``?schema=`` parameter picks
+    the schema (default ``public``), the others go to the driver.
+
+    Raises:
+        ValueError: a store that is neither.
+    """
+    if not settings.store:
+        return SQLiteStore(settings.database, synchronous=settings.sync, cache_bytes=settings.cache_bytes)
+    parts = urlsplit(settings.store)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError("store must be empty (the SQLite file in the data dir) or a postgresql:// URL")
+    from flowbus.store.postgres import PostgresStore  # asyncpg is loaded only when it is used
+
+    params = parse_qsl(parts.query, keep_blank_values=True)
+    schema = next((value for name, value in params if name == "schema"), "public")
+    rest = urlencode([(name, value) for name, value in params if name != "schema"])
+    return PostgresStore(urlunsplit(parts._replace(query=rest)), schema=schema)
