@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 
 from websockets.exceptions import InvalidState
 from websockets.frames import Frame, Opcode
@@ -105,9 +106,9 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.session: Session | None = None
         self._counted = False
-        self._out: list[bytes] = []
         self._flushing = False
         self._fragments: list[bytes] = []
+        self._backlog: deque[str | bytes] = deque()  # messages read while the session was full
         self._fragment_text = True
         self._reading = True
         self._write_blocked = False
@@ -141,7 +142,7 @@ class _Connection(asyncio.Protocol):
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
-        self._out.clear()
+        self._backlog.clear()
         if self.session is not None:
             self.session.cancel()
 
@@ -213,7 +214,7 @@ class _Connection(asyncio.Protocol):
             defaults,
             server.settings.max_in_flight,
             server.calls,
-            room=self._update_reading,
+            room=self._room,
         )
         self._timers["ping"] = self.loop.call_later(PING_INTERVAL, self._ping)
 
@@ -245,14 +246,25 @@ class _Connection(asyncio.Protocol):
             except UnicodeDecodeError:
                 self.protocol.fail(1007, "invalid UTF-8 in a text frame")
                 return
+        if self._backlog or self.session.full:  # read in the same chunk as calls that filled the session
+            self._backlog.append(message)
+            return
         if self.session.start(message):
             self._update_reading()
+
+    def _room(self) -> None:
+        """A call ended while the session was full: start what waits, then read again."""
+        session = self.session
+        assert session is not None
+        while self._backlog and not session.full:
+            session.start(self._backlog.popleft())
+        self._update_reading()
 
     def _update_reading(self) -> None:
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        want = not self._write_blocked and not (self.session is not None and self.session.full)
+        want = not self._write_blocked and not self._backlog and not (self.session is not None and self.session.full)
         if want and not self._reading:
             self._reading = True
             transport.resume_reading()
