@@ -75,7 +75,9 @@ class HttpGateway:
     ) -> None:
         self.settings = settings
         self.app = create_app(dispatcher, registry, settings, connections)
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, shutdown_timeout=settings.shutdown_grace
+        )
         self._site: web.TCPSite | None = None
 
     @property
@@ -91,9 +93,7 @@ class HttpGateway:
 
     async def start(self) -> None:
         await self._runner.setup()
-        self._site = web.TCPSite(
-            self._runner, self.settings.host, self.settings.http_port, shutdown_timeout=self.settings.shutdown_grace
-        )
+        self._site = web.TCPSite(self._runner, self.settings.host, self.settings.http_port)
         await self._site.start()
 
     async def stop(self) -> None:
