@@ -102,7 +102,7 @@ class _Connection(asyncio.Protocol):
     def __init__(self, server: WebSocketServer) -> None:
         self.server = server
         self.loop = asyncio.get_running_loop()
-        self.protocol = ServerProtocol(max_size=server.settings.max_message_size, logger=logger)
+        self.protocol = ServerProtocol(max_size=server.settings.max_message_size)
         self.transport: asyncio.Transport | None = None
         self.session: Session | None = None
         self._counted = False
