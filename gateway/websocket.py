@@ -55,18 +55,8 @@ async def _serve(request: web.Request, ws: web.WebSocketResponse, calls: Calls) 
     endpoint, token = connection_defaults(request.raw_path[len(PATH) :], request.headers)
     defaults = Defaults(endpoint, token, request.remote or "")
     settings = request.app[SETTINGS]
-    transport = request.transport
-    write_timeout = settings.write_timeout
-
-    async def send(data: bytes) -> None:
-        try:
-            async with asyncio.timeout(write_timeout):
-                await ws.send_frame(data, WSMsgType.TEXT)
-        except TimeoutError:  # the client stopped reading: drop it, its calls are cancelled below
-            if transport is not None:
-                transport.abort()
-            raise ConnectionResetError("write timeout") from None
-
+    watchdog = _Watchdog(ws, request.transport, settings.write_timeout)
+    send = watchdog.send
     session = Session(request.app[DISPATCHER], send, _CLOSED, defaults, settings.max_in_flight, calls)
     try:
         async for message in ws:
@@ -74,7 +64,46 @@ async def _serve(request: web.Request, ws: web.WebSocketResponse, calls: Calls) 
                 if session.start(message.data):
                     await session.room()
     finally:
+        watchdog.stop()
         session.cancel()
+
+
+class _Watchdog:
+    """Sends answers; aborts the connection when its sends make no progress for ``seconds``.
+
+    One periodic check per connection instead of a timer per send: a send only notes the time
+    when the first of its kind starts waiting and when one ends.
+    """
+
+    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None, seconds: float) -> None:
+        self._ws = ws
+        self._transport = transport
+        self._seconds = seconds
+        self._loop = asyncio.get_running_loop()
+        self._pending = 0
+        self._progress = 0.0
+        self._timer = self._loop.call_later(seconds / 4, self._check)
+
+    async def send(self, data: bytes) -> None:
+        """Send one answer as a text frame."""
+        if self._pending == 0:
+            self._progress = self._loop.time()
+        self._pending += 1
+        try:
+            await self._ws.send_frame(data, WSMsgType.TEXT)
+        finally:
+            self._pending -= 1
+            self._progress = self._loop.time()
+
+    def stop(self) -> None:
+        self._timer.cancel()
+
+    def _check(self) -> None:
+        if self._pending and self._loop.time() - self._progress > self._seconds:
+            if self._transport is not None:  # the client stopped reading: drop it, its calls are cancelled
+                self._transport.abort()
+            return
+        self._timer = self._loop.call_later(self._seconds / 4, self._check)
 
 
 async def close_sockets(sockets: Sockets, grace: float) -> None:
