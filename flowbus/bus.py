@@ -12,6 +12,7 @@ from flowbus.backplane import Backplane, LocalBackplane
 from flowbus.config import Settings
 from flowbus.dispatcher import Dispatcher
 from flowbus.endpoint import Application, Endpoint, Services
+from flowbus.handshake import Connections
 from flowbus.registry import Registry
 from flowbus.server import WebSocketServer
 from flowbus.store.base import Store
@@ -72,7 +73,8 @@ class Bus:
             authorizer or AllowAll(),
             call_timeout=settings.call_timeout,
         )
-        self.websocket = WebSocketServer(self.dispatcher, settings)
+        self.connections = Connections(settings.max_connections)  # one cap for every websocket entry
+        self.websocket = WebSocketServer(self.dispatcher, settings, self.connections)
         self.transports: list[Transport] = [self.websocket]
 
     async def start(self) -> None:

@@ -29,6 +29,7 @@ from flowbus.endpoint import Application
 from flowbus.errors import FlowBusError
 from flowbus.protocol import Method
 from flowbus.store import Store, create_store
+from flowbus.tasks import eager_tasks
 
 __all__ = ["load_app", "main"]
 
@@ -202,15 +203,15 @@ def _engine(settings: Settings, store: Store) -> AuthEngine:
 def _run(main: Any, event_loop: str = "auto") -> Any:
     """Run ``main`` on uvloop when it is installed (or asked for), else on asyncio's own loop."""
     if event_loop == "asyncio":
-        return asyncio.run(main)
+        return asyncio.run(eager_tasks(main))
     try:
         import uvloop  # type: ignore[import-not-found]
     except ImportError:
         if event_loop == "uvloop":
             main.close()
             raise SystemExit("flowbus: --event-loop uvloop needs uvloop: pip install 'flowbus[speed]'") from None
-        return asyncio.run(main)
-    return uvloop.run(main)
+        return asyncio.run(eager_tasks(main))
+    return uvloop.run(eager_tasks(main))
 
 
 def _build_bus(settings: Settings, apps: list[Application]) -> tuple[Bus, AuthEngine]:
@@ -221,7 +222,7 @@ def _build_bus(settings: Settings, apps: list[Application]) -> tuple[Bus, AuthEn
     engine = _engine(settings, store)
     auth = None if settings.no_auth else engine
     bus = Bus(settings, [create_auth(engine), *apps], store=store, authenticator=auth, authorizer=auth)
-    bus.transports.append(HttpGateway(bus.dispatcher, bus.registry, settings))
+    bus.transports.append(HttpGateway(bus.dispatcher, bus.registry, settings, bus.connections))
     return bus, engine
 
 

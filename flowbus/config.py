@@ -45,6 +45,7 @@ class Settings:
     store: str = _setting(
         "", str, "where objects are kept: empty for the SQLite file in the data dir, or a postgresql:// URL"
     )
+    write_timeout: float = _setting(30.0, float, "seconds a websocket's writes may stay blocked before it is dropped")
     sync: str = _setting("full", str, "SQLite synchronous mode: full (power-loss safe) or normal")
     cache_mb: float = _setting(64.0, float, "MiB of objects kept in memory for reads by id (0: none)")
     log_level: str = _setting("info", str, "log level: debug, info, warning, error")
@@ -101,6 +102,8 @@ class Settings:
             raise ValueError("cache_mb must not be negative")
         if not (self.call_timeout > 0 and self.shutdown_grace >= 0):  # written so that NaN fails too
             raise ValueError("call_timeout must be positive and shutdown_grace not negative")
+        if not self.write_timeout > 0:
+            raise ValueError("write_timeout must be positive")
         if self.jwt_secret is not None and len(self.jwt_secret.encode()) < MIN_JWT_SECRET_BYTES:
             # the value itself is never repeated: it may be the real secret, one character short
             raise ValueError(

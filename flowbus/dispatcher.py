@@ -1,6 +1,7 @@
-"""The dispatcher: every call, from any transport, goes through :meth:`Dispatcher.handle`.
+"""The dispatcher: every call, from any transport, goes through :meth:`Dispatcher.dispatch`.
 
-Request → authenticate → look up → authorize → endpoint method → Response. This is also the
+Request → authenticate → look up → authorize → the OPEN fast path (an endpoint's cached stored
+JSON) or the endpoint method → Response. This is also the
 one error boundary: a FlowBusError becomes its error envelope, anything else is logged with a
 fresh errorid and answered INTERNAL_ERROR; no traceback ever reaches the caller.
 """
@@ -10,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from flowbus.auth.base import ANONYMOUS, NO_CREDENTIALS, Authenticator, Authorizer, Credentials, Identity
 from flowbus.deadlines import Deadlines
-from flowbus.eager import Paused, resume, start
 from flowbus.endpoint import Call, Services
 from flowbus.errors import (
     FlowBusError,
@@ -29,8 +30,6 @@ from flowbus.protocol import (
     Request,
     Response,
     encode_response,
-    encode_result,
-    encode_stored,
     new_errorid,
     parse_request,
 )
@@ -73,21 +72,24 @@ class Dispatcher:
         self.deadlines = Deadlines(call_timeout)
         self._known: Callable[[Credentials], Identity | None] = getattr(authenticator, "known", _unknown)
 
-    async def handle(self, request: Request, credentials: Credentials) -> Response:
+    async def dispatch(self, request: Request, credentials: Credentials) -> Response:
         """Answer one request within the call timeout; never raises (but for cancellation).
 
-        The call runs inline; only if it has to wait is the caller's task watched by
-        :attr:`deadlines` (a call that never waits cannot be cut short anyway).
+        The one error boundary of every transport: a FlowBusError becomes its envelope, anything
+        else is logged under a fresh errorid and answered INTERNAL_ERROR. The caller's task is
+        watched by :attr:`deadlines` while the call runs.
         """
-        paused = start(self._respond(request, credentials))
-        if not isinstance(paused, Paused):
-            return paused
         task = asyncio.current_task()
         assert task is not None
         self.deadlines.watch(task)
         try:
-            response: Response = await resume(paused)
-            return response
+            return await self._pipeline(request, credentials, task)
+        except FlowBusError as exc:
+            return self.fail(exc, request.requestid, peer=credentials.peer)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            return self._internal_error(request, "internal error")
         finally:
             self.deadlines.leave(task)
 
@@ -98,71 +100,37 @@ class Dispatcher:
         default_endpoint: str | None = None,
         credentials: Credentials = NO_CREDENTIALS,
     ) -> bytes:
-        """Parse one websocket message, answer it, and encode the answer.
+        """Parse one websocket message, :meth:`dispatch` it, and encode the answer.
 
         ``credentials`` are the connection's (its handshake's token and the peer's address); a
         message that carries a token of its own is answered with that token instead.
-
-        The call timeout applies only if the caller's task is watched by :attr:`deadlines`
-        (a :class:`~flowbus.session.Session` does that for each call that has to wait).
         """
-        taken = self.take_message(raw, default_endpoint, credentials)
-        if type(taken) is bytes:
-            return taken
-        request, credentials = taken  # type: ignore[misc]
-        return await self.answer(request, credentials)
+        taken = self.parse(raw, default_endpoint, credentials)
+        if isinstance(taken, Response):
+            return self.encode(taken)
+        return self.encode(await self.dispatch(*taken))
 
-    def take_message(
+    def parse(
         self, raw: str | bytes, default_endpoint: str | None, credentials: Credentials
-    ) -> bytes | tuple[Request, Credentials]:
-        """The first, synchronous half of :meth:`handle_message`: the encoded answer if it can be
-        given at once (a message that does not parse, an OPEN of a cached object, a refusal of
-        one), else the request and the credentials to :meth:`answer` it with."""
+    ) -> Response | tuple[Request, Credentials]:
+        """Read one message: the request and the credentials to dispatch it with, or the error
+        answer of a message that does not parse."""
         try:
             request = parse_request(raw, default_endpoint=default_endpoint, default_token=credentials.token)
         except FlowBusError as exc:
-            return encode_response(self.fail(exc, exc.requestid, peer=credentials.peer))
+            return self.fail(exc, exc.requestid, peer=credentials.peer)
         if request.token is not credentials.token:
             credentials = Credentials(token=request.token, peer=credentials.peer)
-        if request.method is _OPEN:
-            try:
-                objectid: str = request.objectid  # type: ignore[assignment]  # an OPEN always has one
-                body = self.peek_open(request.endpoint, request.namespace, objectid, credentials)
-            except FlowBusError as exc:
-                return encode_response(self.fail(exc, request.requestid, peer=credentials.peer))
-            except Exception:
-                return encode_response(self._internal_error(request, "internal error"))
-            if body is not None:
-                return encode_stored(body, request.requestid)
         return request, credentials
 
-    async def answer(self, request: Request, credentials: Credentials) -> bytes:
-        """The second half of :meth:`handle_message`: call the endpoint, encode its answer."""
+    def encode(self, response: Response) -> bytes:
+        """The envelope of ``response`` as JSON bytes; an answer that is not JSON answers INTERNAL_ERROR."""
         try:
-            result = await self._call(request, credentials)
-        except FlowBusError as exc:
-            return encode_response(self.fail(exc, request.requestid, peer=credentials.peer))
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            return encode_response(self._internal_error(request, "internal error"))
-        try:
-            return encode_result(result, request.requestid)
+            return encode_response(response)
         except TypeError:  # orjson.JSONEncodeError: the endpoint answered something that is not JSON
-            return encode_response(self._internal_error(request, "answer is not JSON"))
-
-    async def _respond(self, request: Request, credentials: Credentials) -> Response:
-        try:
-            result = await self._call(request, credentials)
-        except FlowBusError as exc:
-            return self.fail(exc, request.requestid, peer=credentials.peer)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            return self._internal_error(request, "internal error")
-        if isinstance(result, Page):
-            return Response(page=result, requestid=request.requestid)
-        return Response(data=result, requestid=request.requestid)
+            errorid = new_errorid()
+            logger.error("answer is not JSON errorid=%s", errorid, exc_info=True)
+            return encode_response(Response(error=InternalError(errorid=errorid), requestid=response.requestid))
 
     def _internal_error(self, request: Request, what: str) -> Response:
         """Log the exception being handled under a fresh errorid; answer INTERNAL_ERROR without details."""
@@ -183,6 +151,7 @@ class Dispatcher:
             error.errorid = new_errorid()
         level = logging.ERROR if error.http_status >= 500 else logging.INFO
         if logger.isEnabledFor(level):
+            cause = error.__cause__ if level == logging.ERROR else None  # a store's failure, kept for the log
             logger.log(
                 level,
                 "call failed errorid=%s errorcode=%s peer=%s: %s",
@@ -190,56 +159,38 @@ class Dispatcher:
                 error.errorcode,
                 peer,
                 error.message,
+                exc_info=(type(cause), cause, cause.__traceback__) if cause is not None else None,
             )
         return Response(error=error, requestid=requestid)
 
-    def peek(self, request: Request, credentials: Credentials) -> bytes | None:
-        """The stored JSON an OPEN answers, from its endpoint's fast path (:meth:`Endpoint.peek`),
-        or None: then answer the call the usual way (:meth:`handle`).
-
-        The caller is checked exactly as for the call: a refusal raises its FlowBusError here.
-        Whatever this cannot settle at once (another method, a token not seen yet, an object
-        not in the cache) answers None. :func:`~flowbus.protocol.encode_stored` makes the
-        success envelope of the bytes.
-        """
-        if request.method is not _OPEN:
-            return None
-        assert request.objectid is not None  # parse_request refuses an OPEN without one
-        return self.peek_open(request.endpoint, request.namespace, request.objectid, credentials)
-
-    def peek_open(self, endpoint: str, namespace: str, objectid: str, credentials: Credentials) -> bytes | None:
-        """:meth:`peek` for an OPEN given by its parts (a transport that has them needs no Request)."""
-        entry = self.registry.get(endpoint)
-        if entry is None or entry.peek is None or self.closing:
-            return None
-        if _OPEN not in entry.public:
-            identity = self._known(credentials)
-            if identity is None:
-                return None
-            self.authorizer.authorize(identity, _OPEN, endpoint, namespace, None)
-        return entry.peek(namespace, objectid)
-
-    async def _call(self, request: Request, credentials: Credentials) -> object:
+    async def _pipeline(self, request: Request, credentials: Credentials, task: asyncio.Task[Any]) -> Response:
+        """Authenticate, look up, authorize, then the OPEN fast path or the endpoint's handler."""
         if self.closing:
             raise Unavailable("The bus is shutting down", retry_after=1)
         entry = self.registry.get(request.endpoint)
-        public = entry is not None and request.method in entry.public
+        method = request.method
+        public = entry is not None and method in entry.public
         if public:
             identity = ANONYMOUS
         elif (identity := self._known(credentials)) is None:
             identity = await self.authenticator.authenticate(credentials)
         if entry is None:
             raise NoSuchEndpoint(f"No endpoint named {request.endpoint[:128]!r}")
-        handler = entry.handlers.get(request.method)
+        handler = entry.handlers.get(method)
         if handler is None:
-            raise MethodNotSupported(f"{request.endpoint} does not support {request.method}")
+            raise MethodNotSupported(f"{request.endpoint} does not support {method}")
         if not public:
             permissions = entry.endpoint.permissions  # named permissions of RUN operations, if any
-            run = permissions and request.method is _RUN
+            run = permissions and method is _RUN
             permission = permissions.get(request.objectid or "") if run else None
-            self.authorizer.authorize(identity, request.method, request.endpoint, request.namespace, permission)
+            self.authorizer.authorize(identity, method, request.endpoint, request.namespace, permission)
+        if method is _OPEN and entry.peek is not None:
+            assert request.objectid is not None  # parse_request refuses an OPEN without one
+            stored = entry.peek(request.namespace, request.objectid)
+            if stored is not None:
+                return Response(stored=stored, requestid=request.requestid)
         call = Call(
-            request.method,
+            method,
             request.endpoint,
             request.objectid,
             request.namespace,
@@ -250,11 +201,14 @@ class Dispatcher:
             credentials.peer,
         )
         try:
-            return await handler(call)
+            result = await handler(call)
         except asyncio.CancelledError:
-            if self.deadlines.expired(asyncio.current_task()):
+            if self.deadlines.expired(task):
                 raise Timeout() from None
             raise
+        if isinstance(result, Page):
+            return Response(page=result, requestid=request.requestid)
+        return Response(data=result, requestid=request.requestid)
 
 
 def _unknown(credentials: Credentials) -> Identity | None:

@@ -125,6 +125,8 @@ class Response:
     error: FlowBusError | None = None
     requestid: str | int | None = None
     status: int = 0
+    stored: bytes | None = None
+    """An OPEN answered from the cache: the object's stored JSON, joined into the envelope as it is."""
 
     @property
     def success(self) -> bool:
@@ -319,6 +321,8 @@ def response_dict(response: Response) -> dict[str, Any]:
     """Return the envelope of ``response`` as a plain dict (for JSON or XML rendering)."""
     if response.error is not None:
         return error_dict(response.error, response.requestid)
+    if response.stored is not None:
+        return success_dict(orjson.loads(response.stored), response.requestid, response.status)
     result = response.page if response.page is not None else response.data
     return success_dict(result, response.requestid, response.status)
 
@@ -361,7 +365,9 @@ def error_dict(error: FlowBusError, requestid: str | int | None = None) -> dict[
 
 
 def encode_response(response: Response) -> bytes:
-    """Encode ``response`` as the JSON bytes of its envelope."""
+    """Encode ``response`` as the JSON bytes of its envelope (stored JSON joined as it is)."""
+    if response.stored is not None:
+        return encode_stored(response.stored, response.requestid)
     return orjson.dumps(response_dict(response))
 
 

@@ -1,148 +1,312 @@
-"""The websocket server: reads envelopes and hands each to the connection's Session.
+"""The websocket port: an asyncio Protocol driving websockets' Sans-I/O ``ServerProtocol``.
 
-The path the connection was opened on (``/inventory/device``) is the default endpoint of its
-messages, and a token given at the handshake (``?token=`` or ``Authorization: Bearer``) their
-default token. How calls are run, limited and shut down is :mod:`flowbus.session`'s, shared with
-the gateway's ``/ws``.
+Each connection is a :class:`_Connection`. Bytes read go to the protocol; the events it gives
+(the handshake request, frames) are acted on; what it has to send is written. The path the
+connection was opened on (``/inventory/device``) is the default endpoint of its messages, and a
+token given at the handshake (``?token=`` or ``Authorization: Bearer``) their default token (see
+:mod:`flowbus.handshake`). How calls are run, limited and shut down is :mod:`flowbus.session`'s,
+shared with the gateway's ``/ws``.
+
+Writes: every answer ready when a read has been handled leaves in one ``writelines``; an answer
+of a call that waited is written at the end of the event loop's turn that made it (with the other
+answers of that turn). While the transport's buffer is full, the connection is not read; if it
+stays full for ``write_timeout`` seconds the connection is aborted and its calls cancelled.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from functools import partial
-from http import HTTPStatus
-from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from collections import deque
 
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request as HandshakeRequest, Response as HandshakeResponse
+from websockets.exceptions import InvalidState
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request as HandshakeRequest
+from websockets.server import ServerProtocol
 
-from flowbus.coalesce import CoalescingTransport
 from flowbus.config import Settings
 from flowbus.dispatcher import Dispatcher
-from flowbus.hosts import REFUSED as HOST_REFUSED, HostCheck
-from flowbus.protocol import normalize_endpoint
+from flowbus.handshake import TOO_MANY, Connections, Handshake, connection_defaults
 from flowbus.session import Calls, Defaults, Session
 
-__all__ = ["WebSocketServer", "connection_defaults", "origin_allowed"]
+__all__ = ["CLOSE_TIMEOUT", "PING_INTERVAL", "PING_TIMEOUT", "WebSocketServer"]
 
 logger = logging.getLogger("flowbus.server")
 
+PING_INTERVAL = 20.0
+"""Seconds between the pings of an open connection."""
+PING_TIMEOUT = 20.0
+"""Seconds a peer has to answer a ping before its connection is closed (1011)."""
+CLOSE_TIMEOUT = 10.0
+"""Seconds a closing connection's peer has to end the TCP connection before it is aborted."""
 
-def connection_defaults(path: str, headers: Any) -> tuple[str | None, str | None]:
-    """Read the default endpoint and token of a connection from its handshake.
-
-    Args:
-        path: the request target, e.g. ``/inventory/device?token=...``.
-        headers: the handshake headers (anything with ``.get``).
-
-    Returns:
-        (endpoint or None, token or None)
-    """
-    parts = urlsplit(path)
-    endpoint = normalize_endpoint(unquote(parts.path)) or None
-    token = dict(parse_qsl(parts.query)).get("token")
-    auth = headers.get("Authorization") or ""
-    if not token and auth[:7].lower() == "bearer ":
-        token = auth[7:].strip() or None
-    return endpoint, token
-
-
-def origin_allowed(origin: str | None, host: str | None, settings: Settings) -> bool:
-    """Whether a handshake's ``Origin`` may open a websocket (stops cross-site websocket hijacking).
-
-    No Origin (a client that is not a browser) is allowed; a browser's Origin must be the bus's
-    own host or be listed in ``settings.allowed_origins`` (``*`` allows every origin).
-    """
-    if origin is None:
-        return True
-    if origin in settings.allowed_origins or "*" in settings.allowed_origins:
-        return True
-    return host is not None and urlsplit(origin).netloc.lower() == host.lower()
+_TEXT, _BINARY, _CONT, _PONG = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG
+_CLOSED = (InvalidState,)  # what send_text raises once the connection is closing
 
 
 class WebSocketServer:
-    """Serves the bus over websockets."""
+    """Serves the bus over websockets.
 
-    def __init__(self, dispatcher: Dispatcher, settings: Settings) -> None:
+    Args:
+        dispatcher: the bus's dispatcher.
+        settings: the bus's settings.
+        connections: the cap on open connections, shared with the other websocket entries.
+    """
+
+    def __init__(self, dispatcher: Dispatcher, settings: Settings, connections: Connections | None = None) -> None:
         self.dispatcher = dispatcher
         self.settings = settings
-        self._server: Server | None = None
-        self._calls = Calls()
-        self._connections: set[ServerConnection] = set()
-        self._accepting = True
-        self._hosts = HostCheck(settings.allowed_hosts, settings.host) if settings.no_auth else None
+        self.connections = connections if connections is not None else Connections(settings.max_connections)
+        self.handshake = Handshake(settings)
+        self.calls = Calls()
+        self.open: set[_Connection] = set()
+        self.accepting = True
+        self._server: asyncio.Server | None = None
 
     @property
     def port(self) -> int:
         assert self._server is not None
-        port: int = next(iter(self._server.sockets)).getsockname()[1]
+        port: int = self._server.sockets[0].getsockname()[1]
         return port
 
     @property
     def url(self) -> str:
-        return f"ws://{_url_host(self.settings.host)}:{self.port}"
+        host = self.settings.host
+        return f"ws://{f'[{host}]' if ':' in host else host}:{self.port}"
 
     async def start(self) -> None:
-        self._server = await serve(
-            self._serve_connection,
-            self.settings.host,
-            self.settings.ws_port,
-            max_size=self.settings.max_message_size,
-            compression=None,
-            process_request=self._check_handshake,
-            server_header="FlowBus",
-        )
-
-    def _check_handshake(self, connection: ServerConnection, request: HandshakeRequest) -> HandshakeResponse | None:
-        if not self._accepting:
-            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "The bus is shutting down\n")
-        if len(self._connections) >= self.settings.max_connections:
-            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "Too many connections\n")
-        if not origin_allowed(request.headers.get("Origin"), request.headers.get("Host"), self.settings):
-            return connection.respond(HTTPStatus.FORBIDDEN, "Origin not allowed\n")
-        if self._hosts is not None and not self._hosts(request.headers.get("Host")):
-            return connection.respond(HTTPStatus.FORBIDDEN, HOST_REFUSED + "\n")
-        return None
-
-    async def _serve_connection(self, ws: ServerConnection) -> None:
-        assert ws.request is not None
-        # The answers of a burst leave together (the handshake is written by now).
-        ws.transport = transport = CoalescingTransport(ws.transport)  # type: ignore[assignment]
-        endpoint, token = connection_defaults(ws.request.path, ws.request.headers)
-        defaults = Defaults(endpoint, token, _peer(ws))
-        send = partial(ws.send, text=True)
-        limit = self.settings.max_in_flight
-        session = Session(self.dispatcher, send, (ConnectionClosed,), defaults, limit, self._calls)
-        self._connections.add(ws)
-        try:
-            while True:  # recv() directly: `async for` adds an async generator step per message
-                message = await ws.recv()
-                transport.hold()  # answers given at once leave with the rest of this turn's
-                if session.start(message):  # this one has to wait: its answer need not be held
-                    transport.unhold()
-                    await session.room()
-        except ConnectionClosed:
-            pass
-        finally:
-            self._connections.discard(ws)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Connection(self), self.settings.host, self.settings.ws_port)
 
     async def stop(self) -> None:
-        """Shut down: refuse new calls, let in-flight calls finish (within the grace period),
-        answer the rest UNAVAILABLE, then close every connection with 1001 (going away)."""
-        self._accepting = False
-        self.dispatcher.closing = True
-        await self._calls.finish(self.settings.shutdown_grace)
+        """Shut down: stop accepting, let in-flight calls finish (within the grace period, the rest
+        answer UNAVAILABLE), then close every connection with 1001 (going away)."""
+        self.accepting = False
         if self._server is not None:
             self._server.close()
+        await self.calls.finish(self.settings.shutdown_grace)
+        for connection in list(self.open):
+            connection.close(1001, "The bus is shutting down")
+        deadline = asyncio.get_running_loop().time() + CLOSE_TIMEOUT
+        while self.open and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        for connection in list(self.open):
+            connection.abort()
+        if self._server is not None:
             await self._server.wait_closed()
 
 
-def _peer(ws: ServerConnection) -> str:
-    address = ws.remote_address
-    return str(address[0]) if address else ""
+class _Connection(asyncio.Protocol):
+    """One websocket connection of the websocket port."""
 
+    def __init__(self, server: WebSocketServer) -> None:
+        self.server = server
+        self.loop = asyncio.get_running_loop()
+        self.protocol = ServerProtocol(max_size=server.settings.max_message_size)
+        self.transport: asyncio.Transport | None = None
+        self.session: Session | None = None
+        self._counted = False
+        self._flushing = False
+        self._fragments: list[bytes] = []
+        self._backlog: deque[str | bytes] = deque()  # messages read while the session was full
+        self._fragment_text = True
+        self._reading = True
+        self._write_blocked = False
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._ping_data = b""
 
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self._counted = self.server.connections.take()  # a handshake in progress counts
+        self.server.open.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.protocol.receive_data(data)
+        self._events()
+        self._flush()
+
+    def eof_received(self) -> bool | None:
+        self.protocol.receive_eof()
+        self._events()
+        self._flush()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.open.discard(self)
+        if self._counted:
+            self._counted = False
+            self.server.connections.release()
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        self._backlog.clear()
+        if self.session is not None:
+            self.session.cancel()
+
+    def pause_writing(self) -> None:
+        self._write_blocked = True
+        self._update_reading()
+        self._timers["write"] = self.loop.call_later(self.server.settings.write_timeout, self._write_timed_out)
+
+    def resume_writing(self) -> None:
+        self._write_blocked = False
+        timer = self._timers.pop("write", None)
+        if timer is not None:
+            timer.cancel()
+        self._update_reading()
+
+    # the websocket
+
+    def close(self, code: int, reason: str) -> None:
+        """Start the close handshake."""
+        try:
+            self.protocol.send_close(code, reason)
+        except InvalidState:
+            pass
+        self._flush()
+
+    def abort(self) -> None:
+        """Drop the connection at once (its calls are cancelled by connection_lost)."""
+        if self.transport is not None:
+            self.transport.abort()
+
+    def send(self, data: bytes) -> None:
+        """Send one answer as a text frame, written with the rest of this turn's."""
+        self.protocol.send_text(data)
+        if not self._flushing:
+            self._flushing = True
+            self.loop.call_soon(self._flush)
+
+    def _events(self) -> None:
+        for event in self.protocol.events_received():
+            if isinstance(event, HandshakeRequest):
+                self._handshake(event)
+            elif isinstance(event, Frame):
+                self._frame(event)
+
+    def _handshake(self, request: HandshakeRequest) -> None:
+        server = self.server
+        headers = request.headers
+        closing = not server.accepting or server.dispatcher.closing
+        refusal = server.handshake.refusal(closing, headers.get("Origin"), headers.get("Host"))
+        if refusal is None and not self._counted:
+            refusal = TOO_MANY
+        if refusal is not None:
+            response = self.protocol.reject(refusal.status, refusal.text)
+        else:
+            response = self.protocol.accept(request)
+        if "Server" in response.headers:
+            del response.headers["Server"]
+        response.headers["Server"] = "FlowBus"
+        self.protocol.send_response(response)
+        if response.status_code != 101:
+            return
+        endpoint, token = connection_defaults(request.path, headers)
+        peer = self.transport.get_extra_info("peername") if self.transport is not None else None
+        defaults = Defaults(endpoint, token, str(peer[0]) if peer else "")
+        self.session = Session(
+            server.dispatcher,
+            self.send,
+            _CLOSED,
+            defaults,
+            server.settings.max_in_flight,
+            server.calls,
+            room=self._room,
+        )
+        self._timers["ping"] = self.loop.call_later(PING_INTERVAL, self._ping)
+
+    def _frame(self, frame: Frame) -> None:
+        opcode = frame.opcode
+        if opcode is _TEXT or opcode is _BINARY:
+            self._fragment_text = opcode is _TEXT
+            if not frame.fin:
+                self._fragments = [bytes(frame.data)]
+                return
+            self._message(bytes(frame.data))
+        elif opcode is _CONT:
+            self._fragments.append(bytes(frame.data))
+            if frame.fin:
+                data, self._fragments = b"".join(self._fragments), []
+                self._message(data)
+        elif opcode is _PONG and frame.data == self._ping_data:
+            timer = self._timers.pop("pong", None)
+            if timer is not None:
+                timer.cancel()
+
+    def _message(self, data: bytes) -> None:
+        if self.session is None:
+            return
+        message: str | bytes = data
+        if self._fragment_text:
+            try:
+                message = data.decode()
+            except UnicodeDecodeError:
+                self.protocol.fail(1007, "invalid UTF-8 in a text frame")
+                return
+        if self._backlog or self.session.full:  # read in the same chunk as calls that filled the session
+            self._backlog.append(message)
+            return
+        if self.session.start(message):
+            self._update_reading()
+
+    def _room(self) -> None:
+        """A call ended while the session was full: start what waits, then read again."""
+        session = self.session
+        assert session is not None
+        while self._backlog and not session.full:
+            session.start(self._backlog.popleft())
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        want = not self._write_blocked and not self._backlog and not (self.session is not None and self.session.full)
+        if want and not self._reading:
+            self._reading = True
+            transport.resume_reading()
+        elif not want and self._reading:
+            self._reading = False
+            transport.pause_reading()
+
+    def _flush(self) -> None:
+        """Write what the protocol has to send, in one go; end or close the connection as it says."""
+        self._flushing = False
+        transport = self.transport
+        if transport is None:
+            return
+        out = self.protocol.data_to_send()
+        if not out:
+            return
+        eof = b"" in out
+        if not transport.is_closing():
+            transport.writelines([chunk for chunk in out if chunk] if eof else out)
+        if eof:
+            transport.close()
+        elif self.protocol.close_expected() and "close" not in self._timers:
+            self._timers["close"] = self.loop.call_later(CLOSE_TIMEOUT, self.abort)
+
+    def _ping(self) -> None:
+        self._ping_data = self._ping_data[:0] + str(self.loop.time()).encode()
+        try:
+            self.protocol.send_ping(self._ping_data)
+        except InvalidState:
+            return
+        self._flush()
+        self._timers["ping"] = self.loop.call_later(PING_INTERVAL, self._ping)
+        if "pong" not in self._timers:
+            self._timers["pong"] = self.loop.call_later(PING_TIMEOUT, self._no_pong)
+
+    def _no_pong(self) -> None:
+        self._timers.pop("pong", None)
+        logger.info("closing a connection whose peer did not answer a ping within %s s", PING_TIMEOUT)
+        self.protocol.fail(1011, "keepalive ping timeout")
+        self._flush()
+
+    def _write_timed_out(self) -> None:
+        self._timers.pop("write", None)
+        logger.info("dropping a connection whose writes stayed blocked for %s s", self.server.settings.write_timeout)
+        self.abort()

@@ -1,33 +1,30 @@
 """The calls of one websocket connection, whichever library carries it.
 
-Both websocket entries (the ``websockets`` server and the gateway's ``/ws``) hand each message
-to :meth:`Session.start`, which answers it at once when it can: a call that never has to wait
-(an OPEN served from the cache, a refused call) is answered without a task of its own. A call
-that has to wait goes on in a task, watched by the dispatcher's deadlines; up to
-``max_in_flight`` such calls may wait at once, past that the transport stops reading the
-connection until one ends (the client feels TCP backpressure; nothing is buffered without bound).
-
-Python 3.11 has no eager tasks, so :mod:`flowbus.eager` makes one by hand.
+Both websocket entries (the bus's own websocket server and the gateway's ``/ws``) hand each
+message to :meth:`Session.start`. A message that does not parse is answered at once; every other
+call runs in a task of its own (eager on Python 3.12+, see :mod:`flowbus.tasks`) through
+:meth:`Dispatcher.dispatch`. Up to ``max_in_flight`` calls may run at once; past that the
+transport stops reading the connection until one ends (the client feels TCP backpressure;
+nothing is buffered without bound).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from flowbus.auth.base import Credentials
 from flowbus.dispatcher import Dispatcher
-from flowbus.eager import Paused, resume, start
 from flowbus.errors import InvalidRequest, Unavailable
-from flowbus.protocol import Request, encode_response, parse_request
+from flowbus.protocol import Request, Response
 
-__all__ = ["Calls", "Defaults", "Session"]
+__all__ = ["BINARY", "Calls", "Defaults", "Session"]
 
 BINARY = "Binary frames are not accepted: send each envelope as a JSON text frame"
 
-Send = Callable[[bytes], Coroutine[Any, Any, Any]]
+Send = Callable[[bytes], Awaitable[None] | None]
+"""Sends one answer as a text frame: at once (returns None) or awaitable."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -44,7 +41,7 @@ class Defaults:
 
 
 class Calls:
-    """The waiting calls of one transport's connections, so that shutdown can let them finish."""
+    """The running calls of one transport's connections, so that shutdown can let them finish."""
 
     def __init__(self) -> None:
         self.tasks: set[asyncio.Task[None]] = set()
@@ -68,8 +65,9 @@ class Session:
         send: sends one answer as a text frame.
         closed: what ``send`` raises once the connection is gone.
         defaults: the connection's default endpoint and token, and the peer's address.
-        max_in_flight: calls that may wait at once.
-        calls: where the transport keeps track of waiting calls.
+        max_in_flight: calls that may run at once.
+        calls: where the transport keeps track of running calls.
+        room: called whenever a call ends while the session was full (to read again).
     """
 
     def __init__(
@@ -80,6 +78,7 @@ class Session:
         defaults: Defaults,
         max_in_flight: int,
         calls: Calls,
+        room: Callable[[], None] | None = None,
     ) -> None:
         self.dispatcher = dispatcher
         self.defaults = defaults
@@ -88,67 +87,88 @@ class Session:
         self._closed = closed
         self._calls = calls
         self._limit = max_in_flight
-        self._waiting = 0
+        self._on_room = room
+        self._running: set[asyncio.Task[None]] = set()
         self._room: asyncio.Future[None] | None = None
+        self._loop = asyncio.get_running_loop()
+
+    @property
+    def full(self) -> bool:
+        """Whether ``max_in_flight`` calls are running: stop reading until :meth:`room`."""
+        return len(self._running) >= self._limit
 
     def start(self, message: str | bytes) -> bool:
         """Start answering ``message`` (a text frame as str, a binary frame as bytes).
 
-        Returns True if the call goes on in a task (it had to wait): then await :meth:`room`
-        before reading the connection again.
+        Returns True if the session is now full: then wait for :meth:`room` before reading on.
         """
+        taken: Response | tuple[Request, Credentials]
         if isinstance(message, str):
-            taken = self.dispatcher.take_message(message, self.defaults.endpoint, self._credentials)
+            taken = self.dispatcher.parse(message, self.defaults.endpoint, self._credentials)
         else:
-            taken = encode_response(self.dispatcher.fail(InvalidRequest(BINARY), None, peer=self.defaults.peer))
-        try:  # an answer given at once is sent without a coroutine of this session's around it
-            paused = start(self._send(taken) if type(taken) is bytes else self._answer(taken))  # type: ignore[arg-type]
-        except self._closed:
-            return False
-        if not isinstance(paused, Paused):
-            return False
-        task = asyncio.get_running_loop().create_task(self._go_on(paused, message))
-        self.dispatcher.deadlines.watch(task)
-        self._calls.tasks.add(task)
-        task.add_done_callback(self._ended)
-        self._waiting += 1
-        return True
+            taken = self.dispatcher.fail(InvalidRequest(BINARY), None, peer=self.defaults.peer)
+        if isinstance(taken, Response):  # answered at parse time
+            sent = self._send(self.dispatcher.encode(taken))
+            if sent is not None:
+                self._track(self._loop.create_task(_await(sent, self._closed)))
+            return self.full
+        self._track(self._loop.create_task(self._call(*taken)))
+        return self.full
+
+    def cancel(self) -> None:
+        """The connection is gone: cancel its calls."""
+        for task in list(self._running):
+            task.cancel()
 
     async def room(self) -> None:
-        """Return once fewer than ``max_in_flight`` calls are waiting."""
-        while self._waiting >= self._limit:
-            self._room = asyncio.get_running_loop().create_future()
+        """Return once fewer than ``max_in_flight`` calls are running."""
+        while self.full:
+            self._room = self._loop.create_future()
             await self._room
 
+    def _track(self, task: asyncio.Task[None]) -> None:
+        if task.done():  # an eager task that never waited
+            return
+        self._running.add(task)
+        self._calls.tasks.add(task)
+        task.add_done_callback(self._ended)
+
     def _ended(self, task: asyncio.Task[None]) -> None:
-        self.dispatcher.deadlines.leave(task)
+        full = self.full
+        self._running.discard(task)
         self._calls.tasks.discard(task)
-        self._waiting -= 1
         if self._room is not None and not self._room.done():
             self._room.set_result(None)
+        if full and self._on_room is not None:
+            self._on_room()
 
-    async def _answer(self, taken: tuple[Request, Credentials]) -> None:
-        await self._send(await self.dispatcher.answer(*taken))
-
-    async def _go_on(self, paused: Paused, message: str | bytes) -> None:
-        """The rest of a call that had to wait (its answer, or the sending of it), in a task."""
+    async def _call(self, request: Request, credentials: Credentials) -> None:
         try:
-            await resume(paused)
-        except asyncio.CancelledError:
-            await self._send_unavailable(message)
+            response = await self.dispatcher.dispatch(request, credentials)
+        except asyncio.CancelledError:  # shutdown past its grace, or the connection is gone
+            await self._unavailable(request)
             raise
+        try:
+            sent = self._send(self.dispatcher.encode(response))
+            if sent is not None:
+                await sent
         except self._closed:
             pass
 
-    async def _send_unavailable(self, message: str | bytes) -> None:
-        """Tell the caller a call cut short by shutdown did not finish."""
-        try:
-            requestid = parse_request(message, default_endpoint=self.defaults.endpoint).requestid
-        except Exception:
-            requestid = None
+    async def _unavailable(self, request: Request) -> None:
+        """Tell the caller a call cut short by shutdown did not finish (if it can still hear it)."""
         error = Unavailable("The bus shut down before the call finished")
-        response = self.dispatcher.fail(error, requestid, peer=self.defaults.peer)
+        response = self.dispatcher.fail(error, request.requestid, peer=self.defaults.peer)
         try:
-            await asyncio.shield(self._send(encode_response(response)))
+            sent = self._send(self.dispatcher.encode(response))
+            if sent is not None:
+                await asyncio.shield(sent)
         except (*self._closed, asyncio.CancelledError):
             pass
+
+
+async def _await(sent: Awaitable[None], closed: tuple[type[BaseException], ...]) -> None:
+    try:
+        await sent
+    except closed:
+        pass

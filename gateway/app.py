@@ -8,10 +8,11 @@ from aiohttp.typedefs import Middleware
 
 from flowbus.config import Settings
 from flowbus.dispatcher import Dispatcher
+from flowbus.handshake import Connections, Handshake
 from flowbus.registry import Registry
 from gateway.handlers import make_api, openapi
 from gateway.keys import DISPATCHER, REGISTRY, SETTINGS, SOCKETS, TABLES, Sockets, Tables
-from gateway.middlewares import Unmatched, cors, enveloped, no_auth_guard
+from gateway.middlewares import cors, enveloped, no_auth_guard, unmatched
 from gateway.openapi import build_openapi
 from gateway.websocket import PATH as WS_PATH, close_sockets, websocket
 
@@ -32,21 +33,24 @@ async def _build_tables(app: web.Application) -> None:
     tables.openapi = orjson.dumps(build_openapi(registry))
 
 
-def create_app(dispatcher: Dispatcher, registry: Registry, settings: Settings) -> web.Application:
-    """Build the gateway's aiohttp application."""
+def create_app(
+    dispatcher: Dispatcher, registry: Registry, settings: Settings, connections: Connections | None = None
+) -> web.Application:
+    """Build the gateway's aiohttp application; ``connections`` is the websocket cap shared with
+    the websocket port (a cap of its own if not given)."""
     app = web.Application(client_max_size=settings.max_message_size, middlewares=_middlewares(settings))
     app[DISPATCHER] = dispatcher
     app[REGISTRY] = registry
     app[SETTINGS] = settings
     app[TABLES] = tables = Tables()
-    app[SOCKETS] = Sockets()
+    connections = connections if connections is not None else Connections(settings.max_connections)
+    app[SOCKETS] = Sockets(connections, Handshake(settings))
     app.on_startup.append(_build_tables)
     app.router.add_get("/healthz", enveloped(healthz))
     app.router.add_get(WS_PATH, enveloped(websocket))
     app.router.add_get(WS_PATH + "/{endpoint:.*}", enveloped(websocket))
     app.router.add_get("/api/openapi.json", enveloped(openapi))
     app.router.add_route("*", "/api/{tail:.*}", make_api(dispatcher, tables))
-    app.router.register_resource(Unmatched())
     return app
 
 
@@ -57,19 +61,23 @@ def _middlewares(settings: Settings) -> list[Middleware]:
 
     Failures are answered as envelopes without one: every route's handler answers its own
     (:func:`gateway.middlewares.enveloped` for all but /api's, which does it itself) and
-    :class:`gateway.middlewares.Unmatched` answers the 404s and 405s; a route added to this
-    application must do the same."""
+    :func:`gateway.middlewares.unmatched` answers the router's 404s and 405s; a route added to
+    this application must answer its own failures."""
     guard = [no_auth_guard(settings)] if settings.no_auth else []
-    return guard + ([cors] if settings.cors_origins else [])
+    return [unmatched, *guard] + ([cors] if settings.cors_origins else [])
 
 
 class HttpGateway:
     """Serves the gateway as a bus transport."""
 
-    def __init__(self, dispatcher: Dispatcher, registry: Registry, settings: Settings) -> None:
+    def __init__(
+        self, dispatcher: Dispatcher, registry: Registry, settings: Settings, connections: Connections | None = None
+    ) -> None:
         self.settings = settings
-        self.app = create_app(dispatcher, registry, settings)
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        self.app = create_app(dispatcher, registry, settings, connections)
+        self._runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, shutdown_timeout=settings.shutdown_grace
+        )
         self._site: web.TCPSite | None = None
 
     @property
@@ -85,9 +93,7 @@ class HttpGateway:
 
     async def start(self) -> None:
         await self._runner.setup()
-        self._site = web.TCPSite(
-            self._runner, self.settings.host, self.settings.http_port, shutdown_timeout=self.settings.shutdown_grace
-        )
+        self._site = web.TCPSite(self._runner, self.settings.host, self.settings.http_port)
         await self._site.start()
 
     async def stop(self) -> None:

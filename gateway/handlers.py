@@ -8,7 +8,6 @@ from types import MappingProxyType
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
-from flowbus.auth.base import Credentials
 from flowbus.dispatcher import Dispatcher
 from flowbus.errors import FlowBusError
 from flowbus.protocol import Method, Request, Response, encode_stored
@@ -17,9 +16,7 @@ from gateway.middlewares import last_resort
 from gateway.translate import (
     BODY_METHODS,
     JSON_CONTENT_TYPE,
-    PlainOpen,
     allowed_verbs,
-    plain_open,
     read_data,
     render,
     to_call,
@@ -46,12 +43,8 @@ def make_api(dispatcher: Dispatcher, tables: Tables) -> Handler:
         headers = request.headers
         accept = headers.get(hdrs.ACCEPT, "")
         json_ok = not (accept and wants_xml(accept))
+        peer = request.remote or ""
         try:
-            # A plain GET of a cached object, in JSON: its stored bytes as they are, read without to_call
-            plain = plain_open(request.method, request.raw_path, headers, tables.apps)
-            if plain is not None and json_ok and (stored := _peek(dispatcher, plain)) is not None:
-                return _stored(stored)
-            peer = request.remote or ""
             response: Response
             created = False
             call: Request | None = None
@@ -59,13 +52,12 @@ def make_api(dispatcher: Dispatcher, tables: Tables) -> Handler:
                 call, credentials = to_call(request.method, _tail(request), headers, _query(request), tables.apps, peer)
                 if call.method in BODY_METHODS:
                     call.data = read_data(call.method, await request.read(), headers.get(hdrs.CONTENT_TYPE, ""))
-                # any other OPEN of a cached object (a namespace, a query string...), the same way
-                if json_ok and (stored := dispatcher.peek(call, credentials)) is not None:
-                    return _stored(stored)
             except FlowBusError as exc:
                 response = dispatcher.fail(exc, None, peer=peer)
             else:
-                response = await dispatcher.handle(call, credentials)
+                response = await dispatcher.dispatch(call, credentials)
+                if response.stored is not None and json_ok:  # an OPEN from the cache: its bytes as they are
+                    return web.Response(body=encode_stored(response.stored), content_type=JSON_CONTENT_TYPE)
                 created = call.method is _CREATE
             status, answer_headers, body = render(response, accept, created=created)
             if status == 405:
@@ -75,22 +67,6 @@ def make_api(dispatcher: Dispatcher, tables: Tables) -> Handler:
             return last_resort(request, exc)
 
     return api
-
-
-def _stored(stored: bytes) -> web.Response:
-    return web.Response(body=encode_stored(stored), content_type=JSON_CONTENT_TYPE)
-
-
-def _peek(dispatcher: Dispatcher, plain: PlainOpen) -> bytes | None:
-    """The stored JSON a plain GET answers, if the dispatcher's OPEN fast path has it.
-
-    A refusal is not answered here: the request takes the usual way, which refuses it again
-    with everything a refusal needs (the peer's address for the log)."""
-    endpoint, objectid, token = plain
-    try:
-        return dispatcher.peek_open(endpoint, "", objectid, Credentials(token, None, None, None, ""))
-    except FlowBusError:
-        return None
 
 
 def _allow(dispatcher: Dispatcher, call: Request | None) -> str:

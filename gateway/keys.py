@@ -8,6 +8,7 @@ from aiohttp import web
 
 from flowbus.config import Settings
 from flowbus.dispatcher import Dispatcher
+from flowbus.handshake import Connections, Handshake
 from flowbus.registry import Registry
 from flowbus.session import Calls
 
@@ -29,8 +30,11 @@ class Tables:
 
 @dataclass(slots=True)
 class Sockets:
-    """The websockets open on ``/ws`` and their calls that are waiting."""
+    """The cap on websocket connections (shared with the websocket port), the websockets open on
+    ``/ws`` and their running calls."""
 
+    connections: Connections
+    handshake: Handshake
     open: set[web.WebSocketResponse] = field(default_factory=set)
     calls: Calls = field(default_factory=Calls)
 

@@ -3,19 +3,18 @@
 The envelopes of failures come without a middleware, which would cost every request a
 coroutine (and aiohttp then adds one more of its own): the /api handler answers its own
 failures with :func:`last_resort`, the other handlers are wrapped in :func:`enveloped`, and
-:class:`Unmatched` takes every request that no route takes (404, or 405 when the path is
+the :func:`unmatched` middleware answers the router's refusals (404, or 405 when the path is
 served for other methods).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 from multidict import istr
-from yarl import URL
 
 from flowbus.config import Settings
 from flowbus.errors import (
@@ -27,13 +26,13 @@ from flowbus.errors import (
     PermissionDenied,
     TooLarge,
 )
+from flowbus.handshake import origin_allowed
 from flowbus.hosts import REFUSED as HOST_REFUSED, HostCheck
 from flowbus.protocol import new_errorid
-from flowbus.server import origin_allowed
 from gateway.keys import DISPATCHER, SETTINGS
 from gateway.translate import render
 
-__all__ = ["CORS_HEADERS", "CORS_METHODS", "Unmatched", "cors", "enveloped", "last_resort", "no_auth_guard"]
+__all__ = ["CORS_HEADERS", "CORS_METHODS", "cors", "enveloped", "last_resort", "no_auth_guard", "unmatched"]
 
 logger = logging.getLogger("gateway")
 
@@ -89,52 +88,22 @@ def enveloped(handler: Handler) -> Handler:
     return answer
 
 
-class Unmatched(web.AbstractResource):
-    """Takes every request that no other route of the application takes.
+@web.middleware
+async def unmatched(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer what no route takes as an envelope: 404 NO_SUCH_ENDPOINT, or 405 METHOD_NOT_SUPPORTED
+    (with ``Allow``) when a route serves the path for other methods.
 
-    It answers 405 METHOD_NOT_SUPPORTED when another route serves the path for other methods,
-    else 404 NO_SUCH_ENDPOINT, as aiohttp's router would refuse them. Its index key is ``/``,
-    which the router tries last, after every longer prefix of the path; it shadows only routes
-    under that same key registered after it.
+    aiohttp's router refuses such a request by raising its HTTPNotFound / HTTPMethodNotAllowed;
+    a route's own handler never does (each answers its own failures as envelopes), so only the
+    router's refusals are turned here. A route added later (a static console at ``/``) matches
+    before this sees anything.
     """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._route = web.ResourceRoute(hdrs.METH_ANY, self._refuse, self)
-
-    @property
-    def canonical(self) -> str:
-        return "/"
-
-    def url_for(self, **kwargs: str) -> URL:
-        raise RuntimeError("Unmatched has no URL")
-
-    async def resolve(self, request: web.Request) -> tuple[web.UrlMappingMatchInfo, set[str]]:
-        return web.UrlMappingMatchInfo({}, self._route), set()
-
-    def add_prefix(self, prefix: str) -> None:
-        raise RuntimeError("Unmatched cannot be put under a prefix")
-
-    def get_info(self) -> dict[str, object]:
-        return {}
-
-    def raw_match(self, path: str) -> bool:
-        return False
-
-    def __len__(self) -> int:
-        return 1
-
-    def __iter__(self) -> Iterator[web.AbstractRoute]:
-        return iter((self._route,))
-
-    async def _refuse(self, request: web.Request) -> web.Response:
-        allowed: set[str] = set()
-        for resource in request.app.router.resources():
-            if resource is not self:
-                allowed |= (await resource.resolve(request))[1]
-        if not allowed:
-            return _answer(request, NoSuchEndpoint())
-        return _answer(request, MethodNotSupported(), {"Allow": ", ".join(sorted(allowed))})
+    try:
+        return await handler(request)
+    except web.HTTPMethodNotAllowed as exc:
+        return _answer(request, MethodNotSupported(), {"Allow": ", ".join(sorted(exc.allowed_methods))})
+    except web.HTTPNotFound:
+        return _answer(request, NoSuchEndpoint())
 
 
 @web.middleware

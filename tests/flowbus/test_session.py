@@ -1,96 +1,15 @@
-"""Running calls without a task until they wait (flowbus.eager) and the one-timer deadlines."""
+"""The one-timer call deadlines, the eager task factory, and the pure handshake rules."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import sys
+from pathlib import Path
 
-import pytest
-
-from flowbus import eager
+from flowbus.config import Settings
 from flowbus.deadlines import Deadlines
-
-
-def start(coro: Any) -> asyncio.Task[Any] | None:
-    """What Session.start does: step the call once inline; hand it to a task if it paused."""
-    paused = eager.start(coro)
-    if not isinstance(paused, eager.Paused):
-        return None
-    return asyncio.get_running_loop().create_task(eager.resume(paused))
-
-
-async def test_a_call_that_never_waits_needs_no_task() -> None:
-    done: list[str] = []
-
-    async def call() -> None:
-        done.append("yes")
-
-    assert start(call()) is None
-    assert done == ["yes"]
-
-
-async def test_a_paused_call_gets_results_exceptions_and_bare_yields() -> None:
-    """Awaited results and exceptions reach the call exactly as they would in a task of its own."""
-    loop = asyncio.get_running_loop()
-    value: asyncio.Future[int] = loop.create_future()
-    failing: asyncio.Future[int] = loop.create_future()
-    seen: list[Any] = []
-
-    async def call() -> None:
-        seen.append(await value)
-        await asyncio.sleep(0)
-        try:
-            await failing
-        except KeyError as exc:
-            seen.append(exc.args[0])
-        seen.append(asyncio.current_task())
-
-    task = start(call())
-    assert task is not None
-    value.set_result(7)
-    await asyncio.sleep(0)
-    failing.set_exception(KeyError("k"))
-    await task
-    assert seen == [7, "k", task]
-
-
-async def test_cancelling_the_task_cancels_the_call_where_it_waits() -> None:
-    """Cancellation is thrown into the call at its await; a call that handles it goes on."""
-    loop = asyncio.get_running_loop()
-    never: asyncio.Future[None] = loop.create_future()
-    later: asyncio.Future[str] = loop.create_future()
-    seen: list[str] = []
-
-    async def call() -> None:
-        try:
-            await never
-        except asyncio.CancelledError:
-            seen.append("cancelled")
-            asyncio.current_task().uncancel()  # type: ignore[union-attr]
-        seen.append(await later)
-
-    task = start(call())
-    assert task is not None
-    await asyncio.sleep(0)
-    task.cancel()
-    await asyncio.sleep(0)
-    later.set_result("went on")
-    await task
-    assert seen == ["cancelled", "went on"]
-
-
-async def test_a_call_that_lets_cancellation_through_ends_cancelled() -> None:
-    never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    async def call() -> None:
-        await never
-
-    task = start(call())
-    assert task is not None
-    await asyncio.sleep(0)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+from flowbus.handshake import Connections, Handshake, connection_defaults
+from flowbus.tasks import use_eager_tasks
 
 
 async def test_deadlines_cancel_only_late_calls() -> None:
@@ -115,6 +34,7 @@ async def test_deadlines_cancel_only_late_calls() -> None:
 
 
 async def test_deadlines_leave_a_call_that_swallowed_its_timeout_uncancelled() -> None:
+    """A call that swallowed its timeout is left with no pending cancellation."""
     deadlines = Deadlines(0.05)
 
     async def call() -> int:
@@ -131,21 +51,46 @@ async def test_deadlines_leave_a_call_that_swallowed_its_timeout_uncancelled() -
     assert await call() == 0
 
 
-async def test_start_returns_the_value_of_a_call_that_never_waits() -> None:
-    async def call() -> int:
-        return 42
+async def test_tasks_are_eager_where_python_has_them() -> None:
+    """On 3.12+ a task started on the bus's loop runs up to its first await at once; on 3.11 it waits its turn."""
+    loop = asyncio.get_running_loop()
+    ran: list[str] = []
 
-    assert eager.start(call()) == 42
+    async def call() -> None:
+        ran.append("started")
+
+    use_eager_tasks(loop)
+    try:
+        task = loop.create_task(call())
+        assert ran == (["started"] if sys.version_info >= (3, 12) else [])
+        await task
+        assert ran == ["started"]
+    finally:
+        loop.set_task_factory(None)
 
 
-async def test_resume_returns_the_value_of_a_paused_call() -> None:
-    """What Dispatcher.handle does for an HTTP call: the rest of the call runs in the awaiting task."""
-    gate: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+def test_connections_cap_takes_and_gives_back_places() -> None:
+    """The cap refuses a place past its limit and takes one again once one is released."""
+    connections = Connections(2)
+    assert connections.take() and connections.take()
+    assert not connections.take()
+    connections.release()
+    assert connections.take()
+    assert connections.count == 2
 
-    async def call() -> int:
-        return await gate + 1
 
-    paused = eager.start(call())
-    assert isinstance(paused, eager.Paused)
-    asyncio.get_running_loop().call_soon(gate.set_result, 41)
-    assert await eager.resume(paused) == 42
+def test_handshake_rules() -> None:
+    """Shutting down answers 503, a foreign Origin 403, an unknown Host without auth 403."""
+    rules = Handshake(Settings.load({"data": Path("unused"), "no_auth": True}, env={}))
+    assert rules.refusal(True, None, None) is not None and rules.refusal(True, None, None).status == 503
+    origin = rules.refusal(False, "http://evil.example", "127.0.0.1:8765")
+    assert origin is not None and origin.status == 403
+    host = rules.refusal(False, None, "evil.example")
+    assert host is not None and host.status == 403
+    assert rules.refusal(False, "http://127.0.0.1:8765", "127.0.0.1:8765") is None
+
+
+def test_connection_defaults_read_endpoint_and_token() -> None:
+    """The path names the default endpoint; ?token= or a bearer header the default token."""
+    assert connection_defaults("/inventory/device?token=abc", {}) == ("inventory/device", "abc")
+    assert connection_defaults("/", {"Authorization": "Bearer xyz"}) == (None, "xyz")
