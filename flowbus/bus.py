@@ -16,6 +16,7 @@ from flowbus.handshake import Connections
 from flowbus.registry import Registry
 from flowbus.server import WebSocketServer
 from flowbus.store.base import Store
+from flowbus.store.cache import CachedStore
 from flowbus.store.sqlite import SQLiteStore
 
 __all__ = ["Bus", "Transport"]
@@ -60,8 +61,8 @@ class Bus:
         backplane: Backplane | None = None,
     ) -> None:
         self.settings = settings
-        self.store: Store = store or SQLiteStore(
-            settings.database, synchronous=settings.sync, cache_bytes=settings.cache_bytes
+        self.store: Store = store or CachedStore(
+            SQLiteStore(settings.database, synchronous=settings.sync), settings.cache_bytes
         )
         self.registry = Registry(apps)
         self.backplane: Backplane = backplane or LocalBackplane()

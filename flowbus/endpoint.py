@@ -25,20 +25,20 @@ from uuid_utils import uuid7
 
 from flowbus.auth.base import Identity
 from flowbus.backplane import Backplane, Event
-from flowbus.errors import DoesNotExist, InvalidData
+from flowbus.errors import DoesNotExist, InvalidData, InvalidRequest
 from flowbus.params import Query
 from flowbus.protocol import Method, Page
 from flowbus.schema import Schema
-from flowbus.store.base import Store
+from flowbus.store.base import META, Peekable, Store
 
 if TYPE_CHECKING:
     from flowbus.config import Settings
 
-__all__ = ["Application", "Call", "Collection", "Endpoint", "Services", "check_endpoint_name"]
+__all__ = ["Application", "Call", "Collection", "Endpoint", "Services", "check_endpoint_name", "expected_version"]
 
 _NAME = re.compile(r"[a-z0-9_-]+(/[a-z0-9_-]+)*")
 _OBJECT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-_META = ("id", "created", "updated")
+_META = META
 _HANDLERS = {
     Method.LIST: "list",
     Method.OPEN: "open",
@@ -205,14 +205,14 @@ class Collection(Endpoint):
         self.title = title
         self.searchable = tuple(searchable)
         self._schema = Schema(schema) if schema is not None else None
-        self._store: Store | None = None  # set at startup when OPEN may be answered by peek()
+        self._store: Peekable | None = None  # set at startup when OPEN may be answered by peek()
 
     async def startup(self, services: Services) -> None:
         """Enables OPEN's fast path (:meth:`peek`); a subclass that overrides this calls it too.
 
         OPEN may skip ``open()`` only while ``open()`` is this class's: a subclass may answer otherwise.
         """
-        if type(self).open is Collection.open:
+        if type(self).open is Collection.open and isinstance(services.store, Peekable):
             self._store = services.store
 
     def peek(self, namespace: str, objectid: str) -> bytes | None:
@@ -222,7 +222,7 @@ class Collection(Endpoint):
     async def list(self, call: Call) -> Page:
         query = call.query()
         items, total = await call.store.query(self.name, call.namespace, query)
-        return Page(items, query.limit, query.offset, total)
+        return _page(items, query, total)
 
     async def open(self, call: Call) -> dict[str, Any]:
         assert call.objectid is not None
@@ -243,13 +243,15 @@ class Collection(Endpoint):
     async def update(self, call: Call) -> dict[str, Any]:
         assert call.objectid is not None
         changes = _user_fields(call.data or {})
-        obj = await call.store.patch(self.name, call.namespace, call.objectid, changes, self.prepare)
+        expect = expected_version(call.parameters)
+        obj = await call.store.patch(self.name, call.namespace, call.objectid, changes, self.prepare, expect=expect)
         call.publish("UPDATED", call.objectid, obj)
         return obj
 
     async def delete(self, call: Call) -> dict[str, Any]:
         assert call.objectid is not None
-        obj = await call.store.delete(self.name, call.namespace, call.objectid)
+        expect = expected_version(call.parameters)
+        obj = await call.store.delete(self.name, call.namespace, call.objectid, expect=expect)
         call.publish("DELETED", call.objectid, {"id": call.objectid})
         return obj
 
@@ -258,11 +260,16 @@ class Collection(Endpoint):
             return self.index_entry(await self.open(call))
         query = call.query()
         items, total = await call.store.search(self.name, call.namespace, query)
-        return Page([self.index_entry(obj) for obj in items], query.limit, query.offset, total)
+        return _page([self.index_entry(obj) for obj in items], query, total)
 
     def index_entry(self, obj: dict[str, Any]) -> dict[str, Any]:
         """What INDEX shows of an object: id, title, updated and the searchable fields."""
-        entry = {"id": obj["id"], "title": obj.get(self.title), "updated": obj["updated"]}
+        entry = {
+            "id": obj["id"],
+            "title": obj.get(self.title),
+            "updated": obj["updated"],
+            "version": obj.get("version"),
+        }
         for name in self.searchable:
             entry[name] = obj.get(name)
         return entry
@@ -313,6 +320,28 @@ def new_objectid() -> str:
     on a random page of it: a batch of creates rewrites a few pages, not one page per object.
     """
     return str(uuid7())
+
+
+def expected_version(parameters: dict[str, Any]) -> int | None:
+    """The version an UPDATE or DELETE is made on (``parameters.version``), or None for any.
+
+    Raises:
+        InvalidRequest: it is not a positive integer (a JSON number or a string of digits).
+    """
+    value = parameters.get("version")
+    if value is None:
+        return None
+    if type(value) is str and value.isascii() and value.isdigit() and len(value) <= 18:
+        value = int(value)
+    if type(value) is not int or value < 1:
+        raise InvalidRequest("'version' must be a positive integer: the version the write is made on")
+    return value
+
+
+def _page(items: list[Any], query: Query, total: int) -> Page:
+    """A LIST or INDEX page; cut short when the store stopped at the page's byte bound."""
+    truncated = len(items) < query.limit and query.offset + len(items) < total
+    return Page(items, query.limit, query.offset, total, truncated)
 
 
 def _user_fields(data: dict[str, Any]) -> dict[str, Any]:

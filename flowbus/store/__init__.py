@@ -5,13 +5,27 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from flowbus.store.base import Delete, Insert, Patch, Prepare, Store, Write
+from flowbus.store.base import Change, Delete, Get, Insert, Patch, Peekable, Prepare, Store, Write
+from flowbus.store.cache import CachedStore
 from flowbus.store.sqlite import SQLiteStore
 
 if TYPE_CHECKING:
     from flowbus.config import Settings
 
-__all__ = ["Delete", "Insert", "Patch", "Prepare", "SQLiteStore", "Store", "Write", "create_store"]
+__all__ = [
+    "CachedStore",
+    "Change",
+    "Delete",
+    "Get",
+    "Insert",
+    "Patch",
+    "Peekable",
+    "Prepare",
+    "SQLiteStore",
+    "Store",
+    "Write",
+    "create_store",
+]
 
 
 def create_store(settings: Settings) -> Store:
@@ -23,7 +37,7 @@ def create_store(settings: Settings) -> Store:
         ValueError: a store that is neither.
     """
     if not settings.store:
-        return SQLiteStore(settings.database, synchronous=settings.sync, cache_bytes=settings.cache_bytes)
+        return CachedStore(SQLiteStore(settings.database, synchronous=settings.sync), settings.cache_bytes)
     parts = urlsplit(settings.store)
     if parts.scheme not in ("postgresql", "postgres"):
         raise ValueError("store must be empty (the SQLite file in the data dir) or a postgresql:// URL")
@@ -32,4 +46,4 @@ def create_store(settings: Settings) -> Store:
     params = parse_qsl(parts.query, keep_blank_values=True)
     schema = next((value for name, value in params if name == "schema"), "public")
     rest = urlencode([(name, value) for name, value in params if name != "schema"])
-    return PostgresStore(urlunsplit(parts._replace(query=rest)), schema=schema)
+    return CachedStore(PostgresStore(urlunsplit(parts._replace(query=rest)), schema=schema), settings.cache_bytes)

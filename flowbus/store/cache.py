@@ -1,5 +1,10 @@
 """A bounded, write-through cache of stored objects, so that reading a hot object costs no I/O.
 
+:class:`CachedStore` wraps any :class:`~flowbus.store.base.Store` with an :class:`ObjectCache`:
+its own writes update the cache as they are acknowledged, and every change learnt from the
+change log (this process's or another's, see :meth:`CachedStore.changed`) drops an entry older
+than the change. It serves :meth:`CachedStore.peek`, the synchronous read of OPEN's fast path.
+
 Each entry is the object's JSON text; every hit decodes a fresh copy, so nothing the caller does
 to its object can change the cache. The cache is least-recently-used and bounded in bytes: the
 JSON of each entry, its key's characters, plus :data:`ENTRY_OVERHEAD` for the rest of the key
@@ -12,12 +17,20 @@ such a read may have seen the object as it was before that write.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
-__all__ = ["ObjectCache"]
+from flowbus.params import Query
+from flowbus.store.base import DELETED, Change, Delete, Get, Insert, Patch, Prepare, Store, Write
+
+__all__ = ["ENTRY_OVERHEAD", "CachedStore", "ObjectCache"]
+
+logger = logging.getLogger("flowbus.store")
 
 Key = tuple[str, str, str]
 """(collection, namespace, id)"""
@@ -73,6 +86,19 @@ class ObjectCache:
             # orjson hands back its 4 KiB working buffer; an exact-size copy is what is kept.
             self._put(key, orjson.dumps(obj).decode().encode())
 
+    def drop(self, key: Key) -> None:
+        """Forget ``key`` (it changed in a way this cache cannot follow)."""
+        self.generation += 1
+        self._drop(key)
+
+    def version(self, key: Key) -> int | None:
+        """The version of the cached object, or None when it is not cached."""
+        body = self._entries.get(key)
+        if body is None:
+            return None
+        version = orjson.loads(body).get("version")
+        return version if isinstance(version, int) else None
+
     def clear(self) -> None:
         """Forget everything (the database was changed behind the cache's back)."""
         self.generation += 1
@@ -99,3 +125,156 @@ class ObjectCache:
 def _cost(key: Key, body: bytes) -> int:
     """What an entry counts against the limit (long ids and namespaces cost what they hold)."""
     return len(body) + len(key[1]) + len(key[2]) + ENTRY_OVERHEAD
+
+
+class CachedStore:
+    """Any store, with reads by id served from an :class:`ObjectCache` of ``cache_bytes``.
+
+    Args:
+        inner: the store that keeps the objects.
+        cache_bytes: the most object JSON the cache holds (0 turns it off).
+        follow: follow ``inner``'s change log itself, so that other processes' writes reach
+            the cache; False when a change feed calls :meth:`changed` instead.
+    """
+
+    def __init__(self, inner: Store, cache_bytes: int, *, follow: bool = True) -> None:
+        self.inner = inner
+        self.cache = ObjectCache(cache_bytes)
+        self.follow = follow
+        self._follower: asyncio.Task[None] | None = None
+        self._open = False
+
+    async def open(self) -> None:
+        await self.inner.open()
+        self._open = True
+        if self.follow:
+            since = await self.inner.last_seq()
+            self._follower = asyncio.create_task(self._follow(since), name="flowbus-cache-follower")
+
+    async def close(self) -> None:
+        self._open = False
+        if self._follower is not None:
+            self._follower.cancel()
+            await asyncio.gather(self._follower, return_exceptions=True)
+            self._follower = None
+        await self.inner.close()
+
+    def changed(self, change: Change) -> None:
+        """Apply a committed change: drop the cached object unless it is that version or newer."""
+        key = (change.collection, change.namespace, change.objectid)
+        cached = self.cache.version(key)
+        if cached is None:
+            self.cache.generation += 1  # a read in flight may have seen the object before it
+            return
+        if change.kind == DELETED or cached < change.version:
+            self.cache.drop(key)
+
+    async def _follow(self, since: int) -> None:
+        while True:
+            try:
+                await self.inner.wait_changed(since, 1.0)
+                for change in await self.inner.changes(since):
+                    self.changed(change)
+                    since = change.seq
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # e.g. the log was trimmed past us: start afresh
+                logger.warning("the cache lost track of the change log; emptied", exc_info=True)
+                self.cache.clear()
+                since = await self.inner.last_seq()
+                await asyncio.sleep(1.0)
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def peek(self, collection: str, namespace: str, objectid: str) -> bytes | None:
+        if not self._open:
+            return None
+        return self.cache.peek((collection, namespace, objectid))
+
+    async def get(self, collection: str, namespace: str, objectid: str) -> dict[str, Any] | None:
+        key = (collection, namespace, objectid)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        generation = self.cache.generation
+        found = await self.inner.get(collection, namespace, objectid)
+        if found is not None:
+            self.cache.fill(key, orjson.dumps(found), generation)
+        return found
+
+    async def query(self, collection: str, namespace: str, query: Query) -> tuple[list[dict[str, Any]], int]:
+        return await self.inner.query(collection, namespace, query)
+
+    async def search(self, collection: str, namespace: str, query: Query) -> tuple[list[dict[str, Any]], int]:
+        return await self.inner.search(collection, namespace, query)
+
+    # -- writes -----------------------------------------------------------------------------
+
+    async def insert(self, collection: str, namespace: str, obj: dict[str, Any], prepare: Prepare) -> dict[str, Any]:
+        stored = await self.inner.insert(collection, namespace, obj, prepare)
+        self.cache.written((collection, namespace, stored["id"]), stored)
+        return stored
+
+    async def patch(
+        self,
+        collection: str,
+        namespace: str,
+        objectid: str,
+        changes: dict[str, Any],
+        prepare: Prepare,
+        *,
+        expect: int | None = None,
+    ) -> dict[str, Any]:
+        try:
+            stored = await self.inner.patch(collection, namespace, objectid, changes, prepare, expect=expect)
+        except BaseException:
+            self.cache.drop((collection, namespace, objectid))  # it may be stale: that can be why
+            raise
+        self.cache.written((collection, namespace, objectid), stored)
+        return stored
+
+    async def delete(
+        self, collection: str, namespace: str, objectid: str, *, expect: int | None = None
+    ) -> dict[str, Any]:
+        try:
+            return await self.inner.delete(collection, namespace, objectid, expect=expect)
+        finally:
+            self.cache.written((collection, namespace, objectid), None)
+
+    async def transaction(self, writes: Sequence[Write]) -> list[dict[str, Any] | None]:
+        try:
+            results = await self.inner.transaction(writes)
+        except BaseException:
+            for write in writes:
+                self.cache.drop(_key(write))
+            raise
+        for write, result in zip(writes, results, strict=True):
+            if isinstance(write, Get):
+                continue
+            self.cache.written(_key(write), None if isinstance(write, Delete) else result)
+        return results
+
+    # -- the change log ----------------------------------------------------------------------
+
+    async def changes(self, since: int, limit: int = 1000) -> list[Change]:
+        return await self.inner.changes(since, limit)
+
+    async def last_seq(self) -> int:
+        return await self.inner.last_seq()
+
+    async def first_seq(self) -> int:
+        return await self.inner.first_seq()
+
+    async def trim_changes(self, before: str) -> int:
+        return await self.inner.trim_changes(before)
+
+    async def wait_changed(self, since: int, timeout: float) -> None:
+        await self.inner.wait_changed(since, timeout)
+
+
+def _key(write: Write) -> Key:
+    if isinstance(write, Insert):
+        return (write.collection, write.namespace, write.obj["id"])
+    if isinstance(write, (Patch, Delete, Get)):
+        return (write.collection, write.namespace, write.objectid)
+    raise TypeError(f"not a store write: {write!r}")

@@ -651,7 +651,8 @@ class PostgresStore:
             if self._seen > since:
                 return
         try:
-            await asyncio.wait_for(changed.wait(), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for(): on 3.11 it can swallow a cancellation
+                await changed.wait()
         except TimeoutError:
             pass
 

@@ -1,12 +1,19 @@
 """The embedded store: one SQLite file in WAL mode, one writer with group commit.
 
-Writes are queued and applied in batches: the writer thread takes everything queued so far,
-applies the writes one after the other in one transaction and commits the batch once. A refused
-write (CONFLICT, DO_NOT_EXIST, INVALID_DATA) refuses before it writes, so it undoes nothing of
-the others; a write that fails any other way makes the batch run again with a savepoint per
-write. Every caller is answered only after that commit, so an acknowledged write survives
-``kill -9``; with ``synchronous=FULL`` (the default) it survives power loss too.
-Many concurrent writers share one commit instead of paying for one each.
+Writes are validated on the event loop (their ``prepare`` runs there), then queued and applied
+in batches: the writer thread takes everything queued so far, applies the writes one after the
+other in one transaction and commits the batch once. A refused write (CONFLICT, DO_NOT_EXIST)
+refuses before it writes, so it undoes nothing of the others; a write that fails any other way
+makes the batch run again with a savepoint per write. Every caller is answered only after that
+commit, so an acknowledged write survives ``kill -9``; with ``synchronous=FULL`` (the default)
+it survives power loss too. Many concurrent writers share one commit instead of paying for one
+each.
+
+A patch is prepared against the version of the object it read, and the writer makes it only if
+the object is still at that version (compare and set); when another writer came in between, the
+patch is read, merged and validated again. Every write also records its change in the
+``changes`` table in the same transaction: the change log, whose ``seq`` grows in commit order
+(there is one writer per database file at a time: SQLite's write lock).
 
 The writer owns a plain ``sqlite3`` connection in a thread of its own, which drives itself:
 the writes of each turn of the event loop reach it as one item of a thread-safe queue, and as
@@ -14,16 +21,14 @@ soon as one batch is committed it takes the next, without waiting for the event 
 answers go back through the loop. Reads go through ``aiosqlite`` on their own connection and
 never wait for the writer (WAL lets readers and the writer run side by side).
 
-Reading one object by id (``get``, what OPEN does) is served from a write-through
-:class:`~flowbus.store.cache.ObjectCache` when the object is in it, with no thread hop at all.
-This process's writes update the cache when they commit; a change made to the file by another
-process (``flowbus user`` while the bus runs) empties it within :data:`EXTERNAL_CHECK` seconds.
+SQLite has no way to tell one process that another committed: :meth:`SQLiteStore.wait_changed`
+wakes at once for this process's commits, and finds other processes' by reading the change
+log's last ``seq`` every :data:`POLL` seconds, only while somebody waits.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import queue
 import re
 import sqlite3
@@ -37,14 +42,11 @@ from typing import Any
 import aiosqlite
 import orjson
 
-from flowbus.errors import Conflict, DoesNotExist, FlowBusError, InternalError, Unavailable
+from flowbus.errors import Conflict, DoesNotExist, FlowBusError, Gone, InternalError, InvalidRequest, Unavailable
 from flowbus.params import Query, check_field_name
-from flowbus.store.base import Delete, Insert, Patch, Prepare, Write
-from flowbus.store.cache import Key, ObjectCache
+from flowbus.store.base import CREATED, DELETED, META, UPDATED, Change, Delete, Get, Insert, Patch, Prepare, Write
 
-__all__ = ["EXTERNAL_CHECK", "SQLiteStore"]
-
-logger = logging.getLogger("flowbus.store")
+__all__ = ["POLL", "SQLiteStore"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -58,13 +60,28 @@ CREATE TABLE IF NOT EXISTS objects (
     UNIQUE (collection, namespace, id)
 );
 CREATE VIRTUAL TABLE IF NOT EXISTS objects_fts USING fts5(text, tokenize = 'unicode61');
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    collection TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS changes_at ON changes (at);
+CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
-_COLUMNS = frozenset({"id", "created", "updated"})
+_COLUMNS = frozenset({"id", "created", "updated", "version"})
 _MAX_BATCH = 512
+_RETRIES = 20  # a patch prepared again this often without getting through answers CONFLICT
+_FETCH = 16  # rows of a page read at a time
 _TERM = re.compile(r"\w+", re.UNICODE)
 
-EXTERNAL_CHECK = 1.0
-"""Seconds between two checks for changes made to the database by another process."""
+POLL = 0.05
+"""Seconds between two looks at the change log for other processes' commits, while a
+:meth:`SQLiteStore.wait_changed` waits."""
 
 WriteOp = Callable[[sqlite3.Connection], Any]
 """One write, run in the writer thread. It must raise a FlowBusError only before it writes."""
@@ -75,7 +92,7 @@ class _Unexpected(Exception):
 
 
 class _Job:
-    """Work for the writer thread outside any transaction (open, close, a check): ``fn()``'s
+    """Work for the writer thread outside any transaction (open, close, a trim): ``fn()``'s
     outcome settles ``future`` on the event loop. Without ``fn`` it stops the thread."""
 
     __slots__ = ("fn", "future")
@@ -86,100 +103,168 @@ class _Job:
 
 
 class _Write:
-    """A queued write: what to run, whom to answer, and which cached object it changes (a
-    transaction: ``many``, the key of each of its writes and whether it deletes)."""
+    """A queued write: what to run, and whom to answer."""
 
-    __slots__ = ("deletes", "future", "key", "many", "op")
+    __slots__ = ("future", "op")
 
-    def __init__(
-        self,
-        op: WriteOp,
-        future: asyncio.Future[Any],
-        key: Key,
-        deletes: bool,
-        many: tuple[tuple[Key, bool], ...] | None = None,
-    ) -> None:
+    def __init__(self, op: WriteOp, future: asyncio.Future[Any]) -> None:
         self.op = op
         self.future = future
-        self.key = key
-        self.deletes = deletes
-        self.many = many
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a database made before objects had versions up to date (writer thread)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(objects)")}
+    if "version" in columns:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("ALTER TABLE objects ADD COLUMN version INTEGER NOT NULL DEFAULT 1")
+    conn.execute("UPDATE objects SET body = json_set(body, '$.version', 1)")
+    conn.execute("COMMIT")
+
+
+def _rfc3339(moment: str) -> str:
+    """``moment`` in the store's own form (UTC, whole seconds), for comparing with ``at``."""
+    try:
+        parsed = datetime.fromisoformat(moment)
+    except (TypeError, ValueError):
+        raise InvalidRequest(f"Not an RFC 3339 time: {str(moment)[:64]!r}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class _Moved(Conflict):
+    """A compare-and-set write found another version than the one it was prepared against, and
+    the caller asked for none in particular: the store prepares it again on the latest one."""
 
 
 class _Insert:
-    """An insert (a :data:`WriteOp`). Consecutive inserts of a batch are made together by
-    :func:`_insert_many`; one alone, or one of a batch run again op by op, calls itself."""
+    """An insert, prepared on the event loop (a :data:`WriteOp`). Consecutive inserts of a batch
+    are made together by :func:`_insert_many`; one alone, or one of a batch run again op by op,
+    calls itself."""
 
-    __slots__ = ("collection", "namespace", "obj", "prepare")
+    __slots__ = ("body", "collection", "namespace", "stored", "text")
 
     def __init__(self, collection: str, namespace: str, obj: dict[str, Any], prepare: Prepare) -> None:
+        now = _now()
+        stored = {k: v for k, v in obj.items() if k not in META}
+        stored.update(id=obj["id"], created=now, updated=now, version=1)
+        self.text = prepare(stored)
         self.collection = collection
         self.namespace = namespace
-        self.obj = obj
-        self.prepare = prepare
-
-    def stage(self) -> tuple[dict[str, Any], str, str]:
-        """The object as stored, its JSON and its search text; raises a FlowBusError to refuse."""
-        now = _now()
-        stored = {**self.obj, "created": now, "updated": now}
-        text = self.prepare(stored)
-        return stored, orjson.dumps(stored).decode(), text
+        self.stored = stored
+        self.body = orjson.dumps(stored).decode()
 
     def __call__(self, conn: sqlite3.Connection) -> dict[str, Any]:
-        stored, body, text = self.stage()
+        stored = self.stored
         try:
             cur = conn.execute(
-                "INSERT INTO objects (collection, namespace, id, created, updated, body) VALUES (?, ?, ?, ?, ?, ?)",
-                (self.collection, self.namespace, stored["id"], stored["created"], stored["updated"], body),
+                "INSERT INTO objects (collection, namespace, id, created, updated, version, body)"
+                " VALUES (?, ?, ?, ?, ?, 1, ?)",
+                (self.collection, self.namespace, stored["id"], stored["created"], stored["updated"], self.body),
             )
         except sqlite3.IntegrityError:
             raise Conflict(f"An object with id {stored['id']!r} already exists") from None
-        conn.execute("INSERT INTO objects_fts (rowid, text) VALUES (?, ?)", (cur.lastrowid, text))
+        conn.execute("INSERT INTO objects_fts (rowid, text) VALUES (?, ?)", (cur.lastrowid, self.text))
+        _log(conn, CREATED, self.collection, self.namespace, stored["id"], 1, self.body, stored["updated"])
         return stored
 
 
 class _Patch:
-    """A patch (a :data:`WriteOp`)."""
+    """A patch prepared on the event loop against version ``read`` of the object: it is made
+    only if the object is still at that version (a :data:`WriteOp`)."""
 
-    __slots__ = ("changes", "collection", "namespace", "objectid", "prepare")
+    __slots__ = ("body", "collection", "expected", "merged", "namespace", "objectid", "read", "text")
 
     def __init__(
-        self, collection: str, namespace: str, objectid: str, changes: dict[str, Any], prepare: Prepare
+        self,
+        collection: str,
+        namespace: str,
+        current: dict[str, Any],
+        changes: dict[str, Any],
+        prepare: Prepare,
+        expected: bool,
     ) -> None:
+        merged = {**current, **{k: v for k, v in changes.items() if k not in META}}
+        self.read: int = current.get("version", 1)
+        merged.update(updated=_now(), version=self.read + 1)
+        self.text = prepare(merged)
         self.collection = collection
         self.namespace = namespace
-        self.objectid = objectid
-        self.changes = changes
-        self.prepare = prepare
+        self.objectid: str = current["id"]
+        self.merged = merged
+        self.body = orjson.dumps(merged).decode()
+        self.expected = expected
 
     def __call__(self, conn: sqlite3.Connection) -> dict[str, Any]:
-        seq, current = _fetch_for_write(conn, self.collection, self.namespace, self.objectid)
-        merged = {**current, **self.changes, "id": current["id"], "created": current["created"]}
-        merged["updated"] = _now()
-        text = self.prepare(merged)
+        seq, version = _current(conn, self.collection, self.namespace, self.objectid)
+        _compare(self.objectid, version, self.read, self.expected)
+        merged = self.merged
         conn.execute(
-            "UPDATE objects SET updated = ?, body = ? WHERE seq = ?",
-            (merged["updated"], orjson.dumps(merged).decode(), seq),
+            "UPDATE objects SET updated = ?, version = ?, body = ? WHERE seq = ?",
+            (merged["updated"], merged["version"], self.body, seq),
         )
-        conn.execute("UPDATE objects_fts SET text = ? WHERE rowid = ?", (text, seq))
+        conn.execute("UPDATE objects_fts SET text = ? WHERE rowid = ?", (self.text, seq))
+        _log(
+            conn,
+            UPDATED,
+            self.collection,
+            self.namespace,
+            self.objectid,
+            merged["version"],
+            self.body,
+            merged["updated"],
+        )
         return merged
 
 
 class _Delete:
-    """A delete (a :data:`WriteOp`)."""
+    """A delete (a :data:`WriteOp`); with ``expect``, only of that version."""
 
-    __slots__ = ("collection", "namespace", "objectid")
+    __slots__ = ("collection", "expect", "namespace", "objectid")
 
-    def __init__(self, collection: str, namespace: str, objectid: str) -> None:
+    def __init__(self, collection: str, namespace: str, objectid: str, expect: int | None) -> None:
         self.collection = collection
         self.namespace = namespace
         self.objectid = objectid
+        self.expect = expect
 
     def __call__(self, conn: sqlite3.Connection) -> dict[str, Any]:
-        seq, current = _fetch_for_write(conn, self.collection, self.namespace, self.objectid)
+        row = _fetch(conn, self.collection, self.namespace, self.objectid)
+        if row is None:
+            raise DoesNotExist(f"Object {self.objectid!r} does not exist")
+        seq, version, body = row
+        if self.expect is not None:
+            _compare(self.objectid, version, self.expect, True)
         conn.execute("DELETE FROM objects WHERE seq = ?", (seq,))
         conn.execute("DELETE FROM objects_fts WHERE rowid = ?", (seq,))
-        return current
+        _log(conn, DELETED, self.collection, self.namespace, self.objectid, version, body, _now())
+        found: dict[str, Any] = orjson.loads(body)
+        return found
+
+
+class _Get:
+    """A read inside a transaction (a :data:`WriteOp` that writes nothing)."""
+
+    __slots__ = ("collection", "expect", "namespace", "objectid")
+
+    def __init__(self, collection: str, namespace: str, objectid: str, expect: int | None) -> None:
+        self.collection = collection
+        self.namespace = namespace
+        self.objectid = objectid
+        self.expect = expect
+
+    def __call__(self, conn: sqlite3.Connection) -> dict[str, Any] | None:
+        row = _fetch(conn, self.collection, self.namespace, self.objectid)
+        if self.expect is not None:
+            if row is None:
+                raise Conflict(f"Object {self.objectid!r} does not exist (version {self.expect} was expected)")
+            _compare(self.objectid, row[1], self.expect, True)
+        if row is None:
+            return None
+        found: dict[str, Any] = orjson.loads(row[2])
+        return found
 
 
 class _Transaction:
@@ -203,57 +288,92 @@ class _Transaction:
         return results
 
 
-def _op_of(write: Write) -> tuple[WriteOp, Key, bool]:
-    """The op that makes ``write``, the key of the object it changes, and whether it deletes."""
-    if isinstance(write, Insert):
-        op: WriteOp = _Insert(write.collection, write.namespace, write.obj, write.prepare)
-        return op, (write.collection, write.namespace, write.obj["id"]), False
-    key = (write.collection, write.namespace, write.objectid)
-    if isinstance(write, Patch):
-        return _Patch(*key, write.changes, write.prepare), key, False
-    if isinstance(write, Delete):
-        return _Delete(*key), key, True
-    raise TypeError(f"not a store write: {write!r}")
+_LOG = "INSERT INTO changes (at, kind, collection, namespace, id, version, body) VALUES (?, ?, ?, ?, ?, ?, ?)"
 
 
-_LAST_SEQ = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'objects'), 0)"
+def _log(
+    conn: sqlite3.Connection,
+    kind: str,
+    collection: str,
+    namespace: str,
+    objectid: str,
+    version: int,
+    body: str,
+    at: str,
+) -> None:
+    """Record a write in the change log, in the write's own transaction."""
+    conn.execute(_LOG, (at, kind, collection, namespace, objectid, version, body))
+
+
+def _fetch(conn: sqlite3.Connection, collection: str, namespace: str, objectid: str) -> tuple[int, int, str] | None:
+    row: tuple[int, int, str] | None = conn.execute(
+        "SELECT seq, version, body FROM objects WHERE collection = ? AND namespace = ? AND id = ?",
+        (collection, namespace, objectid),
+    ).fetchone()
+    return row
+
+
+def _current(conn: sqlite3.Connection, collection: str, namespace: str, objectid: str) -> tuple[int, int]:
+    row = conn.execute(
+        "SELECT seq, version FROM objects WHERE collection = ? AND namespace = ? AND id = ?",
+        (collection, namespace, objectid),
+    ).fetchone()
+    if row is None:
+        raise DoesNotExist(f"Object {objectid!r} does not exist")
+    return row[0], row[1]
+
+
+def _compare(objectid: str, version: int, wanted: int, expected: bool) -> None:
+    """Refuse a write prepared against another version: CONFLICT when the caller asked for that
+    version, else :class:`_Moved` (prepare it again)."""
+    if version == wanted:
+        return
+    if expected:
+        raise Conflict(f"Object {objectid!r} has changed: its version is {version}, not {wanted}")
+    raise _Moved()
+
+
+def _check_version(current: dict[str, Any], expect: int | None) -> None:
+    if expect is not None and current.get("version", 1) != expect:
+        raise Conflict(
+            f"Object {current.get('id')!r} has changed: its version is {current.get('version', 1)}, not {expect}"
+        )
+
+
 _INSERT_MANY = """
-INSERT INTO objects (seq, collection, namespace, id, created, updated, body)
+INSERT INTO objects (seq, collection, namespace, id, created, updated, version, body)
 SELECT ? + key, json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
-       json_extract(value, '$[3]'), json_extract(value, '$[3]'), json_extract(value, '$[4]')
+       json_extract(value, '$[3]'), json_extract(value, '$[3]'), 1, json_extract(value, '$[4]')
 FROM json_each(?)
 """
+_LAST_SEQ = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'objects'), 0)"
 _INDEX_MANY = "INSERT INTO objects_fts (rowid, text) SELECT ? + key, value FROM json_each(?)"
+_LOG_MANY = """
+INSERT INTO changes (at, kind, collection, namespace, id, version, body)
+SELECT json_extract(value, '$[3]'), 'CREATED', json_extract(value, '$[0]'), json_extract(value, '$[1]'),
+       json_extract(value, '$[2]'), 1, json_extract(value, '$[4]')
+FROM json_each(?)
+"""
 
 
 def _insert_many(conn: sqlite3.Connection, ops: list[_Insert]) -> list[Any] | None:
-    """Make several inserts with three statements in all, not two each (writer thread).
+    """Make several inserts with four statements in all, not three each (writer thread).
 
     Each statement lets go of the GIL while SQLite runs it and must take it back afterwards,
     which waits behind the event loop; a batch's rows therefore go to SQLite as one JSON array.
-    The refused ops get their error; None when an id is taken (nothing of it was written: the
-    statement undoes itself), so that the ops are run one by one and only that one refuses.
+    None when an id is taken (nothing of it was written: the statement undoes itself), so that
+    the ops are run one by one and only that one refuses.
     """
-    results: list[Any] = []
-    rows: list[tuple[str, str, str, str, str]] = []
-    texts: list[str] = []
-    for op in ops:
-        try:
-            stored, body, text = op.stage()
-        except FlowBusError as exc:
-            results.append(exc)
-            continue
-        results.append(stored)
-        rows.append((op.collection, op.namespace, stored["id"], stored["created"], body))
-        texts.append(text)
-    if rows:
-        first: int = conn.execute(_LAST_SEQ).fetchone()[0] + 1
-        try:
-            conn.execute(_INSERT_MANY, (first, orjson.dumps(rows).decode()))
-        except sqlite3.IntegrityError:
-            return None
-        conn.execute(_INDEX_MANY, (first, orjson.dumps(texts).decode()))
-    return results
+    rows = [(op.collection, op.namespace, op.stored["id"], op.stored["created"], op.body) for op in ops]
+    first: int = conn.execute(_LAST_SEQ).fetchone()[0] + 1
+    packed = orjson.dumps(rows).decode()
+    try:
+        conn.execute(_INSERT_MANY, (first, packed))
+    except sqlite3.IntegrityError:
+        return None
+    conn.execute(_INDEX_MANY, (first, orjson.dumps([op.text for op in ops]).decode()))
+    conn.execute(_LOG_MANY, (packed,))
+    return [op.stored for op in ops]
 
 
 _stamp: tuple[int, str] = (0, "")
@@ -285,10 +405,9 @@ class SQLiteStore:
         path: the database file; its folder is created if needed.
         synchronous: SQLite's ``synchronous`` setting, ``FULL`` or ``NORMAL``. Both keep
             acknowledged writes across a crash of the process; FULL also across power loss.
-        cache_bytes: the most object JSON the read cache holds (0 turns it off).
     """
 
-    def __init__(self, path: str | Path, *, synchronous: str = "FULL", cache_bytes: int = 64 << 20) -> None:
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
         if synchronous.upper() not in {"FULL", "NORMAL"}:
             raise ValueError("synchronous must be FULL or NORMAL")
         self.path = Path(path)
@@ -299,13 +418,13 @@ class SQLiteStore:
         self._requests: queue.SimpleQueue[list[_Write] | _Job] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._watch_task: asyncio.Task[None] | None = None
+        self._committed = asyncio.Event()  # set (and replaced) whenever this process commits
         self._closing = False
-        self.cache = ObjectCache(cache_bytes)
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._loop = asyncio.get_running_loop()
+        self._closing = False
         self._thread = threading.Thread(target=self._serve_writes, name="flowbus-writer", daemon=True)
         self._thread.start()
         try:
@@ -315,7 +434,6 @@ class SQLiteStore:
         except BaseException:
             await self.close()  # the reader's thread would keep the process alive
             raise
-        self._watch_task = asyncio.create_task(self._watch_loop(), name="flowbus-store-watch")
 
     def _open_writer(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -323,14 +441,12 @@ class SQLiteStore:
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         conn.execute("PRAGMA busy_timeout = 5000")
         conn.executescript(_SCHEMA)
+        _migrate(conn)
         return conn
 
     async def close(self) -> None:
         self._closing = True
-        if self._watch_task is not None:
-            self._watch_task.cancel()
-            await asyncio.gather(self._watch_task, return_exceptions=True)
-            self._watch_task = None
+        self._committed.set()  # whoever waits for changes looks once more, and goes
         if self._reader is not None:
             await self._reader.close()
             self._reader = None
@@ -344,16 +460,14 @@ class SQLiteStore:
 
     # -- writes ---------------------------------------------------------------------------
 
-    async def _write(
-        self, op: WriteOp, key: Key, *, deletes: bool = False, many: tuple[tuple[Key, bool], ...] | None = None
-    ) -> Any:
-        if self._closing:
-            raise Unavailable("The store is closing")
+    async def _write(self, op: WriteOp) -> Any:
+        if self._closing or self._writer is None:
+            raise Unavailable("The store is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if not self._pending:
             loop.call_soon(self._flush)
-        self._pending.append(_Write(op, future, key, deletes, many))
+        self._pending.append(_Write(op, future))
         return await future
 
     def _flush(self) -> None:
@@ -406,8 +520,7 @@ class SQLiteStore:
         try:
             results = self._apply(ops)
         except Exception as exc:  # the commit itself failed: nobody's write is kept
-            logger.error("store commit failed", exc_info=True)
-            results = [exc if isinstance(exc, FlowBusError) else InternalError()] * len(ops)
+            results = [_as_flowbus_error(exc)] * len(ops)
         self._settle(self._answer, writes, results)
 
     def _run_job(self, job: _Job) -> None:
@@ -427,15 +540,7 @@ class SQLiteStore:
             pass
 
     def _answer(self, batch: list[_Write], results: list[Any]) -> None:
-        """Bring the cache up to date with a committed batch, then answer its callers."""
-        for write, result in zip(batch, results, strict=True):
-            if isinstance(result, BaseException):
-                continue
-            if write.many is None:
-                self.cache.written(write.key, None if write.deletes else result)
-                continue
-            for (key, deletes), one in zip(write.many, result, strict=True):
-                self.cache.written(key, None if deletes else one)
+        """Answer the callers of a committed batch, and wake whoever waits for changes."""
         for write, result in zip(batch, results, strict=True):
             if write.future.done():
                 continue
@@ -443,27 +548,8 @@ class SQLiteStore:
                 write.future.set_exception(result)
             else:
                 write.future.set_result(result)
-
-    async def _watch_loop(self) -> None:
-        """Empty the cache whenever another process has committed to the database."""
-        last = await self._job(self._data_version)
-        while True:
-            await asyncio.sleep(EXTERNAL_CHECK)
-            try:
-                version = await self._job(self._data_version)
-            except Exception:
-                logger.error("could not check the database for outside changes", exc_info=True)
-                self.cache.clear()
-                continue
-            if version != last:
-                last = version
-                self.cache.clear()
-
-    def _data_version(self) -> int:
-        """SQLite's data_version as the writer sees it: it moves only when another connection commits."""
-        assert self._writer is not None
-        version: int = self._writer.execute("PRAGMA data_version").fetchone()[0]
-        return version
+        committed, self._committed = self._committed, asyncio.Event()
+        committed.set()
 
     def _apply(self, ops: list[WriteOp]) -> list[Any]:
         """Apply a batch in one transaction and commit it (writer thread).
@@ -494,53 +580,157 @@ class SQLiteStore:
         return results
 
     async def insert(self, collection: str, namespace: str, obj: dict[str, Any], prepare: Prepare) -> dict[str, Any]:
-        op = _Insert(collection, namespace, obj, prepare)
-        result: dict[str, Any] = await self._write(op, (collection, namespace, obj["id"]))
+        result: dict[str, Any] = await self._write(_Insert(collection, namespace, obj, prepare))
         return result
 
     async def patch(
-        self, collection: str, namespace: str, objectid: str, changes: dict[str, Any], prepare: Prepare
+        self,
+        collection: str,
+        namespace: str,
+        objectid: str,
+        changes: dict[str, Any],
+        prepare: Prepare,
+        *,
+        expect: int | None = None,
     ) -> dict[str, Any]:
-        op = _Patch(collection, namespace, objectid, changes, prepare)
-        result: dict[str, Any] = await self._write(op, (collection, namespace, objectid))
+        for _ in range(_RETRIES):
+            current = await self.get(collection, namespace, objectid)
+            if current is None:
+                raise DoesNotExist(f"Object {objectid!r} does not exist")
+            _check_version(current, expect)
+            op = _Patch(collection, namespace, current, changes, prepare, expect is not None)
+            try:
+                result: dict[str, Any] = await self._write(op)
+            except _Moved:
+                continue  # another writer came between the read and the write: merge again
+            return result
+        raise Conflict(f"Object {objectid!r} kept changing while it was being written; try again")
+
+    async def delete(
+        self, collection: str, namespace: str, objectid: str, *, expect: int | None = None
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = await self._write(_Delete(collection, namespace, objectid, expect))
         return result
 
-    async def delete(self, collection: str, namespace: str, objectid: str) -> dict[str, Any]:
-        op = _Delete(collection, namespace, objectid)
-        result: dict[str, Any] = await self._write(op, (collection, namespace, objectid), deletes=True)
-        return result
-
-    async def transaction(self, writes: Sequence[Write]) -> list[dict[str, Any]]:
+    async def transaction(self, writes: Sequence[Write]) -> list[dict[str, Any] | None]:
         if not writes:
             return []
-        made = [_op_of(write) for write in writes]
-        op = _Transaction([op for op, _, _ in made])
-        many = tuple((key, deletes) for _, key, deletes in made)
-        results: list[dict[str, Any]] = await self._write(op, many[0][0], many=many)
-        return results
+        for _ in range(_RETRIES):
+            ops = await self._prepare_all(writes)
+            try:
+                results: list[dict[str, Any] | None] = await self._write(_Transaction(ops))
+            except _Moved:
+                continue
+            return results
+        raise Conflict("The objects of the transaction kept changing while it was being written; try again")
+
+    async def _prepare_all(self, writes: Sequence[Write]) -> list[WriteOp]:
+        """The ops of a transaction, validated on the event loop; each sees the writes before it."""
+        seen: dict[tuple[str, str, str], dict[str, Any] | None] = {}
+
+        async def current(key: tuple[str, str, str]) -> dict[str, Any] | None:
+            return seen[key] if key in seen else await self.get(*key)
+
+        ops: list[WriteOp] = []
+        for write in writes:
+            if isinstance(write, Insert):
+                insert = _Insert(write.collection, write.namespace, write.obj, write.prepare)
+                seen[(write.collection, write.namespace, write.obj["id"])] = insert.stored
+                ops.append(insert)
+                continue
+            key = (write.collection, write.namespace, write.objectid)
+            if isinstance(write, Get):
+                ops.append(_Get(*key, write.expect))
+                continue
+            found = await current(key)
+            if found is None:
+                raise DoesNotExist(f"Object {write.objectid!r} does not exist")
+            _check_version(found, write.expect)
+            if isinstance(write, Patch):
+                patch = _Patch(
+                    write.collection, write.namespace, found, write.changes, write.prepare, write.expect is not None
+                )
+                seen[key] = patch.merged
+                ops.append(patch)
+            elif isinstance(write, Delete):
+                seen[key] = None
+                ops.append(_Delete(*key, found.get("version", 1)))
+            else:
+                raise TypeError(f"not a store write: {write!r}")
+        return ops
+
+    # -- the change log -------------------------------------------------------------------
+
+    async def changes(self, since: int, limit: int = 1000) -> list[Change]:
+        rows = await self._read(
+            "SELECT seq, kind, collection, namespace, id, version, body, at FROM changes"
+            " WHERE seq > ? ORDER BY seq LIMIT ?",
+            (since, limit),
+        )
+        first = await self.first_seq()  # read after the rows: a trim in between is seen
+        if since < first:
+            raise Gone(f"Changes after {since} are no longer kept (the log starts after {first})")
+        return [Change(r[0], r[1], r[2], r[3], r[4], r[5], orjson.loads(r[6]), r[7]) for r in rows]
+
+    async def last_seq(self) -> int:
+        rows = await self._read("SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'changes'), 0)", ())
+        seq: int = rows[0][0]
+        return seq
+
+    async def first_seq(self) -> int:
+        rows = await self._read("SELECT coalesce((SELECT value FROM store_meta WHERE key = 'trimmed'), 0)", ())
+        seq: int = rows[0][0]
+        return seq
+
+    async def trim_changes(self, before: str) -> int:
+        cutoff = _rfc3339(before)
+
+        def trim() -> int:
+            conn = self._writer
+            assert conn is not None
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                last = conn.execute("SELECT max(seq) FROM changes WHERE at < ?", (cutoff,)).fetchone()[0]
+                count = conn.execute("DELETE FROM changes WHERE seq <= ?", (last or 0,)).rowcount
+                if last is not None:
+                    conn.execute("INSERT OR REPLACE INTO store_meta (key, value) VALUES ('trimmed', ?)", (last,))
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return int(count)
+
+        trimmed: int = await self._job(trim)
+        return trimmed
+
+    async def wait_changed(self, since: int, timeout: float) -> None:
+        """Own commits wake at once; another process's are seen by looking every :data:`POLL` s."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self._closing:
+            if await self.last_seq() > since:
+                return
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            try:  # not wait_for(): on 3.11 it can swallow a cancellation that races the wake-up
+                async with asyncio.timeout(min(POLL, remaining)):
+                    await self._committed.wait()
+            except TimeoutError:
+                pass
 
     # -- reads ----------------------------------------------------------------------------
 
     async def get(self, collection: str, namespace: str, objectid: str) -> dict[str, Any] | None:
-        if self._reader is None:
-            raise Unavailable("The store is closed")
-        key = (collection, namespace, objectid)
-        cached = self.cache.get(key)
-        if cached is not None:
-            return cached
-        generation = self.cache.generation
-        rows = await self._read("SELECT body FROM objects WHERE collection = ? AND namespace = ? AND id = ?", key)
+        rows = await self._read(
+            "SELECT body FROM objects WHERE collection = ? AND namespace = ? AND id = ?",
+            (collection, namespace, objectid),
+        )
         if not rows:
             return None
-        body: str = rows[0][0]
-        self.cache.fill(key, body.encode(), generation)
-        found: dict[str, Any] = orjson.loads(body)
+        found: dict[str, Any] = orjson.loads(rows[0][0])
         return found
-
-    def peek(self, collection: str, namespace: str, objectid: str) -> bytes | None:
-        if self._reader is None:
-            return None
-        return self.cache.peek((collection, namespace, objectid))
 
     async def query(self, collection: str, namespace: str, query: Query) -> tuple[list[dict[str, Any]], int]:
         where, args = _where(collection, namespace, query.filters)
@@ -558,18 +748,31 @@ class SQLiteStore:
         self, source: str, args: tuple[Any, ...], order: str, query: Query
     ) -> tuple[list[dict[str, Any]], int]:
         """A page of ``SELECT ... FROM {source}`` and the count of all its rows, read by one
-        statement (one snapshot: the total always agrees with the page, whatever commits)."""
-        rows = await self._read(
-            f"SELECT o.body, (SELECT count(*) FROM {source}) FROM {source} {order} LIMIT ? OFFSET ?",
-            (*args, *args, query.limit, query.offset),
-        )
-        if rows:
-            total = rows[0][1]
-        elif query.offset:  # past the end: the statement gave no row to carry the count
-            total = (await self._read(f"SELECT count(*) FROM {source}", args))[0][0]
-        else:
-            total = 0
-        return [orjson.loads(row[0]) for row in rows], total
+        statement (one snapshot: the total always agrees with the page, whatever commits).
+
+        Rows are read a few at a time, and the page ends after the object whose JSON passes
+        ``query.max_bytes``: a page of huge objects never sits in memory whole."""
+        if self._reader is None:
+            raise Unavailable("The store is closed")
+        sql = f"SELECT o.body, (SELECT count(*) FROM {source}) FROM {source} {order} LIMIT ? OFFSET ?"
+        items: list[dict[str, Any]] = []
+        total: int | None = None
+        size = 0
+        async with self._reader.execute(sql, (*args, *args, query.limit, query.offset)) as cursor:
+            while size <= query.max_bytes:
+                rows = await cursor.fetchmany(_FETCH)
+                if not rows:
+                    break
+                for body, count in rows:
+                    total = count
+                    items.append(orjson.loads(body))
+                    size += len(body)
+                    if size > query.max_bytes:
+                        break
+        if total is None:
+            # past the end: the statement gave no row to carry the count
+            total = (await self._read(f"SELECT count(*) FROM {source}", args))[0][0] if query.offset else 0
+        return items, total
 
     async def _read(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
         if self._reader is None:
@@ -609,7 +812,7 @@ def _plain(conn: sqlite3.Connection, op: WriteOp) -> Any:
 
 def _insert_many_plain(conn: sqlite3.Connection, ops: list[WriteOp]) -> list[Any] | None:
     try:
-        return _insert_many(conn, ops)  # type: ignore[arg-type]  # _runs() made them all _Insert
+        return _insert_many(conn, [op for op in ops if isinstance(op, _Insert)])  # _runs() made them all so
     except Exception as exc:
         raise _Unexpected() from exc
 
@@ -631,23 +834,14 @@ def _isolated(conn: sqlite3.Connection, op: WriteOp) -> Any:
     return result
 
 
-def _fetch_for_write(
-    conn: sqlite3.Connection, collection: str, namespace: str, objectid: str
-) -> tuple[int, dict[str, Any]]:
-    row = conn.execute(
-        "SELECT seq, body FROM objects WHERE collection = ? AND namespace = ? AND id = ?",
-        (collection, namespace, objectid),
-    ).fetchone()
-    if row is None:
-        raise DoesNotExist(f"Object {objectid!r} does not exist")
-    return row[0], orjson.loads(row[1])
-
-
 def _as_flowbus_error(exc: Exception) -> FlowBusError:
+    """A refusal as it is; anything else as INTERNAL_ERROR caused by it (logged by whoever
+    answers it, under the errorid the caller gets)."""
     if isinstance(exc, FlowBusError):
         return exc
-    logger.error("store write failed", exc_info=exc)
-    return InternalError()
+    error = InternalError()
+    error.__cause__ = exc
+    return error
 
 
 def _field_sql(name: str) -> str:

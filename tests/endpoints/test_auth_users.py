@@ -93,7 +93,7 @@ async def test_passwords_are_never_returned(bus: Served) -> None:
     for answer in answers:
         assert "password_hash" not in answer and "password" not in answer, answer
         assert "scrypt" not in str(answer)
-    assert set(answers[0]) == {"id", "username", "roles", "namespaces", "disabled", "created", "updated"}
+    assert set(answers[0]) == {"id", "username", "roles", "namespaces", "disabled", "created", "updated", "version"}
     refused(over_http, "DO_NOT_EXIST")
 
 

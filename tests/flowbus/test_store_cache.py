@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from flowbus.errors import InternalError
-from flowbus.store import SQLiteStore
+from flowbus.store import CachedStore, SQLiteStore
 from flowbus.store.cache import ENTRY_OVERHEAD, ObjectCache
 
 C = "inventory/device"
@@ -25,8 +25,8 @@ def prepare(obj: dict[str, Any]) -> str:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
-    opened = SQLiteStore(tmp_path / "flowbus.db", cache_bytes=1 << 20)
+async def store(tmp_path: Path) -> AsyncIterator[CachedStore]:
+    opened = CachedStore(SQLiteStore(tmp_path / "flowbus.db"), 1 << 20)
     await opened.open()
     try:
         yield opened
@@ -152,20 +152,21 @@ async def test_reads_racing_writes_never_go_back(store: SQLiteStore) -> None:
     assert (await store.get(C, "", "x"))["n"] == 50  # type: ignore[index]
 
 
-async def test_change_by_another_process_reaches_get(store: SQLiteStore, tmp_path: Path) -> None:
-    """A commit made to the file by another connection empties the cache (checked every second)."""
+async def test_change_by_another_process_reaches_get(store: CachedStore, tmp_path: Path) -> None:
+    """A write made to the file by another store (another process) reaches the cache through
+    the change log: get() answers the new version."""
     await store.insert(C, "", {"id": "x", "name": "before"}, prepare)
     assert (await store.get(C, "", "x"))["name"] == "before"  # type: ignore[index]
-    other = sqlite3.connect(tmp_path / "flowbus.db", isolation_level=None)
+    other = SQLiteStore(tmp_path / "flowbus.db")
+    await other.open()
     try:
-        other.execute(
-            "UPDATE objects SET body = ? WHERE id = 'x'",
-            (orjson.dumps({**(await store.get(C, "", "x") or {}), "name": "after"}).decode(),),
-        )
+        await other.patch(C, "", "x", {"name": "after"}, prepare)
     finally:
-        other.close()
-    for _ in range(600):  # a hang guard: the check runs every second
-        if (await store.get(C, "", "x"))["name"] == "after":  # type: ignore[index]
+        await other.close()
+    for _ in range(600):  # a hang guard
+        found = await store.get(C, "", "x")
+        if found is not None and found["name"] == "after":
+            assert found["version"] == 2
             break
         await asyncio.sleep(0.01)
     else:
@@ -181,7 +182,7 @@ async def test_an_op_failing_halfway_is_undone_alone(store: SQLiteStore) -> None
         raise RuntimeError("a bug after the first write")
 
     writes = [store.insert(C, "", {"id": f"o-{i}"}, prepare) for i in range(10)]
-    broken = store._write(half_then_fail, (C, "", "half"))
+    broken = store.inner._write(half_then_fail)  # type: ignore[attr-defined]  # a bug in a write
     results = await asyncio.gather(*writes[:5], broken, *writes[5:], return_exceptions=True)
     assert isinstance(results[5], InternalError)
     assert all(isinstance(r, dict) for r in results[:5] + results[6:])

@@ -20,7 +20,7 @@ asyncpg = pytest.importorskip("asyncpg")
 from flowbus.config import Settings  # noqa: E402
 from flowbus.errors import Conflict, Unavailable  # noqa: E402
 from flowbus.params import Query  # noqa: E402
-from flowbus.store import SQLiteStore, create_store  # noqa: E402
+from flowbus.store import CachedStore, SQLiteStore, create_store  # noqa: E402
 from flowbus.store.base import Insert  # noqa: E402
 from flowbus.store.postgres import PostgresStore  # noqa: E402
 
@@ -189,8 +189,11 @@ async def test_closed_store_is_unavailable(opened):
 
 async def test_create_store_picks_the_store_from_settings(tmp_path, schema):
     """create_store: empty is SQLite in the data dir; a postgresql:// URL with ?schema= is PostgreSQL there."""
-    assert isinstance(create_store(Settings(data=tmp_path)), SQLiteStore)
-    store = create_store(Settings(data=tmp_path, store=f"{DSN}?schema={schema}"))
+    embedded = create_store(Settings(data=tmp_path))
+    assert isinstance(embedded, CachedStore) and isinstance(embedded.inner, SQLiteStore)
+    cached = create_store(Settings(data=tmp_path, store=f"{DSN}?schema={schema}"))
+    assert isinstance(cached, CachedStore)
+    store = cached.inner
     assert isinstance(store, PostgresStore) and store.schema == schema and "schema" not in store.dsn
 
 
