@@ -9,6 +9,7 @@ revoked, and revocation is a set lookup on every call.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import functools
 import hmac
@@ -19,9 +20,10 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from flowbus.auth.base import Credentials, Identity
+from flowbus.auth.names import AUTH_APIKEYS as APIKEYS, AUTH_ROLES as ROLES, AUTH_TOKENS as TOKENS, AUTH_USERS as USERS
 from flowbus.auth.tokens import (
     LEEWAY,
     Claims,
@@ -48,11 +50,10 @@ __all__ = ["BUILTIN_ROLES", "PRUNE_EVERY", "SYNC_EVERY", "AuthEngine", "LoginThr
 
 logger = logging.getLogger("flowbus.auth")
 
-USERS, ROLES, APIKEYS, TOKENS = "auth/user", "auth/role", "auth/apikey", "auth/token"
 ALL_METHODS = ("LIST", "OPEN", "CREATE", "UPDATE", "DELETE", "INDEX", "RUN")
 READ_METHODS = ("LIST", "OPEN", "INDEX")
 _USERNAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
-_ADMIN_ONLY = ("auth/user", "auth/role")
+_ADMIN_ONLY = (USERS, ROLES)
 # Tokens and API keys are kept outside namespaces: a namespace-limited user still logs out,
 # refreshes its token and manages its own API keys, in the default namespace.
 _OUTSIDE_NAMESPACES = frozenset({TOKENS, APIKEYS})
@@ -122,7 +123,7 @@ class Role:
         return any(fnmatch.fnmatchcase(permission, granted) for granted in self.permissions)
 
 
-_SELF_SERVICE = Rule("auth/token", frozenset({"DELETE", "RUN"}))
+_SELF_SERVICE = Rule(TOKENS, frozenset({"DELETE", "RUN"}))
 BUILTIN_ROLES: dict[str, Role] = {
     "admin": Role("admin", (Rule("*", frozenset(ALL_METHODS)),), ("*",)),
     "operator": Role(
@@ -137,7 +138,7 @@ BUILTIN_ROLES: dict[str, Role] = {
         (
             Rule("*", frozenset(READ_METHODS)),
             _SELF_SERVICE,
-            *(Rule(e, frozenset(ALL_METHODS), deny=True) for e in [*_ADMIN_ONLY, "auth/apikey"]),
+            *(Rule(e, frozenset(ALL_METHODS), deny=True) for e in [*_ADMIN_ONLY, APIKEYS]),
         ),
     ),
 }
@@ -187,11 +188,17 @@ class AuthEngine:
         store: where users, roles, API keys and token records live.
         issuer: signs and verifies JWTs.
         throttle: failed-login limits.
+        admin_password: the password of the ``admin`` created on an empty store; None to generate one.
+
+    As a component of the bus, :meth:`start` loads its state and creates ``admin`` if needed, then
+    runs its timers (saving API-key use, pruning token records) until :meth:`stop`.
     """
 
+    name: ClassVar[str] = "auth"
     store: Store
     issuer: TokenIssuer
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    admin_password: str | None = field(default=None, repr=False)
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     roles: dict[str, Role] = field(default_factory=lambda: dict(BUILTIN_ROLES))
     _apikeys: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -205,6 +212,24 @@ class AuthEngine:
     # memory never ends up holding an older record than the store.
     _users_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     generated_password: str | None = field(default=None, repr=False)
+    _timers: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load users, roles, keys and revocations, create ``admin`` on an empty store, start the timers."""
+        await self.load()
+        await self.bootstrap(self.admin_password)
+        self._timers = asyncio.create_task(self.watch(), name="auth timers")
+
+    async def stop(self) -> None:
+        """Stop the timers and save when API keys were last used."""
+        if self._timers is not None:
+            self._timers.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timers
+            self._timers = None
+        await self.save_apikey_use()
 
     # -- startup ----------------------------------------------------------------------------
 
