@@ -334,7 +334,8 @@ class AuthEngine:
 
     def known(self, credentials: Credentials) -> Identity | None:
         """The identity of a token or API key verified before, unexpired and not revoked, else None."""
-        cached = self._cache.get(credentials.token or credentials.apikey)
+        key = credentials.token or credentials.apikey
+        cached = self._cache.get(key) if key else None
         if cached is not None and cached.expires > time.time() and cached.token_id not in self._revoked:
             return cached.identity
         return None
