@@ -24,7 +24,7 @@ from flowbus.auth.base import AllowAll, Authenticator, Authorizer, OpenAuthentic
 from flowbus.auth.engine import AuthEngine, LoginThrottle
 from flowbus.auth.names import AUTH_TOKENS
 from flowbus.auth.tokens import TokenIssuer, load_secret
-from flowbus.backplane import LocalBackplane
+from flowbus.backplane import Backplane, LocalBackplane
 from flowbus.bus import Bus, Transport
 from flowbus.client import Client
 from flowbus.config import Settings
@@ -194,12 +194,12 @@ def _apps(settings: Settings) -> list[Application]:
     return apps + [load_app(spec) for spec in settings.apps]
 
 
-def _engine(settings: Settings, store: SQLiteStore) -> AuthEngine:
+def _engine(settings: Settings, store: SQLiteStore, backplane: Backplane | None = None) -> AuthEngine:
     issuer = TokenIssuer(load_secret(Path(settings.data), settings.jwt_secret), settings.token_lifetime)
     throttle = LoginThrottle(
         settings.login_failures_per_user, settings.login_failures_per_address, settings.login_window
     )
-    return AuthEngine(store, issuer, throttle, admin_password=settings.admin_password)
+    return AuthEngine(store, issuer, throttle, admin_password=settings.admin_password, backplane=backplane)
 
 
 def _run(main: Any, event_loop: str = "auto") -> Any:
@@ -236,7 +236,7 @@ def build_bus(
 
     store = SQLiteStore(settings.database, synchronous=settings.sync, cache_bytes=settings.cache_bytes)
     backplane = LocalBackplane()
-    engine = _engine(settings, store)
+    engine = _engine(settings, store, backplane)
     registry = Registry([create_auth(engine), *apps])
     services = Services(store, backplane, registry.describe)
     dispatcher = Dispatcher(
