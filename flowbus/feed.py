@@ -16,7 +16,7 @@ from flowbus.backplane import Backplane, Event
 from flowbus.errors import Gone
 from flowbus.store.base import Change, Store
 
-__all__ = ["ChangeFeed", "event_of"]
+__all__ = ["ChangeFeed", "change_of", "event_of"]
 
 logger = logging.getLogger("flowbus.feed")
 
@@ -31,6 +31,17 @@ def event_of(change: Change) -> Event:
         change.data,
         seq=change.seq,
         version=change.version,
+    )
+
+
+def change_of(event: Event) -> Change | None:
+    """The change an event of the feed tells of (for a subscriber that applies changes, like a
+    cache), or None for an event that is not a stored change (no ``seq``)."""
+    if event.seq is None or event.version is None or not isinstance(event.data, dict):
+        return None
+    # The commit time does not travel with the event; appliers of changes do not need it.
+    return Change(
+        event.seq, event.event, event.endpoint, event.namespace, event.objectid, event.version, event.data, ""
     )
 
 

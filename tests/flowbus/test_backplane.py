@@ -8,6 +8,8 @@ from collections.abc import Callable
 import pytest
 
 from flowbus.backplane import Event, LocalBackplane, subject, token, untoken
+from flowbus.feed import change_of, event_of
+from flowbus.store.base import Change
 
 
 def _recorder(backplane: LocalBackplane, pattern: str) -> list[str]:
@@ -125,3 +127,14 @@ def test_a_handler_may_unsubscribe_while_being_delivered() -> None:
         event = _event()
         backplane.publish(event.subject, event)
     assert got == ["once", "always", "always"]
+
+
+def test_a_stored_change_survives_the_trip_through_an_event() -> None:
+    """event_of and change_of are inverse for a stored change (but for its commit time)."""
+    change = Change(
+        7, "UPDATED", "inventory/device", "n", "d.1", 3, {"id": "d.1", "version": 3}, "2026-01-01T00:00:00Z"
+    )
+    event = event_of(change)
+    assert event.subject == "n.inventory/device.d%2E1"
+    assert change_of(event) == Change(7, "UPDATED", "inventory/device", "n", "d.1", 3, change.data, "")
+    assert change_of(Event("PROGRESS", "inventory/device", "d.1", "n", {"done": 1})) is None
