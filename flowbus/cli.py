@@ -34,6 +34,7 @@ from flowbus.errors import FlowBusError
 from flowbus.protocol import Method
 from flowbus.registry import Registry
 from flowbus.server import WebSocketServer
+from flowbus.store.base import Store
 from flowbus.store.sqlite import SQLiteStore
 
 __all__ = ["build_bus", "load_app", "main"]
@@ -194,7 +195,7 @@ def _apps(settings: Settings) -> list[Application]:
     return apps + [load_app(spec) for spec in settings.apps]
 
 
-def _engine(settings: Settings, store: SQLiteStore, backplane: Backplane | None = None) -> AuthEngine:
+def _engine(settings: Settings, store: Store, backplane: Backplane | None = None) -> AuthEngine:
     issuer = TokenIssuer(load_secret(Path(settings.data), settings.jwt_secret), settings.token_lifetime)
     throttle = LoginThrottle(
         settings.login_failures_per_user, settings.login_failures_per_address, settings.login_window
