@@ -10,11 +10,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from typing import Any
 
 from flowbus import (
+    AUTH_APIKEYS,
+    AUTH_ROLES,
+    AUTH_TOKENS,
+    AUTH_USERS,
     Application,
     AuthEngine,
     Call,
@@ -25,7 +27,6 @@ from flowbus import (
     Page,
     Query,
     Schema,
-    Services,
 )
 
 __all__ = ["APIKEY_SCHEMA", "ROLE_SCHEMA", "USER_SCHEMA", "ApiKeys", "Roles", "Tokens", "Users", "create_app"]
@@ -102,23 +103,10 @@ class Tokens(Endpoint):
     public = frozenset({Method.CREATE})
 
     def __init__(self, engine: AuthEngine) -> None:
-        super().__init__("auth/token")
+        # The engine is a component of the bus: it is started (its state loaded) before any
+        # endpoint and stopped after them.
+        super().__init__(AUTH_TOKENS)
         self.engine = engine
-        self._watch: asyncio.Task[None] | None = None
-
-    async def startup(self, services: Services) -> None:
-        # The engine's state lives in the store; load it before the first call, then keep
-        # up with `flowbus user add/passwd` run against the same store while the bus runs.
-        await self.engine.load()
-        await self.engine.bootstrap(services.settings.admin_password)
-        self._watch = asyncio.create_task(self.engine.watch())
-
-    async def shutdown(self) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
-        await self.engine.save_apikey_use()
 
     async def create(self, call: Call) -> dict[str, Any]:
         username, password = _strings(call.data or {}, "username", "password")
@@ -146,7 +134,7 @@ class Users(Endpoint):
     description = "Users and their roles and namespaces"
 
     def __init__(self, engine: AuthEngine) -> None:
-        super().__init__("auth/user")
+        super().__init__(AUTH_USERS)
         self.engine = engine
 
     async def list(self, call: Call) -> Page:
@@ -180,7 +168,7 @@ class ApiKeys(Endpoint):
     description = "API keys (X-API-Key over HTTP, or the envelope token)"
 
     def __init__(self, engine: AuthEngine) -> None:
-        super().__init__("auth/apikey")
+        super().__init__(AUTH_APIKEYS)
         self.engine = engine
 
     async def create(self, call: Call) -> dict[str, Any]:
@@ -219,7 +207,7 @@ class Roles(Endpoint):
     description = "Roles: rules {endpoints: glob, methods: [...], namespaces: [...]} and RUN permissions"
 
     def __init__(self, engine: AuthEngine) -> None:
-        super().__init__("auth/role")
+        super().__init__(AUTH_ROLES)
         self.engine = engine
 
     async def list(self, call: Call) -> Page:

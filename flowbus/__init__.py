@@ -5,6 +5,7 @@ This module exports the programming model an application needs.
 
 from flowbus.auth.base import Credentials, Identity
 from flowbus.auth.engine import AuthEngine
+from flowbus.auth.names import AUTH_APIKEYS, AUTH_COLLECTIONS, AUTH_ROLES, AUTH_TOKENS, AUTH_USERS
 from flowbus.backplane import Event
 from flowbus.endpoint import Application, Call, Collection, Endpoint, Services
 from flowbus.errors import (
@@ -32,6 +33,11 @@ from flowbus.schema import Schema
 __version__ = "0.1.0"
 
 __all__ = [
+    "AUTH_APIKEYS",
+    "AUTH_COLLECTIONS",
+    "AUTH_ROLES",
+    "AUTH_TOKENS",
+    "AUTH_USERS",
     "Application",
     "AuthEngine",
     "AuthFailed",

@@ -1,60 +1,175 @@
-"""The Backplane seam: how change events leave the process that made them.
+"""The Backplane seam: how events leave the code that made them, on subjects.
 
-The first implementation is in-process: listeners registered here get every event. A clustered
-implementation later carries the same events between server processes.
+Subjects are shaped like NATS subjects so that a NATS backplane fits later:
+``<namespace>.<endpoint>.<objectid>``, tokens separated by ``.``. In a subscription pattern ``*``
+matches exactly one token and ``>`` (last token only) matches one or more tokens.
+
+Namespaces, endpoint names and object ids map to tokens reversibly with :func:`token`: the
+characters ``%``, ``.``, ``*``, ``>``, whitespace and control characters are written as ``%XX``
+(the UTF-8 bytes, upper-case hex, as in URLs), the empty string (the default namespace) as ``_``,
+and a value that is exactly ``_`` as ``%5F``. :func:`untoken` reverses it.
+
+:class:`LocalBackplane` delivers events to subscribers in this process, synchronously: handlers
+must be quick and never block (schedule async work with ``asyncio``).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import unquote
 
-__all__ = ["Backplane", "Event", "Listener", "LocalBackplane"]
+__all__ = ["Backplane", "Event", "Handler", "LocalBackplane", "subject", "token", "untoken"]
 
 logger = logging.getLogger("flowbus.backplane")
+
+_SPECIAL = re.compile(r"[%.*>\s\x00-\x1f\x7f]")
+_EMPTY = "_"
 
 
 @dataclass(slots=True, frozen=True)
 class Event:
-    """A change on an endpoint: CREATED, UPDATED, DELETED or an endpoint-specific kind."""
+    """Something that happened to an object: CREATED, UPDATED, DELETED or an endpoint-specific kind.
+
+    Attributes:
+        event: the kind.
+        endpoint: the endpoint (for a stored change: the collection).
+        objectid: the object's id.
+        namespace: the namespace (``""`` is the default one).
+        data: the object as it is now (for DELETED: what the change recorded), or the kind's payload.
+        seq: the change's position in the store's change log; None for events that are not stored.
+        version: the object's version after the change; None if unknown.
+    """
 
     event: str
     endpoint: str
     objectid: str
     namespace: str
     data: Any = None
+    seq: int | None = None
+    version: int | None = None
+
+    @property
+    def subject(self) -> str:
+        """The subject this event is published on."""
+        return subject(self.namespace, self.endpoint, self.objectid)
 
 
-Listener = Callable[[Event], None]
+Handler = Callable[[str, Event], None]
+"""Called with the subject and the event."""
+
+
+def token(value: str) -> str:
+    """Write ``value`` as one subject token (reversibly; see the module's documentation)."""
+    if not value:
+        return _EMPTY
+    if value == _EMPTY:
+        return "%5F"
+    return _SPECIAL.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), value)
+
+
+def untoken(value: str) -> str:
+    """Read back a token written by :func:`token`."""
+    return "" if value == _EMPTY else unquote(value, errors="strict")
+
+
+def subject(namespace: str, endpoint: str, objectid: str) -> str:
+    """The subject of events about ``objectid`` of ``endpoint`` in ``namespace``."""
+    return f"{token(namespace)}.{token(endpoint)}.{token(objectid)}"
 
 
 class Backplane(Protocol):
-    """Publishes events to whoever listens, here or in other processes."""
+    """Carries events from publishers to subscribers, here or in other processes."""
 
-    def publish(self, event: Event) -> None:
-        """Hand ``event`` to every listener; never blocks and never raises."""
+    def publish(self, subject: str, event: Event) -> None:
+        """Hand ``event`` to every subscriber whose pattern matches ``subject``; never blocks or raises."""
         ...
 
-    def listen(self, listener: Listener) -> Callable[[], None]:
-        """Register a listener; returns a function that removes it."""
+    def subscribe(self, pattern: str, handler: Handler) -> Callable[[], None]:
+        """Call ``handler`` for every event published on a subject matching ``pattern``.
+
+        Returns:
+            A function that ends the subscription (calling it again does nothing).
+
+        Raises:
+            ValueError: ``pattern`` is not a valid pattern.
+        """
         ...
+
+
+def _compile(pattern: str) -> re.Pattern[str] | None:
+    """The regular expression of a wildcard pattern, or None for an exact subject.
+
+    Raises:
+        ValueError: an empty token, a wildcard inside a token, or ``>`` before the last token.
+    """
+    tokens = pattern.split(".")
+    parts: list[str] = []
+    for i, tok in enumerate(tokens):
+        if tok == ">" and i == len(tokens) - 1:
+            parts.append(r"[^.]+(?:\.[^.]+)*")
+        elif tok == "*":
+            parts.append(r"[^.]+")
+        elif tok and not _SPECIAL.search(tok):
+            parts.append(re.escape(tok))
+        else:
+            raise ValueError(f"invalid subject pattern {pattern!r}")
+    wild = "*" in tokens or tokens[-1] == ">"
+    return re.compile(r"\.".join(parts)) if wild else None
+
+
+@dataclass(slots=True, eq=False)
+class _Exact:
+    """One subscription to an exact subject (compared by identity, so one can be dropped)."""
+
+    handler: Handler
 
 
 class LocalBackplane:
-    """Delivers events to listeners in this process, synchronously."""
+    """Delivers events to subscribers in this process, synchronously, in subscription order.
+
+    Exact subjects are found in a dict; wildcard patterns are compiled once, when subscribed. A
+    handler that raises is logged and the others still get the event.
+    """
 
     def __init__(self) -> None:
-        self._listeners: list[Listener] = []
+        self._exact: dict[str, list[_Exact]] = {}
+        self._wild: list[tuple[re.Pattern[str], Handler]] = []
 
-    def publish(self, event: Event) -> None:
-        for listener in self._listeners:
-            try:
-                listener(event)
-            except Exception:
-                logger.error("event listener failed", exc_info=True)
+    def publish(self, subject: str, event: Event) -> None:
+        for entry in self._exact.get(subject, ()):
+            self._deliver(entry.handler, subject, event)
+        for compiled, handler in self._wild:
+            if compiled.fullmatch(subject):
+                self._deliver(handler, subject, event)
 
-    def listen(self, listener: Listener) -> Callable[[], None]:
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
+    def subscribe(self, pattern: str, handler: Handler) -> Callable[[], None]:
+        compiled = _compile(pattern)
+        # Lists are replaced, never changed in place: a publish in progress keeps the list it has.
+        if compiled is None:
+            entry = _Exact(handler)
+            self._exact[pattern] = [*self._exact.get(pattern, ()), entry]
+            return lambda: self._drop_exact(pattern, entry)
+        wild = (compiled, handler)
+        self._wild = [*self._wild, wild]
+        return lambda: self._drop_wild(wild)
+
+    def _drop_exact(self, pattern: str, entry: _Exact) -> None:
+        remaining = [e for e in self._exact.get(pattern, ()) if e is not entry]
+        if remaining:
+            self._exact[pattern] = remaining
+        else:
+            self._exact.pop(pattern, None)
+
+    def _drop_wild(self, wild: tuple[re.Pattern[str], Handler]) -> None:
+        self._wild = [w for w in self._wild if w is not wild]
+
+    @staticmethod
+    def _deliver(handler: Handler, subject: str, event: Event) -> None:
+        try:
+            handler(subject, event)
+        except Exception:
+            logger.error("event handler for %s failed", subject, exc_info=True)

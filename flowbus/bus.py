@@ -1,27 +1,40 @@
-"""The bus: store, registry, dispatcher and transports, started and stopped in the right order."""
+"""The bus: already-built components, started in order and stopped in reverse.
+
+The bus builds nothing: the composition root (``flowbus serve``, :mod:`flowbus.cli`) builds the
+store, the backplane, the change feed, the auth engine, the registry, the dispatcher and the
+transports, and hands them in. A bus may have no transports at all (a worker).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from flowbus.auth.base import AllowAll, Authenticator, Authorizer, OpenAuthenticator
-from flowbus.backplane import Backplane, LocalBackplane
-from flowbus.config import Settings
+from flowbus.backplane import Backplane
 from flowbus.dispatcher import Dispatcher
-from flowbus.endpoint import Application, Endpoint, Services
-from flowbus.handshake import Connections
+from flowbus.endpoint import Services
 from flowbus.registry import Registry
-from flowbus.server import WebSocketServer
 from flowbus.store.base import Store
-from flowbus.store.cache import CachedStore
-from flowbus.store.sqlite import SQLiteStore
 
-__all__ = ["Bus", "Transport"]
+__all__ = ["Bus", "Component", "Endpoints", "StoreComponent", "Transport"]
 
 logger = logging.getLogger("flowbus.bus")
+
+
+class Component(Protocol):
+    """A part of the bus with a lifecycle: started once, then stopped once."""
+
+    @property
+    def name(self) -> str:
+        """What logs call it."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 class Transport(Protocol):
@@ -39,78 +52,114 @@ class Transport(Protocol):
         ...
 
 
+class StoreComponent:
+    """The store as a component: opened at start, closed at stop."""
+
+    name = "store"
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def start(self) -> None:
+        await self.store.open()
+
+    async def stop(self) -> None:
+        await self.store.close()
+
+
+class Endpoints:
+    """The registry's endpoints as one component: each started in order, stopped in reverse."""
+
+    name = "endpoints"
+
+    def __init__(self, registry: Registry, services: Services) -> None:
+        self.registry = registry
+        self.services = services
+        self._stack = contextlib.AsyncExitStack()
+
+    async def start(self) -> None:
+        self.registry.freeze()
+        async with contextlib.AsyncExitStack() as stack:
+            for entry in self.registry.entries():
+                await entry.endpoint.startup(self.services)
+                stack.push_async_callback(entry.endpoint.shutdown)
+            self._stack = stack.pop_all()
+
+    async def stop(self) -> None:
+        await self._stack.aclose()
+
+
 class Bus:
-    """One served bus.
+    """One bus: its components, started in the order given, then its transports.
 
     Args:
-        settings: the configuration.
-        apps: the applications to serve.
-        authenticator, authorizer: the auth seam; by default everyone may do everything.
-        store: the storage; by default SQLite in ``settings.data``.
-        backplane: where events go; by default this process only.
+        store: the storage (opened first, closed last).
+        backplane: where events go.
+        registry: the applications' endpoints.
+        dispatcher: routes calls to endpoints; its services are the ones endpoints get.
+        components: started after the store and before the endpoints, in order (the change feed,
+            the auth engine).
+        transports: the ways in, by name (``"websocket"``, ``"http"``); none for a worker.
     """
 
     def __init__(
         self,
-        settings: Settings,
-        apps: Iterable[Application],
         *,
-        authenticator: Authenticator | None = None,
-        authorizer: Authorizer | None = None,
-        store: Store | None = None,
-        backplane: Backplane | None = None,
+        store: Store,
+        backplane: Backplane,
+        registry: Registry,
+        dispatcher: Dispatcher,
+        components: Sequence[Component] = (),
+        transports: Mapping[str, Transport] | None = None,
     ) -> None:
-        self.settings = settings
-        self.store: Store = store or CachedStore(
-            SQLiteStore(settings.database, synchronous=settings.sync), settings.cache_bytes
-        )
-        self.registry = Registry(apps)
-        self.backplane: Backplane = backplane or LocalBackplane()
-        self.services = Services(self.store, self.backplane, settings, self.registry.describe)
-        self.dispatcher = Dispatcher(
-            self.registry,
-            self.services,
-            authenticator or OpenAuthenticator(),
-            authorizer or AllowAll(),
-            call_timeout=settings.call_timeout,
-        )
-        self.connections = Connections(settings.max_connections)  # one cap for every websocket entry
-        self.websocket = WebSocketServer(self.dispatcher, settings, self.connections)
-        self.transports: list[Transport] = [self.websocket]
+        self.store = store
+        self.backplane = backplane
+        self.registry = registry
+        self.dispatcher = dispatcher
+        self.components: list[Component] = [
+            StoreComponent(store),
+            *components,
+            Endpoints(registry, dispatcher.services),
+        ]
+        self.transports: dict[str, Transport] = dict(transports or {})
+        self._stack = contextlib.AsyncExitStack()
 
     async def start(self) -> None:
-        """Open the store, start every endpoint, then every transport.
+        """Start every component, then every transport.
 
-        If a step fails, what was started is stopped again and the store closed (its threads
+        If one fails, what was started is stopped again in reverse order (the store's threads
         would otherwise keep the process alive), then the error is raised.
         """
-        await self.store.open()
-        self.registry.freeze()
-        started: list[Endpoint] = []
-        running: list[Transport] = []
-        try:
-            for entry in self.registry.entries():
-                await entry.endpoint.startup(self.services)
-                started.append(entry.endpoint)
-            for transport in self.transports:
+        async with contextlib.AsyncExitStack() as stack:
+            for component in self.components:
+                logger.debug("starting %s", component.name)
+                await component.start()
+                stack.push_async_callback(self._stop_component, component)
+            running: list[Transport] = []
+            stack.push_async_callback(self._stop_transports, running)
+            for transport in self.transports.values():
                 await transport.start()
                 running.append(transport)
-        except BaseException:
-            self.dispatcher.closing = True
-            await asyncio.gather(*(transport.stop() for transport in running), return_exceptions=True)
-            for endpoint in reversed(started):
-                try:
-                    await endpoint.shutdown()
-                except Exception:
-                    logger.error("endpoint %s failed to shut down", endpoint.name, exc_info=True)
-            await self.store.close()
-            raise
+            self._stack = stack.pop_all()
 
     async def stop(self) -> None:
-        """Stop the transports (in-flight calls finish or answer UNAVAILABLE), then the endpoints,
-        then close the store."""
+        """Stop the transports (in-flight calls finish or answer UNAVAILABLE), then the components
+        in reverse order: the endpoints, ..., the store last."""
+        await self._stack.aclose()
+
+    def url(self, transport: str) -> str:
+        """The URL of the transport named ``transport``.
+
+        Raises:
+            KeyError: the bus has no such transport.
+        """
+        return self.transports[transport].url
+
+    async def _stop_transports(self, running: list[Transport]) -> None:
         self.dispatcher.closing = True
-        await asyncio.gather(*(transport.stop() for transport in self.transports))
-        for entry in self.registry.entries():
-            await entry.endpoint.shutdown()
-        await self.store.close()
+        await asyncio.gather(*(transport.stop() for transport in running))
+
+    @staticmethod
+    async def _stop_component(component: Component) -> None:
+        logger.debug("stopping %s", component.name)
+        await component.stop()

@@ -14,24 +14,32 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from flowbus.auth.base import AllowAll, Authenticator, Authorizer, OpenAuthenticator
 from flowbus.auth.engine import AuthEngine, LoginThrottle
+from flowbus.auth.names import AUTH_TOKENS
 from flowbus.auth.tokens import TokenIssuer, load_secret
-from flowbus.bus import Bus
+from flowbus.backplane import Backplane, LocalBackplane
+from flowbus.bus import Bus, Transport
 from flowbus.client import Client
 from flowbus.config import Settings
-from flowbus.endpoint import Application
+from flowbus.dispatcher import Dispatcher
+from flowbus.endpoint import Application, Services
 from flowbus.errors import FlowBusError
+from flowbus.feed import ChangeFeed, applier
+from flowbus.handshake import Connections
 from flowbus.protocol import Method
-from flowbus.store import Store, create_store
+from flowbus.registry import Registry
+from flowbus.server import WebSocketServer
+from flowbus.store import CachedStore, Store, create_store
 from flowbus.tasks import eager_tasks
 
-__all__ = ["load_app", "main"]
+__all__ = ["build_bus", "load_app", "main"]
 
 READY = "FlowBus ready"
 
@@ -192,12 +200,12 @@ def _apps(settings: Settings) -> list[Application]:
     return apps + [load_app(spec) for spec in settings.apps]
 
 
-def _engine(settings: Settings, store: Store) -> AuthEngine:
+def _engine(settings: Settings, store: Store, backplane: Backplane | None = None) -> AuthEngine:
     issuer = TokenIssuer(load_secret(Path(settings.data), settings.jwt_secret), settings.token_lifetime)
     throttle = LoginThrottle(
         settings.login_failures_per_user, settings.login_failures_per_address, settings.login_window
     )
-    return AuthEngine(store, issuer, throttle)
+    return AuthEngine(store, issuer, throttle, admin_password=settings.admin_password, backplane=backplane)
 
 
 def _run(main: Any, event_loop: str = "auto") -> Any:
@@ -214,21 +222,59 @@ def _run(main: Any, event_loop: str = "auto") -> Any:
     return uvloop.run(eager_tasks(main))
 
 
-def _build_bus(settings: Settings, apps: list[Application]) -> tuple[Bus, AuthEngine]:
+def build_bus(
+    settings: Settings,
+    apps: Sequence[Application],
+    *,
+    authenticator: Authenticator | None = None,
+    authorizer: Authorizer | None = None,
+    transports: Sequence[str] = ("websocket", "http"),
+) -> tuple[Bus, AuthEngine]:
+    """Build a bus and its auth engine from ``settings``, serving the auth application and ``apps``.
+
+    In order: the store, the backplane, the auth engine, the registry, the dispatcher and the
+    transports named in ``transports`` (``websocket``, ``http``; none for a bus that only runs
+    its components). The engine is the authenticator and authorizer unless others are given, or
+    ``settings.no_auth`` lets every call in.
+    """
     from endpoints.auth import create_app as create_auth
     from gateway import HttpGateway
 
     store = create_store(settings)
-    engine = _engine(settings, store)
-    auth = None if settings.no_auth else engine
-    bus = Bus(settings, [create_auth(engine), *apps], store=store, authenticator=auth, authorizer=auth)
-    bus.transports.append(HttpGateway(bus.dispatcher, bus.registry, settings, bus.connections))
+    backplane = LocalBackplane()
+    feed = ChangeFeed(store, backplane)
+    if isinstance(store, CachedStore):  # the feed tells the cache of every change, here or elsewhere
+        store.follow = False
+        backplane.subscribe(">", applier(store.changed))
+    engine = _engine(settings, store, backplane)
+    registry = Registry([create_auth(engine), *apps])
+    services = Services(store, backplane, registry.describe)
+    dispatcher = Dispatcher(
+        registry,
+        services,
+        authenticator or (OpenAuthenticator() if settings.no_auth else engine),
+        authorizer or (AllowAll() if settings.no_auth else engine),
+        call_timeout=settings.call_timeout,
+    )
+    connections = Connections(settings.max_connections)  # one cap for every websocket entry
+    makers: dict[str, Callable[[], Transport]] = {
+        "websocket": lambda: WebSocketServer(dispatcher, settings, connections),
+        "http": lambda: HttpGateway(dispatcher, registry, settings, connections),
+    }
+    bus = Bus(
+        store=store,
+        backplane=backplane,
+        registry=registry,
+        dispatcher=dispatcher,
+        components=[feed, engine],
+        transports={name: makers[name]() for name in transports},
+    )
     return bus, engine
 
 
 async def _serve_until_stopped(settings: Settings, apps: list[Application]) -> int:
     """Serve until SIGINT or SIGTERM; return the exit status (1 if the bus could not start)."""
-    bus, engine = _build_bus(settings, apps)
+    bus, engine = build_bus(settings, apps)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -252,7 +298,7 @@ async def _serve_until_stopped(settings: Settings, apps: list[Application]) -> i
 
 
 def _announce(settings: Settings, bus: Bus, engine: AuthEngine) -> None:
-    ws_url, http_url = bus.transports[0].url, bus.transports[1].url
+    ws_url, http_url = bus.url("websocket"), bus.url("http")
     print(f"FlowBus serving data in {Path(settings.data).resolve()}", flush=True)
     if settings.no_auth:
         print("WARNING: --insecure-no-auth: every call is let in without credentials.", flush=True)
@@ -325,7 +371,7 @@ def _token(args: argparse.Namespace) -> int:
     url = args.url or os.environ.get("FLOWBUS_URL") or "ws://127.0.0.1:8765"
     password = _password(f"Password for {args.user}: ")
     data = {"username": args.user, "password": password}
-    envelope = asyncio.run(_call_once(url, None, "CREATE", "auth/token", {"data": data}))
+    envelope = asyncio.run(_call_once(url, None, "CREATE", AUTH_TOKENS, {"data": data}))
     if not envelope.get("success"):
         print(f"flowbus token: {envelope.get('errorcode')}: {envelope.get('message')}", file=sys.stderr)
         return 1

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from uuid_utils import uuid7
 
@@ -30,9 +30,6 @@ from flowbus.params import Query
 from flowbus.protocol import Method, Page
 from flowbus.schema import Schema
 from flowbus.store.base import META, Peekable, Store
-
-if TYPE_CHECKING:
-    from flowbus.config import Settings
 
 __all__ = ["Application", "Call", "Collection", "Endpoint", "Services", "check_endpoint_name", "expected_version"]
 
@@ -59,11 +56,14 @@ def check_endpoint_name(name: str) -> str:
 
 @dataclass(slots=True)
 class Services:
-    """What the bus lends its endpoints: storage, events, the registry's descriptions, settings."""
+    """What the bus lends its endpoints: storage, events and the registry's descriptions.
+
+    Endpoints get no settings (they hold secrets): an application that needs a value is given it
+    when it is built.
+    """
 
     store: Store
     backplane: Backplane
-    settings: Settings
     describe: Callable[[], list[dict[str, Any]]]
 
 
@@ -90,8 +90,13 @@ class Call:
         return Query.from_parameters(self.parameters)
 
     def publish(self, event: str, objectid: str, data: Any = None) -> None:
-        """Publish a change event about ``objectid`` on this endpoint and namespace."""
-        self.services.backplane.publish(Event(event, self.endpoint, objectid, self.namespace, data))
+        """Publish an event about ``objectid`` on this call's subject (endpoint and namespace).
+
+        The event is not durable: subscribers listening now get it, nobody later. Changes to stored
+        objects are published by the change feed, from the store's change log.
+        """
+        published = Event(event, self.endpoint, objectid, self.namespace, data)
+        self.services.backplane.publish(published.subject, published)
 
 
 class Endpoint:

@@ -9,6 +9,7 @@ revoked, and revocation is a set lookup on every call.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import functools
 import hmac
@@ -17,11 +18,12 @@ import re
 import secrets
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from flowbus.auth.base import Credentials, Identity
+from flowbus.auth.names import AUTH_APIKEYS as APIKEYS, AUTH_ROLES as ROLES, AUTH_TOKENS as TOKENS, AUTH_USERS as USERS
 from flowbus.auth.tokens import (
     LEEWAY,
     Claims,
@@ -32,27 +34,28 @@ from flowbus.auth.tokens import (
     split_apikey,
     verify_password,
 )
+from flowbus.backplane import Backplane, Event, token
 from flowbus.errors import (
     AuthFailed,
     AuthRequired,
     Conflict,
     DoesNotExist,
+    FlowBusError,
     InvalidData,
     PermissionDenied,
     RateLimited,
 )
 from flowbus.params import Query
-from flowbus.store.base import Patch, Store
+from flowbus.store.base import DELETED, Patch, Store
 
 __all__ = ["BUILTIN_ROLES", "PRUNE_EVERY", "SYNC_EVERY", "AuthEngine", "LoginThrottle", "Role", "Rule"]
 
 logger = logging.getLogger("flowbus.auth")
 
-USERS, ROLES, APIKEYS, TOKENS = "auth/user", "auth/role", "auth/apikey", "auth/token"
 ALL_METHODS = ("LIST", "OPEN", "CREATE", "UPDATE", "DELETE", "INDEX", "RUN")
 READ_METHODS = ("LIST", "OPEN", "INDEX")
 _USERNAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
-_ADMIN_ONLY = ("auth/user", "auth/role")
+_ADMIN_ONLY = (USERS, ROLES)
 # Tokens and API keys are kept outside namespaces: a namespace-limited user still logs out,
 # refreshes its token and manages its own API keys, in the default namespace.
 _OUTSIDE_NAMESPACES = frozenset({TOKENS, APIKEYS})
@@ -122,7 +125,7 @@ class Role:
         return any(fnmatch.fnmatchcase(permission, granted) for granted in self.permissions)
 
 
-_SELF_SERVICE = Rule("auth/token", frozenset({"DELETE", "RUN"}))
+_SELF_SERVICE = Rule(TOKENS, frozenset({"DELETE", "RUN"}))
 BUILTIN_ROLES: dict[str, Role] = {
     "admin": Role("admin", (Rule("*", frozenset(ALL_METHODS)),), ("*",)),
     "operator": Role(
@@ -137,7 +140,7 @@ BUILTIN_ROLES: dict[str, Role] = {
         (
             Rule("*", frozenset(READ_METHODS)),
             _SELF_SERVICE,
-            *(Rule(e, frozenset(ALL_METHODS), deny=True) for e in [*_ADMIN_ONLY, "auth/apikey"]),
+            *(Rule(e, frozenset(ALL_METHODS), deny=True) for e in [*_ADMIN_ONLY, APIKEYS]),
         ),
     ),
 }
@@ -187,11 +190,21 @@ class AuthEngine:
         store: where users, roles, API keys and token records live.
         issuer: signs and verifies JWTs.
         throttle: failed-login limits.
+        admin_password: the password of the ``admin`` created on an empty store; None to generate one.
+        backplane: where the change feed publishes the store's changes; while started, the engine
+            follows the auth collections' changes there (made by this process or another one
+            sharing the store: ``flowbus user``, a second ``flowbus serve``).
+
+    As a component of the bus, :meth:`start` loads its state and creates ``admin`` if needed, then
+    runs its timers (saving API-key use, pruning token records) until :meth:`stop`.
     """
 
+    name: ClassVar[str] = "auth"
     store: Store
     issuer: TokenIssuer
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    admin_password: str | None = field(default=None, repr=False)
+    backplane: Backplane | None = None
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     roles: dict[str, Role] = field(default_factory=lambda: dict(BUILTIN_ROLES))
     _apikeys: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -205,6 +218,90 @@ class AuthEngine:
     # memory never ends up holding an older record than the store.
     _users_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     generated_password: str | None = field(default=None, repr=False)
+    _timers: asyncio.Task[None] | None = field(default=None, repr=False)
+    _unsubscribe: list[Callable[[], None]] = field(default_factory=list, repr=False)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load users, roles, keys and revocations, create ``admin`` on an empty store, start the timers."""
+        if self.backplane is not None:
+            # Subscribed before loading: a change committed meanwhile is applied twice, never missed.
+            self._unsubscribe = self.follow(self.backplane)
+        await self.load()
+        await self.bootstrap(self.admin_password)
+        self._timers = asyncio.create_task(self.watch(), name="auth timers")
+
+    async def stop(self) -> None:
+        """Stop following changes and the timers; save when API keys were last used."""
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe = []
+        if self._timers is not None:
+            self._timers.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timers
+            self._timers = None
+        await self.save_apikey_use()
+
+    def follow(self, backplane: Backplane) -> list[Callable[[], None]]:
+        """Apply the changes to users, roles, token records and API keys published on ``backplane``
+        to memory; returns the unsubscribe functions."""
+        handlers = {
+            USERS: self._user_changed,
+            ROLES: self._role_changed,
+            TOKENS: self._token_changed,
+            APIKEYS: self._apikey_changed,
+        }
+        return [backplane.subscribe(f"{token('')}.{token(name)}.*", handler) for name, handler in handlers.items()]
+
+    def _user_changed(self, subject: str, event: Event) -> None:
+        before = self.users.get(event.objectid)
+        if event.event == DELETED:
+            if before is not None:
+                self.users.pop(event.objectid, None)
+                self._cache.clear()
+            return
+        if not isinstance(event.data, dict) or _older(event, before):
+            return
+        self.users[event.objectid] = event.data
+        if before is None or any(before.get(k) != event.data.get(k) for k in _REVOKING):
+            self._cache.clear()
+
+    def _role_changed(self, subject: str, event: Event) -> None:
+        name = event.objectid
+        if event.event == DELETED:
+            if name in BUILTIN_ROLES:
+                return
+            self.roles.pop(name, None)
+        else:
+            try:
+                self.roles[name] = _role_from(event.data if isinstance(event.data, dict) else {})
+            except FlowBusError:
+                logger.error("role %r as stored is not valid; kept as it was", name)
+                return
+        self._allowed.clear()
+        self._cache.clear()
+
+    def _token_changed(self, subject: str, event: Event) -> None:
+        record = event.data if isinstance(event.data, dict) else {}
+        usable = record.get("expires_at", 0) >= time.time() - LEEWAY
+        # A deleted record of a usable token revokes it too: nothing may vouch for it any more.
+        if (record.get("revoked") or event.event == DELETED) and usable:
+            self._revoked.add(event.objectid)
+        elif event.event == DELETED:
+            self._revoked.discard(event.objectid)
+
+    def _apikey_changed(self, subject: str, event: Event) -> None:
+        prefix = event.objectid
+        if event.event == DELETED:
+            if self._apikeys.pop(prefix, None) is not None:
+                self._cache = {k: v for k, v in self._cache.items() if v.token_id != f"apikey:{prefix}"}
+            return
+        if not isinstance(event.data, dict) or _older(event, self._apikeys.get(prefix)):
+            return
+        last_used = (self._apikeys.get(prefix) or {}).get("last_used_at")
+        self._apikeys[prefix] = {**event.data, "last_used_at": last_used}
 
     # -- startup ----------------------------------------------------------------------------
 
@@ -309,7 +406,8 @@ class AuthEngine:
 
     def known(self, credentials: Credentials) -> Identity | None:
         """The identity of a token or API key verified before, unexpired and not revoked, else None."""
-        cached = self._cache.get(credentials.token or credentials.apikey)
+        key = credentials.token or credentials.apikey
+        cached = self._cache.get(key) if key else None
         if cached is not None and cached.expires > time.time() and cached.token_id not in self._revoked:
             return cached.identity
         return None
@@ -587,6 +685,14 @@ class AuthEngine:
 
     async def apikey_records(self) -> list[dict[str, Any]]:
         return await self._all(APIKEYS)
+
+
+def _older(event: Event, known: dict[str, Any] | None) -> bool:
+    """Whether ``event`` carries an older version of a record than the one in memory (this process
+    wrote a newer one before the feed brought the change)."""
+    if known is None or event.version is None:
+        return False
+    return bool(event.version < known.get("version", 0))
 
 
 def _role_from(raw: dict[str, Any]) -> Role:

@@ -18,9 +18,12 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
+
+if TYPE_CHECKING:
+    from jwt.types import Options
 
 from flowbus.errors import AuthFailed
 
@@ -42,7 +45,7 @@ APIKEY_PREFIX = "fbk_"
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 _REQUIRED = ["exp", "iat", "jti", "sub"]
 _ALGORITHMS = [ALGORITHM]
-_OPTIONS: dict[str, Any] = {"require": _REQUIRED}
+_OPTIONS: Options = {"require": _REQUIRED}
 LEEWAY = 5
 """Seconds a token is still accepted after its ``exp``, for clocks that differ a little."""
 

@@ -12,6 +12,7 @@ import pytest
 from endpoints.inventory import create_app as create_inventory
 from flowbus.auth.base import AllowAll, Credentials, Identity
 from flowbus.bus import Bus
+from flowbus.cli import build_bus
 from flowbus.config import Settings
 from flowbus.errors import AuthFailed
 
@@ -32,8 +33,12 @@ class OnlyAlice:
 @pytest.fixture
 async def bus(tmp_path: Path) -> AsyncIterator[tuple[Bus, OnlyAlice]]:
     auth = OnlyAlice()
-    served = Bus(
-        Settings(data=tmp_path, ws_port=0, http_port=0), [create_inventory()], authenticator=auth, authorizer=AllowAll()
+    served, _ = build_bus(
+        Settings(data=tmp_path, ws_port=0, http_port=0),
+        [create_inventory()],
+        authenticator=auth,
+        authorizer=AllowAll(),
+        transports=(),
     )
     await served.start()
     try:

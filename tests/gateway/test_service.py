@@ -13,7 +13,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from openapi_spec_validator import validate
 
-from flowbus.bus import Bus
+from flowbus.auth.base import AllowAll, OpenAuthenticator
+from flowbus.cli import build_bus
 from flowbus.config import Settings
 from gateway import create_app
 from gateway.middlewares import enveloped
@@ -104,7 +105,9 @@ async def broken_gateway(tmp_path: Path) -> AsyncIterator[TestClient]:
         raise RuntimeError("secret detail /etc/passwd")
 
     settings = Settings(data=tmp_path)
-    bus = Bus(settings, [create_testing_app()])
+    bus, _ = build_bus(
+        settings, [create_testing_app()], authenticator=OpenAuthenticator(), authorizer=AllowAll(), transports=()
+    )
     app = create_app(bus.dispatcher, bus.registry, settings)
     app.router.add_get("/boom", enveloped(boom))
     async with TestClient(TestServer(app)) as client:
