@@ -23,6 +23,7 @@ serve: $(STAMP)
 
 test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	PYTHONASYNCIODEBUG=1 $(BIN)/python -m pytest
 
 lint: $(STAMP)

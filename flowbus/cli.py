@@ -213,7 +213,7 @@ def _run(main: Any, event_loop: str = "auto") -> Any:
     if event_loop == "asyncio":
         return asyncio.run(eager_tasks(main))
     try:
-        import uvloop  # type: ignore[import-not-found]
+        import uvloop
     except ImportError:
         if event_loop == "uvloop":
             main.close()

@@ -102,6 +102,7 @@ class Client:
                         raise Unavailable(f"Cannot connect to {self.url}: {exc}") from exc
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, self.max_backoff)
+            assert self._ws is not None  # connected above, or raised
             self._reader = asyncio.create_task(self._read(self._ws))
 
     async def close(self) -> None:
@@ -118,7 +119,7 @@ class Client:
         try:
             async for message in ws:
                 answer = orjson.loads(message)
-                future = self._pending.pop(answer.get("requestid"), None)  # type: ignore[arg-type]
+                future = self._pending.pop(answer.get("requestid"), None)
                 if future is not None and not future.done():
                     future.set_result(answer)
         except ConnectionClosed:
@@ -147,7 +148,7 @@ class Client:
             Unavailable: the bus cannot be reached, or the connection dropped during a call
                 that is not safe to repeat.
         """
-        message = {"method": method.upper(), "endpoint": endpoint, "token": self.token}
+        message: dict[str, Any] = {"method": method.upper(), "endpoint": endpoint, "token": self.token}
         message["namespace"] = self.namespace if namespace is None else namespace
         for key, value in (("objectid", objectid), ("data", data), ("parameters", parameters)):
             if value is not None:

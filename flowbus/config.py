@@ -122,4 +122,5 @@ class Settings:
     @classmethod
     def help(cls, name: str) -> str:
         """The help text of a setting, for the CLI."""
-        return next(f.metadata["help"] for f in fields(cls) if f.name == name)
+        text: str = next(f.metadata["help"] for f in fields(cls) if f.name == name)
+        return text

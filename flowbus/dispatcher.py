@@ -170,6 +170,7 @@ class Dispatcher:
         entry = self.registry.get(request.endpoint)
         method = request.method
         public = entry is not None and method in entry.public
+        identity: Identity | None
         if public:
             identity = ANONYMOUS
         elif (identity := self._known(credentials)) is None:

@@ -108,7 +108,7 @@ class InvalidData(FlowBusError):
     default_message = "Invalid data"
 
     def __init__(self, message: str | None = None, *, field: str | None = None, **kwargs: object) -> None:
-        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]  # FlowBusError checks its own keywords
         self.field = field
 
 

@@ -102,7 +102,8 @@ def _uses_draft_specific(node: Any) -> bool:
 def _field(error: ValidationError) -> str | None:
     path = [str(part) for part in error.absolute_path]
     if error.validator == "required" and isinstance(error.instance, dict):
-        missing = [p for p in error.validator_value if p not in error.instance]
+        required: list[str] = list(error.validator_value)  # type: ignore[arg-type]  # "required" holds a list
+        missing = [p for p in required if p not in error.instance]
         path += missing[:1]
     return ".".join(path) or None
 

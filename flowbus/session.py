@@ -85,6 +85,7 @@ class Session:
         self._credentials = defaults.credentials  # built once: most messages carry no token of their own
         self._send = send
         self._closed = closed
+        self._closed_or_cancelled: tuple[type[BaseException], ...] = (*closed, asyncio.CancelledError)
         self._calls = calls
         self._limit = max_in_flight
         self._on_room = room
@@ -163,7 +164,7 @@ class Session:
             sent = self._send(self.dispatcher.encode(response))
             if sent is not None:
                 await asyncio.shield(sent)
-        except (*self._closed, asyncio.CancelledError):
+        except self._closed_or_cancelled:
             pass
 
 

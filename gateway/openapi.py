@@ -36,7 +36,13 @@ _ERRORCODES = [
     "UNAVAILABLE",
     "INTERNAL_ERROR",
 ]
-_SECURITY = [{"basic": []}, {"bearer": []}, {"flowToken": []}, {"tokenQuery": []}, {"apiKey": []}]
+_SECURITY: list[dict[str, list[str]]] = [
+    {"basic": []},
+    {"bearer": []},
+    {"flowToken": []},
+    {"tokenQuery": []},
+    {"apiKey": []},
+]
 _SLUG = re.compile(r"[^A-Za-z0-9]+")
 
 
@@ -150,7 +156,7 @@ def _parameters(op: _Operation, methods: list[Method]) -> list[dict[str, Any]]:
         "description": f"The bus method; without it {op.verb.upper()} means {op.default}.",
         "schema": {"type": "string", "enum": [str(m) for m in methods]},
     }
-    out = [method_header, {"$ref": "#/components/parameters/namespace"}]
+    out: list[dict[str, Any]] = [method_header, {"$ref": "#/components/parameters/namespace"}]
     if Method.LIST in methods or (Method.INDEX in methods and op.default is Method.LIST):
         out += [{"$ref": f"#/components/parameters/{name}"} for name in ("limit", "page", "offset", "sort", "q")]
     return out

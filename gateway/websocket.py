@@ -75,7 +75,7 @@ class _Watchdog:
     when the first of its kind starts waiting and when one ends.
     """
 
-    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None, seconds: float) -> None:
+    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None, seconds: float) -> None:
         self._ws = ws
         self._transport = transport
         self._seconds = seconds

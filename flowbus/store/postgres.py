@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information (no py.typed)
+import asyncpg  # ships no type information: pyproject.toml lets mypy take it as Any
 import orjson
 
 from flowbus.errors import (
