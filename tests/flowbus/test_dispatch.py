@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from flowbus.bus import Bus
+from flowbus.cli import build_bus
 from flowbus.config import Settings
 from flowbus.errors import InternalError, NoSuchEndpoint
 from tests.apps import create_app as make_testing_app
@@ -15,7 +16,8 @@ from tests.apps import create_app as make_testing_app
 
 def make_bus(tmp_path: Path) -> Bus:
     """A bus (not started: the dispatcher alone is used) with the testing application."""
-    return Bus(Settings.load({"data": tmp_path, "no_auth": True}, env={}), [make_testing_app()])
+    bus, _ = build_bus(Settings.load({"data": tmp_path, "no_auth": True}, env={}), [make_testing_app()], transports=())
+    return bus
 
 
 def test_a_server_error_with_a_cause_is_logged_with_its_traceback(

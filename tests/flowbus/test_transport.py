@@ -17,8 +17,9 @@ from websockets.exceptions import InvalidStatus
 from websockets.uri import parse_uri
 
 from flowbus.bus import Bus
+from flowbus.cli import build_bus
 from flowbus.config import Settings
-from gateway import HttpGateway
+from flowbus.server import WebSocketServer
 from tests.apps import create_app as make_testing_app
 from tests.flowbus.transport_app import create_app as make_transport_app
 from tests.support import ENTRIES, PORT
@@ -36,27 +37,29 @@ def entry(request: pytest.FixtureRequest) -> str:
 class Running:
     """An in-process bus with its websocket port and its gateway."""
 
-    def __init__(self, bus: Bus, gateway: HttpGateway) -> None:
+    def __init__(self, bus: Bus, settings: Settings) -> None:
         self.bus = bus
-        self.gateway = gateway
+        self.settings = settings
+        server = bus.transports["websocket"]
+        assert isinstance(server, WebSocketServer)
+        self.websocket = server
+        self.connections = server.connections  # shared by both entries
 
     def url(self, entry: str) -> str:
         """The websocket URL of ``entry``."""
         if entry == PORT:
-            return self.bus.websocket.url
-        return "ws" + self.gateway.url.removeprefix("http") + "/ws"
+            return self.bus.url("websocket")
+        return "ws" + self.bus.url("http").removeprefix("http") + "/ws"
 
 
 @asynccontextmanager
 async def running(tmp_path: Path, **values: Any) -> AsyncIterator[Running]:
     """Run a bus with the testing applications and ``values`` as settings."""
     settings = Settings.load({"data": tmp_path, "ws_port": 0, "http_port": 0, "no_auth": True, **values}, env={})
-    bus = Bus(settings, [make_testing_app(), make_transport_app()])
-    gateway = HttpGateway(bus.dispatcher, bus.registry, settings, bus.connections)
-    bus.transports.append(gateway)
+    bus, _ = build_bus(settings, [make_testing_app(), make_transport_app()])
     await bus.start()
     try:
-        yield Running(bus, gateway)
+        yield Running(bus, settings)
     finally:
         await bus.stop()
 
@@ -147,14 +150,14 @@ async def test_a_client_that_never_reads_is_dropped(served: Running, entry: str)
             orjson.dumps({"method": "CREATE", "endpoint": SHELF, "data": {"id": "big", "name": "x" * 20_000}}).decode()
         )
         assert orjson.loads(await ws.recv())["success"] is True
-    await until(lambda: served.bus.connections.count == 0, "the first connection ends")
+    await until(lambda: served.connections.count == 0, "the first connection ends")
     sock, protocol = await asyncio.to_thread(handshake, served.url(entry))
     sock.settimeout(5)
     try:
-        assert served.bus.connections.count == 1
+        assert served.connections.count == 1
         dropped = await asyncio.to_thread(keep_sending, sock, protocol, 100_000)
         assert dropped
-        await until(lambda: served.bus.connections.count == 0, "the stalled connection is released")
+        await until(lambda: served.connections.count == 0, "the stalled connection is released")
     finally:
         sock.close()
 
@@ -168,7 +171,7 @@ async def test_the_cap_holds_across_both_entries(tmp_path: Path) -> None:
                     async with connect(bus.url(entry)):
                         pass
                 assert refused.value.response.status_code == 503
-        await until(lambda: bus.bus.connections.count == 0, "both connections end")
+        await until(lambda: bus.connections.count == 0, "both connections end")
         async with connect(bus.url("gateway-ws")):
             pass
 
@@ -176,10 +179,10 @@ async def test_the_cap_holds_across_both_entries(tmp_path: Path) -> None:
 async def test_a_handshake_in_progress_counts(tmp_path: Path) -> None:
     """A TCP connection that has not finished its handshake takes a place under the cap."""
     async with running(tmp_path, max_connections=1) as bus:
-        host, port = bus.bus.settings.host, bus.bus.websocket.port
+        host, port = bus.settings.host, bus.websocket.port
         reader, writer = await asyncio.open_connection(host, port)
         try:
-            await until(lambda: bus.bus.connections.count == 1, "the handshake is counted")
+            await until(lambda: bus.connections.count == 1, "the handshake is counted")
             with pytest.raises(InvalidStatus) as refused:
                 async with connect(bus.url("gateway-ws")):
                     pass
@@ -187,4 +190,4 @@ async def test_a_handshake_in_progress_counts(tmp_path: Path) -> None:
         finally:
             writer.close()
             await writer.wait_closed()
-        await until(lambda: bus.bus.connections.count == 0, "the place is given back")
+        await until(lambda: bus.connections.count == 0, "the place is given back")
