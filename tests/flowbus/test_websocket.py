@@ -38,7 +38,7 @@ async def create(ws: ClientConnection, ns: str, **data: Any) -> dict[str, Any]:
 async def test_create_answers_the_stored_object(ws: ClientConnection, ns: str) -> None:
     """CREATE answers the object: a generated id, created == updated (RFC 3339, Z, seconds) and its fields."""
     obj = await create(ws, ns, name="core-sw-1", location="lab", tags=["a", "b"])
-    assert set(obj) == {"id", "created", "updated", "name", "location", "tags"}
+    assert set(obj) == {"id", "created", "updated", "version", "name", "location", "tags"}
     assert TIMESTAMP.fullmatch(obj["created"]) and obj["created"] == obj["updated"]
     assert (obj["name"], obj["location"], obj["tags"]) == ("core-sw-1", "lab", ["a", "b"])
     assert await ok(ws, "OPEN", objectid=obj["id"], namespace=ns) == obj
@@ -309,6 +309,7 @@ async def test_index_with_objectid(ws: ClientConnection, ns: str) -> None:
         "id": obj["id"],
         "title": "core-sw",
         "updated": obj["updated"],
+        "version": 1,
         "name": "core-sw",
         "description": None,
         "location": "lab",
@@ -331,7 +332,7 @@ async def test_index_search_best_match_first(ws: ClientConnection, ns: str) -> N
     answer = await call(ws, "INDEX", namespace=ns, parameters={"q": "core switch"})
     assert [entry["id"] for entry in answer["data"]] == [strong["id"], weak["id"]]
     assert answer["page"] == {"limit": 30, "offset": 0, "total": 2}
-    assert set(answer["data"][0]) == {"id", "title", "updated", "name", "description", "location", "address"}
+    assert set(answer["data"][0]) == {"id", "title", "updated", "version", "name", "description", "location", "address"}
 
 
 async def test_index_search_with_filters(ws: ClientConnection, ns: str) -> None:
