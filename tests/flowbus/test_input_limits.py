@@ -16,8 +16,8 @@ from websockets.asyncio.client import ClientConnection
 
 from flowbus.params import MAX_FILTERS
 from flowbus.protocol import MAX_DEPTH
-from tests.flowbus.helpers import DEVICE, unique
-from tests.support import ENTRIES, Served, rpc
+from tests.flowbus.helpers import DEVICE, call as envelope, unique
+from tests.support import ENTRIES, Served, rpc, ws_connect
 
 DEVICES = "/api/inventory/inventory/device/"
 
@@ -181,3 +181,23 @@ async def test_http_filters(http: aiohttp.ClientSession, verb_method: tuple[str,
         assert status == 200 and envelope["data"] == [], envelope
     else:
         assert (status, envelope["errorcode"]) == (400, "INVALID_REQUEST"), envelope
+
+
+async def test_a_page_of_huge_objects_is_cut_and_says_so(bus: Served) -> None:
+    """A LIST whose objects pass the page's byte bound answers fewer objects, page.truncated, and the rest follows."""
+    async with ws_connect(bus.ws_url, token=bus.token, max_size=None) as ws:
+        ns = unique()
+        pad = "x" * 900_000
+        for i in range(12):
+            answer = await envelope(ws, "CREATE", data={"id": f"big-{i}", "name": "big", "pad": pad}, namespace=ns)
+            assert answer["success"], answer["message"]
+        first = await envelope(ws, "LIST", namespace=ns, parameters={"limit": 12})
+        assert first["success"] and first["page"]["truncated"] is True and first["page"]["total"] == 12
+        got = len(first["data"])
+        assert 1 <= got < 12
+        rest = await envelope(ws, "LIST", namespace=ns, parameters={"limit": 12, "offset": got})
+        assert [o["id"] for o in first["data"] + rest["data"]][: got + len(rest["data"])] == [
+            f"big-{i}" for i in range(got + len(rest["data"]))
+        ]
+        small = await envelope(ws, "LIST", namespace=ns, parameters={"limit": 2})
+        assert "truncated" not in small["page"]
