@@ -33,9 +33,9 @@ from flowbus.protocol import (
     new_errorid,
     parse_request,
 )
-from flowbus.registry import Registry
+from flowbus.registry import Entry, Registry
 
-__all__ = ["Dispatcher"]
+__all__ = ["Begun", "Dispatcher"]
 
 logger = logging.getLogger("flowbus.dispatcher")
 
@@ -75,17 +75,41 @@ class Dispatcher:
     async def dispatch(self, request: Request, credentials: Credentials) -> Response:
         """Answer one request within the call timeout; never raises (but for cancellation).
 
-        The one error boundary of every transport: a FlowBusError becomes its envelope, anything
-        else is logged under a fresh errorid and answered INTERNAL_ERROR. The caller's task is
-        watched by :attr:`deadlines` while the call runs.
+        The one pipeline and error boundary of every transport: :meth:`begin` (synchronous),
+        then :meth:`finish` for a call that has to wait. A FlowBusError becomes its envelope,
+        anything else is logged under a fresh errorid and answered INTERNAL_ERROR.
         """
+        begun = self.begin(request, credentials)
+        if isinstance(begun, Response):
+            return begun
+        return await self.finish(begun)
+
+    def begin(self, request: Request, credentials: Credentials) -> Response | Begun:
+        """The pipeline's first, synchronous stage: look up, authenticate from what is known
+        already, authorize, and answer what needs no waiting (an OPEN of a cached object, a
+        refusal). Else the call as begun, for :meth:`finish`.
+
+        A transport may call this itself, before it makes a task for :meth:`finish`, so that a
+        call answered at once costs no task (Python 3.11 has no eager tasks).
+        """
+        try:
+            return self._begin(request, credentials)
+        except FlowBusError as exc:
+            return self.fail(exc, request.requestid, peer=credentials.peer)
+        except Exception:
+            return self._internal_error(request, "internal error")
+
+    async def finish(self, begun: Begun) -> Response:
+        """The pipeline's second stage, in the caller's task, watched by :attr:`deadlines`:
+        authenticate when :meth:`begin` could not, authorize, call the endpoint."""
+        request = begun.request
         task = asyncio.current_task()
         assert task is not None
         self.deadlines.watch(task)
         try:
-            return await self._pipeline(request, credentials, task)
+            return await self._finish(begun, task)
         except FlowBusError as exc:
-            return self.fail(exc, request.requestid, peer=credentials.peer)
+            return self.fail(exc, request.requestid, peer=begun.credentials.peer)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -163,35 +187,51 @@ class Dispatcher:
             )
         return Response(error=error, requestid=requestid)
 
-    async def _pipeline(self, request: Request, credentials: Credentials, task: asyncio.Task[Any]) -> Response:
-        """Authenticate, look up, authorize, then the OPEN fast path or the endpoint's handler."""
+    def _begin(self, request: Request, credentials: Credentials) -> Response | Begun:
         if self.closing:
             raise Unavailable("The bus is shutting down", retry_after=1)
         entry = self.registry.get(request.endpoint)
-        method = request.method
-        public = entry is not None and method in entry.public
-        identity: Identity | None
-        if public:
-            identity = ANONYMOUS
-        elif (identity := self._known(credentials)) is None:
-            identity = await self.authenticator.authenticate(credentials)
         if entry is None:
+            identity = self._known(credentials)
+            if identity is None:  # who asks is checked first: a stranger learns no endpoint names
+                return Begun(request, credentials, None, None, False)
             raise NoSuchEndpoint(f"No endpoint named {request.endpoint[:128]!r}")
+        method = request.method
+        public = method in entry.public
+        identity = ANONYMOUS if public else self._known(credentials)
         handler = entry.handlers.get(method)
-        if handler is None:
-            raise MethodNotSupported(f"{request.endpoint} does not support {method}")
-        if not public:
-            permissions = entry.endpoint.permissions  # named permissions of RUN operations, if any
-            run = permissions and method is _RUN
-            permission = permissions.get(request.objectid or "") if run else None
-            self.authorizer.authorize(identity, method, request.endpoint, request.namespace, permission)
+        if identity is None:
+            return Begun(request, credentials, entry, handler, False)
+        self._authorize(entry, handler, request, identity, public)
         if method is _OPEN and entry.peek is not None:
             assert request.objectid is not None  # parse_request refuses an OPEN without one
             stored = entry.peek(request.namespace, request.objectid)
             if stored is not None:
                 return Response(stored=stored, requestid=request.requestid)
+        return Begun(request, credentials, entry, handler, True, identity)
+
+    def _authorize(
+        self, entry: Entry, handler: Callable[[Any], Any] | None, request: Request, identity: Identity, public: bool
+    ) -> None:
+        if handler is None:
+            raise MethodNotSupported(f"{request.endpoint} does not support {request.method}")
+        if not public:
+            permissions = entry.endpoint.permissions  # named permissions of RUN operations, if any
+            run = permissions and request.method is _RUN
+            permission = permissions.get(request.objectid or "") if run else None
+            self.authorizer.authorize(identity, request.method, request.endpoint, request.namespace, permission)
+
+    async def _finish(self, begun: Begun, task: asyncio.Task[Any]) -> Response:
+        request, entry, handler = begun.request, begun.entry, begun.handler
+        identity = begun.identity
+        if not begun.authorized:
+            identity = await self.authenticator.authenticate(begun.credentials)
+            if entry is None:
+                raise NoSuchEndpoint(f"No endpoint named {request.endpoint[:128]!r}")
+            self._authorize(entry, handler, request, identity, False)
+        assert handler is not None and identity is not None  # _authorize refuses a missing handler
         call = Call(
-            method,
+            request.method,
             request.endpoint,
             request.objectid,
             request.namespace,
@@ -199,7 +239,7 @@ class Dispatcher:
             request.data,
             identity,
             self.services,
-            credentials.peer,
+            begun.credentials.peer,
         )
         try:
             result = await handler(call)
@@ -210,6 +250,28 @@ class Dispatcher:
         if isinstance(result, Page):
             return Response(page=result, requestid=request.requestid)
         return Response(data=result, requestid=request.requestid)
+
+
+class Begun:
+    """A call past :meth:`Dispatcher.begin` that has to wait: what ``finish`` goes on with."""
+
+    __slots__ = ("authorized", "credentials", "entry", "handler", "identity", "request")
+
+    def __init__(
+        self,
+        request: Request,
+        credentials: Credentials,
+        entry: Entry | None,
+        handler: Callable[[Any], Any] | None,
+        authorized: bool,
+        identity: Identity | None = None,
+    ) -> None:
+        self.request = request
+        self.credentials = credentials
+        self.entry = entry
+        self.handler = handler
+        self.authorized = authorized
+        self.identity = identity
 
 
 def _unknown(credentials: Credentials) -> Identity | None:

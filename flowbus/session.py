@@ -1,21 +1,23 @@
 """The calls of one websocket connection, whichever library carries it.
 
 Both websocket entries (the bus's own websocket server and the gateway's ``/ws``) hand each
-message to :meth:`Session.start`. A message that does not parse is answered at once; every other
-call runs in a task of its own (eager on Python 3.12+, see :mod:`flowbus.tasks`) through
-:meth:`Dispatcher.dispatch`. Up to ``max_in_flight`` calls may run at once; past that the
-transport stops reading the connection until one ends (the client feels TCP backpressure;
+message to :meth:`Session.start`. A message that does not parse is answered at once, and so is a call
+that the dispatcher's synchronous first stage (:meth:`Dispatcher.begin`) settles: a refusal, an
+OPEN of a cached object. Every other call goes on in a task of its own (eager on Python 3.12+,
+see :mod:`flowbus.tasks`) through :meth:`Dispatcher.finish`. Up to ``max_in_flight`` calls may
+run at once; past that the transport stops reading the connection until one ends (the client feels TCP backpressure;
 nothing is buffered without bound).
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from flowbus.auth.base import Credentials
-from flowbus.dispatcher import Dispatcher
+from flowbus.dispatcher import Begun, Dispatcher
 from flowbus.errors import InvalidRequest, Unavailable
 from flowbus.protocol import Request, Response
 
@@ -84,6 +86,8 @@ class Session:
         self.defaults = defaults
         self._credentials = defaults.credentials  # built once: most messages carry no token of their own
         self._send = send
+        # An async send (aiohttp's) is awaited in a task of its own; a plain one is just called.
+        self._sends_later = inspect.iscoroutinefunction(send)
         self._closed = closed
         self._closed_or_cancelled: tuple[type[BaseException], ...] = (*closed, asyncio.CancelledError)
         self._calls = calls
@@ -103,17 +107,20 @@ class Session:
 
         Returns True if the session is now full: then wait for :meth:`room` before reading on.
         """
-        taken: Response | tuple[Request, Credentials]
+        taken: Response | Begun
         if isinstance(message, str):
-            taken = self.dispatcher.parse(message, self.defaults.endpoint, self._credentials)
+            parsed = self.dispatcher.parse(message, self.defaults.endpoint, self._credentials)
+            # most refusals and OPENs of cached objects end in begin()
+            taken = parsed if isinstance(parsed, Response) else self.dispatcher.begin(*parsed)
         else:
             taken = self.dispatcher.fail(InvalidRequest(BINARY), None, peer=self.defaults.peer)
-        if isinstance(taken, Response):  # answered at parse time
-            sent = self._send(self.dispatcher.encode(taken))
-            if sent is not None:
-                self._track(self._loop.create_task(_await(sent, self._closed)))
+        if isinstance(taken, Response):  # answered at once, without a task for the call
+            if self._sends_later:
+                self._track(self._loop.create_task(self._deliver(self.dispatcher.encode(taken))))
+            else:
+                self._send(self.dispatcher.encode(taken))
             return self.full
-        self._track(self._loop.create_task(self._call(*taken)))
+        self._track(self._loop.create_task(self._call(taken)))
         return self.full
 
     def cancel(self) -> None:
@@ -143,14 +150,24 @@ class Session:
         if full and self._on_room is not None:
             self._on_room()
 
-    async def _call(self, request: Request, credentials: Credentials) -> None:
+    async def _call(self, begun: Begun) -> None:
         try:
-            response = await self.dispatcher.dispatch(request, credentials)
+            response = await self.dispatcher.finish(begun)
         except asyncio.CancelledError:  # shutdown past its grace, or the connection is gone
-            await self._unavailable(request)
+            await self._unavailable(begun.request)
             raise
         try:
             sent = self._send(self.dispatcher.encode(response))
+            if sent is not None:
+                await sent
+        except self._closed:
+            pass
+
+    async def _deliver(self, data: bytes) -> None:
+        """Send an answer given at once, with an async send (the send is made here, in the task,
+        so that a task cancelled before it ran leaves no coroutine behind)."""
+        try:
+            sent = self._send(data)
             if sent is not None:
                 await sent
         except self._closed:
@@ -166,10 +183,3 @@ class Session:
                 await asyncio.shield(sent)
         except self._closed_or_cancelled:
             pass
-
-
-async def _await(sent: Awaitable[None], closed: tuple[type[BaseException], ...]) -> None:
-    try:
-        await sent
-    except closed:
-        pass
