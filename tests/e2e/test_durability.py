@@ -136,7 +136,7 @@ async def writer(connection: Connection, name: str) -> None:
 
 
 def user_fields(obj: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in obj.items() if k not in ("created", "updated")}
+    return {k: v for k, v in obj.items() if k not in ("created", "updated", "version")}
 
 
 def applied(before: dict[str, Any] | str | None, op: Op) -> dict[str, Any] | str:
