@@ -8,6 +8,7 @@ from types import MappingProxyType
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
+from flowbus.auth.base import Credentials
 from flowbus.dispatcher import Dispatcher
 from flowbus.errors import FlowBusError
 from flowbus.protocol import Method, Request, Response, encode_stored
@@ -17,6 +18,7 @@ from gateway.translate import (
     BODY_METHODS,
     JSON_CONTENT_TYPE,
     allowed_verbs,
+    plain_open,
     read_data,
     render,
     to_call,
@@ -27,7 +29,8 @@ __all__ = ["make_api", "openapi"]
 
 _PREFIX = "/api/"
 _NO_QUERY: Mapping[str, str] = MappingProxyType({})
-_CREATE = Method.CREATE  # a module constant: reading an enum member off its class runs a descriptor
+# module constants: reading an enum member off its class runs a descriptor
+_CREATE, _OPEN = Method.CREATE, Method.OPEN
 _ALL_METHODS = frozenset(Method)
 
 
@@ -49,7 +52,16 @@ def make_api(dispatcher: Dispatcher, tables: Tables) -> Handler:
             created = False
             call: Request | None = None
             try:
-                call, credentials = to_call(request.method, _tail(request), headers, _query(request), tables.apps, peer)
+                # a plain GET of an object (the commonest request) is read without the rest of to_call
+                plain = plain_open(request.method, request.raw_path, headers, tables.apps)
+                if plain is not None:
+                    endpoint, objectid, token = plain
+                    call = Request(_OPEN, endpoint, objectid, token)
+                    credentials = Credentials(token, None, None, None, peer)
+                else:
+                    call, credentials = to_call(
+                        request.method, _tail(request), headers, _query(request), tables.apps, peer
+                    )
                 if call.method in BODY_METHODS:
                     call.data = read_data(call.method, await request.read(), headers.get(hdrs.CONTENT_TYPE, ""))
             except FlowBusError as exc:

@@ -260,13 +260,15 @@ def _field(rows: list[Row], scenario: str, server: str, name: str) -> float | No
 
 def targets(rows: list[Row]) -> list[Target]:
     """FlowBus's targets: S1/S2 against the bare websockets ceiling (both websocket entries), S3
-    against the bare aiohttp handler, S4 against FlowBus's own S1, S4pg against bare asyncpg, S5 in KiB
+    against the bare aiohttp handler, S4 against the bare aiosqlite writer, S4pg against bare asyncpg, S5 in KiB
     per connection."""
     out = []
     for scenario in ("S1", "S2"):
         for server in FLOWBUS_SOCKETS:
             rate = ratio(_field(rows, scenario, server, "rate"), _field(rows, scenario, WS_CEILING, "rate"))
-            out.append(Target(f"{scenario} {server}: calls/s / {WS_CEILING}", rate, 0.75, True))
+            # the gateway's /ws is held to more than the bare websockets library: it is aiohttp's own
+            bar = 1.0 if "/ws" in server else 0.75
+            out.append(Target(f"{scenario} {server}: calls/s / {WS_CEILING}", rate, bar, True))
             cpu = _field(rows, scenario, server, "server_cpu_us")
             out.append(Target(f"{scenario} {server}: server us/call", cpu, 60, False))
     for server in FLOWBUS_SOCKETS:
@@ -274,7 +276,8 @@ def targets(rows: list[Row]) -> list[Target]:
         out.append(Target(f"S2 {server}: p99 / {WS_CEILING} p99", p99, 1.5, False))
     http = ratio(_field(rows, "S3", "FlowBus gateway HTTP", "rate"), _field(rows, "S3", "ceiling aiohttp HTTP", "rate"))
     out.append(Target("S3 FlowBus gateway HTTP: calls/s / ceiling aiohttp HTTP", http, 0.7, True))
-    out.append(Target("S4 FlowBus ws: calls/s / FlowBus ws S1", writes_versus_reads(rows), 0.5, True))
+    sqlite = ratio(_field(rows, "S4", "FlowBus ws", "rate"), _field(rows, "S4", "ceiling aiosqlite", "rate"))
+    out.append(Target("S4 FlowBus ws: calls/s / ceiling aiosqlite", sqlite, 0.5, True))
     pg = ratio(_field(rows, "S4pg", "FlowBus ws (pg)", "rate"), _field(rows, "S4pg", "ceiling asyncpg", "rate"))
     out.append(Target("S4pg FlowBus ws (pg): calls/s / ceiling asyncpg", pg, 0.5, True))
     for server in FLOWBUS_SOCKETS:
