@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -96,11 +97,13 @@ class Session:
         self._running: set[asyncio.Task[None]] = set()
         self._room: asyncio.Future[None] | None = None
         self._loop = asyncio.get_running_loop()
+        self._outbox: deque[bytes] = deque()  # answers given at once, waiting for an async send
+        self._delivering = False
 
     @property
     def full(self) -> bool:
         """Whether ``max_in_flight`` calls are running: stop reading until :meth:`room`."""
-        return len(self._running) >= self._limit
+        return len(self._running) + len(self._outbox) >= self._limit
 
     def start(self, message: str | bytes) -> bool:
         """Start answering ``message`` (a text frame as str, a binary frame as bytes).
@@ -116,7 +119,7 @@ class Session:
             taken = self.dispatcher.fail(InvalidRequest(BINARY), None, peer=self.defaults.peer)
         if isinstance(taken, Response):  # answered at once, without a task for the call
             if self._sends_later:
-                self._track(self._loop.create_task(self._deliver(self.dispatcher.encode(taken))))
+                self._later(self.dispatcher.encode(taken))
             else:
                 self._send(self.dispatcher.encode(taken))
             return self.full
@@ -145,9 +148,14 @@ class Session:
         full = self.full
         self._running.discard(task)
         self._calls.tasks.discard(task)
+        if full:
+            self._made_room()
+
+    def _made_room(self) -> None:
+        """Tell whoever waits that a call or an answer is out of the way (``full`` was True)."""
         if self._room is not None and not self._room.done():
             self._room.set_result(None)
-        if full and self._on_room is not None:
+        if self._on_room is not None:
             self._on_room()
 
     async def _call(self, begun: Begun) -> None:
@@ -163,15 +171,29 @@ class Session:
         except self._closed:
             pass
 
-    async def _deliver(self, data: bytes) -> None:
-        """Send an answer given at once, with an async send (the send is made here, in the task,
-        so that a task cancelled before it ran leaves no coroutine behind)."""
+    def _later(self, data: bytes) -> None:
+        """Queue an answer given at once for an async send: the answers of one turn of the event
+        loop (a burst of pipelined calls) go out from one task, not one task each."""
+        self._outbox.append(data)
+        if not self._delivering:
+            self._delivering = True
+            self._track(self._loop.create_task(self._deliver()))
+
+    async def _deliver(self) -> None:
+        """Send what waits in the outbox, in order (the sends are made here, in the task, so that
+        a task cancelled before it ran leaves no coroutine behind)."""
         try:
-            sent = self._send(data)
-            if sent is not None:
-                await sent
+            while self._outbox:
+                full = self.full
+                sent = self._send(self._outbox.popleft())
+                if full:
+                    self._made_room()
+                if sent is not None:
+                    await sent
         except self._closed:
-            pass
+            self._outbox.clear()
+        finally:
+            self._delivering = False
 
     async def _unavailable(self, request: Request) -> None:
         """Tell the caller a call cut short by shutdown did not finish (if it can still hear it)."""
