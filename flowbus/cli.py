@@ -31,7 +31,7 @@ from flowbus.config import Settings
 from flowbus.dispatcher import Dispatcher
 from flowbus.endpoint import Application, Services
 from flowbus.errors import FlowBusError
-from flowbus.feed import ChangeFeed, applier
+from flowbus.feed import ChangeFeed, Retention, applier
 from flowbus.handshake import Connections
 from flowbus.protocol import Method
 from flowbus.registry import Registry
@@ -266,7 +266,7 @@ def build_bus(
         backplane=backplane,
         registry=registry,
         dispatcher=dispatcher,
-        components=[feed, engine],
+        components=[feed, Retention(store, settings.change_retention), engine],
         transports={name: makers[name]() for name in transports},
     )
     return bus, engine

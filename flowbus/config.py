@@ -47,6 +47,9 @@ class Settings:
     )
     write_timeout: float = _setting(30.0, float, "seconds a websocket's writes may stay blocked before it is dropped")
     sync: str = _setting("full", str, "SQLite synchronous mode: full (power-loss safe) or normal")
+    change_retention: float = _setting(
+        7 * 86400.0, float, "seconds the change log keeps a change (resuming from older ones answers GONE)"
+    )
     cache_mb: float = _setting(64.0, float, "MiB of objects kept in memory for reads by id (0: none)")
     log_level: str = _setting("info", str, "log level: debug, info, warning, error")
     event_loop: str = _setting("auto", str, "event loop: auto (uvloop when installed), uvloop or asyncio")

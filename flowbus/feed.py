@@ -11,13 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from flowbus.backplane import Backplane, Event
 from flowbus.errors import Gone
 from flowbus.store.base import Change, Store
 
-__all__ = ["ChangeFeed", "applier", "change_of", "event_of"]
+__all__ = ["ChangeFeed", "Retention", "applier", "change_of", "event_of"]
 
 logger = logging.getLogger("flowbus.feed")
 
@@ -141,3 +143,43 @@ class ChangeFeed:
             return
         logger.error("change log trimmed past seq %d; going on from %d", self.last, skipped_to)
         self.last = skipped_to
+
+
+class Retention:
+    """Keeps the change log to ``keep`` seconds: every ``every`` seconds, the changes committed
+    longer ago than that are trimmed. A reader that comes back later than that gets ``GONE``
+    and knows to reload, instead of silently missing changes.
+    """
+
+    name = "retention"
+
+    def __init__(self, store: Store, keep: float, *, every: float = 3600.0) -> None:
+        self.store = store
+        self.keep = keep
+        self.every = every
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="change log retention")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def trim(self) -> int:
+        """Trim once now; returns how many changes went."""
+        before = datetime.fromtimestamp(time.time() - self.keep, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return await self.store.trim_changes(before)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                trimmed = await self.trim()
+                if trimmed:
+                    logger.info("trimmed %d changes older than %.0f s from the change log", trimmed, self.keep)
+            except Exception:
+                logger.error("could not trim the change log", exc_info=True)
+            await asyncio.sleep(self.every)

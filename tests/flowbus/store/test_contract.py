@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from flowbus.errors import Conflict, DoesNotExist, FlowBusError, Gone, InvalidData
+from flowbus.feed import Retention
 from flowbus.params import Query
 from flowbus.store import Delete, Get, Insert, Patch, Store
 from tests.flowbus.store.conftest import Opener
@@ -248,3 +249,14 @@ async def test_wait_changed_wakes_on_a_write_from_another_store(open_store: Open
     await put(other, "from-elsewhere")
     await asyncio.wait_for(waiter, 30)  # a hang guard, not a speed assertion
     assert [c.objectid for c in await store.changes(since)] == ["from-elsewhere"]
+
+
+async def test_retention_trims_what_is_older_than_it_keeps(store: Store) -> None:
+    """Retention with nothing to keep trims every change; one that keeps a day trims none."""
+    await put(store, "a")
+    await put(store, "b")
+    assert await Retention(store, 86400).trim() == 0
+    assert len(await store.changes(0)) == 2
+    assert await Retention(store, -1).trim() == 2
+    with pytest.raises(Gone):
+        await store.changes(0)
