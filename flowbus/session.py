@@ -98,7 +98,6 @@ class Session:
         self._room: asyncio.Future[None] | None = None
         self._loop = asyncio.get_running_loop()
         self._outbox: deque[bytes] = deque()  # answers given at once, waiting for an async send
-        self._delivering = False
 
     @property
     def full(self) -> bool:
@@ -172,16 +171,16 @@ class Session:
             pass
 
     def _later(self, data: bytes) -> None:
-        """Queue an answer given at once for an async send: the answers of one turn of the event
-        loop (a burst of pipelined calls) go out from one task, not one task each."""
+        """Queue an answer given at once for an async send, for :meth:`flush`."""
         self._outbox.append(data)
-        if not self._delivering:
-            self._delivering = True
-            self._track(self._loop.create_task(self._deliver()))
 
-    async def _deliver(self) -> None:
-        """Send what waits in the outbox, in order (the sends are made here, in the task, so that
-        a task cancelled before it ran leaves no coroutine behind)."""
+    async def flush(self) -> None:
+        """Send the answers given at once, in order, in the caller's task (the reader's: no task
+        per answer, and a client that does not read holds up the reading of its own messages).
+
+        A transport whose send is async awaits this after :meth:`start`; with a plain send
+        there is never anything to flush.
+        """
         try:
             while self._outbox:
                 full = self.full
@@ -192,8 +191,6 @@ class Session:
                     await sent
         except self._closed:
             self._outbox.clear()
-        finally:
-            self._delivering = False
 
     async def _unavailable(self, request: Request) -> None:
         """Tell the caller a call cut short by shutdown did not finish (if it can still hear it)."""

@@ -61,7 +61,9 @@ async def _serve(request: web.Request, ws: web.WebSocketResponse, calls: Calls) 
     try:
         async for message in ws:
             if message.type is WSMsgType.TEXT or message.type is WSMsgType.BINARY:
-                if session.start(message.data):
+                full = session.start(message.data)
+                await session.flush()  # what was answered at once, sent by this (the reading) task
+                if full:
                     await session.room()
     finally:
         watchdog.stop()
