@@ -68,7 +68,8 @@ class StoreComponent:
 
 
 class Endpoints:
-    """The registry's endpoints as one component: each started in order, stopped in reverse."""
+    """The registry's endpoints as one component: each started in order, then the applications'
+    background work (:meth:`Application.run`); all stopped in reverse."""
 
     name = "endpoints"
 
@@ -83,6 +84,11 @@ class Endpoints:
             for entry in self.registry.entries():
                 await entry.endpoint.startup(self.services)
                 stack.push_async_callback(entry.endpoint.shutdown)
+            for app in self.registry.apps.values():
+                for work in app.background:
+                    logger.debug("starting %s", work.name)
+                    await work.start(self.services)
+                    stack.push_async_callback(work.stop)
             self._stack = stack.pop_all()
 
     async def stop(self) -> None:

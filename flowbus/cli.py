@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from flowbus.auth.base import AllowAll, Authenticator, Authorizer, OpenAuthenticator
+from flowbus.auth.base import AllowAll, Authenticator, Authorizer, Identity, OpenAuthenticator
 from flowbus.auth.engine import AuthEngine, LoginThrottle
 from flowbus.auth.names import AUTH_TOKENS
 from flowbus.auth.tokens import TokenIssuer, load_secret
@@ -248,7 +248,8 @@ def build_bus(
         backplane.subscribe(">", applier(store.changed))
     engine = _engine(settings, store, backplane)
     registry = Registry([create_auth(engine), *apps])
-    services = Services(store, backplane, registry.describe)
+    identify = _anyone if settings.no_auth else engine.identity_of
+    services = Services(store, backplane, registry.describe, identify=identify, functions=registry.functions)
     dispatcher = Dispatcher(
         registry,
         services,
@@ -270,6 +271,11 @@ def build_bus(
         transports={name: makers[name]() for name in transports},
     )
     return bus, engine
+
+
+def _anyone(subject: str) -> Identity:
+    """Who anyone is on a bus without authentication: a user of that name with no roles."""
+    return Identity(subject)
 
 
 async def _serve_until_stopped(settings: Settings, apps: list[Application]) -> int:

@@ -50,6 +50,7 @@ class Settings:
     change_retention: float = _setting(
         7 * 86400.0, float, "seconds the change log keeps a change (resuming from older ones answers GONE)"
     )
+    flow_concurrency: int = _setting(64, int, "flow executions running at once per process; the rest wait QUEUED")
     cache_mb: float = _setting(64.0, float, "MiB of objects kept in memory for reads by id (0: none)")
     log_level: str = _setting("info", str, "log level: debug, info, warning, error")
     event_loop: str = _setting("auto", str, "event loop: auto (uvloop when installed), uvloop or asyncio")
@@ -98,7 +99,7 @@ class Settings:
             raise ValueError("sync must be 'full' or 'normal'")
         if self.event_loop not in {"auto", "uvloop", "asyncio"}:
             raise ValueError("event_loop must be 'auto', 'uvloop' or 'asyncio'")
-        for name in ("max_message_size", "max_in_flight", "max_connections"):
+        for name in ("max_message_size", "max_in_flight", "max_connections", "flow_concurrency"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if not self.cache_mb >= 0:

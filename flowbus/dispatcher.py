@@ -20,17 +20,20 @@ from flowbus.errors import (
     FlowBusError,
     InternalError,
     MethodNotSupported,
+    MissingObjectId,
     NoSuchEndpoint,
     Timeout,
     Unavailable,
 )
 from flowbus.protocol import (
+    NEEDS_OBJECTID,
     Method,
     Page,
     Request,
     Response,
     encode_response,
     new_errorid,
+    parse_method,
     parse_request,
 )
 from flowbus.registry import Entry, Registry
@@ -71,6 +74,37 @@ class Dispatcher:
         self.closing = False
         self.deadlines = Deadlines(call_timeout)
         self._known: Callable[[Credentials], Identity | None] = getattr(authenticator, "known", _unknown)
+        services.call = self.call
+
+    async def call(
+        self,
+        identity: Identity,
+        method: str,
+        endpoint: str,
+        *,
+        objectid: str | None = None,
+        namespace: str = "",
+        data: Any = None,
+        parameters: dict[str, Any] | None = None,
+    ) -> Any:
+        """A call made inside the bus on behalf of ``identity`` (a flow's step, a scheduled job).
+
+        It takes the path of every call: the endpoint looked up, the identity authorized for
+        ``method`` on ``endpoint`` in ``namespace``, the handler run under the call timeout.
+        Answers the result's data (a LIST's or INDEX's items); raises the call's FlowBusError.
+        """
+        request = Request(parse_method(method), endpoint, objectid or None, None, namespace, parameters or {}, data)
+        entry = self.registry.get(endpoint)
+        if entry is None:
+            raise NoSuchEndpoint(f"No endpoint named {endpoint[:128]!r}")
+        if request.objectid is None and request.method in NEEDS_OBJECTID:
+            raise MissingObjectId(f"{request.method} needs an objectid")
+        handler = entry.handlers.get(request.method)
+        self._authorize(entry, handler, request, identity, request.method in entry.public)
+        response = await self.finish(Begun(request, Credentials(peer=identity.subject), entry, handler, True, identity))
+        if response.error is not None:
+            raise response.error
+        return response.page.items if response.page is not None else response.data
 
     async def dispatch(self, request: Request, credentials: Credentials) -> Response:
         """Answer one request within the call timeout; never raises (but for cancellation).

@@ -18,20 +18,30 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
 
 from uuid_utils import uuid7
 
 from flowbus.auth.base import Identity
 from flowbus.backplane import Backplane, Event
-from flowbus.errors import DoesNotExist, InvalidData, InvalidRequest
+from flowbus.errors import DoesNotExist, InvalidData, InvalidRequest, Unavailable
 from flowbus.params import Query
 from flowbus.protocol import Method, Page
 from flowbus.schema import Schema
 from flowbus.store.base import META, Peekable, Store
 
-__all__ = ["Application", "Call", "Collection", "Endpoint", "Services", "check_endpoint_name", "expected_version"]
+__all__ = [
+    "Application",
+    "Background",
+    "Call",
+    "Caller",
+    "Collection",
+    "Endpoint",
+    "Services",
+    "check_endpoint_name",
+    "expected_version",
+]
 
 _NAME = re.compile(r"[a-z0-9_-]+(/[a-z0-9_-]+)*")
 _OBJECT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -54,17 +64,67 @@ def check_endpoint_name(name: str) -> str:
     return name
 
 
+class Caller(Protocol):
+    """Makes a call through the dispatcher on behalf of ``identity`` (see :attr:`Services.call`)."""
+
+    async def __call__(
+        self,
+        identity: Identity,
+        method: str,
+        endpoint: str,
+        *,
+        objectid: str | None = None,
+        namespace: str = "",
+        data: Any = None,
+        parameters: dict[str, Any] | None = None,
+    ) -> Any: ...
+
+
+async def _no_dispatcher(identity: Identity, method: str, endpoint: str, **kwargs: Any) -> Any:
+    raise Unavailable("No dispatcher serves these services")
+
+
+def _nobody(subject: str) -> Identity | None:
+    return None
+
+
 @dataclass(slots=True)
 class Services:
-    """What the bus lends its endpoints: storage, events and the registry's descriptions.
+    """What the bus lends its endpoints: storage, events, the registry's descriptions, and
+    calls to other endpoints.
 
     Endpoints get no settings (they hold secrets): an application that needs a value is given it
     when it is built.
+
+    Attributes:
+        call: makes a call to any endpoint as a given identity, through the one dispatcher:
+            authorized like a client's call, under the call timeout; answers the result's data
+            (a LIST's items) or raises the call's FlowBusError. Set by the dispatcher.
+        identify: the current identity of a user by subject (its roles and namespaces as they
+            are now), or None when there is no such user; for work done later on a user's behalf.
+        functions: the Python callables applications registered by name (:meth:`Application.function`).
     """
 
     store: Store
     backplane: Backplane
     describe: Callable[[], list[dict[str, Any]]]
+    call: Caller = _no_dispatcher
+    identify: Callable[[str], Identity | None] = _nobody
+    functions: dict[str, Callable[..., Any]] = field(default_factory=dict)
+
+
+class Background(Protocol):
+    """Work an application runs in the background while the bus runs (timers, an engine).
+
+    Started after every endpoint, with the services endpoints get; stopped before them.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    async def start(self, services: Services) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -293,6 +353,8 @@ class Collection(Endpoint):
 
 
 E = TypeVar("E", bound=Endpoint)
+B = TypeVar("B", bound=Background)
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Application:
@@ -302,6 +364,8 @@ class Application:
         self.name = check_endpoint_name(name)
         self.description = description
         self.endpoints: list[Endpoint] = []
+        self.background: list[Background] = []
+        self.functions: dict[str, Callable[..., Any]] = {}
 
     def add(self, endpoint: E) -> E:
         """Add an endpoint instance to this application and return it."""
@@ -314,6 +378,22 @@ class Application:
         def register(cls: type[E]) -> type[E]:
             self.add(cls(name, **kwargs))
             return cls
+
+        return register
+
+    def run(self, work: B) -> B:
+        """Run ``work`` in the background while the bus runs (see :class:`Background`); returns it."""
+        self.background.append(work)
+        return work
+
+    def function(self, name: str) -> Callable[[F], F]:
+        """Decorator: register a Python callable under ``name``, for work that names it (a flow's
+        ``invoke`` state). Only registered callables can be named: never an import path."""
+        check_endpoint_name(name)
+
+        def register(fn: F) -> F:
+            self.functions[name] = fn
+            return fn
 
         return register
 

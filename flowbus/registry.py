@@ -31,6 +31,8 @@ class Registry:
         self._apps: dict[str, Application] = {}
         self._entries: dict[str, Entry] = {}
         self._frozen = False
+        self.functions: dict[str, Callable[..., Any]] = {}
+        """Every application's registered callables by name (see :meth:`Application.function`)."""
         for app in apps:
             self.add(app)
 
@@ -45,6 +47,9 @@ class Registry:
             raise ValueError("the registry is frozen: add applications before the bus starts")
         if app.name in self._apps:
             raise ValueError(f"application {app.name!r} is registered twice")
+        for name in app.functions:
+            if name in self.functions:
+                raise ValueError(f"function {name!r} is registered twice")
         for endpoint in app.endpoints:
             if endpoint.name in self._entries:
                 raise ValueError(f"endpoint {endpoint.name!r} is registered twice")
@@ -53,6 +58,7 @@ class Registry:
             peek = endpoint.peek if Method.OPEN in methods and type(endpoint).peek is not Endpoint.peek else None
             self._entries[endpoint.name] = Entry(endpoint, app.name, handlers, endpoint.public & methods, peek)
         self._apps[app.name] = app
+        self.functions.update(app.functions)
 
     def freeze(self) -> None:
         """Refuse further additions; the lookup table is final."""

@@ -404,6 +404,12 @@ class AuthEngine:
 
     # -- Authenticator ------------------------------------------------------------------------
 
+    def identity_of(self, subject: str) -> Identity | None:
+        """The identity of user ``subject`` as it is now (roles, namespaces), or None if there is
+        no such user: for work done later on a user's behalf (a flow's steps, a scheduled job)."""
+        user = self.users.get(subject)
+        return _identity(user) if user is not None else None
+
     def known(self, credentials: Credentials) -> Identity | None:
         """The identity of a token or API key verified before, unexpired and not revoked, else None."""
         key = credentials.token or credentials.apikey
