@@ -194,9 +194,9 @@ def _quiet_libraries(*, debug: bool) -> None:
 
 
 def _apps(settings: Settings) -> list[Application]:
-    from endpoints import BUILTIN_APPS
+    from endpoints import builtin_apps
 
-    apps = [] if settings.no_builtin_apps else [factory() for factory in BUILTIN_APPS]
+    apps = [] if settings.no_builtin_apps else builtin_apps(flow_concurrency=settings.flow_concurrency)
     return apps + [load_app(spec) for spec in settings.apps]
 
 

@@ -1,0 +1,35 @@
+"""The ``flows`` application: durable workflows hosted on the bus.
+
+Definitions (``flows/flow``), executions (``flows/execution``), events (``flows/event``), flow
+commands (``flows/command``) and status (``flows/status``); the :class:`Engine` runs
+executions in the background. See docs/FLOWS.md.
+"""
+
+from __future__ import annotations
+
+from endpoints.flows.api import Commands, Events, Executions, FlowDefinitions, FlowStatus
+from endpoints.flows.clock import Clock, ManualClock, SystemClock
+from endpoints.flows.engine import Engine
+from endpoints.flows.schedules import FlowSchedules
+from flowbus import Application
+
+__all__ = ["Clock", "Engine", "ManualClock", "SystemClock", "create_app"]
+
+
+def create_app(concurrency: int = 64, clock: Clock | None = None) -> Application:
+    """Build the flows application.
+
+    Args:
+        concurrency: executions running at once in this process (``FLOWBUS_FLOW_CONCURRENCY``).
+        clock: where the engine's time comes from; the system clock unless a test gives one.
+    """
+    engine = Engine(concurrency, clock)
+    app = Application("flows", description="Durable workflows: definitions, executions, events")
+    app.add(FlowDefinitions(engine))
+    app.add(Executions(engine))
+    app.add(Events(engine))
+    app.add(Commands(engine))
+    app.add(FlowStatus())
+    app.run(engine)
+    app.run(FlowSchedules(engine))
+    return app

@@ -1,0 +1,491 @@
+"""The endpoints of the ``flows`` application: definitions, executions, events, commands, status."""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+from typing import Any
+
+from endpoints.flows.definition import validate_definition
+from endpoints.flows.engine import Engine
+from endpoints.flows.model import (
+    ACTIVE,
+    EXECUTIONS,
+    FLOWS,
+    PAUSED,
+    RUNNING,
+    SELECT_FLOW,
+    STATUSES,
+    USER_INPUT,
+    WAITING,
+    context_view,
+    progress_view,
+    state_view,
+)
+from flowbus import Call, Collection, Endpoint
+from flowbus.endpoint import expected_version, new_objectid
+from flowbus.errors import Conflict, DoesNotExist, InvalidData, InvalidRequest
+from flowbus.params import Query
+from flowbus.protocol import Page
+from flowbus.schema import Schema
+from flowbus.store.base import Delete, Insert, Patch
+
+__all__ = ["Commands", "Events", "Executions", "FlowDefinitions", "FlowStatus"]
+
+NAMES = "flows/name"
+"""One record per flow name in a namespace (its id is the name): names stay unique."""
+MAX_BATCH = 1000
+_READ_ONLY = ("owner", "state")
+_TRUE = (True, "true", "1", "yes")
+
+
+def _no_text(obj: dict[str, Any]) -> str:
+    return ""
+
+
+def _flag(parameters: dict[str, Any], name: str) -> bool:
+    value = parameters.get(name, False)
+    return value in _TRUE or (isinstance(value, str) and value.lower() in _TRUE)
+
+
+def _words(value: Any, name: str) -> list[str]:
+    """A list of names given as a JSON array or a comma list."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return [part for item in value for part in _words(item, name)]
+    raise InvalidRequest(f"'{name}' must be a list of strings or a comma-separated string")
+
+
+def _object(data: Any) -> dict[str, Any]:
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InvalidRequest("'data' must be a JSON object")
+    return data
+
+
+async def find_flow(call: Call, namespace: str, key: str) -> dict[str, Any]:
+    """The flow with id ``key``, else the one named ``key``."""
+    flow = await call.store.get(FLOWS, namespace, key)
+    if flow is None:
+        named = await call.store.get(NAMES, namespace, key)
+        if named is not None:
+            flow = await call.store.get(FLOWS, namespace, named["flow"])
+    if flow is None:
+        raise DoesNotExist(f"No flow {key[:128]!r}")
+    return flow
+
+
+class FlowDefinitions(Collection):
+    """``flows/flow``: flow definitions. CREATE validates the whole definition; RUN starts one."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(FLOWS, title="name", searchable=["name", "description"], description="Flow definitions")
+        self.engine = engine
+
+    def prepare(self, obj: dict[str, Any]) -> str:
+        definition = {k: v for k, v in obj.items() if k not in ("id", "created", "updated", "version", *_READ_ONLY)}
+        validate_definition(definition)
+        return f"{obj.get('name', '')} {obj.get('description', '')}"
+
+    async def create(self, call: Call) -> Any:
+        if isinstance(call.data, list):
+            return await self._create_many(call, call.data)
+        obj = self._new(call, _object(call.data))
+        await self.engine.note_namespace(call.namespace)
+        stored = await call.store.transaction(self._inserts(call, obj))
+        return stored[0]
+
+    async def _create_many(self, call: Call, items: list[Any]) -> list[Any]:
+        if not items or len(items) > MAX_BATCH:
+            raise InvalidRequest(f"'data' must hold 1 to {MAX_BATCH} flows")
+        writes: list[Any] = []
+        names: set[str] = set()
+        for index, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise InvalidData(f"[{index}]: each flow must be a JSON object", field=f"[{index}]")
+            obj = self._new(call, item)
+            if obj.get("name") in names:
+                raise Conflict(f"[{index}]: the name {obj.get('name')!r} is given twice")
+            names.add(str(obj.get("name")))
+            try:
+                self.prepare(obj)
+            except InvalidData as exc:
+                raise InvalidData(
+                    f"[{index}]: {exc.message}", field=f"[{index}].{exc.field or ''}".rstrip(".")
+                ) from None
+            writes.extend(self._inserts(call, obj))
+        await self.engine.note_namespace(call.namespace)
+        stored = await call.store.transaction(writes)
+        return stored[::2]
+
+    def _new(self, call: Call, data: dict[str, Any]) -> dict[str, Any]:
+        objectid = data.get("id") or new_objectid()
+        if not isinstance(objectid, str) or not objectid or len(objectid) > 128:
+            raise InvalidData("'id' must be a string of 1-128 characters", field="id")
+        fields = {k: v for k, v in data.items() if k not in ("id", "created", "updated", "version", *_READ_ONLY)}
+        return {**fields, "id": objectid, "owner": call.identity.subject, "state": "running"}
+
+    def _inserts(self, call: Call, obj: dict[str, Any]) -> list[Any]:
+        name = obj.get("name")
+        if not isinstance(name, str) or not name:
+            raise InvalidData("'name' is required: a non-empty string", field="name")
+        return [
+            Insert(FLOWS, call.namespace, obj, self.prepare),
+            Insert(NAMES, call.namespace, {"id": name, "flow": obj["id"]}, _no_text),
+        ]
+
+    async def update(self, call: Call) -> Any:
+        assert call.objectid is not None
+        changes = {k: v for k, v in _object(call.data).items() if k not in ("id", "created", "updated", "version")}
+        for name in _READ_ONLY:
+            if name in changes:
+                raise InvalidData(f"'{name}' is kept by the bus (see flows/command)", field=name)
+        current = await call.store.get(FLOWS, call.namespace, call.objectid)
+        if current is None:
+            raise DoesNotExist()
+        expect = _expected(call, current)
+        writes: list[Any] = [Patch(FLOWS, call.namespace, call.objectid, changes, self.prepare, expect=expect)]
+        new_name = changes.get("name", current["name"])
+        if new_name != current["name"]:
+            if not isinstance(new_name, str) or not new_name:
+                raise InvalidData("'name' must be a non-empty string", field="name")
+            writes.append(Delete(NAMES, call.namespace, current["name"]))
+            writes.append(Insert(NAMES, call.namespace, {"id": new_name, "flow": call.objectid}, _no_text))
+        stored = await call.store.transaction(writes)
+        return stored[0]
+
+    async def delete(self, call: Call) -> Any:
+        assert call.objectid is not None
+        current = await call.store.get(FLOWS, call.namespace, call.objectid)
+        if current is None:
+            raise DoesNotExist()
+        expect = _expected(call, current)
+        writes = [
+            Delete(FLOWS, call.namespace, call.objectid, expect=expect),
+            Delete(NAMES, call.namespace, current["name"]),
+        ]
+        stored = await call.store.transaction(writes)
+        return stored[0]
+
+    async def run(self, call: Call) -> Any:
+        assert call.objectid is not None
+        flow = await find_flow(call, call.namespace, call.objectid)
+        operation = call.parameters.get("operation", "start")
+        if operation == "clone":
+            return await self._clone(call, flow)
+        if operation != "start":
+            raise InvalidRequest("'operation' must be 'start' or 'clone'")
+        return await start(self.engine, call, flow)
+
+    async def _clone(self, call: Call, flow: dict[str, Any]) -> dict[str, Any]:
+        data = {k: v for k, v in flow.items() if k not in ("id", "created", "updated", "version", *_READ_ONLY)}
+        copy = self._new(call, {**data, "name": f"{flow['name']} (copy)", "disabled": True})
+        stored = await call.store.transaction(self._inserts(call, copy))
+        assert stored[0] is not None
+        return stored[0]
+
+
+def _expected(call: Call, current: dict[str, Any]) -> int | None:
+    return expected_version(call.parameters)
+
+
+async def start(engine: Engine, call: Call, flow: dict[str, Any]) -> dict[str, Any]:
+    """RUN of a flow: start an execution as the caller; answer at once, when it settles, or stream."""
+    if flow.get("disabled"):
+        raise Conflict(f"The flow {flow['name']!r} is disabled")
+    if flow.get("state", "running") != "running":
+        raise Conflict(f"The flow {flow['name']!r} is {flow.get('state')}: start or resume it first")
+    parameters = call.parameters
+    tags = _words(parameters.get("tags"), "tags")
+    start_state = parameters.get("startState")
+    if start_state is not None and not isinstance(start_state, str):
+        raise InvalidRequest("'startState' must be a state name")
+    record = await engine.start_execution(
+        call.namespace, flow, call.identity.subject, call.data, start_state=start_state, tags=tags
+    )
+    if _flag(parameters, "stream") and call.streams:
+        return await _stream(engine, call, record)
+    if _flag(parameters, "wait"):
+        record = await engine.settled(call.namespace, record["id"])
+    return progress_view(record)
+
+
+async def _stream(engine: Engine, call: Call, record: dict[str, Any]) -> dict[str, Any]:
+    """Send the progress after each commit (``status: 1``) until the execution settles."""
+    with engine.watch(call.namespace, record["id"]) as queue:
+        fresh = await call.store.get(EXECUTIONS, call.namespace, record["id"])
+        record = fresh or record
+        call.progress(progress_view(record))
+        while record["status"] in ACTIVE:
+            record = await queue.get()
+            if record["status"] in ACTIVE:
+                call.progress(progress_view(record))
+    return progress_view(record)
+
+
+class Executions(Endpoint):
+    """``flows/execution``: what runs, ran or waits; its context, commands and answers."""
+
+    description = "Flow executions: their context, progress, tags, commands and answers"
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(EXECUTIONS)
+        self.engine = engine
+
+    async def list(self, call: Call) -> Page:
+        parameters = dict(call.parameters)
+        tags = _words(parameters.pop("tag", None), "tag")
+        filters: dict[str, Any] = {}
+        renames = {"flow": "flowId", "flowName": "flowName", "fluxName": "flowName"}
+        for key in ("flow", "flowName", "fluxName", "status", "currentState", "startState"):
+            if parameters.get(key) is not None:
+                filters[renames.get(key, key)] = parameters.pop(key)
+        query = Query.from_parameters({k: v for k, v in parameters.items() if k in ("limit", "page", "offset")})
+        if "status" in filters and filters["status"] not in STATUSES:
+            raise InvalidRequest(f"'status' must be one of {', '.join(STATUSES)}")
+        if not tags:
+            sized = Query(query.limit, query.offset, "created", True, filters)
+            items, total = await call.store.query(EXECUTIONS, call.namespace, sized)
+        else:
+            found = [
+                r for r in await self.engine.find(call.namespace, filters) if set(tags) <= set(r.get("tags") or [])
+            ]
+            found.reverse()
+            total, items = len(found), found[query.offset : query.offset + query.limit]
+        return Page([context_view(r) for r in items], query.limit, query.offset, total)
+
+    async def open(self, call: Call) -> Any:
+        record = await self._get(call)
+        view = call.parameters.get("view")
+        state = call.parameters.get("state")
+        if state is not None:
+            found = state_view(record, str(state))
+            if found is None:
+                raise DoesNotExist(f"The execution has no state context {str(state)[:128]!r}")
+            return found
+        if view == "progress":
+            return progress_view(record)
+        if view == "definition":
+            definition = await self.engine.definition(record["revision"])
+            return definition.data
+        if view not in (None, "", "context"):
+            raise InvalidRequest("'view' must be 'context', 'progress' or 'definition'")
+        return context_view(record)
+
+    async def update(self, call: Call) -> Any:
+        data = _object(call.data)
+        record = await self._get(call)
+        if "command" in data:
+            kind = data.get("type", 0)
+            if kind not in (0, 1, "0", "1"):
+                raise InvalidData("'type' must be 0 (soft) or 1 (hard)", field="type")
+            if data["command"] not in ("pause", "resume", "stop"):
+                raise InvalidData("'command' must be pause, resume or stop", field="command")
+            record = await self.engine.command(call.namespace, record, data["command"], int(kind))
+            return context_view(record)
+        add, remove = _words(data.get("addTags"), "addTags"), _words(data.get("removeTags"), "removeTags")
+        if not add and not remove:
+            raise InvalidData("UPDATE takes 'command', 'addTags' or 'removeTags'")
+        return context_view(await self._retag(call, record, add, remove))
+
+    async def _retag(
+        self, call: Call, record: dict[str, Any], add: builtins.list[str], remove: builtins.list[str]
+    ) -> dict[str, Any]:
+        while True:
+            tags = [t for t in dict.fromkeys([*(record.get("tags") or []), *add]) if t not in remove]
+            try:
+                return await call.store.patch(
+                    EXECUTIONS, call.namespace, record["id"], {"tags": tags}, _no_text, expect=record["version"]
+                )
+            except Conflict:
+                record = await self._get(call)
+
+    async def delete(self, call: Call) -> Any:
+        record = await self._get(call)
+        return context_view(await self.engine.command(call.namespace, record, "stop", 1))
+
+    async def run(self, call: Call) -> Any:
+        record = await self._get(call)
+        operation = call.parameters.get("operation")
+        if operation != "input":
+            raise InvalidRequest("RUN of an execution takes parameters.operation=input")
+        if record["status"] == USER_INPUT:
+            return progress_view(await self._answer(call, record))
+        if record["status"] == SELECT_FLOW:
+            return progress_view(await self._choose(call, record))
+        raise Conflict(f"The execution is {record['status']}: it does not wait for input")
+
+    async def _answer(self, call: Call, record: dict[str, Any]) -> dict[str, Any]:  # USER_INPUT
+        schema = record.get("schema")
+        if isinstance(schema, dict):
+            Schema(schema).validate(call.data if call.data is not None else {})
+        moved = await self.engine.resume_waiting(call.namespace, record, "success", result=call.data)
+        if moved is None:
+            raise Conflict("The execution was answered or moved meanwhile")
+        return moved
+
+    async def _choose(self, call: Call, record: dict[str, Any]) -> dict[str, Any]:
+        data = _object(call.data)
+        name = data.get("flow")
+        if name not in (record.get("choices") or []):
+            raise InvalidData(f"'flow' must be one of {record.get('choices')}", field="flow")
+        flow = await find_flow(call, call.namespace, str(name))
+        child = new_objectid()
+        changes = {"status": WAITING, "child": child, "choices": None, "message": f"Running {name}"}
+        try:
+            parent = await call.store.patch(
+                EXECUTIONS, call.namespace, record["id"], changes, _no_text, expect=record["version"]
+            )
+        except Conflict:
+            raise Conflict("The execution was answered or moved meanwhile") from None
+        owner = record.get("owner") or call.identity.subject
+        await self.engine.start_execution(
+            call.namespace, flow, owner, data.get("input"), parent=record["id"], objectid=child
+        )
+        return parent
+
+    async def _get(self, call: Call) -> dict[str, Any]:
+        assert call.objectid is not None
+        record = await call.store.get(EXECUTIONS, call.namespace, call.objectid)
+        if record is None:
+            raise DoesNotExist()
+        return record
+
+
+class Events(Endpoint):
+    """``flows/event``: RUN with the event's name as objectid moves waiting executions and starts
+    the flows it triggers."""
+
+    description = "Send an event to waiting executions and to the flows it triggers"
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__("flows/event")
+        self.engine = engine
+
+    async def run(self, call: Call) -> Any:
+        assert call.objectid is not None
+        name = call.objectid
+        data = _object(call.data)
+        tags = _words(data.get("tags"), "tags")
+        context_id = data.get("contextId")
+        if context_id is not None and not isinstance(context_id, str):
+            raise InvalidData("'contextId' must be an execution id", field="contextId")
+        event = {"name": name, "input": data.get("input"), "tags": tags}
+        transitions = await self._move(call, name, event, tags, context_id)
+        executions = [] if context_id is not None else await self._trigger(call, name, event)
+        return {"message": f"Event {name} has been sent", "transitions": transitions, "executions": executions}
+
+    async def _move(
+        self, call: Call, name: str, event: dict[str, Any], tags: list[str], context_id: str | None
+    ) -> list[dict[str, Any]]:
+        if context_id is not None:
+            record = await call.store.get(EXECUTIONS, call.namespace, context_id)
+            if record is None:
+                raise DoesNotExist(f"No execution {context_id[:128]!r}")
+            waiting = [record] if record["status"] == WAITING and record.get("waitEvent") == name else []
+        else:
+            found = await self.engine.find(call.namespace, {"status": WAITING, "waitEvent": name})
+            waiting = [r for r in found if set(tags) <= set(r.get("tags") or [])]
+        moved = []
+        for record in waiting:
+            stored = await self.engine.resume_waiting(call.namespace, record, name, event=event)
+            if stored is not None:
+                moved.append({"contextId": record["id"], "state": stored["currentState"]})
+        return moved
+
+    async def _trigger(self, call: Call, name: str, event: dict[str, Any]) -> list[dict[str, Any]]:
+        started = []
+        query = Query(limit=1000, sort="created")
+        flows, _ = await call.store.query(FLOWS, call.namespace, query)
+        for flow in flows:
+            if name not in (flow.get("triggers") or []) or flow.get("disabled"):
+                continue
+            if flow.get("state", "running") != "running":
+                continue
+            with contextlib.suppress(InvalidData):  # an event whose input the flow refuses starts nothing
+                record = await self.engine.start_execution(
+                    call.namespace, flow, flow.get("owner") or call.identity.subject, event.get("input"), event=event
+                )
+                started.append({"contextId": record["id"], "state": record["currentState"]})
+        return started
+
+
+_VERBS = {"start": "started", "stop": "stopped", "pause": "paused", "resume": "resumed"}
+
+
+class Commands(Endpoint):
+    """``flows/command``: start, stop, pause or resume flows (RUN with the command as objectid)."""
+
+    description = "Start, stop, pause or resume flows"
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__("flows/command")
+        self.engine = engine
+
+    async def run(self, call: Call) -> Any:
+        command = call.objectid
+        if command not in _VERBS:
+            raise InvalidRequest("The command (objectid) must be start, stop, pause or resume")
+        data = _object(call.data)
+        kind = data.get("type", 0)
+        if kind not in (0, 1):
+            raise InvalidData("'type' must be 0 (soft) or 1 (hard)", field="type")
+        flows = await self._flows(call, data.get("flow_ids"))
+        details = [await self._command(call, flow, command, kind) for flow in flows]
+        return {"status": f"Flows {_VERBS[command]}", "details": details}
+
+    async def _flows(self, call: Call, ids: Any) -> list[dict[str, Any]]:
+        if ids is None:
+            items, _ = await call.store.query(FLOWS, call.namespace, Query(limit=1000, sort="created"))
+            return items
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise InvalidData("'flow_ids' must be a list of flow ids", field="flow_ids")
+        return [await find_flow(call, call.namespace, flow_id) for flow_id in ids]
+
+    async def _command(self, call: Call, flow: dict[str, Any], command: str, kind: int) -> dict[str, Any]:
+        state = {"start": "running", "resume": "running", "stop": "stopped", "pause": "paused"}[command]
+        await call.store.patch(FLOWS, call.namespace, flow["id"], {"state": state}, _no_text)
+        if command in ("stop", "pause"):
+            await self._each(call, flow, RUNNING, "pause" if command == "pause" else "stop", kind)
+        if command == "stop":
+            for status in ("QUEUED", "WAITING", "WAITING_UNTIL", "USER_INPUT", "SELECT_FLOW", PAUSED):
+                await self._each(call, flow, status, "stop", kind)
+        if command == "resume":
+            await self._each(call, flow, PAUSED, "resume", kind)
+        return {"flow_id": flow["id"], "status": "disabled" if flow.get("disabled") else state}
+
+    async def _each(self, call: Call, flow: dict[str, Any], status: str, command: str, kind: int) -> None:
+        for record in await self.engine.find(call.namespace, {"flowId": flow["id"], "status": status}):
+            with contextlib.suppress(Conflict, DoesNotExist):
+                await self.engine.command(call.namespace, record, command, kind)
+
+
+class FlowStatus(Endpoint):
+    """``flows/status``: per flow, whether it runs, and how many executions are in each status."""
+
+    description = "Each flow's state and its executions by status"
+
+    def __init__(self) -> None:
+        super().__init__("flows/status")
+
+    async def list(self, call: Call) -> Page:
+        query = Query.from_parameters({k: v for k, v in call.parameters.items() if k in ("limit", "page", "offset")})
+        flows, total = await call.store.query(FLOWS, call.namespace, Query(query.limit, query.offset, "created"))
+        return Page([await self._status(call, flow) for flow in flows], query.limit, query.offset, total)
+
+    async def open(self, call: Call) -> Any:
+        assert call.objectid is not None
+        return await self._status(call, await find_flow(call, call.namespace, call.objectid))
+
+    async def _status(self, call: Call, flow: dict[str, Any]) -> dict[str, Any]:
+        counts = {}
+        for status in STATUSES:
+            query = Query(limit=1, filters={"flowId": flow["id"], "status": status})
+            _, total = await call.store.query(EXECUTIONS, call.namespace, query)
+            counts[status] = total
+        state = "disabled" if flow.get("disabled") else flow.get("state", "running")
+        return {"flow_id": flow["id"], "name": flow.get("name"), "state": state, "executions": counts}

@@ -1,0 +1,130 @@
+"""Values of a flow definition: literals, and ``=`` expressions in JMESPath.
+
+A string that starts with ``=`` is a JMESPath expression, evaluated over the execution's context
+``{"input", "vars", "state", "event", "execution"}``; ``==`` starts a literal string that begins
+with ``=`` (``"==x"`` is ``"=x"``). Everything else is literal; objects and arrays are walked, and
+their keys are literal. Nothing is ever ``eval``-ed.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Protocol
+
+import jmespath
+from jmespath.exceptions import JMESPathError
+from jmespath.parser import ParsedResult
+
+__all__ = ["ExpressionError", "Value", "compile_value", "evaluate"]
+
+
+class ExpressionError(Exception):
+    """An expression that does not parse, or fails when evaluated; the message names it."""
+
+    def __init__(self, expression: str, reason: str) -> None:
+        self.expression = expression
+        super().__init__(f"bad expression '={expression}': {reason}")
+
+
+class Value(Protocol):
+    """A compiled value of a definition."""
+
+    def evaluate(self, context: dict[str, Any]) -> Any: ...
+
+
+class _Literal:
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def evaluate(self, context: dict[str, Any]) -> Any:
+        return self.value
+
+
+class _Expression:
+    __slots__ = ("parsed", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.parsed = _parse(text)
+
+    def evaluate(self, context: dict[str, Any]) -> Any:
+        try:
+            return self.parsed.search(context)
+        except JMESPathError as exc:
+            raise ExpressionError(self.text, str(exc)) from None
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ExpressionError(self.text, str(exc)) from None
+
+
+class _Object:
+    __slots__ = ("items",)
+
+    def __init__(self, items: dict[str, Value]) -> None:
+        self.items = items
+
+    def evaluate(self, context: dict[str, Any]) -> Any:
+        return {key: value.evaluate(context) for key, value in self.items.items()}
+
+
+class _Array:
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[Value]) -> None:
+        self.items = items
+
+    def evaluate(self, context: dict[str, Any]) -> Any:
+        return [value.evaluate(context) for value in self.items]
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(text: str) -> ParsedResult:
+    try:
+        return jmespath.compile(text)
+    except JMESPathError as exc:
+        raise ExpressionError(text, _reason(exc)) from None
+
+
+def _reason(exc: JMESPathError) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def compile_value(value: Any) -> Value:
+    """Compile ``value`` once; every expression in it is parsed now.
+
+    Raises:
+        ExpressionError: an expression does not parse.
+    """
+    if not _has_expression(value):
+        return _Literal(_unescaped(value))
+    if isinstance(value, str):
+        return _Expression(value[1:])
+    if isinstance(value, dict):
+        return _Object({key: compile_value(item) for key, item in value.items()})
+    return _Array([compile_value(item) for item in value])
+
+
+def evaluate(value: Any, context: dict[str, Any]) -> Any:
+    """Compile ``value`` and evaluate it over ``context``."""
+    return compile_value(value).evaluate(context)
+
+
+def _has_expression(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.startswith("=") and not value.startswith("==")
+    if isinstance(value, dict):
+        return any(_has_expression(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_has_expression(item) for item in value)
+    return False
+
+
+def _unescaped(value: Any) -> Any:
+    if isinstance(value, str):
+        return value[1:] if value.startswith("==") else value
+    if isinstance(value, dict):
+        return {key: _unescaped(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_unescaped(item) for item in value]
+    return value

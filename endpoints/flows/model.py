@@ -1,0 +1,113 @@
+"""What the flow engine stores: names of its collections, the execution statuses, and the views
+of an execution record that the API answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "ACTIVE",
+    "CANCELED",
+    "ERROR",
+    "EXECUTIONS",
+    "FINAL",
+    "FIRED",
+    "FLOWS",
+    "INTERRUPTED",
+    "NAMESPACES",
+    "PAUSED",
+    "QUEUED",
+    "REVISIONS",
+    "RUNNING",
+    "SELECT_FLOW",
+    "STATUSES",
+    "SUCCESS",
+    "USER_INPUT",
+    "WAITING",
+    "WAITING_UNTIL",
+    "WAITS",
+    "context_view",
+    "progress_view",
+    "state_view",
+]
+
+FLOWS = "flows/flow"
+EXECUTIONS = "flows/execution"
+REVISIONS = "flows/revision"
+"""Definitions as they were when an execution started, by ``<flow id>@<version>``."""
+NAMESPACES = "flows/namespace"
+"""The namespaces that hold executions (in the default namespace): where recovery looks."""
+FIRED = "flows/fired"
+"""One record per schedule firing (``<flow id>@<time>``): several processes fire it once."""
+
+QUEUED = "QUEUED"
+RUNNING = "RUNNING"
+WAITING = "WAITING"
+WAITING_UNTIL = "WAITING_UNTIL"
+USER_INPUT = "USER_INPUT"
+SELECT_FLOW = "SELECT_FLOW"
+PAUSED = "PAUSED"
+SUCCESS = "SUCCESS"
+ERROR = "ERROR"
+CANCELED = "CANCELED"
+INTERRUPTED = "INTERRUPTED"
+STATUSES = (
+    QUEUED,
+    RUNNING,
+    WAITING,
+    WAITING_UNTIL,
+    USER_INPUT,
+    SELECT_FLOW,
+    PAUSED,
+    SUCCESS,
+    ERROR,
+    CANCELED,
+    INTERRUPTED,
+)
+FINAL = frozenset({SUCCESS, ERROR, CANCELED, INTERRUPTED})
+WAITS = frozenset({WAITING, WAITING_UNTIL, USER_INPUT, SELECT_FLOW})
+"""Statuses of an execution that waits for something from outside (an event, a time, an answer)."""
+ACTIVE = frozenset({QUEUED, RUNNING})
+
+_INTERNAL = ("revision", "waitEvent", "command", "pausedFrom", "flowId", "deadline", "choices", "schema", "parent")
+
+
+def context_view(record: dict[str, Any]) -> dict[str, Any]:
+    """An execution's context as OPEN answers it (the engine's bookkeeping left out)."""
+    view = {k: v for k, v in record.items() if k not in _INTERNAL}
+    if record.get("status") == USER_INPUT:
+        view["schema"] = record.get("schema")
+    if record.get("status") == SELECT_FLOW:
+        view["flows"] = record.get("choices")
+    if record.get("parent"):
+        view["parent"] = record["parent"]
+    return view
+
+
+def progress_view(record: dict[str, Any]) -> dict[str, Any]:
+    """The short form: what a GUI polls or a stream sends while an execution runs."""
+    view = {
+        "id": record["id"],
+        "status": record["status"],
+        "percentage": record.get("percentage", 0),
+        "message": record.get("message", ""),
+        "flow": record.get("flow"),
+        "currentState": record.get("currentState"),
+    }
+    if record.get("status") == USER_INPUT:
+        view["schema"] = record.get("schema")
+    if record.get("status") == SELECT_FLOW:
+        view["flows"] = record.get("choices")
+    if record.get("status") in FINAL:
+        view["output"] = record.get("output")
+    if record.get("error"):
+        view["error"] = record["error"]
+    return view
+
+
+def state_view(record: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """The context of state ``name``: its latest run in this execution, or None if it never ran."""
+    for context in reversed(record.get("stateContexts") or []):
+        if context.get("name") == name:
+            return dict(context)
+    return None
