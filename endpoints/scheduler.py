@@ -65,7 +65,8 @@ def _iso(epoch: float) -> str:
 class Jobs(Collection):
     """``scheduler/job``: cron jobs; the owner is the creator and cannot be given."""
 
-    def __init__(self) -> None:
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
         super().__init__(
             JOBS, schema=JOB_SCHEMA, title="name", searchable=["name", "description"], description="Cron jobs"
         )
@@ -82,12 +83,16 @@ class Jobs(Collection):
     async def create(self, call: Call) -> Any:
         if isinstance(call.data, dict):
             call.data = {**call.data, "owner": call.identity.subject}
-        return await super().create(call)
+        job = await super().create(call)
+        self.runner.armed(call.namespace, job)  # here at once; other processes by the change feed
+        return job
 
     async def update(self, call: Call) -> Any:
         if isinstance(call.data, dict) and "owner" in call.data:
             raise InvalidData("'owner' is kept by the bus: the job's creator", field="owner")
-        return await super().update(call)
+        job = await super().update(call)
+        self.runner.armed(call.namespace, job)
+        return job
 
 
 class Runner:
@@ -129,6 +134,10 @@ class Runner:
             self._disarm((event.namespace, event.objectid))
         else:
             self._arm(event.namespace, event.data)
+
+    def armed(self, namespace: str, job: dict[str, Any]) -> None:
+        """Arm (or re-arm, or disarm) the timer of a job just written."""
+        self._arm(namespace, job)
 
     def _disarm(self, key: tuple[str, str]) -> None:
         planned = self._timers.pop(key, None)
@@ -232,7 +241,8 @@ class Queue(Endpoint):
 def create_app(clock: Clock | None = None) -> Application:
     """Build the scheduler application (``clock``: the system clock unless a test gives one)."""
     app = Application("scheduler", description="Cron jobs and the queue of flow executions")
-    app.add(Jobs())
+    runner = Runner(clock or SystemClock())
+    app.add(Jobs(runner))
     app.add(Queue())
-    app.run(Runner(clock or SystemClock()))
+    app.run(runner)
     return app

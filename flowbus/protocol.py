@@ -358,6 +358,9 @@ def error_dict(error: FlowBusError, requestid: str | int | None = None) -> dict[
     }
     if error.retry_after is not None:
         out["retryAfter"] = error.retry_after
+    field = getattr(error, "field", None)
+    if field is not None:
+        out["field"] = field
     requestid = requestid if requestid is not None else error.requestid
     if requestid is not None:
         out["requestid"] = requestid

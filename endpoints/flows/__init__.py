@@ -24,12 +24,13 @@ def create_app(concurrency: int = 64, clock: Clock | None = None) -> Application
         clock: where the engine's time comes from; the system clock unless a test gives one.
     """
     engine = Engine(concurrency, clock)
+    schedules = FlowSchedules(engine)
     app = Application("flows", description="Durable workflows: definitions, executions, events")
-    app.add(FlowDefinitions(engine))
+    app.add(FlowDefinitions(engine, schedules))
     app.add(Executions(engine))
     app.add(Events(engine))
-    app.add(Commands(engine))
+    app.add(Commands(engine, schedules))
     app.add(FlowStatus())
     app.run(engine)
-    app.run(FlowSchedules(engine))
+    app.run(schedules)
     return app

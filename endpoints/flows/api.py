@@ -22,6 +22,7 @@ from endpoints.flows.model import (
     progress_view,
     state_view,
 )
+from endpoints.flows.schedules import FlowSchedules
 from flowbus import Call, Collection, Endpoint
 from flowbus.endpoint import expected_version, new_objectid
 from flowbus.errors import Conflict, DoesNotExist, InvalidData, InvalidRequest
@@ -82,9 +83,10 @@ async def find_flow(call: Call, namespace: str, key: str) -> dict[str, Any]:
 class FlowDefinitions(Collection):
     """``flows/flow``: flow definitions. CREATE validates the whole definition; RUN starts one."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, schedules: FlowSchedules) -> None:
         super().__init__(FLOWS, title="name", searchable=["name", "description"], description="Flow definitions")
         self.engine = engine
+        self.schedules = schedules
 
     def prepare(self, obj: dict[str, Any]) -> str:
         definition = {k: v for k, v in obj.items() if k not in ("id", "created", "updated", "version", *_READ_ONLY)}
@@ -97,7 +99,13 @@ class FlowDefinitions(Collection):
         obj = self._new(call, _object(call.data))
         await self.engine.note_namespace(call.namespace)
         stored = await call.store.transaction(self._inserts(call, obj))
-        return stored[0]
+        return self._armed(call, stored[0])
+
+    def _armed(self, call: Call, flow: dict[str, Any] | None) -> dict[str, Any]:
+        """A flow just written: its schedule is armed here at once (other processes follow the feed)."""
+        assert flow is not None
+        self.schedules.armed(call.namespace, flow)
+        return flow
 
     async def _create_many(self, call: Call, items: list[Any]) -> list[Any]:
         if not items or len(items) > MAX_BATCH:
@@ -120,7 +128,7 @@ class FlowDefinitions(Collection):
             writes.extend(self._inserts(call, obj))
         await self.engine.note_namespace(call.namespace)
         stored = await call.store.transaction(writes)
-        return stored[::2]
+        return [self._armed(call, flow) for flow in stored[::2]]
 
     def _new(self, call: Call, data: dict[str, Any]) -> dict[str, Any]:
         objectid = data.get("id") or new_objectid()
@@ -156,7 +164,7 @@ class FlowDefinitions(Collection):
             writes.append(Delete(NAMES, call.namespace, current["name"]))
             writes.append(Insert(NAMES, call.namespace, {"id": new_name, "flow": call.objectid}, _no_text))
         stored = await call.store.transaction(writes)
-        return stored[0]
+        return self._armed(call, stored[0])
 
     async def delete(self, call: Call) -> Any:
         assert call.objectid is not None
@@ -169,6 +177,7 @@ class FlowDefinitions(Collection):
             Delete(NAMES, call.namespace, current["name"]),
         ]
         stored = await call.store.transaction(writes)
+        self.schedules.disarmed(call.namespace, call.objectid)
         return stored[0]
 
     async def run(self, call: Call) -> Any:
@@ -422,9 +431,10 @@ class Commands(Endpoint):
 
     description = "Start, stop, pause or resume flows"
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, schedules: FlowSchedules) -> None:
         super().__init__("flows/command")
         self.engine = engine
+        self.schedules = schedules
 
     async def run(self, call: Call) -> Any:
         command = call.objectid
@@ -448,7 +458,8 @@ class Commands(Endpoint):
 
     async def _command(self, call: Call, flow: dict[str, Any], command: str, kind: int) -> dict[str, Any]:
         state = {"start": "running", "resume": "running", "stop": "stopped", "pause": "paused"}[command]
-        await call.store.patch(FLOWS, call.namespace, flow["id"], {"state": state}, _no_text)
+        patched = await call.store.patch(FLOWS, call.namespace, flow["id"], {"state": state}, _no_text)
+        self.schedules.armed(call.namespace, patched)
         if command in ("stop", "pause"):
             await self._each(call, flow, RUNNING, "pause" if command == "pause" else "stop", kind)
         if command == "stop":

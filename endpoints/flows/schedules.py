@@ -66,6 +66,14 @@ class FlowSchedules:
             else:
                 self._arm(event.namespace, event.data)
 
+    def armed(self, namespace: str, flow: dict[str, Any]) -> None:
+        """Arm (or re-arm, or disarm) the timer of a flow just written here."""
+        self._arm(namespace, flow)
+
+    def disarmed(self, namespace: str, flow_id: str) -> None:
+        """Forget the timer of a flow just deleted here."""
+        self._disarm((namespace, flow_id))
+
     def _disarm(self, key: tuple[str, str]) -> None:
         planned = self._timers.pop(key, None)
         if planned is not None:

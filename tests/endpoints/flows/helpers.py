@@ -65,13 +65,19 @@ def three_states(name: str) -> dict[str, Any]:
                 "result": "device",
                 "transitions": [{"on": "success", "to": "note"}],
             },
-            "note": {"action": "set", "vars": {"seen": "=vars.device.id"}, "transitions": [{"on": "success", "to": "end"}]},
+            "note": {
+                "action": "set",
+                "vars": {"seen": "=vars.device.id"},
+                "transitions": [{"on": "success", "to": "end"}],
+            },
             "end": {"action": "end", "output": {"id": "=vars.seen"}},
         },
     }
 
 
-async def settle(ws: ClientConnection, execution: str, namespace: str = "", *, until: tuple[str, ...] = ()) -> dict[str, Any]:
+async def settle(
+    ws: ClientConnection, execution: str, namespace: str = "", *, until: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """OPEN the execution until its status is one of ``until`` (default: not RUNNING or QUEUED)."""
     for _ in range(2000):
         record: dict[str, Any] = await ok(ws, "OPEN", EXECUTION, objectid=execution, namespace=namespace)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from websockets.asyncio.client import ClientConnection
 
-from tests.endpoints.flows.helpers import EVENT, EXECUTION, FLOW, approval, settle
+from tests.endpoints.flows.helpers import EVENT, FLOW, approval, settle
 from tests.flowbus.helpers import ok, unique
 
 
@@ -20,7 +20,9 @@ async def test_approved_device_ends_in_success(ws: ClientConnection) -> None:
     device = waiting["vars"]["device"]
     assert device["name"] == "sw-1" and device["location"] == "staging"
 
-    answer = await ok(ws, "RUN", EVENT, objectid="approve", data={"input": {"ok": True, "by": "ann"}}, namespace=namespace)
+    answer = await ok(
+        ws, "RUN", EVENT, objectid="approve", data={"input": {"ok": True, "by": "ann"}}, namespace=namespace
+    )
     assert answer["transitions"] == [{"contextId": started["id"], "state": "done"}]
     done = await settle(ws, started["id"], namespace)
     assert done["status"] == "SUCCESS"

@@ -1,0 +1,165 @@
+"""Waits on time, state timeouts and schedules, on a clock the test moves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection
+
+from tests.endpoints.flows.conftest import START, Clocked
+from tests.endpoints.flows.helpers import EVENT, EXECUTION, FLOW, approval, settle
+from tests.flowbus.helpers import ok
+
+
+def sleeper(name: str, wait: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "startState": "nap",
+        "states": {
+            "nap": {"action": "wait", **wait, "transitions": [{"on": "success", "to": "up"}]},
+            "up": {"action": "end", "output": "=state.name"},
+        },
+    }
+
+
+async def test_wait_seconds_is_waiting_until_then_fires(clocked: Clocked, cws: ClientConnection) -> None:
+    flow = await ok(cws, "CREATE", FLOW, data=sleeper("nap", {"seconds": 600}))
+    started = await ok(cws, "RUN", FLOW, objectid=flow["id"])
+    waiting = await settle(cws, started["id"])
+    assert waiting["status"] == "WAITING_UNTIL"
+    assert waiting["waiting"] is True
+    assert waiting["nextRun"] == int((START + 600) * 1000)
+    clocked.clock.advance(599)
+    assert (await settle(cws, started["id"]))["status"] == "WAITING_UNTIL"
+    clocked.clock.advance(1)
+    done = await settle(cws, started["id"], until=("SUCCESS", "ERROR"))
+    assert done["status"] == "SUCCESS"
+
+
+async def test_wait_until_a_time(clocked: Clocked, cws: ClientConnection) -> None:
+    flow = await ok(cws, "CREATE", FLOW, data=sleeper("until", {"until": "=input.at"}))
+    started = await ok(cws, "RUN", FLOW, objectid=flow["id"], data={"at": "2026-01-01T01:00:00Z"})
+    waiting = await settle(cws, started["id"])
+    assert waiting["nextRun"] == int((START + 3600) * 1000)
+    clocked.clock.advance(3600)
+    assert (await settle(cws, started["id"], until=("SUCCESS", "ERROR")))["status"] == "SUCCESS"
+
+
+async def test_event_wait_times_out(clocked: Clocked, cws: ClientConnection) -> None:
+    flow = await ok(cws, "CREATE", FLOW, data=approval("approval-timeout"))
+    started = await ok(cws, "RUN", FLOW, objectid=flow["id"], data={"name": "sw-t"})
+    await settle(cws, started["id"])
+    clocked.clock.advance(86400)
+    done = await settle(cws, started["id"], until=("SUCCESS", "ERROR"))
+    assert (done["status"], done["currentState"]) == ("ERROR", "failed")
+    approval_context = next(c for c in done["stateContexts"] if c["name"] == "approval")
+    assert approval_context["transitionContexts"] or approval_context["ended"]
+    late = await ok(cws, "RUN", EVENT, objectid="approve", data={"input": {"ok": True}})
+    assert late["transitions"] == []
+
+
+async def test_state_timeout_takes_the_timeout_transition(clocked: Clocked, cws: ClientConnection) -> None:
+    definition = {
+        "name": "slow-call",
+        "startState": "call",
+        "states": {
+            "call": {
+                "action": "call",
+                "endpoint": "testflows/gate",
+                "method": "RUN",
+                "objectid": "never",
+                "timeout": 0.05,
+                "transitions": [{"on": "success", "to": "ok"}, {"on": "timeout", "to": "late"}],
+            },
+            "ok": {"action": "end"},
+            "late": {"action": "end", "status": "ERROR", "output": "late"},
+        },
+    }
+    flow = await ok(cws, "CREATE", FLOW, data=definition)
+    started = await ok(cws, "RUN", FLOW, objectid=flow["id"])
+    done = await settle(cws, started["id"])
+    assert (done["status"], done["currentState"], done["output"]) == ("ERROR", "late", "late")
+
+
+async def test_schedule_starts_the_flow_as_its_owner(clocked: Clocked, cws: ClientConnection) -> None:
+    definition = {**sleeper("every-5", {"seconds": 1}), "schedule": "*/5 * * * *"}
+    flow = await ok(cws, "CREATE", FLOW, data=definition)
+    clocked.clock.advance(299)
+    assert await ok(cws, "LIST", EXECUTION, parameters={"flow": flow["id"]}) == []
+    clocked.clock.advance(1)
+    executions = await _eventually(cws, {"flow": flow["id"]}, 1)
+    assert executions[0]["owner"] == "admin"
+    assert executions[0]["event"]["name"] == "schedule"
+    clocked.clock.advance(300)
+    await _eventually(cws, {"flow": flow["id"]}, 2)
+
+
+async def test_quartz_schedule_in_a_time_zone(clocked: Clocked, cws: ClientConnection) -> None:
+    definition = {**sleeper("nightly", {"seconds": 1}), "schedule": "? 0 2 ? * *", "timezone": "America/Los_Angeles"}
+    flow = await ok(cws, "CREATE", FLOW, data=definition)
+    clocked.clock.advance(10 * 3600 - 1)  # 02:00 in Los Angeles is 10:00 UTC in January
+    assert await ok(cws, "LIST", EXECUTION, parameters={"flow": flow["id"]}) == []
+    clocked.clock.advance(1)
+    await _eventually(cws, {"flow": flow["id"]}, 1)
+
+
+async def test_stopped_flow_is_not_scheduled(clocked: Clocked, cws: ClientConnection) -> None:
+    definition = {**sleeper("stopped-schedule", {"seconds": 1}), "schedule": "* * * * *"}
+    flow = await ok(cws, "CREATE", FLOW, data=definition)
+    await ok(cws, "RUN", "flows/command", objectid="stop", data={"flow_ids": [flow["id"]]})
+    await _settled_feed(cws)
+    clocked.clock.advance(180)
+    await _settled_feed(cws)
+    assert await ok(cws, "LIST", EXECUTION, parameters={"flow": flow["id"]}) == []
+    await ok(cws, "RUN", "flows/command", objectid="start", data={"flow_ids": [flow["id"]]})
+    await _settled_feed(cws)
+    clocked.clock.advance(60)
+    await _eventually(cws, {"flow": flow["id"]}, 1)
+
+
+async def test_scheduler_job_sends_its_envelope(clocked: Clocked, cws: ClientConnection) -> None:
+    job = {
+        "name": "make-device",
+        "schedule": "0 * * * *",
+        "envelope": {"endpoint": "inventory/device", "method": "CREATE", "data": {"name": "from-job"}},
+    }
+    created = await ok(cws, "CREATE", "scheduler/job", data=job)
+    assert created["owner"] == "admin"
+    clocked.clock.advance(3600)
+    for _ in range(500):
+        devices = await ok(cws, "LIST", "inventory/device", parameters={"name": "from-job"})
+        if devices:
+            break
+        await _settled_feed(cws)
+    assert len(devices) == 1
+    fired = await ok(cws, "OPEN", "scheduler/job", objectid=created["id"])
+    assert fired["lastRun"] == "2026-01-01T01:00:00Z"
+    assert fired["lastError"] is None
+
+
+async def test_scheduler_job_refuses_a_bad_cron(cws: ClientConnection) -> None:
+    from tests.flowbus.helpers import fails
+
+    bad = {"schedule": "61 * * * *", "envelope": {"endpoint": "inventory/device", "method": "LIST"}}
+    answer = await fails(cws, "INVALID_DATA", "CREATE", "scheduler/job", data=bad)
+    assert answer["field"] == "schedule"
+    assert await ok(cws, "LIST", "scheduler/job") == []
+
+
+async def _settled_feed(ws: ClientConnection) -> None:
+    """Let the bus's change feed catch up (a round trip that writes and reads back)."""
+    import asyncio
+
+    await asyncio.sleep(0.1)
+
+
+async def _eventually(ws: ClientConnection, parameters: dict[str, Any], count: int) -> list[dict[str, Any]]:
+    import asyncio
+
+    for _ in range(500):
+        found: list[dict[str, Any]] = await ok(ws, "LIST", EXECUTION, parameters=parameters)
+        if len(found) >= count:
+            assert len(found) == count
+            return found
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"expected {count} executions of {parameters}")
