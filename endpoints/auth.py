@@ -109,7 +109,7 @@ class Tokens(Endpoint):
         self.engine = engine
 
     async def create(self, call: Call) -> dict[str, Any]:
-        username, password = _strings(call.data or {}, "username", "password")
+        username, password = _strings(call.object, "username", "password")
         identity = await self.engine.login(username, password, call.peer)
         return await self.engine.issue_token(identity)
 
@@ -147,14 +147,14 @@ class Users(Endpoint):
         return _public(user)
 
     async def create(self, call: Call) -> dict[str, Any]:
-        data = call.data or {}
+        data = call.object
         _USER.validate(data)
         username, password = _strings(data, "username", "password")
         user = await self.engine.add_user(username, password, data.get("roles", ["viewer"]), data.get("namespaces"))
         return _public(user)
 
     async def update(self, call: Call) -> dict[str, Any]:
-        data = call.data or {}
+        data = call.object
         _USER.validate(data)
         return _public(await self.engine.change_user(call.objectid or "", data))
 
@@ -172,7 +172,7 @@ class ApiKeys(Endpoint):
         self.engine = engine
 
     async def create(self, call: Call) -> dict[str, Any]:
-        data = call.data or {}
+        data = call.object
         _APIKEY.validate(data)
         owner = data.get("owner") or call.identity.subject
         if owner != call.identity.subject and not self.engine.is_admin(call.identity):
@@ -219,12 +219,12 @@ class Roles(Endpoint):
         return self.engine.describe_role(call.objectid)
 
     async def create(self, call: Call) -> dict[str, Any]:
-        data = call.data or {}
+        data = call.object
         _ROLE.validate(data)
         return await self.engine.save_role(data, new=True)
 
     async def update(self, call: Call) -> dict[str, Any]:
-        data = call.data or {}
+        data = call.object
         _ROLE.validate(data)
         return await self.engine.save_role({**data, "id": call.objectid}, new=False)
 

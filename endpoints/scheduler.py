@@ -19,11 +19,21 @@ from typing import Any
 from endpoints.flows.clock import Clock, SystemClock, Timer
 from endpoints.flows.model import EXECUTIONS, QUEUED, RUNNING, progress_view
 from endpoints.flows.schedule import Schedule
-from flowbus import Application, Call, Collection, Endpoint, Services
-from flowbus.backplane import Event, token
-from flowbus.errors import Conflict, DoesNotExist, FlowBusError, InvalidData
-from flowbus.params import Query
-from flowbus.protocol import Page
+from flowbus import (
+    Application,
+    Call,
+    Collection,
+    Conflict,
+    DoesNotExist,
+    Endpoint,
+    Event,
+    FlowBusError,
+    InvalidData,
+    Page,
+    Query,
+    Services,
+    every_object,
+)
 
 __all__ = ["JOB_SCHEMA", "create_app"]
 
@@ -109,7 +119,7 @@ class Runner:
 
     async def start(self, services: Services) -> None:
         self._services = services
-        self._unsubscribe = services.backplane.subscribe(f"*.{token(JOBS)}.*", self._changed)
+        self._unsubscribe = services.backplane.subscribe(every_object(JOBS), self._changed)
         for namespace in await self._namespaces():
             items, _ = await services.store.query(JOBS, namespace, Query(limit=1000, sort="created"))
             for job in items:

@@ -6,8 +6,18 @@ This module exports the programming model an application needs.
 from flowbus.auth.base import Credentials, Identity
 from flowbus.auth.engine import AuthEngine
 from flowbus.auth.names import AUTH_APIKEYS, AUTH_COLLECTIONS, AUTH_ROLES, AUTH_TOKENS, AUTH_USERS
-from flowbus.backplane import Event
-from flowbus.endpoint import Application, Call, Collection, Endpoint, Services
+from flowbus.backplane import Event, every_object
+from flowbus.endpoint import (
+    Application,
+    Background,
+    Call,
+    Caller,
+    Collection,
+    Endpoint,
+    Services,
+    expected_version,
+    new_objectid,
+)
 from flowbus.errors import (
     AuthFailed,
     AuthRequired,
@@ -29,6 +39,7 @@ from flowbus.errors import (
 from flowbus.params import Query
 from flowbus.protocol import Method, Page, Request, Response
 from flowbus.schema import Schema
+from flowbus.store.base import Delete, Get, Insert, Patch, Store
 
 __version__ = "0.1.0"
 
@@ -42,15 +53,20 @@ __all__ = [
     "AuthEngine",
     "AuthFailed",
     "AuthRequired",
+    "Background",
     "Call",
+    "Caller",
     "Collection",
     "Conflict",
     "Credentials",
+    "Delete",
     "DoesNotExist",
     "Endpoint",
     "Event",
     "FlowBusError",
+    "Get",
     "Identity",
+    "Insert",
     "InternalError",
     "InvalidData",
     "InvalidRequest",
@@ -59,6 +75,7 @@ __all__ = [
     "MissingObjectId",
     "NoSuchEndpoint",
     "Page",
+    "Patch",
     "PermissionDenied",
     "Query",
     "RateLimited",
@@ -66,7 +83,11 @@ __all__ = [
     "Response",
     "Schema",
     "Services",
+    "Store",
     "Timeout",
     "TooLarge",
     "Unavailable",
+    "every_object",
+    "expected_version",
+    "new_objectid",
 ]

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import unquote
 
-__all__ = ["Backplane", "Event", "Handler", "LocalBackplane", "subject", "token", "untoken"]
+__all__ = ["Backplane", "Event", "Handler", "LocalBackplane", "every_object", "subject", "token", "untoken"]
 
 logger = logging.getLogger("flowbus.backplane")
 
@@ -79,6 +79,11 @@ def untoken(value: str) -> str:
 def subject(namespace: str, endpoint: str, objectid: str) -> str:
     """The subject of events about ``objectid`` of ``endpoint`` in ``namespace``."""
     return f"{token(namespace)}.{token(endpoint)}.{token(objectid)}"
+
+
+def every_object(endpoint: str) -> str:
+    """The pattern of the subjects of every object of ``endpoint``, in every namespace."""
+    return f"*.{token(endpoint)}.*"
 
 
 class Backplane(Protocol):

@@ -274,6 +274,7 @@ class Dispatcher:
             identity,
             self.services,
             begun.credentials.peer,
+            begun.sink,
         )
         try:
             result = await handler(call)
@@ -289,7 +290,7 @@ class Dispatcher:
 class Begun:
     """A call past :meth:`Dispatcher.begin` that has to wait: what ``finish`` goes on with."""
 
-    __slots__ = ("authorized", "credentials", "entry", "handler", "identity", "request")
+    __slots__ = ("authorized", "credentials", "entry", "handler", "identity", "request", "sink")
 
     def __init__(
         self,
@@ -306,6 +307,8 @@ class Begun:
         self.handler = handler
         self.authorized = authorized
         self.identity = identity
+        self.sink: Callable[[Any], None] | None = None
+        """Where the call's interim answers go (:meth:`Call.progress`); set by a streaming transport."""
 
 
 def _unknown(credentials: Credentials) -> Identity | None:

@@ -17,7 +17,7 @@ taking a :class:`Call`; the methods it overrides are the ones it supports. A
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -29,7 +29,7 @@ from flowbus.errors import DoesNotExist, InvalidData, InvalidRequest, Unavailabl
 from flowbus.params import Query
 from flowbus.protocol import Method, Page
 from flowbus.schema import Schema
-from flowbus.store.base import META, Peekable, Store
+from flowbus.store.base import META, Insert, Peekable, Store
 
 __all__ = [
     "Application",
@@ -43,6 +43,8 @@ __all__ = [
     "expected_version",
 ]
 
+MAX_BATCH = 1000
+"""Objects one CREATE may carry (``data`` an array)."""
 _NAME = re.compile(r"[a-z0-9_-]+(/[a-z0-9_-]+)*")
 _OBJECT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _META = META
@@ -136,14 +138,44 @@ class Call:
     objectid: str | None
     namespace: str
     parameters: dict[str, Any]
-    data: dict[str, Any] | None
+    data: dict[str, Any] | list[Any] | None
     identity: Identity
     services: Services
     peer: str = ""
+    sink: Callable[[Any], None] | None = None
+    """Where :meth:`progress` sends, when the call's transport streams (see :attr:`streams`)."""
+
+    @property
+    def streams(self) -> bool:
+        """Whether the caller hears :meth:`progress`: a websocket call does, an HTTP one does not."""
+        return self.sink is not None
+
+    def progress(self, data: Any) -> None:
+        """Send an interim answer (``status: 1``, the call's ``requestid``) before the final one.
+
+        Never blocks and never fails: where the transport does not stream (HTTP, a call made
+        inside the bus) or the caller is gone, it does nothing.
+        """
+        if self.sink is not None:
+            self.sink(data)
 
     @property
     def store(self) -> Store:
         return self.services.store
+
+    @property
+    def object(self) -> dict[str, Any]:
+        """``data`` as the JSON object most methods take (``{}`` when none was given).
+
+        Raises:
+            InvalidRequest: ``data`` is an array (only some endpoints take several objects).
+        """
+        data = self.data
+        if data is None:
+            return {}
+        if isinstance(data, list):
+            raise InvalidRequest(f"{self.endpoint} {self.method} takes one JSON object as 'data', not an array")
+        return data
 
     def query(self) -> Query:
         """The call's parameters read as paging, sorting, filters and search terms."""
@@ -296,18 +328,38 @@ class Collection(Endpoint):
             raise DoesNotExist()
         return obj
 
-    async def create(self, call: Call) -> dict[str, Any]:
-        data = _user_fields(call.data or {})
-        objectid = (call.data or {}).get("id") or new_objectid()
-        if not isinstance(objectid, str) or not _OBJECT_ID.fullmatch(objectid):
-            raise InvalidData("'id' must be 1-128 characters of [A-Za-z0-9._:-]", field="id")
-        obj = await call.store.insert(self.name, call.namespace, {"id": objectid, **data}, self.prepare)
-        call.publish("CREATED", objectid, obj)
+    async def create(self, call: Call) -> Any:
+        """Create one object, or with ``data`` an array, every object or none (one transaction),
+        answering the array of created objects in order."""
+        if isinstance(call.data, list):
+            return await self._create_many(call, call.data)
+        obj = await call.store.insert(self.name, call.namespace, _new_object(call.object), self.prepare)
+        call.publish("CREATED", obj["id"], obj)
         return obj
+
+    async def _create_many(self, call: Call, items: Sequence[Any]) -> Sequence[dict[str, Any] | None]:
+        if not 1 <= len(items) <= MAX_BATCH:
+            raise InvalidRequest(f"CREATE takes 1 to {MAX_BATCH} objects at once")
+        writes: list[Insert] = []
+        for index, item in enumerate(items):
+            try:
+                if not isinstance(item, dict):
+                    raise InvalidData("each object must be a JSON object")
+                obj = _new_object(item)
+                self.prepare(obj)
+            except InvalidData as exc:
+                field = f"[{index}].{exc.field}" if exc.field else f"[{index}]"
+                raise InvalidData(f"[{index}]: {exc.message}", field=field) from None
+            writes.append(Insert(self.name, call.namespace, obj, self.prepare))
+        created = await call.store.transaction(writes)
+        for stored in created:
+            if stored is not None:
+                call.publish("CREATED", stored["id"], stored)
+        return created
 
     async def update(self, call: Call) -> dict[str, Any]:
         assert call.objectid is not None
-        changes = _user_fields(call.data or {})
+        changes = _user_fields(call.object)
         expect = expected_version(call.parameters)
         obj = await call.store.patch(self.name, call.namespace, call.objectid, changes, self.prepare, expect=expect)
         call.publish("UPDATED", call.objectid, obj)
@@ -427,6 +479,14 @@ def _page(items: list[Any], query: Query, total: int) -> Page:
     """A LIST or INDEX page; cut short when the store stopped at the page's byte bound."""
     truncated = len(items) < query.limit and query.offset + len(items) < total
     return Page(items, query.limit, query.offset, total, truncated)
+
+
+def _new_object(data: dict[str, Any]) -> dict[str, Any]:
+    """A new object of a collection: the caller's fields and its id (given, or a fresh one)."""
+    objectid = data.get("id") or new_objectid()
+    if not isinstance(objectid, str) or not _OBJECT_ID.fullmatch(objectid):
+        raise InvalidData("'id' must be 1-128 characters of [A-Za-z0-9._:-]", field="id")
+    return {"id": objectid, **_user_fields(data)}
 
 
 def _user_fields(data: dict[str, Any]) -> dict[str, Any]:

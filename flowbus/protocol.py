@@ -99,7 +99,8 @@ class Request:
     token: str | None = None
     namespace: str = ""
     parameters: dict[str, Any] = field(default_factory=dict)
-    data: dict[str, Any] | None = None
+    data: dict[str, Any] | list[Any] | None = None
+    """A JSON object; or an array, which only endpoints that take several objects accept."""
     requestid: str | int | None = None
 
 
@@ -281,8 +282,8 @@ def _build_request(
     if objectid is None and method in NEEDS_OBJECTID:
         raise MissingObjectId(f"{method} needs an objectid")
     data = get("data")
-    if data is not None and not isinstance(data, dict):
-        raise InvalidRequest("'data' must be a JSON object")
+    if data is not None and not isinstance(data, (dict, list)):
+        raise InvalidRequest("'data' must be a JSON object (or an array, for endpoints that take several)")
     if data is None and method in NEEDS_DATA:
         raise InvalidRequest(f"{method} needs 'data' (a JSON object)")
     parameters = get("parameters")

@@ -12,10 +12,12 @@ nothing is buffered without bound).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from flowbus.auth.base import Credentials
 from flowbus.dispatcher import Begun, Dispatcher
@@ -158,8 +160,12 @@ class Session:
             self._on_room()
 
     async def _call(self, begun: Begun) -> None:
+        interim: list[asyncio.Task[None]] = []
+        begun.sink = self._sink(begun.request.requestid, interim)
         try:
             response = await self.dispatcher.finish(begun)
+            if interim:  # the final answer goes after the call's interim ones
+                await asyncio.gather(*interim, return_exceptions=True)
         except asyncio.CancelledError:  # shutdown past its grace, or the connection is gone
             await self._unavailable(begun.request)
             raise
@@ -169,6 +175,29 @@ class Session:
                 await sent
         except self._closed:
             pass
+
+    def _sink(self, requestid: str | int | None, interim: list[asyncio.Task[None]]) -> Callable[[Any], None]:
+        """What a call's :meth:`~flowbus.endpoint.Call.progress` sends through: a ``status: 1``
+        answer with the call's requestid; with an async send, in a task of its own, in order."""
+
+        def send(data: Any) -> None:
+            message = self.dispatcher.encode(Response(data=data, requestid=requestid, status=1))
+            if not self._sends_later:
+                with contextlib.suppress(*self._closed):
+                    self._send(message)
+                return
+            previous = interim[-1] if interim else None
+            interim.append(self._loop.create_task(self._send_after(previous, message)))
+
+        return send
+
+    async def _send_after(self, previous: asyncio.Task[None] | None, message: bytes) -> None:
+        if previous is not None:
+            await asyncio.gather(previous, return_exceptions=True)
+        with contextlib.suppress(*self._closed):
+            sent = self._send(message)
+            if sent is not None:
+                await sent
 
     def _later(self, data: bytes) -> None:
         """Queue an answer given at once for an async send, for :meth:`flush`."""

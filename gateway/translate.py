@@ -8,8 +8,8 @@ and a :class:`flowbus.protocol.Response` becomes ``(status, headers, body)`` in 
 answers it as an envelope like any other error.
 
 ``headers`` arguments must look up names case-insensitively (aiohttp's ``CIMultiDict`` does);
-``query`` arguments are mappings of the decoded query string (repeated keys: the last wins
-for parameters).
+``query`` arguments are mappings of the decoded query string (a parameter given more than once
+becomes an array of its values).
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ def to_call(
     if query:
         given_objectid, declared = _twin(headers, query, OBJECTID), _twin(headers, query, METHOD)
         namespace = _twin(headers, query, NAMESPACE) or ""
-        parameters = {key: value for key, value in query.items() if key not in _TWINS}
+        parameters = _parameters(query)
     else:  # the usual case: every field is a header (or absent), nothing to look up twice
         given_objectid, declared = headers.get(OBJECTID[0]) or None, headers.get(METHOD[0]) or None
         namespace, parameters = headers.get(NAMESPACE[0]) or "", {}
@@ -233,6 +233,20 @@ def plain_open(verb: str, target: str, headers: Mapping[str, str], apps: Mapping
     if not objectid or apps.get(endpoint) != app:
         return None
     return endpoint, objectid, headers.get(TOKEN[0]) or None
+
+
+def _parameters(query: Mapping[str, str]) -> dict[str, Any]:
+    """The call's parameters from the query string: ``?tag=a&tag=b`` gives ``{"tag": ["a", "b"]}``."""
+    parameters: dict[str, Any] = {}
+    for key, value in query.items():
+        if key in _TWINS:
+            continue
+        if key in parameters:
+            prior = parameters[key]
+            parameters[key] = [*prior, value] if isinstance(prior, list) else [prior, value]
+        else:
+            parameters[key] = value
+    return parameters
 
 
 def _twin(headers: Mapping[str, str], query: Mapping[str, str], names: tuple[str, str]) -> str | None:
@@ -350,11 +364,11 @@ def _basic(value: str) -> tuple[str, str]:
 # -- body -------------------------------------------------------------------------------------
 
 
-def read_data(method: Method, body: bytes, content_type: str) -> dict[str, Any] | None:
+def read_data(method: Method, body: bytes, content_type: str) -> dict[str, Any] | list[Any] | None:
     """The ``data`` of a call from its HTTP body: XML for XML content types, JSON otherwise.
 
     Raises:
-        InvalidRequest: no body where ``method`` needs one; not a JSON object; bad or refused XML.
+        InvalidRequest: no body where ``method`` needs one; not a JSON object or array; bad or refused XML.
     """
     if not body.strip():
         if method in NEEDS_DATA:
@@ -369,18 +383,18 @@ def is_xml(content_type: str) -> bool:
     return mime in ("application/xml", "text/xml") or mime.endswith("+xml")
 
 
-def parse_json(body: bytes) -> dict[str, Any]:
-    """Parse a JSON object.
+def parse_json(body: bytes) -> dict[str, Any] | list[Any]:
+    """Parse a JSON object (or an array, for endpoints that take several objects).
 
     Raises:
-        InvalidRequest: not JSON, not an object, or nested deeper than :data:`~flowbus.protocol.MAX_DEPTH`.
+        InvalidRequest: not JSON, not an object or array, or nested deeper than :data:`~flowbus.protocol.MAX_DEPTH`.
     """
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise InvalidRequest("The body is not valid JSON (UTF-8, at most 64-bit numbers)") from None
-    if not isinstance(data, dict):
-        raise InvalidRequest("The body must be a JSON object")
+    if not isinstance(data, (dict, list)):
+        raise InvalidRequest("The body must be a JSON object (or an array, for endpoints that take several)")
     if body.count(b"{") + body.count(b"[") >= MAX_DEPTH:  # C-speed count: only a body that could be too deep is walked
         check_depth(data, "data")
     return data
@@ -471,6 +485,7 @@ def render(
     envelope = response_dict(response)
     if wants_xml(accept):
         headers["Content-Type"] = XML_CONTENT_TYPE
+        envelope["dataType"] = "XML"  # the envelope says what its data is written in
         return status, headers, to_xml(envelope)
     headers["Content-Type"] = JSON_CONTENT_TYPE
     return status, headers, orjson.dumps(envelope)

@@ -55,7 +55,7 @@ class Slow(Endpoint):
 
     async def run(self, call: Call) -> dict[str, Any]:
         global _slow_running
-        seconds = float((call.data or {}).get("seconds", 1))
+        seconds = float((call.object).get("seconds", 1))
         _slow_running += 1
         try:
             await asyncio.sleep(seconds)
@@ -73,7 +73,7 @@ class Gate(Endpoint):
     async def run(self, call: Call) -> dict[str, Any]:
         assert call.objectid is not None
         gate = _gates[call.objectid]
-        data = call.data or {}
+        data = call.object
         action = data.get("action", "wait")
         if action == "wait":
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -137,7 +137,7 @@ class Shelf(Collection):
         super().__init__(name, schema=schema)
 
     async def run(self, call: Call) -> dict[str, Any]:
-        data, ns = call.data or {}, call.namespace
+        data, ns = call.object, call.namespace
         writes = [Delete(self.name, ns, data["old"]), Insert(self.name, ns, data["new"], self.prepare)]
         removed, added = await call.store.transaction(writes)
         return {"removed": removed, "added": added}

@@ -23,13 +23,23 @@ from endpoints.flows.model import (
     state_view,
 )
 from endpoints.flows.schedules import FlowSchedules
-from flowbus import Call, Collection, Endpoint
-from flowbus.endpoint import expected_version, new_objectid
-from flowbus.errors import Conflict, DoesNotExist, InvalidData, InvalidRequest
-from flowbus.params import Query
-from flowbus.protocol import Page
-from flowbus.schema import Schema
-from flowbus.store.base import Delete, Insert, Patch
+from flowbus import (
+    Call,
+    Collection,
+    Conflict,
+    Delete,
+    DoesNotExist,
+    Endpoint,
+    Insert,
+    InvalidData,
+    InvalidRequest,
+    Page,
+    Patch,
+    Query,
+    Schema,
+    expected_version,
+    new_objectid,
+)
 
 __all__ = ["Commands", "Events", "Executions", "FlowDefinitions", "FlowStatus"]
 
@@ -95,7 +105,7 @@ class FlowDefinitions(Collection):
 
     async def create(self, call: Call) -> Any:
         if isinstance(call.data, list):
-            return await self._create_many(call, call.data)
+            return await self._create_flows(call, call.data)
         obj = self._new(call, _object(call.data))
         await self.engine.note_namespace(call.namespace)
         stored = await call.store.transaction(self._inserts(call, obj))
@@ -107,7 +117,7 @@ class FlowDefinitions(Collection):
         self.schedules.armed(call.namespace, flow)
         return flow
 
-    async def _create_many(self, call: Call, items: list[Any]) -> list[Any]:
+    async def _create_flows(self, call: Call, items: list[Any]) -> list[Any]:
         if not items or len(items) > MAX_BATCH:
             raise InvalidRequest(f"'data' must hold 1 to {MAX_BATCH} flows")
         writes: list[Any] = []
@@ -331,7 +341,7 @@ class Executions(Endpoint):
     async def _answer(self, call: Call, record: dict[str, Any]) -> dict[str, Any]:  # USER_INPUT
         schema = record.get("schema")
         if isinstance(schema, dict):
-            Schema(schema).validate(call.data if call.data is not None else {})
+            Schema(schema).validate(call.object)
         moved = await self.engine.resume_waiting(call.namespace, record, "success", result=call.data)
         if moved is None:
             raise Conflict("The execution was answered or moved meanwhile")

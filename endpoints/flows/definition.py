@@ -20,8 +20,7 @@ from typing import Any
 
 from endpoints.flows.expressions import ExpressionError, Value, compile_value
 from endpoints.flows.schedule import Schedule, zone
-from flowbus.errors import InvalidData
-from flowbus.schema import Schema
+from flowbus import InvalidData, Schema
 
 __all__ = ["ACTIONS", "METHODS", "Definition", "Retry", "StateSpec", "Transition", "validate_definition"]
 

@@ -44,12 +44,20 @@ from endpoints.flows.model import (
     WAITS,
     progress_view,
 )
-from flowbus import Identity, Services
-from flowbus.backplane import Event, token
-from flowbus.endpoint import new_objectid
-from flowbus.errors import Conflict, DoesNotExist, FlowBusError, InvalidData, PermissionDenied
-from flowbus.params import Query
-from flowbus.schema import Schema
+from flowbus import (
+    Conflict,
+    DoesNotExist,
+    Event,
+    FlowBusError,
+    Identity,
+    InvalidData,
+    PermissionDenied,
+    Query,
+    Schema,
+    Services,
+    every_object,
+    new_objectid,
+)
 
 __all__ = ["Engine", "Moved"]
 
@@ -127,7 +135,7 @@ class Engine:
         """Follow executions' changes, then pick up what a previous run left (see :meth:`recover`)."""
         self._services = services
         self._stopping = False
-        pattern = f"*.{token(EXECUTIONS)}.*"
+        pattern = every_object(EXECUTIONS)
         self._unsubscribe.append(services.backplane.subscribe(pattern, self._changed))
         self._queue_task = asyncio.get_running_loop().create_task(self._dequeue())
         await self.recover()

@@ -19,10 +19,7 @@ from endpoints.flows.clock import Timer
 from endpoints.flows.engine import Engine
 from endpoints.flows.model import FIRED, FLOWS
 from endpoints.flows.schedule import Schedule
-from flowbus import Services
-from flowbus.backplane import Event, token
-from flowbus.errors import Conflict, FlowBusError
-from flowbus.params import Query
+from flowbus import Conflict, Event, FlowBusError, Query, Services, every_object
 
 __all__ = ["FlowSchedules"]
 
@@ -46,7 +43,7 @@ class FlowSchedules:
 
     async def start(self, services: Services) -> None:
         self._services = services
-        self._unsubscribe = services.backplane.subscribe(f"*.{token(FLOWS)}.*", self._changed)
+        self._unsubscribe = services.backplane.subscribe(every_object(FLOWS), self._changed)
         for namespace in await self.engine.namespaces():
             items, _ = await services.store.query(FLOWS, namespace, Query(limit=1000, sort="created"))
             for flow in items:

@@ -206,7 +206,6 @@ WRONG_TYPES = [
     ("parameters", ["limit", 5]),
     ("parameters", True),
     ("data", "name=sw"),
-    ("data", ["sw"]),
     ("data", 7),
     ("requestid", 1.5),
     ("requestid", True),
@@ -357,7 +356,7 @@ ECHOED_ERRORS = [
     ({"method": "OPEN", "endpoint": DEVICE}, "MISSING_OBJECTID"),
     ({"method": "LIST", "endpoint": 5}, "INVALID_REQUEST"),
     ({"method": "LIST"}, "INVALID_REQUEST"),
-    ({"method": "CREATE", "endpoint": DEVICE, "data": []}, "INVALID_REQUEST"),
+    ({"method": "CREATE", "endpoint": DEVICE, "data": "text"}, "INVALID_REQUEST"),
     ({"method": "LIST", "endpoint": DEVICE, "parameters": 5}, "INVALID_REQUEST"),
 ]
 

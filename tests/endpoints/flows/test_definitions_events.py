@@ -21,16 +21,34 @@ def broken(change: Any) -> dict[str, Any]:
 BAD = [
     pytest.param(lambda f: f.pop("startState"), "startState", id="no-start-state"),
     pytest.param(lambda f: f.update(startState="nowhere"), "startState", id="unknown-start-state"),
-    pytest.param(lambda f: f["states"]["create"]["transitions"][0].update(to="limbo"), "states.create.transitions[0].to", id="unknown-target"),
+    pytest.param(
+        lambda f: f["states"]["create"]["transitions"][0].update(to="limbo"),
+        "states.create.transitions[0].to",
+        id="unknown-target",
+    ),
     pytest.param(lambda f: f["states"].update(orphan={"action": "end"}), "states.orphan", id="unreachable"),
-    pytest.param(lambda f: f["states"]["create"].update(action="teleport"), "states.create.action", id="unknown-action"),
-    pytest.param(lambda f: f["states"]["create"]["data"].update(name="=input.[name"), "states.create.data", id="bad-expression"),
-    pytest.param(lambda f: f["states"]["approval"]["transitions"][0].update({"if": "=event.(("}), "states.approval.transitions[0].if", id="bad-if"),
+    pytest.param(
+        lambda f: f["states"]["create"].update(action="teleport"), "states.create.action", id="unknown-action"
+    ),
+    pytest.param(
+        lambda f: f["states"]["create"]["data"].update(name="=input.[name"), "states.create.data", id="bad-expression"
+    ),
+    pytest.param(
+        lambda f: f["states"]["approval"]["transitions"][0].update({"if": "=event.(("}),
+        "states.approval.transitions[0].if",
+        id="bad-if",
+    ),
     pytest.param(lambda f: f.update(schedule="61 * * * *"), "schedule", id="bad-cron"),
     pytest.param(lambda f: f.update(schedule="0 2 * * *", timezone="Mars/Olympus"), "timezone", id="bad-timezone"),
     pytest.param(lambda f: f.update(input={"type": "nonsense"}), "input", id="bad-input-schema"),
-    pytest.param(lambda f: f["states"]["done"].update(transitions=[{"on": "success", "to": "failed"}]), "states.done.transitions", id="end-with-transitions"),
-    pytest.param(lambda f: f["states"]["create"].update(transitions=[]), "states.create.transitions", id="no-transitions"),
+    pytest.param(
+        lambda f: f["states"]["done"].update(transitions=[{"on": "success", "to": "failed"}]),
+        "states.done.transitions",
+        id="end-with-transitions",
+    ),
+    pytest.param(
+        lambda f: f["states"]["create"].update(transitions=[]), "states.create.transitions", id="no-transitions"
+    ),
     pytest.param(lambda f: f["states"]["create"].update(retry={"max": -1}), "states.create.retry.max", id="bad-retry"),
     pytest.param(lambda f: f.update(onCrash="explode"), "onCrash", id="bad-on-crash"),
     pytest.param(lambda f: f.update(name=""), "name", id="no-name"),
@@ -57,8 +75,12 @@ async def test_names_are_unique_in_a_namespace(ws: ClientConnection) -> None:
     await ok(ws, "CREATE", FLOW, data=approval("one"), namespace=namespace)
     started = await ok(ws, "RUN", FLOW, objectid="uno", data={"name": "by-name"}, namespace=namespace)
     assert started["flow"]["id"] == first["id"]
-    await fails(ws, "INVALID_DATA", "UPDATE", FLOW, objectid=first["id"], data={"startState": "nowhere"}, namespace=namespace)
-    await fails(ws, "INVALID_DATA", "UPDATE", FLOW, objectid=first["id"], data={"owner": "someone"}, namespace=namespace)
+    await fails(
+        ws, "INVALID_DATA", "UPDATE", FLOW, objectid=first["id"], data={"startState": "nowhere"}, namespace=namespace
+    )
+    await fails(
+        ws, "INVALID_DATA", "UPDATE", FLOW, objectid=first["id"], data={"owner": "someone"}, namespace=namespace
+    )
     await ok(ws, "DELETE", FLOW, objectid=first["id"], namespace=namespace)
     await ok(ws, "CREATE", FLOW, data=approval("uno"), namespace=namespace)
 
@@ -80,8 +102,14 @@ async def test_event_by_context_id_moves_only_that_execution(ws: ClientConnectio
         started = await ok(ws, "RUN", FLOW, objectid=flow["id"], data={"name": "c"}, namespace=namespace)
         await settle(ws, started["id"], namespace)
         ids.append(started["id"])
-    answer = await ok(ws, "RUN", EVENT, objectid="approve", data={"contextId": ids[1], "input": {"ok": True}}, namespace=namespace)
-    assert answer == {"message": "Event approve has been sent", "transitions": [{"contextId": ids[1], "state": "done"}], "executions": []}
+    answer = await ok(
+        ws, "RUN", EVENT, objectid="approve", data={"contextId": ids[1], "input": {"ok": True}}, namespace=namespace
+    )
+    assert answer == {
+        "message": "Event approve has been sent",
+        "transitions": [{"contextId": ids[1], "state": "done"}],
+        "executions": [],
+    }
     assert (await ok(ws, "OPEN", EXECUTION, objectid=ids[0], namespace=namespace))["status"] == "WAITING"
     await fails(ws, "DO_NOT_EXIST", "RUN", EVENT, objectid="approve", data={"contextId": "nobody"}, namespace=namespace)
 
@@ -91,12 +119,23 @@ async def test_event_by_tags_moves_executions_with_all_of_them(ws: ClientConnect
     flow = await ok(ws, "CREATE", FLOW, data=approval("by-tags"), namespace=namespace)
     ids = {}
     for tags in (["site-a", "core"], ["site-a"], ["site-b", "core"]):
-        started = await ok(ws, "RUN", FLOW, objectid=flow["id"], data={"name": "t"}, parameters={"tags": tags}, namespace=namespace)
+        started = await ok(
+            ws, "RUN", FLOW, objectid=flow["id"], data={"name": "t"}, parameters={"tags": tags}, namespace=namespace
+        )
         await settle(ws, started["id"], namespace)
         ids[tuple(tags)] = started["id"]
-    answer = await ok(ws, "RUN", EVENT, objectid="approve", data={"tags": ["site-a", "core"], "input": {"ok": True}}, namespace=namespace)
+    answer = await ok(
+        ws,
+        "RUN",
+        EVENT,
+        objectid="approve",
+        data={"tags": ["site-a", "core"], "input": {"ok": True}},
+        namespace=namespace,
+    )
     assert answer["transitions"] == [{"contextId": ids[("site-a", "core")], "state": "done"}]
-    answer = await ok(ws, "RUN", EVENT, objectid="approve", data={"tags": ["core"], "input": {"ok": False}}, namespace=namespace)
+    answer = await ok(
+        ws, "RUN", EVENT, objectid="approve", data={"tags": ["core"], "input": {"ok": False}}, namespace=namespace
+    )
     assert answer["transitions"] == [{"contextId": ids[("site-b", "core")], "state": "failed"}]
     answer = await ok(ws, "RUN", EVENT, objectid="unheard", namespace=namespace)
     assert answer["transitions"] == []
@@ -147,11 +186,22 @@ async def test_flow_commands_and_status(ws: ClientConnection) -> None:
     assert answer["status"] == "Flows stopped" and len(answer["details"]) == 2
     assert (await ok(ws, "OPEN", EXECUTION, objectid=started["id"], namespace=namespace))["status"] == "CANCELED"
     listed = await ok(ws, "LIST", "flows/status", namespace=namespace)
-    assert [(s["name"], s["state"], s["executions"]["CANCELED"]) for s in listed] == [("f0", "stopped", 1), ("f1", "stopped", 0)]
+    assert [(s["name"], s["state"], s["executions"]["CANCELED"]) for s in listed] == [
+        ("f0", "stopped", 1),
+        ("f1", "stopped", 0),
+    ]
     answer = await ok(ws, "RUN", "flows/command", objectid="start", data={"flow_ids": [ids[1]]}, namespace=namespace)
     assert answer == {"status": "Flows started", "details": [{"flow_id": ids[1], "status": "running"}]}
 
     await fails(ws, "INVALID_REQUEST", "RUN", "flows/command", objectid="explode", data={}, namespace=namespace)
     await fails(ws, "INVALID_DATA", "RUN", "flows/command", objectid="stop", data={"type": 7}, namespace=namespace)
-    await fails(ws, "DO_NOT_EXIST", "RUN", "flows/command", objectid="stop", data={"flow_ids": [ids[1], "nope"]}, namespace=namespace)
+    await fails(
+        ws,
+        "DO_NOT_EXIST",
+        "RUN",
+        "flows/command",
+        objectid="stop",
+        data={"flow_ids": [ids[1], "nope"]},
+        namespace=namespace,
+    )
     assert (await ok(ws, "OPEN", "flows/status", objectid=ids[1], namespace=namespace))["state"] == "running"

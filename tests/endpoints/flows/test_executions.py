@@ -96,7 +96,9 @@ async def test_pause_and_resume_a_waiting_execution(cws: ClientConnection) -> No
     assert paused["status"] == "PAUSED"
     ignored = await ok(cws, "RUN", "flows/event", objectid="approve", data={"input": {"ok": True}}, namespace=namespace)
     assert ignored["transitions"] == []
-    resumed = await ok(cws, "UPDATE", EXECUTION, objectid=started["id"], data={"command": "resume"}, namespace=namespace)
+    resumed = await ok(
+        cws, "UPDATE", EXECUTION, objectid=started["id"], data={"command": "resume"}, namespace=namespace
+    )
     assert resumed["status"] == "WAITING"
     moved = await ok(cws, "RUN", "flows/event", objectid="approve", data={"input": {"ok": True}}, namespace=namespace)
     assert moved["transitions"] == [{"contextId": started["id"], "state": "done"}]
@@ -118,7 +120,9 @@ async def test_tags_and_list_filters(cws: ClientConnection) -> None:
     flow = await ok(cws, "CREATE", FLOW, data=approval("tagged"), namespace=namespace)
     ids = []
     for tags in (["a", "b"], "a,c", ["b"]):
-        started = await ok(cws, "RUN", FLOW, objectid=flow["id"], data={"name": "t"}, parameters={"tags": tags}, namespace=namespace)
+        started = await ok(
+            cws, "RUN", FLOW, objectid=flow["id"], data={"name": "t"}, parameters={"tags": tags}, namespace=namespace
+        )
         ids.append(started["id"])
         await settle(cws, started["id"], namespace)
 
@@ -130,7 +134,9 @@ async def test_tags_and_list_filters(cws: ClientConnection) -> None:
     assert await listed(tag=["a", "b"]) == [ids[0]]
     assert await listed(tag="a,c") == [ids[1]]
     assert await listed(flow=flow["id"]) == sorted(ids)
-    assert await listed(flowName="tagged", status="WAITING", currentState="approval", startState="create") == sorted(ids)
+    assert await listed(flowName="tagged", status="WAITING", currentState="approval", startState="create") == sorted(
+        ids
+    )
     assert await listed(status="SUCCESS") == []
     assert len(await listed(limit=2)) == 2
     assert len(await listed(limit=2, page=1)) == 1
@@ -154,20 +160,36 @@ async def test_open_views(cws: ClientConnection) -> None:
     assert context["executionHistory"][0] == {"flowName": "views", "stateName": "create", "stateIndex": 0}
     assert context["report"][0]["state"] == "create" and context["report"][0]["action"] == "call"
 
-    state = await ok(cws, "OPEN", EXECUTION, objectid=started["id"], parameters={"state": "create"}, namespace=namespace)
+    state = await ok(
+        cws, "OPEN", EXECUTION, objectid=started["id"], parameters={"state": "create"}, namespace=namespace
+    )
     assert state["name"] == "create" and state["output"]["name"] == "v"
     assert set(state) >= {"name", "input", "output", "transitionContexts", "attempts", "started", "ended", "error"}
-    await fails(cws, "DO_NOT_EXIST", "OPEN", EXECUTION, objectid=started["id"], parameters={"state": "done"}, namespace=namespace)
+    await fails(
+        cws,
+        "DO_NOT_EXIST",
+        "OPEN",
+        EXECUTION,
+        objectid=started["id"],
+        parameters={"state": "done"},
+        namespace=namespace,
+    )
 
-    progress = await ok(cws, "OPEN", EXECUTION, objectid=started["id"], parameters={"view": "progress"}, namespace=namespace)
+    progress = await ok(
+        cws, "OPEN", EXECUTION, objectid=started["id"], parameters={"view": "progress"}, namespace=namespace
+    )
     assert set(progress) >= {"id", "status", "percentage", "message", "flow"}
 
     changed = approval("views")
     changed["states"]["done"]["output"] = {"changed": True}
     await ok(cws, "UPDATE", FLOW, objectid=flow["id"], data=changed, namespace=namespace)
-    kept = await ok(cws, "OPEN", EXECUTION, objectid=started["id"], parameters={"view": "definition"}, namespace=namespace)
+    kept = await ok(
+        cws, "OPEN", EXECUTION, objectid=started["id"], parameters={"view": "definition"}, namespace=namespace
+    )
     assert kept["states"]["done"]["output"] == {"id": "=vars.device.id", "by": "=event.input.by"}
-    await ok(cws, "RUN", "flows/event", objectid="approve", data={"input": {"ok": True, "by": "z"}}, namespace=namespace)
+    await ok(
+        cws, "RUN", "flows/event", objectid="approve", data={"input": {"ok": True, "by": "z"}}, namespace=namespace
+    )
     done = await settle(cws, started["id"], namespace)
     assert done["output"]["by"] == "z"
 
@@ -198,19 +220,42 @@ async def test_bad_runs_start_nothing(cws: ClientConnection) -> None:
     flow = await ok(cws, "CREATE", FLOW, data=approval("bad-runs"), namespace=namespace)
     answer = await fails(cws, "INVALID_DATA", "RUN", FLOW, objectid=flow["id"], data={"nom": 1}, namespace=namespace)
     assert "name" in answer["message"]
-    await fails(cws, "INVALID_DATA", "RUN", FLOW, objectid=flow["id"], data={"name": "x"}, parameters={"startState": "nowhere"}, namespace=namespace)
+    await fails(
+        cws,
+        "INVALID_DATA",
+        "RUN",
+        FLOW,
+        objectid=flow["id"],
+        data={"name": "x"},
+        parameters={"startState": "nowhere"},
+        namespace=namespace,
+    )
     await fails(cws, "DO_NOT_EXIST", "RUN", FLOW, objectid="no-such-flow", data={"name": "x"}, namespace=namespace)
-    await fails(cws, "INVALID_REQUEST", "RUN", FLOW, objectid=flow["id"], parameters={"operation": "dance"}, namespace=namespace)
+    await fails(
+        cws, "INVALID_REQUEST", "RUN", FLOW, objectid=flow["id"], parameters={"operation": "dance"}, namespace=namespace
+    )
     assert await ok(cws, "LIST", EXECUTION, namespace=namespace) == []
 
 
 async def test_a_flow_acts_as_the_user_who_started_it(clocked: Clocked, cws: ClientConnection) -> None:
     role = {"id": "flow-runner", "rules": [{"endpoints": "flows/*", "methods": ["LIST", "OPEN", "CREATE", "RUN"]}]}
     await ok(cws, "CREATE", "auth/role", data=role)
-    await ok(cws, "CREATE", "auth/user", data={"username": "runner", "password": "runner-password-1", "roles": ["flow-runner"]})
+    await ok(
+        cws,
+        "CREATE",
+        "auth/user",
+        data={"username": "runner", "password": "runner-password-1", "roles": ["flow-runner"]},
+    )
     flow = await ok(cws, "CREATE", FLOW, data=approval("as-the-runner"))
     async with clocked.connect() as anonymous:
-        login = await rpc(anonymous, {"method": "CREATE", "endpoint": "auth/token", "data": {"username": "runner", "password": "runner-password-1"}})
+        login = await rpc(
+            anonymous,
+            {
+                "method": "CREATE",
+                "endpoint": "auth/token",
+                "data": {"username": "runner", "password": "runner-password-1"},
+            },
+        )
     async with clocked.connect(login["data"]["token"]) as runner:
         started = await ok(runner, "RUN", FLOW, objectid=flow["id"], data={"name": "not-allowed"})
         done = await settle(runner, started["id"])

@@ -33,7 +33,10 @@ async def run(ws: ClientConnection, definition: dict[str, Any], data: Any = None
 
 
 async def test_set_and_expressions(cws: ClientConnection) -> None:
-    state = {"action": "set", "vars": {"greeting": "=join(' ', ['hello', input.who])", "literal": "==not an expression"}}
+    state = {
+        "action": "set",
+        "vars": {"greeting": "=join(' ', ['hello', input.who])", "literal": "==not an expression"},
+    }
     done = await run(cws, one_state("set", state), {"who": "ann"})
     assert done["status"] == "SUCCESS"
     assert done["output"] == {"vars": {"greeting": "hello ann", "literal": "=not an expression"}}
@@ -132,7 +135,9 @@ async def test_invoke_failures(cws: ClientConnection) -> None:
 
 
 async def test_log_state(cws: ClientConnection) -> None:
-    done = await run(cws, one_state("log", {"action": "log", "message": "=join('', ['n=', to_string(input.n)])"}), {"n": 1})
+    done = await run(
+        cws, one_state("log", {"action": "log", "message": "=join('', ['n=', to_string(input.n)])"}), {"n": 1}
+    )
     assert done["status"] == "SUCCESS"
     assert next(c for c in done["stateContexts"] if c["name"] == "first")["output"] == "n=1"
 
@@ -148,7 +153,15 @@ async def test_user_input(cws: ClientConnection) -> None:
     assert progress["schema"] == FORM
     assert progress["message"] == "Approve?"
 
-    refused = await fails(cws, "INVALID_DATA", "RUN", EXECUTION, objectid=waiting["id"], parameters={"operation": "input"}, data={"approved": "yes"})
+    refused = await fails(
+        cws,
+        "INVALID_DATA",
+        "RUN",
+        EXECUTION,
+        objectid=waiting["id"],
+        parameters={"operation": "input"},
+        data={"approved": "yes"},
+    )
     assert "approved" in refused["message"]
     unchanged = await ok(cws, "OPEN", EXECUTION, objectid=waiting["id"])
     assert (unchanged["status"], unchanged["version"]) == ("USER_INPUT", waiting["version"])
@@ -157,7 +170,15 @@ async def test_user_input(cws: ClientConnection) -> None:
     done = await settle(cws, waiting["id"])
     assert done["status"] == "SUCCESS"
     assert done["vars"]["form"] == {"approved": True}
-    await fails(cws, "CONFLICT", "RUN", EXECUTION, objectid=waiting["id"], parameters={"operation": "input"}, data={"approved": True})
+    await fails(
+        cws,
+        "CONFLICT",
+        "RUN",
+        EXECUTION,
+        objectid=waiting["id"],
+        parameters={"operation": "input"},
+        data={"approved": True},
+    )
 
 
 async def test_select_flow_runs_the_chosen_flow_as_a_child(cws: ClientConnection) -> None:
@@ -167,8 +188,23 @@ async def test_select_flow_runs_the_chosen_flow_as_a_child(cws: ClientConnection
     waiting = await run(cws, one_state("chooser", state))
     assert waiting["status"] == "SELECT_FLOW"
     assert waiting["flows"] == ["child-flow", "other-flow"]
-    await fails(cws, "INVALID_DATA", "RUN", EXECUTION, objectid=waiting["id"], parameters={"operation": "input"}, data={"flow": "nope"})
-    await ok(cws, "RUN", EXECUTION, objectid=waiting["id"], parameters={"operation": "input"}, data={"flow": "child-flow", "input": 7})
+    await fails(
+        cws,
+        "INVALID_DATA",
+        "RUN",
+        EXECUTION,
+        objectid=waiting["id"],
+        parameters={"operation": "input"},
+        data={"flow": "nope"},
+    )
+    await ok(
+        cws,
+        "RUN",
+        EXECUTION,
+        objectid=waiting["id"],
+        parameters={"operation": "input"},
+        data={"flow": "child-flow", "input": 7},
+    )
     done = await settle(cws, waiting["id"], until=("SUCCESS", "ERROR"))
     assert done["status"] == "SUCCESS"
     assert done["vars"]["chosen"] == {"got": 7}
