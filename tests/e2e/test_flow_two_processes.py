@@ -1,0 +1,102 @@
+"""Two processes on one store send the same event to the same waiting execution at once:
+exactly one moves it. The engine moves an execution only by a conditional write on its
+version, so this holds across processes as within one: on a shared SQLite file and on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.support import Served, rpc, serve
+
+DSN = os.environ.get("FLOWBUS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+ROUNDS = 20
+LISTENER = {
+    "name": "listener",
+    "startState": "listen",
+    "states": {
+        "listen": {"action": "wait", "event": "go", "transitions": [{"on": "go", "to": "heard"}]},
+        "heard": {"action": "end", "output": "=event.input"},
+    },
+}
+
+
+def _postgres_answers() -> bool:
+    where = urlsplit(DSN)
+    try:
+        with socket.create_connection((where.hostname or "127.0.0.1", where.port or 5432), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Served, Served]]:
+    """Two processes sharing one store: a SQLite data directory, or a PostgreSQL schema."""
+    schema = f"e2e_{uuid.uuid4().hex[:12]}"
+    if request.param == "postgresql":
+        if not _postgres_answers():
+            pytest.skip(f"no PostgreSQL server answers at {DSN}")
+        args: tuple[str, ...] = ("--store", f"{DSN}?schema={schema}")
+    else:
+        args = ()
+    first = serve(tmp_path / "a", *args)
+    try:
+        second = serve(tmp_path / "b", *(args or ("--data", str(first.data))))
+        try:
+            yield first, second
+        finally:
+            second.stop()
+    finally:
+        first.stop()
+        if request.param == "postgresql":
+            asyncio.run(_drop(schema))
+
+
+async def _drop(schema: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(DSN)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+async def call(ws: Any, method: str, endpoint: str, **fields: Any) -> Any:
+    answer = await rpc(ws, {"method": method, "endpoint": endpoint, **fields})
+    assert answer["success"], answer
+    return answer["data"]
+
+
+async def test_the_same_event_through_two_processes_moves_one_execution_once(pair: tuple[Served, Served]) -> None:
+    first, second = pair
+    async with first.connect() as a, second.connect() as b:
+        flow = await call(a, "CREATE", "flows/flow", data=LISTENER)
+        for round_ in range(ROUNDS):
+            started = await call(a, "RUN", "flows/flow", objectid=flow["id"], parameters={"wait": True})
+            assert started["status"] == "WAITING"
+            event = {"contextId": started["id"], "input": {"round": round_}}
+            answers = await asyncio.gather(
+                call(a, "RUN", "flows/event", objectid="go", data=event),
+                call(b, "RUN", "flows/event", objectid="go", data=event),
+            )
+            moved = [answer["transitions"] for answer in answers]
+            assert sorted(len(t) for t in moved) == [0, 1], moved
+            assert [t for t in moved if t] == [[{"contextId": started["id"], "state": "heard"}]]
+            for _ in range(500):
+                record = await call(b, "OPEN", "flows/execution", objectid=started["id"])
+                if record["status"] == "SUCCESS":
+                    break
+                await asyncio.sleep(0.01)
+            assert record["status"] == "SUCCESS"
+            assert [h["stateName"] for h in record["executionHistory"]] == ["listen", "heard"]
+            assert len(record["stateContexts"]) == 2
