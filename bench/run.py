@@ -16,7 +16,11 @@ bench/ceiling_aiohttp.py, bench/ceiling_sqlite.py) and measures:
 - S4pg writes to PostgreSQL: S4 against a second bus serving ``--store`` ``--postgres`` (a fresh
   schema, dropped afterwards), compared with bench/ceiling_asyncpg.py; only when that server answers;
 - S5 idle: ``--idle-connections`` authenticated websocket connections held open; server RSS per connection;
-- S6 flows: not available (no flow engine yet).
+- S6 flows: ``--connections`` connections, each running a 3-state flow (call inventory/device
+  CREATE, set, end) one execution at a time, answered when it ended (every transition
+  committed); its writes/s (executions/s x the commits per execution read from the bus's change
+  log) beside the aiosqlite write ceiling of S4; then the time from an event to the transition it
+  causes, one event at a time, while ``--waiting`` executions wait (p50/p99).
 
 Each row's load ends after ``--calls`` calls or ``--seconds`` seconds, whichever comes first
 (S3: after ``--seconds``, wrk has no call limit). It is given in ``--rounds`` rounds, in which
@@ -49,7 +53,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from flowbench import load, report, servers, workload
+from flowbench import flows, load, report, servers, workload
 from flowbench.load import LoadError, NodeLoad, Progress
 from flowbench.report import CEILING, FLOWBUS, Row
 from flowbench.servers import BENCH, CEILING_READY, FLOWBUS_READY, ROOT, Server, running
@@ -57,9 +61,9 @@ from flowbench.servers import BENCH, CEILING_READY, FLOWBUS_READY, ROOT, Server,
 RESULTS = BENCH / "results"
 SCENARIOS = ("S1", "S2", "S3", "S4", "S4pg", "S5", "S6")
 POSTGRES = os.environ.get("FLOWBUS_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
-NO_FLOWS = "not available: no flow engine yet"
 SMOKE_CALLS = 300
 SMOKE_IDLE = 200
+SMOKE_WAITING = 50
 
 # The servers, by role: (row name, kind, the role it is compared with)
 ROLES = {
@@ -93,6 +97,7 @@ class Plan:
     warmup_calls: int
     warmup_seconds: float
     batch: int
+    waiting: int
     smoke: bool
     rounds: int
 
@@ -118,6 +123,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--idle-connections", type=int, default=10_000, help="connections held open in S5 (default 10000)")
     add("--objects", type=int, default=100, help="objects created, then opened in turn (default 100)")
     add("--batch", type=int, default=100, help="S5 opens connections this many at a time (default 100)")
+    add("--waiting", type=int, default=1000, help="S6: executions waiting while events are timed (default 1000)")
     add("--postgres", default=POSTGRES, metavar="URL", help="S4pg's server (or FLOWBUS_BENCH_POSTGRES)")
     add("--smoke", action="store_true", help="a few hundred calls per row, 200 idle connections, no warm-up")
     add("--json", metavar="PATH", help="where to write the JSON report (default: bench/results/bench-<time>.json)")
@@ -173,6 +179,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         warmup_calls=min(10_000, args.calls),
         warmup_seconds=2.0,
         batch=args.batch,
+        waiting=args.waiting,
         smoke=args.smoke,
         rounds=args.rounds,
     )
@@ -183,6 +190,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         calls=min(plan.calls, SMOKE_CALLS),
         seconds=min(plan.seconds, 5.0),
         idle_connections=min(plan.idle_connections, SMOKE_IDLE),
+        waiting=min(plan.waiting, SMOKE_WAITING),
         warmup_calls=0,
         warmup_seconds=0.0,
         rounds=1,
@@ -289,7 +297,7 @@ def start_ceilings(stack: ExitStack, bench: Bench) -> None:
         server = stack.enter_context(ceiling("ceiling_aiohttp.py", objects_path, bench.workdir / "ceiling_aiohttp"))
         bench.targets["aio_ws"] = Target("aio_ws", server.urls["ws"], server.pid)
         bench.targets["aio_http"] = Target("aio_http", server.urls["http"], server.pid)
-    if "S4" in wanted:
+    if wanted & {"S4", "S6"}:
         workdir = bench.workdir / "ceiling_sqlite"
         server = stack.enter_context(ceiling("ceiling_sqlite.py", workdir / "ceiling.db", workdir))
         bench.targets["sqlite"] = Target("sqlite", server.urls["ws"] + "/", server.pid)
@@ -487,7 +495,62 @@ def run_scenario(bench: Bench, scenario: str) -> list[Row]:
         )
     if scenario == "S5":
         return [measure_idle(bench, fresh_flowbus(bench, r) if r.startswith("fb_") else targets[r]) for r in WS_ROLES]
-    return [Row("S6", "FlowBus flows", FLOWBUS, note=NO_FLOWS)]
+    return measure_s6(bench)
+
+
+def measure_s6(bench: Bench) -> list[Row]:
+    """S6: the flows' writes/s beside the aiosqlite ceiling, in rounds; then the event latency."""
+    creates = bench.envelopes("create")
+    database = bench.bus.workdir / "data" / "flowbus.db" if bench.bus is not None else None
+    before = flows.changes_in(database) if database else None
+    counted = [0]
+
+    def measure(target: Target, turn: int) -> Row:
+        if target.role == "sqlite":
+            return measure_load(bench, "S6", target, "fanin", creates, turn)
+        return measure_executions(bench, target, turn, counted)
+
+    rows = in_rounds(bench, ("fb_ws", "sqlite"), measure)
+    after = flows.changes_in(database) if database else None
+    writes = (after - before) / counted[0] if before is not None and after is not None and counted[0] else None
+    rows[0].versus = rows[1].server
+    rows[0].writes_per_call = writes if writes is not None else flows.WRITES_PER_EXECUTION
+    rows[0].writes_counted = writes is not None
+    return [*rows, measure_events(bench, bench.targets["fb_ws"])]
+
+
+def measure_executions(bench: Bench, target: Target, turn: int, counted: list[int]) -> Row:
+    """One round of S6's executions (after a short warm-up on the first round)."""
+    row = target.row("S6")
+    row.server = "FlowBus flows"
+    plan = bench.plan
+    url = str(target.url)
+    if turn == 0 and plan.warmup_seconds:
+        warm = asyncio.run(flows.executions(url, plan.connections, plan.warmup_calls // 10, plan.warmup_seconds))
+        counted[0] += warm.executions
+    progress = Progress(f"S6 FlowBus flows{round_label(plan, turn)}")
+    result = asyncio.run(flows.executions(url, plan.connections, plan.round_calls, plan.round_seconds))
+    progress.finish(f"{result.executions} executions")
+    counted[0] += result.executions
+    if result.first_error:
+        print(f"S6 FlowBus flows: {result.errors} errors, the first: {result.first_error}", file=sys.stderr)
+    row.calls, row.errors, row.seconds = result.executions, result.errors, result.seconds
+    row.rate = result.executions / result.seconds if result.seconds else 0.0
+    return row
+
+
+def measure_events(bench: Bench, target: Target) -> Row:
+    """S6's event latency: one event at a time to one of ``waiting`` waiting executions."""
+    plan = bench.plan
+    waiting = plan.waiting
+    row = Row("S6", "FlowBus flow events", FLOWBUS, note=None)
+    progress = Progress(f"S6 FlowBus flow events ({waiting} waiting)")
+    result = asyncio.run(flows.event_latency(str(target.url), waiting, waiting, plan.connections))
+    progress.finish(f"{result.events} events")
+    row.calls, row.errors, row.seconds = result.events, result.errors, result.seconds
+    row.rate = result.events / result.seconds if result.seconds else 0.0
+    row.p50_us, row.p99_us = result.p50_us, result.p99_us
+    return row
 
 
 # -- setting up -------------------------------------------------------------------------------

@@ -40,6 +40,15 @@ class Row:
     rss_kib_per_connection: float | None = None
     note: str | None = None
     round_rates: list[float] = field(default_factory=list)
+    writes_per_call: float | None = None
+    """S6: the commits one execution makes; its writes/s are ``rate * writes_per_call``."""
+    writes_counted: bool = False
+    """Whether ``writes_per_call`` was counted in the bus's change log (else: the flow's shape)."""
+
+    @property
+    def writes_rate(self) -> float:
+        """What the ceiling of a write scenario is compared with: calls/s, or writes/s for S6."""
+        return self.rate * self.writes_per_call if self.writes_per_call is not None else self.rate
 
     @property
     def measured(self) -> bool:
@@ -130,7 +139,7 @@ def comparisons(rows: list[Row]) -> list[Comparison]:
                 row.scenario,
                 row.server,
                 other.server,
-                ratio(row.rate, other.rate),
+                ratio(row.writes_rate, other.rate),
                 ratio(row.server_cpu_us, other.server_cpu_us),
                 ratio(row.rss_kib_per_connection, other.rss_kib_per_connection),
                 _round_ratios(row, other),
@@ -142,7 +151,8 @@ def comparisons(rows: list[Row]) -> list[Comparison]:
 def _round_ratios(row: Row, other: Row) -> list[float]:
     if len(row.round_rates) != len(other.round_rates):
         return []
-    return [top / bottom for top, bottom in zip(row.round_rates, other.round_rates, strict=True) if bottom]
+    writes = row.writes_per_call or 1.0
+    return [top * writes / bottom for top, bottom in zip(row.round_rates, other.round_rates, strict=True) if bottom]
 
 
 def writes_versus_reads(rows: list[Row]) -> float | None:
@@ -227,7 +237,26 @@ def summary(rows: list[Row]) -> str:
     s4 = writes_versus_reads(rows)
     if s4 is not None:
         out.append(f"S4 FlowBus writes: {s4:.2f} of FlowBus's S1 (pipelined OPEN) calls/s")
+    out.extend(_flow_lines(rows))
     return "\n".join(out)
+
+
+def _flow_lines(rows: list[Row]) -> list[str]:
+    out = []
+    flows = find(rows, "S6", "FlowBus flows")
+    if flows is not None and flows.writes_per_call is not None:
+        how = "counted in the change log" if flows.writes_counted else "by the flow's shape"
+        out.append(
+            f"S6 FlowBus flows: {flows.rate:.0f} executions/s x {flows.writes_per_call:.2f} commits each ({how})"
+            f" = {flows.writes_rate:.0f} writes/s"
+        )
+    events = find(rows, "S6", "FlowBus flow events")
+    if events is not None and events.p99_us is not None and events.p50_us is not None:
+        out.append(
+            f"S6 event to transition: p50 {events.p50_us / 1000:.2f} ms, p99 {events.p99_us / 1000:.2f} ms"
+            f" ({events.calls} events, one at a time, to executions among those waiting)"
+        )
+    return out
 
 
 # -- the targets ------------------------------------------------------------------------------
@@ -280,6 +309,9 @@ def targets(rows: list[Row]) -> list[Target]:
     out.append(Target("S4 FlowBus ws: calls/s / ceiling aiosqlite", sqlite, 0.5, True))
     pg = ratio(_field(rows, "S4pg", "FlowBus ws (pg)", "rate"), _field(rows, "S4pg", "ceiling asyncpg", "rate"))
     out.append(Target("S4pg FlowBus ws (pg): calls/s / ceiling asyncpg", pg, 0.5, True))
+    flows = find(rows, "S6", "FlowBus flows")
+    writes = ratio(flows.writes_rate if flows else None, _field(rows, "S6", "ceiling aiosqlite", "rate"))
+    out.append(Target("S6 FlowBus flows: executions/s x commits / ceiling aiosqlite", writes, 0.5, True))
     for server in FLOWBUS_SOCKETS:
         kib = _field(rows, "S5", server, "rss_kib_per_connection")
         out.append(Target(f"S5 {server}: KiB per idle connection", kib, 40, False))

@@ -122,6 +122,8 @@ class Engine:
         self._queue_task: asyncio.Task[None] | None = None
         self._running = 0
         self._stopping = False
+        self._maybe_queued = True  # until a look at the store finds no QUEUED execution
+        self._queue_marks = 0  # grows whenever an execution is queued (a look may have missed it)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -260,6 +262,8 @@ class Engine:
             raise
         if take:
             self._spawn(namespace, stored, held=True)
+        else:
+            self._queued()
         return stored
 
     def _new_record(
@@ -321,6 +325,13 @@ class Engine:
     def _ended(self, key: tuple[str, str]) -> None:
         self._tasks.pop(key, None)
         self._running -= 1
+        if self._maybe_queued:  # a look at the store costs a scan: only when something may wait
+            self._queue_wakeup.set()
+
+    def _queued(self) -> None:
+        """An execution is QUEUED (here or in another process): look for room to start it."""
+        self._maybe_queued = True
+        self._queue_marks += 1
         self._queue_wakeup.set()
 
     async def _run(self, namespace: str, record: dict[str, Any] | None) -> None:
@@ -368,7 +379,7 @@ class Engine:
 
     async def _write(self, namespace: str, record: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
         return await self.services.store.patch(
-            EXECUTIONS, namespace, record["id"], changes, _no_text, expect=record["version"]
+            EXECUTIONS, namespace, record["id"], changes, _no_text, expect=record["version"], base=record
         )
 
     def _after_commit(self, namespace: str, record: dict[str, Any]) -> None:
@@ -577,7 +588,7 @@ class Engine:
         if stored["status"] == RUNNING:
             self._spawn(namespace, stored)
         elif stored["status"] == QUEUED:
-            self._queue_wakeup.set()
+            self._queued()
         return stored
 
     def _arm(self, namespace: str, record: dict[str, Any]) -> None:
@@ -705,7 +716,7 @@ class Engine:
         if status in WAITS and record.get("deadline") is not None and not self._stopping:
             self._arm(event.namespace, record)
         if status == QUEUED:
-            self._queue_wakeup.set()
+            self._queued()
 
     # -- the queue ---------------------------------------------------------------------------
 
@@ -722,16 +733,22 @@ class Engine:
                 logger.exception("starting queued flow executions failed")
 
     async def _start_queued(self) -> None:
+        found, marks = False, self._queue_marks
         for namespace in sorted(self._namespaces):
             while self._running < self.concurrency:
                 query = Query(limit=self.concurrency, sort="created", filters={"status": QUEUED})
                 items, _ = await self.services.store.query(EXECUTIONS, namespace, query)
                 if not items:
                     break
+                found = True
                 for record in items:
                     if self._running >= self.concurrency:
                         return
                     await self._take(namespace, record)
+            else:
+                found = True  # no room to look further: some may still wait
+        if not found and marks == self._queue_marks:
+            self._maybe_queued = False
 
     async def _take(self, namespace: str, record: dict[str, Any]) -> None:
         try:

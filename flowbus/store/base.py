@@ -151,12 +151,17 @@ class Store(Protocol):
         prepare: Prepare,
         *,
         expect: int | None = None,
+        base: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Merge ``changes`` into the object's top-level fields, move ``updated``, add one to
         ``version``, return the object as stored.
 
         Without ``expect``, the merge is made on the latest version (the store retries when
         another writer came between its read and its write).
+
+        ``base`` is the object as the caller read it, at version ``expect``: the store may merge
+        on it instead of reading the object again (a compare-and-set loop reads once per turn).
+        The write still checks the version: a stale ``base`` never overwrites a newer object.
 
         Raises:
             DoesNotExist: no such object.

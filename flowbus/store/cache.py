@@ -224,9 +224,10 @@ class CachedStore:
         prepare: Prepare,
         *,
         expect: int | None = None,
+        base: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         try:
-            stored = await self.inner.patch(collection, namespace, objectid, changes, prepare, expect=expect)
+            stored = await self.inner.patch(collection, namespace, objectid, changes, prepare, expect=expect, base=base)
         except BaseException:
             self.cache.drop((collection, namespace, objectid))  # it may be stale: that can be why
             raise

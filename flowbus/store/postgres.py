@@ -295,13 +295,15 @@ class PostgresStore:
         prepare: Prepare,
         *,
         expect: int | None = None,
+        base: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         key = (collection, namespace, objectid)
+        known = base if base is not None and expect is not None and base.get("version") == expect else None
         turn = self._patching.setdefault(key, _Turn())
         turn.users += 1
         try:
             async with turn.lock:  # this process's patches of one object go one after the other
-                return await self._patch(collection, namespace, objectid, changes, prepare, expect)
+                return await self._patch(collection, namespace, objectid, changes, prepare, expect, known)
         finally:
             turn.users -= 1
             if not turn.users:
@@ -315,9 +317,11 @@ class PostgresStore:
         changes: dict[str, Any],
         prepare: Prepare,
         expect: int | None,
+        known: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         for _ in range(PATCH_RETRIES):
-            current = await self.get(collection, namespace, objectid)
+            current = known or await self.get(collection, namespace, objectid)
+            known = None  # a retry reads the object again
             if current is None:
                 raise DoesNotExist(f"Object {objectid!r} does not exist")
             _check_version(current, expect)

@@ -592,9 +592,12 @@ class SQLiteStore:
         prepare: Prepare,
         *,
         expect: int | None = None,
+        base: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        known = base if base is not None and expect is not None and base.get("version") == expect else None
         for _ in range(_RETRIES):
-            current = await self.get(collection, namespace, objectid)
+            current = known or await self.get(collection, namespace, objectid)
+            known = None  # a retry reads the object again
             if current is None:
                 raise DoesNotExist(f"Object {objectid!r} does not exist")
             _check_version(current, expect)

@@ -75,6 +75,17 @@ async def test_conditional_patch_and_delete(store: Store) -> None:
     assert await store.get(C, "", "a") is None
 
 
+async def test_patch_on_the_callers_base(store: Store) -> None:
+    """A patch given the object the caller read (``base``) merges on it; a stale base is CONFLICT."""
+    first = await put(store, "a", name="sw", n=1)
+    second = await store.patch(C, "", "a", {"n": 2}, text, expect=1, base=first)
+    assert (second["version"], second["name"], second["n"]) == (2, "sw", 2)
+    with pytest.raises(Conflict):  # the caller's copy is at version 1: the object moved on
+        await store.patch(C, "", "a", {"n": 3}, text, expect=1, base=first)
+    third = await store.patch(C, "", "a", {"m": 3}, text, expect=2, base=second)
+    assert await store.get(C, "", "a") == third and (third["n"], third["m"], third["version"]) == (2, 3, 3)
+
+
 async def test_missing_objects(store: Store) -> None:
     """patch and delete of nothing are DO_NOT_EXIST."""
     with pytest.raises(DoesNotExist):
