@@ -126,6 +126,22 @@ def _compile(pattern: str) -> re.Pattern[str] | None:
     return re.compile(r"\.".join(parts)) if wild else None
 
 
+_Wild = tuple[int, re.Pattern[str], Handler]
+"""A wildcard subscription: its place in subscription order, its pattern, its handler."""
+
+
+def _order(wild: _Wild) -> int:
+    return wild[0]
+
+
+def _endpoint_token(pattern: str) -> str | None:
+    """The literal endpoint token of a three-token pattern (``*.inventory/device.*``), else None."""
+    tokens = pattern.split(".")
+    if len(tokens) == 3 and tokens[1] not in ("*", ">") and tokens[2] != ">":
+        return tokens[1]
+    return None
+
+
 @dataclass(slots=True, eq=False)
 class _Exact:
     """One subscription to an exact subject (compared by identity, so one can be dropped)."""
@@ -142,12 +158,19 @@ class LocalBackplane:
 
     def __init__(self) -> None:
         self._exact: dict[str, list[_Exact]] = {}
-        self._wild: list[tuple[re.Pattern[str], Handler]] = []
+        self._wild: list[_Wild] = []
+        self._subscribed = 0  # wildcard subscriptions so far: their order of delivery
+        # Wildcard patterns of one endpoint's objects (``*.inventory/device.*``) by that endpoint's
+        # token: an event is matched only against its own endpoint's patterns and the others.
+        self._by_endpoint: dict[str, list[_Wild]] = {}
 
     def publish(self, subject: str, event: Event) -> None:
         for entry in self._exact.get(subject, ()):
             self._deliver(entry.handler, subject, event)
-        for compiled, handler in self._wild:
+        tokens = subject.split(".")
+        own = self._by_endpoint.get(tokens[1], ()) if len(tokens) == 3 else ()
+        wild = sorted([*own, *self._wild], key=_order) if own and self._wild else own or self._wild
+        for _, compiled, handler in wild:
             if compiled.fullmatch(subject):
                 self._deliver(handler, subject, event)
 
@@ -158,9 +181,21 @@ class LocalBackplane:
             entry = _Exact(handler)
             self._exact[pattern] = [*self._exact.get(pattern, ()), entry]
             return lambda: self._drop_exact(pattern, entry)
-        wild = (compiled, handler)
+        self._subscribed += 1
+        wild = (self._subscribed, compiled, handler)
+        endpoint = _endpoint_token(pattern)
+        if endpoint is not None:
+            self._by_endpoint[endpoint] = [*self._by_endpoint.get(endpoint, ()), wild]
+            return lambda: self._drop_endpoint(endpoint, wild)
         self._wild = [*self._wild, wild]
         return lambda: self._drop_wild(wild)
+
+    def _drop_endpoint(self, endpoint: str, wild: _Wild) -> None:
+        remaining = [w for w in self._by_endpoint.get(endpoint, ()) if w is not wild]
+        if remaining:
+            self._by_endpoint[endpoint] = remaining
+        else:
+            self._by_endpoint.pop(endpoint, None)
 
     def _drop_exact(self, pattern: str, entry: _Exact) -> None:
         remaining = [e for e in self._exact.get(pattern, ()) if e is not entry]
@@ -169,7 +204,7 @@ class LocalBackplane:
         else:
             self._exact.pop(pattern, None)
 
-    def _drop_wild(self, wild: tuple[re.Pattern[str], Handler]) -> None:
+    def _drop_wild(self, wild: _Wild) -> None:
         self._wild = [w for w in self._wild if w is not wild]
 
     @staticmethod

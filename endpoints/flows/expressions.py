@@ -9,6 +9,7 @@ their keys are literal. Nothing is ever ``eval``-ed.
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any, Protocol
 
 import jmespath
@@ -58,6 +59,31 @@ class _Expression:
             raise ExpressionError(self.text, str(exc)) from None
 
 
+_FIELDS = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+class _Path:
+    """A plain field path (``vars.device.id``): what JMESPath answers, without its interpreter.
+
+    Each step reads a field of an object; a step from anything else gives null, as in JMESPath.
+    """
+
+    __slots__ = ("names", "text")
+
+    def __init__(self, text: str) -> None:
+        _parse(text)  # refused exactly as JMESPath refuses it
+        self.text = text
+        self.names = tuple(text.split("."))
+
+    def evaluate(self, context: dict[str, Any]) -> Any:
+        value: Any = context
+        for name in self.names:
+            if not isinstance(value, dict):
+                return None
+            value = value.get(name)
+        return value
+
+
 class _Object:
     __slots__ = ("items",)
 
@@ -99,7 +125,8 @@ def compile_value(value: Any) -> Value:
     if not _has_expression(value):
         return _Literal(_unescaped(value))
     if isinstance(value, str):
-        return _Expression(value[1:])
+        text = value[1:]
+        return _Path(text) if _FIELDS.fullmatch(text) else _Expression(text)
     if isinstance(value, dict):
         return _Object({key: compile_value(item) for key, item in value.items()})
     return _Array([compile_value(item) for item in value])

@@ -138,3 +138,21 @@ def test_a_stored_change_survives_the_trip_through_an_event() -> None:
     assert event.subject == "n.inventory/device.d%2E1"
     assert change_of(event) == Change(7, "UPDATED", "inventory/device", "n", "d.1", 3, change.data, "")
     assert change_of(Event("PROGRESS", "inventory/device", "d.1", "n", {"done": 1})) is None
+
+
+def test_wildcard_subscribers_hear_an_event_in_subscription_order() -> None:
+    """Patterns of one endpoint's objects and broader ones are told in the order they subscribed."""
+    backplane = LocalBackplane()
+    heard: list[str] = []
+    device = token("inventory/device")
+    for name, pattern in [
+        ("all", ">"),
+        ("devices", f"*.{device}.*"),
+        ("any-three", "*.*.*"),
+        ("again", f"*.{device}.*"),
+    ]:
+        backplane.subscribe(pattern, lambda subject, event, name=name: heard.append(name))
+    backplane.subscribe(f"*.{token('flows/flow')}.*", lambda subject, event: heard.append("flows"))
+    event = _event()
+    backplane.publish(event.subject, event)
+    assert heard == ["all", "devices", "any-three", "again"]
