@@ -33,3 +33,9 @@ flowbus call inventory/device DELETE --url "$WS" --objectid "$ID"
 
 # Opening it again fails with DO_NOT_EXIST, and `flowbus call` exits 1.
 if ! flowbus call inventory/device OPEN --url "$WS" --objectid "$ID"; then echo "gone, as expected"; fi
+
+# A flow in three calls: define it, start it (wait=true answers once it waits), approve it.
+# (Run twice, the definition exists already: CONFLICT, and the tour goes on with it.)
+flowbus call flows/flow CREATE --url "$WS" --data @examples/device_approval.json > /dev/null || true
+flowbus call flows/flow RUN --url "$WS" --objectid device-approval --data '{"name": "tour-sw"}' --param wait=true
+flowbus call flows/event RUN --url "$WS" --objectid approve --data '{"input": {"ok": true}}'

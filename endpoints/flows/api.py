@@ -98,6 +98,11 @@ class FlowDefinitions(Collection):
         self.engine = engine
         self.schedules = schedules
 
+    async def open(self, call: Call) -> dict[str, Any]:
+        """OPEN by id, or by name (as the seeds fetch a definition by its flow's name)."""
+        assert call.objectid is not None
+        return await find_flow(call, call.namespace, call.objectid)
+
     def prepare(self, obj: dict[str, Any]) -> str:
         definition = {k: v for k, v in obj.items() if k not in ("id", "created", "updated", "version", *_READ_ONLY)}
         validate_definition(definition)

@@ -51,6 +51,7 @@ def test_readme_tour(lab_bus: Served) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert '"location":"rack 4"' in result.stdout
     assert "gone, as expected" in result.stdout
+    assert '"currentState": "approval"' in result.stdout and '"state": "done"' in result.stdout
 
 
 async def test_custom_app(lab_bus: Served) -> None:
@@ -63,3 +64,13 @@ async def test_custom_app(lab_bus: Served) -> None:
         assert (await client.open("lab/sensor", sensor["id"]))["celsius"] == 21.5
         names = [e["name"] for e in await client.list("system/endpoint")]
         assert {"lab/sensor", "lab/convert", "inventory/device"} <= set(names)
+
+
+def test_device_approval(lab_bus: Served) -> None:
+    """examples/device_approval.py defines the flow, starts it, approves it, and sees it end."""
+    for _ in range(2):  # a second run finds the flow defined already
+        result = run_example([sys.executable, "examples/device_approval.py"], lab_bus)
+        assert result.returncode == 0, result.stderr
+        assert "execution WAITING in approval" in result.stdout
+        assert "moved ['done']" in result.stdout
+        assert "ended SUCCESS made device True" in result.stdout

@@ -75,6 +75,7 @@ async def test_names_are_unique_in_a_namespace(ws: ClientConnection) -> None:
     await ok(ws, "CREATE", FLOW, data=approval("one"), namespace=namespace)
     started = await ok(ws, "RUN", FLOW, objectid="uno", data={"name": "by-name"}, namespace=namespace)
     assert started["flow"]["id"] == first["id"]
+    assert (await ok(ws, "OPEN", FLOW, objectid="uno", namespace=namespace))["id"] == first["id"]
     await fails(
         ws, "INVALID_DATA", "UPDATE", FLOW, objectid=first["id"], data={"startState": "nowhere"}, namespace=namespace
     )
