@@ -21,7 +21,6 @@ from bench.flowbench.report import CEILING, FLOWBUS, Row, comparisons
 
 ROOT = Path(__file__).resolve().parents[2]
 WRK_SKIPPED = "skipped: wrk is not installed"
-NO_FLOWS = "not available: no flow engine yet"
 
 
 @dataclass(frozen=True)
@@ -80,10 +79,16 @@ def test_http_is_measured_or_skipped_for_want_of_wrk(smoke: Smoke) -> None:
         assert all(r["calls"] > 0 and r["errors"] == 0 for r in rows), rows
 
 
-def test_flows_are_listed_as_not_available(smoke: Smoke) -> None:
-    (row,) = [r for r in smoke.rows if r["scenario"] == "S6"]
-    assert row["note"] == NO_FLOWS
-    assert re.search(rf"^S6\s+.*{NO_FLOWS}$", smoke.stdout, re.MULTILINE), smoke.stdout
+def test_flows_are_measured(smoke: Smoke) -> None:
+    """S6: executions with their commits counted in the change log, the ceiling, and event latency."""
+    rows = {r["server"]: r for r in smoke.rows if r["scenario"] == "S6"}
+    assert set(rows) == {"FlowBus flows", "ceiling aiosqlite", "FlowBus flow events"}
+    flows, events = rows["FlowBus flows"], rows["FlowBus flow events"]
+    assert flows["calls"] > 0 and flows["errors"] == 0 and flows["writes_counted"] is True
+    assert flows["writes_per_call"] >= 5  # the execution, the device and three transitions, at least
+    assert events["calls"] > 0 and events["errors"] == 0 and events["p99_us"] >= events["p50_us"] > 0
+    assert re.search(r"^S6 FlowBus flows: \d+ executions/s x [\d.]+ commits each", smoke.stdout, re.MULTILINE)
+    assert re.search(r"^S6 event to transition: p50 [\d.]+ ms, p99 [\d.]+ ms", smoke.stdout, re.MULTILINE)
 
 
 # -- the table, without running anything ------------------------------------------------------
