@@ -414,6 +414,9 @@ class SQLiteStore:
         self.synchronous = synchronous.upper()
         self._writer: sqlite3.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
+        # While a page's statement is open, the reader connection stays in its read transaction:
+        # any other read on it would see that snapshot, not the writes committed since.
+        self._paging = asyncio.Lock()
         self._pending: list[_Write] = []  # written during this turn of the event loop
         self._requests: queue.SimpleQueue[list[_Write] | _Job] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -761,7 +764,7 @@ class SQLiteStore:
         items: list[dict[str, Any]] = []
         total: int | None = None
         size = 0
-        async with self._reader.execute(sql, (*args, *args, query.limit, query.offset)) as cursor:
+        async with self._paging, self._reader.execute(sql, (*args, *args, query.limit, query.offset)) as cursor:
             while size <= query.max_bytes:
                 rows = await cursor.fetchmany(_FETCH)
                 if not rows:
@@ -780,7 +783,8 @@ class SQLiteStore:
     async def _read(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
         if self._reader is None:
             raise Unavailable("The store is closed")
-        return list(await self._reader.execute_fetchall(sql, args))
+        async with self._paging:
+            return list(await self._reader.execute_fetchall(sql, args))
 
 
 def _run_plain(conn: sqlite3.Connection, ops: list[WriteOp]) -> list[Any]:
