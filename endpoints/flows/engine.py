@@ -652,6 +652,8 @@ class Engine:
             self._tasks[key].cancel()  # a hard stop: the state's work is abandoned
         if stored["status"] == RUNNING:
             self._spawn(namespace, stored)
+        elif stored["status"] == QUEUED:
+            self._queued()
         if stored["status"] in WAITS and stored.get("deadline") is not None:
             self._arm(namespace, stored)
         return stored

@@ -275,3 +275,18 @@ async def test_namespaces_keep_executions_apart(cws: ClientConnection) -> None:
     assert len(moved["transitions"]) == 1
     waiting = await ok(cws, "LIST", EXECUTION, parameters={"status": "WAITING"}, namespace=two)
     assert len(waiting) == 1
+
+
+async def test_a_paused_queued_execution_waits_its_resume(clocked: Clocked, cws: ClientConnection) -> None:
+    gate = unique("gate")
+    flow = await ok(cws, "CREATE", FLOW, data=gated("queued-pause", gate))
+    started = [await ok(cws, "RUN", FLOW, objectid=flow["id"]) for _ in range(5)]
+    assert started[4]["status"] == "QUEUED"
+    paused = await ok(cws, "UPDATE", EXECUTION, objectid=started[4]["id"], data={"command": "pause"})
+    assert paused["status"] == "PAUSED"
+    clocked.gates.gate(gate).set()
+    assert [(await settle(cws, s["id"]))["status"] for s in started[:4]] == ["SUCCESS"] * 4
+    assert (await ok(cws, "OPEN", EXECUTION, objectid=started[4]["id"]))["status"] == "PAUSED"
+    resumed = await ok(cws, "UPDATE", EXECUTION, objectid=started[4]["id"], data={"command": "resume"})
+    assert resumed["status"] == "QUEUED"
+    assert (await settle(cws, started[4]["id"]))["status"] == "SUCCESS"
