@@ -184,7 +184,12 @@ class Engine:
                 await self._child_ended(namespace, found)
 
     async def _finish_interrupted(self, namespace: str, record: dict[str, Any]) -> None:
-        changes = {"status": INTERRUPTED, "waiting": False, "message": "Interrupted: the bus stopped while it ran"}
+        changes = {
+            "status": INTERRUPTED,
+            "waiting": False,
+            "message": "Interrupted: the bus stopped while it ran",
+            "ended": _iso(self.clock.now()),
+        }
         with contextlib.suppress(Conflict, DoesNotExist):
             await self._write(namespace, record, changes)
 

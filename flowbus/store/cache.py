@@ -35,10 +35,13 @@ logger = logging.getLogger("flowbus.store")
 Key = tuple[str, str, str]
 """(collection, namespace, id)"""
 
-ENTRY_OVERHEAD = 220
+ENTRY_OVERHEAD = 290
 """Bytes an entry holds besides its JSON and the characters of its namespace and id, as
 tracemalloc counts them: about 110 for the bytes object's header and the LRU's link, about 110
-for the key's tuple and the headers of its strings."""
+for the key's tuple and the headers of its strings, about 70 for the (JSON, version) pair that
+keeps the version at hand (a change of the object is judged without parsing its JSON)."""
+
+Entry = tuple[bytes, int | None]
 
 
 class ObjectCache:
@@ -47,7 +50,7 @@ class ObjectCache:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.generation = 0
-        self._entries: OrderedDict[Key, bytes] = OrderedDict()
+        self._entries: OrderedDict[Key, Entry] = OrderedDict()
         self._size = 0
 
     def __len__(self) -> int:
@@ -68,23 +71,23 @@ class ObjectCache:
 
     def peek(self, key: Key) -> bytes | None:
         """The cached object's JSON, or None on a miss."""
-        body = self._entries.get(key)
-        if body is not None:
-            self._entries.move_to_end(key)
-        return body
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        self._entries.move_to_end(key)
+        return entry[0]
 
-    def fill(self, key: Key, body: bytes, generation: int) -> None:
+    def fill(self, key: Key, obj: dict[str, Any], generation: int) -> None:
         """Remember what a read found, unless a write was applied since the read began."""
         if generation == self.generation:
-            self._put(key, body)
+            self._put(key, _encoded(obj), _version_of(obj))
 
     def written(self, key: Key, obj: dict[str, Any] | None) -> None:
         """Record a committed write: the object as it is now, or None once deleted."""
         self.generation += 1
         self._drop(key)
         if obj is not None:
-            # orjson hands back its 4 KiB working buffer; an exact-size copy is what is kept.
-            self._put(key, orjson.dumps(obj).decode().encode())
+            self._put(key, _encoded(obj), _version_of(obj))
 
     def drop(self, key: Key) -> None:
         """Forget ``key`` (it changed in a way this cache cannot follow)."""
@@ -93,11 +96,8 @@ class ObjectCache:
 
     def version(self, key: Key) -> int | None:
         """The version of the cached object, or None when it is not cached."""
-        body = self._entries.get(key)
-        if body is None:
-            return None
-        version = orjson.loads(body).get("version")
-        return version if isinstance(version, int) else None
+        entry = self._entries.get(key)
+        return entry[1] if entry is not None else None
 
     def clear(self) -> None:
         """Forget everything (the database was changed behind the cache's back)."""
@@ -105,21 +105,31 @@ class ObjectCache:
         self._entries.clear()
         self._size = 0
 
-    def _put(self, key: Key, body: bytes) -> None:
+    def _put(self, key: Key, body: bytes, version: int | None) -> None:
         cost = _cost(key, body)
         if cost > self.limit:
             return
         self._drop(key)
-        self._entries[key] = body
+        self._entries[key] = (body, version)
         self._size += cost
         while self._size > self.limit:
             evicted_key, evicted = self._entries.popitem(last=False)
-            self._size -= _cost(evicted_key, evicted)
+            self._size -= _cost(evicted_key, evicted[0])
 
     def _drop(self, key: Key) -> None:
         old = self._entries.pop(key, None)
         if old is not None:
-            self._size -= _cost(key, old)
+            self._size -= _cost(key, old[0])
+
+
+def _encoded(obj: dict[str, Any]) -> bytes:
+    # orjson hands back its 4 KiB working buffer; an exact-size copy is what is kept.
+    return orjson.dumps(obj).decode().encode()
+
+
+def _version_of(obj: dict[str, Any]) -> int | None:
+    version = obj.get("version")
+    return version if type(version) is int else None
 
 
 def _cost(key: Key, body: bytes) -> int:
@@ -199,7 +209,7 @@ class CachedStore:
         generation = self.cache.generation
         found = await self.inner.get(collection, namespace, objectid)
         if found is not None:
-            self.cache.fill(key, orjson.dumps(found), generation)
+            self.cache.fill(key, found, generation)
         return found
 
     async def query(self, collection: str, namespace: str, query: Query) -> tuple[list[dict[str, Any]], int]:

@@ -52,9 +52,9 @@ def test_cache_evicts_least_recently_used_within_its_bytes() -> None:
     body = orjson.dumps({"id": "a", "pad": "x" * 80})
     cache = ObjectCache(3 * (len(body) + 1 + ENTRY_OVERHEAD))  # 1: the id's one character
     for name in "abc":
-        cache.fill(("c", "", name), orjson.dumps({"id": name, "pad": "x" * 80}), cache.generation)
+        cache.fill(("c", "", name), {"id": name, "pad": "x" * 80}, cache.generation)
     assert cache.get(("c", "", "a")) is not None  # a is now the most recently used
-    cache.fill(("c", "", "d"), orjson.dumps({"id": "d", "pad": "x" * 80}), cache.generation)
+    cache.fill(("c", "", "d"), {"id": "d", "pad": "x" * 80}, cache.generation)
     assert cache.get(("c", "", "b")) is None
     assert all(cache.get(("c", "", n)) is not None for n in "acd")
     assert cache.size <= cache.limit and len(cache) == 3
@@ -101,14 +101,14 @@ def test_cache_ignores_a_read_that_raced_a_write() -> None:
     cache = ObjectCache(1 << 10)
     began = cache.generation
     cache.written(("c", "", "a"), {"id": "a", "n": 2})
-    cache.fill(("c", "", "a"), orjson.dumps({"id": "a", "n": 1}), began)
+    cache.fill(("c", "", "a"), {"id": "a", "n": 1}, began)
     assert cache.get(("c", "", "a")) == {"id": "a", "n": 2}
 
 
 def test_cache_of_size_zero_holds_nothing() -> None:
     cache = ObjectCache(0)
     cache.written(("c", "", "a"), {"id": "a"})
-    cache.fill(("c", "", "b"), b'{"id":"b"}', cache.generation)
+    cache.fill(("c", "", "b"), {"id": "b"}, cache.generation)
     assert len(cache) == 0 and cache.get(("c", "", "a")) is None
 
 
