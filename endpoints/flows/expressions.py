@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import jmespath
 from jmespath.exceptions import JMESPathError
+from jmespath.functions import Functions
 from jmespath.parser import ParsedResult
 
 __all__ = ["ExpressionError", "Value", "compile_value", "evaluate"]
@@ -53,10 +55,8 @@ class _Expression:
     def evaluate(self, context: dict[str, Any]) -> Any:
         try:
             return self.parsed.search(context)
-        except JMESPathError as exc:
-            raise ExpressionError(self.text, str(exc)) from None
-        except (TypeError, ValueError, KeyError) as exc:
-            raise ExpressionError(self.text, str(exc)) from None
+        except (JMESPathError, TypeError, ValueError, KeyError, AttributeError, ArithmeticError) as exc:
+            raise ExpressionError(self.text, str(exc) or type(exc).__name__) from None
 
 
 _FIELDS = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
@@ -106,14 +106,41 @@ class _Array:
 
 @functools.lru_cache(maxsize=4096)
 def _parse(text: str) -> ParsedResult:
+    """``text`` compiled by JMESPath, its function calls checked (names and argument counts)."""
     try:
-        return jmespath.compile(text)
+        parsed = jmespath.compile(text)
     except JMESPathError as exc:
         raise ExpressionError(text, _reason(exc)) from None
+    fault = _bad_call(parsed.parsed)
+    if fault:
+        raise ExpressionError(text, fault)
+    return parsed
 
 
 def _reason(exc: JMESPathError) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    lines = str(exc).splitlines()
+    first = lines[0].removesuffix(", for expression:").rstrip(" :") if lines else ""
+    return first or type(exc).__name__
+
+
+_FUNCTIONS: dict[str, Any] = Functions.FUNCTION_TABLE
+
+
+def _bad_call(node: Mapping[str, Any]) -> str | None:
+    """The first call in the syntax tree ``node`` of an unknown function or with a wrong argument count."""
+    if node.get("type") == "function_expression":
+        name, count = node["value"], len(node["children"])
+        if name not in _FUNCTIONS:
+            return f"unknown function {name}()"
+        signature = _FUNCTIONS[name]["signature"]
+        variadic = bool(signature) and bool(signature[-1].get("variadic"))
+        if count < len(signature) or (count > len(signature) and not variadic):
+            return f"{name}() takes {len(signature)}{' or more' if variadic else ''} arguments, not {count}"
+    for child in node.get("children", ()):
+        fault = _bad_call(child) if isinstance(child, dict) else None
+        if fault:
+            return fault
+    return None
 
 
 def compile_value(value: Any) -> Value:
