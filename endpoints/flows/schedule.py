@@ -1,9 +1,13 @@
 """Cron schedules in a time zone: standard 5-field cron and the 6/7-field Quartz form.
 
 ``0 2 * * *`` and ``? 0 2 ? * *`` (seconds first, ``?`` for "no specific value") both mean every
-day at 02:00 in the schedule's time zone. The 7th Quartz field (the year) may only be ``*`` or
-``?``. Daylight saving time is the zone's: a schedule at 02:30 on the night the clocks skip that
-hour fires at the first moment after it.
+day at 02:00 in the schedule's time zone. In the Quartz form a seconds field of ``?`` or ``*``
+means 0 and the 7th field (the year) may only be ``*`` or ``?``. ``?`` is allowed in the
+day-of-month and day-of-week fields only, where it means ``*``.
+
+Daylight saving time is the zone's: a schedule at 02:30 on the night the clocks skip that hour
+fires at the first moment after it, and a schedule with a fixed hour fires once on the night an
+hour repeats (at its first occurrence); one whose hour field has a ``*`` fires in both.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
+from croniter.croniter import CroniterError
 
 __all__ = ["Schedule", "zone"]
 
@@ -22,6 +27,8 @@ def zone(name: str) -> ZoneInfo:
     Raises:
         ValueError: there is no such zone.
     """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"unknown time zone {name!r}")
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
@@ -32,21 +39,30 @@ class Schedule:
     """A cron expression in a time zone.
 
     Raises:
-        ValueError: the expression or the zone is not valid; the message says which.
+        ValueError: the expression or the zone is not valid; the message says which and why.
     """
+
+    __slots__ = ("_cron", "_fixed_hour", "_seconds", "expression", "zone")
 
     def __init__(self, expression: str, timezone: str = "UTC") -> None:
         self.expression = expression
         self.zone = zone(timezone)
         self._cron, self._seconds = _normalized(expression)
-        if not croniter.is_valid(self._cron, second_at_beginning=self._seconds):
-            raise ValueError(f"bad cron expression {expression!r}")
+        try:
+            croniter(self._cron, second_at_beginning=self._seconds)
+        except (CroniterError, ValueError, KeyError) as exc:
+            raise ValueError(f"bad cron expression {expression!r}: {_reason(exc)}") from None
+        hours = self._cron.split()[2 if self._seconds else 1]
+        self._fixed_hour = "*" not in hours
 
     def next_after(self, moment: datetime) -> datetime:
-        """The first time after ``moment`` (aware) that the schedule fires, in UTC."""
-        local = moment.astimezone(self.zone)
-        cron = croniter(self._cron, local, second_at_beginning=self._seconds)
+        """The first time after ``moment`` (an aware datetime) that the schedule fires, in UTC."""
+        if moment.tzinfo is None:
+            raise ValueError("next_after needs an aware datetime")
+        cron = croniter(self._cron, moment.astimezone(self.zone), second_at_beginning=self._seconds)
         fire: datetime = cron.get_next(datetime)
+        while self._fixed_hour and _repeated(fire):
+            fire = cron.get_next(datetime)
         return fire.astimezone(UTC)
 
 
@@ -56,13 +72,35 @@ def _normalized(expression: str) -> tuple[str, bool]:
         raise ValueError("a cron expression must be a string")
     fields = expression.split()
     if len(fields) == 5:
-        return " ".join("*" if f == "?" else f for f in fields), False
+        return " ".join(_days(fields, expression)), False
     if len(fields) not in (6, 7):
-        raise ValueError(f"bad cron expression {expression!r}: 5 fields (or 6-7, seconds first) expected")
+        raise ValueError(
+            f"bad cron expression {expression!r}: {len(fields)} fields, expected 5 (or 6-7, seconds first)"
+        )
     if len(fields) == 7:
         if fields[6] not in ("*", "?"):
-            raise ValueError(f"bad cron expression {expression!r}: only '*' is supported as the year")
+            raise ValueError(f"bad cron expression {expression!r}: only '*' or '?' is supported as the year")
         fields = fields[:6]
     seconds = "0" if fields[0] in ("?", "*") else fields[0]
-    rest = ["*" if f == "?" else f for f in fields[1:]]
-    return " ".join([seconds, *rest]), True
+    return " ".join([seconds, *_days(fields[1:], expression)]), True
+
+
+def _days(fields: list[str], expression: str) -> list[str]:
+    """The 5 fields from the minute on, ``?`` (day of month or week only) read as ``*``."""
+    for index, text in enumerate(fields):
+        if text == "?" and index not in (2, 4):
+            raise ValueError(f"bad cron expression {expression!r}: '?' only as the day of the month or week")
+    return ["*" if text == "?" else text for text in fields]
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc)
+    if "out of range" in text:
+        return "a value is out of range"
+    return "not a cron expression" if not text or "acceptable" in text else text
+
+
+def _repeated(fire: datetime) -> bool:
+    """Whether ``fire`` is the second occurrence of a local time (the clocks went back)."""
+    first = fire.replace(fold=0)
+    return fire.fold == 1 and first.utcoffset() != fire.utcoffset() and first.astimezone(UTC) < fire.astimezone(UTC)
