@@ -1,11 +1,38 @@
 """Flow definitions: their shape, their validation, and the compiled form the engine runs.
 
-A definition is a state machine::
+A definition (an object of ``flows/flow``) is a state machine::
 
     {"name": "device-approval", "startState": "create", "input": {JSON Schema},
      "states": {"create": {"action": "call", ..., "transitions": [{"on": "success", "to": "approval"}]},
                 "done": {"action": "end", "output": {"id": "=vars.device.id"}}}}
 
+FLOW_FIELDS, the top-level fields (others are kept as they are):
+
+- ``name``: required, a string of 1-256 characters.
+- ``description``: a string. ``tags``: an array of strings.
+- ``disabled``: bool (false). ``skipRetries``: bool; each state runs once, whatever its ``retry``.
+- ``input``: a JSON Schema (draft 2020-12) of the execution's input.
+- ``startState``: required, the name of a state. ``states``: required, a non-empty object of states by name.
+- ``triggers``: an array of event names that start an execution.
+- ``schedule``: a cron expression (see :mod:`endpoints.flows.schedule`); ``timezone``: its IANA zone ("UTC").
+- ``onCrash``: ``"resume"`` (the default: go on from the last committed state) or ``"interrupt"``.
+
+STATE_FIELDS, common to every state:
+
+- ``action``: required, one of :data:`ACTIONS`.
+- ``transitions``: an array of ``{"on": "success" | "error" | "timeout" | <event name>, "to": <state>,
+  "if"?: "=<expression>"}``; required (non-empty) for every state but ``end``, refused on ``end``.
+- ``timeout``: seconds > 0. ``retry``: ``{"max": int >= 0 (0), "delay": seconds >= 0 (1), "backoff": >= 1 (2)}``.
+- ``proceedOnFailure``: bool. ``message``: a string, may be an expression.
+
+Per action: ``call`` (``endpoint``, ``method`` of :data:`METHODS` in any case, stored upper case;
+``objectid``, ``data``, ``parameters``, ``namespace``, ``result``); ``set`` (``vars``); ``wait``
+(exactly one of ``event``, ``seconds`` >= 0, ``until`` an ISO 8601 time; the last two may be
+expressions); ``input`` (``schema``, ``result``); ``choose`` (``flows``, ``result``); ``log``
+(``message``, ``level`` of :data:`LEVELS`); ``invoke`` (``name``, ``args``, ``result``); ``end``
+(``output``, ``status`` SUCCESS or ERROR).
+
+Values are literal, or ``=`` expressions (:mod:`endpoints.flows.expressions`).
 :func:`validate_definition` refuses a definition with INVALID_DATA naming the fault and its
 field (``states.approval.transitions[1].to``): no or an unknown start state, a transition to an
 unknown state, an unreachable state, an unknown action, a bad expression, a bad cron or time
@@ -16,13 +43,24 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from endpoints.flows.expressions import ExpressionError, Value, compile_value
 from endpoints.flows.schedule import Schedule, zone
 from flowbus import InvalidData, Schema
 
-__all__ = ["ACTIONS", "METHODS", "Definition", "Retry", "StateSpec", "Transition", "validate_definition"]
+__all__ = [
+    "ACTIONS",
+    "LEVELS",
+    "METHODS",
+    "Definition",
+    "Retry",
+    "StateSpec",
+    "Transition",
+    "order_of_states",
+    "validate_definition",
+]
 
 ACTIONS = ("call", "set", "wait", "input", "choose", "log", "invoke", "end")
 METHODS = ("LIST", "OPEN", "CREATE", "UPDATE", "DELETE", "INDEX", "RUN")
@@ -44,11 +82,13 @@ _REQUIRED = {
     "log": ("message",),
     "invoke": ("name",),
 }
-_LEVELS = ("debug", "info", "warning", "error")
+LEVELS = ("debug", "info", "warning", "error")
 
 
 @dataclass(frozen=True, slots=True)
 class Transition:
+    """A way out of a state: on an outcome or an event, to a state, if the condition holds."""
+
     on: str
     to: str
     condition: Value | None = None
@@ -56,6 +96,8 @@ class Transition:
 
 @dataclass(frozen=True, slots=True)
 class Retry:
+    """How often a failed state is tried again: ``max`` more times, after ``delay * backoff**n`` seconds."""
+
     max: int = 0
     delay: float = 1.0
     backoff: float = 2.0
@@ -110,7 +152,13 @@ def validate_definition(data: dict[str, Any]) -> Definition:
         raise InvalidData(
             f"state {unreachable[0]!r} cannot be reached from {start!r}", field=f"states.{unreachable[0]}"
         )
-    return Definition(data, start, states, tuple(order))
+    normalized = {**data, "states": {name: state.spec for name, state in states.items()}}
+    return Definition(normalized, start, states, tuple(order))
+
+
+def order_of_states(defn: Definition) -> list[str]:
+    """The states breadth first from the start state (``executionHistory.stateIndex`` is an index in it)."""
+    return list(defn.order)
 
 
 def _check_top(data: dict[str, Any]) -> None:
@@ -178,6 +226,7 @@ def _state(name: str, raw: Any, states: dict[str, Any]) -> StateSpec:
             f"state {name!r}: unknown action {action!r} (one of {', '.join(ACTIONS)})", field=f"{where}.action"
         )
     _check_action(name, action, raw, where)
+    raw = _normalized(action, raw)
     transitions = _transitions(name, action, raw, states, where)
     timeout = raw.get("timeout")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
@@ -200,31 +249,33 @@ def _state(name: str, raw: Any, states: dict[str, Any]) -> StateSpec:
     )
 
 
+def _normalized(action: str, raw: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the state with its literal ``method`` (call) or ``status`` (end) upper case."""
+    key = {"call": "method", "end": "status"}.get(action)
+    value = raw.get(key) if key else None
+    if key is None or not isinstance(value, str) or value.startswith("="):
+        return raw
+    return {**raw, key: value.upper()}
+
+
 def _check_action(name: str, action: str, raw: dict[str, Any], where: str) -> None:
     for key in _REQUIRED.get(action, ()):
         if key not in raw:
             raise InvalidData(f"state {name!r}: a {action} state needs '{key}'", field=f"{where}.{key}")
     if action == "call":
-        method = raw["method"]
-        if not (isinstance(method, str) and (method.startswith("=") or method.upper() in METHODS)):
-            raise InvalidData(f"state {name!r}: 'method' must be one of {', '.join(METHODS)}", field=f"{where}.method")
-        if not isinstance(raw["endpoint"], str) or not raw["endpoint"]:
-            raise InvalidData(f"state {name!r}: 'endpoint' must be an endpoint name", field=f"{where}.endpoint")
+        _check_call(name, raw, where)
     elif action == "set" and not isinstance(raw["vars"], dict):
         raise InvalidData(f"state {name!r}: 'vars' must be an object", field=f"{where}.vars")
     elif action == "wait":
-        given = [key for key in ("event", "seconds", "until") if key in raw]
-        if len(given) != 1:
-            raise InvalidData(f"state {name!r}: a wait state takes one of 'event', 'seconds' or 'until'", field=where)
-        _typed(raw, "event", str, "an event name", f"{where}.")
+        _check_wait(name, raw, where)
     elif action == "input":
         _schema(raw["schema"], f"{where}.schema")
     elif action == "choose":
         _strings(raw, "flows", f"{where}.")
         if not raw["flows"]:
             raise InvalidData(f"state {name!r}: 'flows' must name at least one flow", field=f"{where}.flows")
-    elif action == "log" and raw.get("level", "info") not in _LEVELS:
-        raise InvalidData(f"state {name!r}: 'level' must be one of {', '.join(_LEVELS)}", field=f"{where}.level")
+    elif action == "log" and raw.get("level", "info") not in LEVELS:
+        raise InvalidData(f"state {name!r}: 'level' must be one of {', '.join(LEVELS)}", field=f"{where}.level")
     elif action == "invoke":
         _typed(raw, "name", str, "the name of a registered function", f"{where}.")
     elif action == "end" and str(raw.get("status", "SUCCESS")).upper() not in ("SUCCESS", "ERROR"):
@@ -232,6 +283,50 @@ def _check_action(name: str, action: str, raw: dict[str, Any], where: str) -> No
     result = raw.get("result")
     if result is not None and (not isinstance(result, str) or not result):
         raise InvalidData(f"state {name!r}: 'result' must be a variable name", field=f"{where}.result")
+
+
+def _check_call(name: str, raw: dict[str, Any], where: str) -> None:
+    method = raw["method"]
+    if not (_expression(method) or (isinstance(method, str) and method.upper() in METHODS)):
+        raise InvalidData(f"state {name!r}: 'method' must be one of {', '.join(METHODS)}", field=f"{where}.method")
+    if not isinstance(raw["endpoint"], str) or not raw["endpoint"]:
+        raise InvalidData(f"state {name!r}: 'endpoint' must be an endpoint name", field=f"{where}.endpoint")
+    for key, kind, what in (
+        ("objectid", str, "a string"),
+        ("namespace", str, "a string"),
+        ("parameters", dict, "an object"),
+    ):
+        if raw.get(key) is not None and not _expression(raw[key]) and not isinstance(raw[key], kind):
+            raise InvalidData(f"state {name!r}: '{key}' must be {what} or an expression", field=f"{where}.{key}")
+
+
+def _check_wait(name: str, raw: dict[str, Any], where: str) -> None:
+    given = [key for key in ("event", "seconds", "until") if key in raw]
+    if len(given) != 1:
+        raise InvalidData(f"state {name!r}: a wait state takes one of 'event', 'seconds' or 'until'", field=where)
+    _typed(raw, "event", str, "an event name", f"{where}.")
+    if "seconds" in raw and not _expression(raw["seconds"]) and not _seconds(raw["seconds"]):
+        raise InvalidData(f"state {name!r}: 'seconds' must be a number >= 0 or an expression", field=f"{where}.seconds")
+    if "until" in raw and not _expression(raw["until"]) and not _moment(raw["until"]):
+        raise InvalidData(f"state {name!r}: 'until' must be an ISO 8601 time or an expression", field=f"{where}.until")
+
+
+def _expression(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith("=") and not value.startswith("==")
+
+
+def _seconds(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and value >= 0
+
+
+def _moment(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
 
 
 def _transitions(
@@ -259,7 +354,7 @@ def _transition(name: str, index: int, raw: Any, states: dict[str, Any], where: 
         )
     if not isinstance(to, str) or to not in states:
         raise InvalidData(f"state {name!r}: transition {index} goes to an unknown state {to!r}", field=f"{where}.to")
-    if condition is not None and not (isinstance(condition, str) and condition.startswith("=")):
+    if condition is not None and not _expression(condition):
         raise InvalidData(
             f"state {name!r}: transition {index}'s 'if' must be an expression ('=...')", field=f"{where}.if"
         )
