@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
 from typing import Any, Protocol
 
 import jmespath
-from jmespath.exceptions import JMESPathError
-from jmespath.functions import Functions
+from jmespath.exceptions import ArityError, JMESPathError, UnknownFunctionError
 from jmespath.parser import ParsedResult
 
 __all__ = ["ExpressionError", "Value", "compile_value", "evaluate"]
@@ -106,14 +104,19 @@ class _Array:
 
 @functools.lru_cache(maxsize=4096)
 def _parse(text: str) -> ParsedResult:
-    """``text`` compiled by JMESPath, its function calls checked (names and argument counts)."""
+    """``text`` compiled by JMESPath, and tried once on an empty context, so that a call of an
+    unknown function or with a wrong number of arguments is refused now rather than when a flow
+    runs (a call that the empty context never reaches, as in ``a && f(b)``, is found at run time)."""
     try:
         parsed = jmespath.compile(text)
     except JMESPathError as exc:
         raise ExpressionError(text, _reason(exc)) from None
-    fault = _bad_call(parsed.parsed)
-    if fault:
-        raise ExpressionError(text, fault)
+    try:
+        parsed.search({})
+    except (UnknownFunctionError, ArityError) as exc:
+        raise ExpressionError(text, _reason(exc)) from None
+    except (JMESPathError, TypeError, ValueError, KeyError, AttributeError, ArithmeticError):
+        pass  # a failure on values of the empty context says nothing of the expression itself
     return parsed
 
 
@@ -121,26 +124,6 @@ def _reason(exc: JMESPathError) -> str:
     lines = str(exc).splitlines()
     first = lines[0].removesuffix(", for expression:").rstrip(" :") if lines else ""
     return first or type(exc).__name__
-
-
-_FUNCTIONS: dict[str, Any] = Functions.FUNCTION_TABLE
-
-
-def _bad_call(node: Mapping[str, Any]) -> str | None:
-    """The first call in the syntax tree ``node`` of an unknown function or with a wrong argument count."""
-    if node.get("type") == "function_expression":
-        name, count = node["value"], len(node["children"])
-        if name not in _FUNCTIONS:
-            return f"unknown function {name}()"
-        signature = _FUNCTIONS[name]["signature"]
-        variadic = bool(signature) and bool(signature[-1].get("variadic"))
-        if count < len(signature) or (count > len(signature) and not variadic):
-            return f"{name}() takes {len(signature)}{' or more' if variadic else ''} arguments, not {count}"
-    for child in node.get("children", ()):
-        fault = _bad_call(child) if isinstance(child, dict) else None
-        if fault:
-            return fault
-    return None
 
 
 def compile_value(value: Any) -> Value:
