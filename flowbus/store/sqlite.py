@@ -166,7 +166,8 @@ class _Insert:
             )
         except sqlite3.IntegrityError:
             raise Conflict(f"An object with id {stored['id']!r} already exists") from None
-        conn.execute("INSERT INTO objects_fts (rowid, text) VALUES (?, ?)", (cur.lastrowid, self.text))
+        if self.text:  # an object without search text has no row in the index
+            conn.execute("INSERT INTO objects_fts (rowid, text) VALUES (?, ?)", (cur.lastrowid, self.text))
         _log(conn, CREATED, self.collection, self.namespace, stored["id"], 1, self.body, stored["updated"])
         return stored
 
@@ -198,14 +199,24 @@ class _Patch:
         self.expected = expected
 
     def __call__(self, conn: sqlite3.Connection) -> dict[str, Any]:
-        seq, version = _current(conn, self.collection, self.namespace, self.objectid)
-        _compare(self.objectid, version, self.read, self.expected)
         merged = self.merged
-        conn.execute(
-            "UPDATE objects SET updated = ?, version = ?, body = ? WHERE seq = ?",
-            (merged["updated"], merged["version"], self.body, seq),
-        )
-        conn.execute("UPDATE objects_fts SET text = ? WHERE rowid = ?", (self.text, seq))
+        # Written only if still at the version read: one statement; else nothing is written,
+        # and reading the object says why (gone, CONFLICT, or prepare it again).
+        where = (self.collection, self.namespace, self.objectid, self.read)
+        rows = conn.execute(
+            "UPDATE objects SET updated = ?, version = ?, body = ?"
+            " WHERE collection = ? AND namespace = ? AND id = ? AND version = ? RETURNING seq",
+            (merged["updated"], merged["version"], self.body, *where),
+        ).fetchall()
+        if not rows:
+            _, version = _current(conn, self.collection, self.namespace, self.objectid)
+            _compare(self.objectid, version, self.read, self.expected)
+            raise _Moved()  # not reached: the version was the one read, so the update was made
+        seq = rows[0][0]
+        if self.text:
+            conn.execute("INSERT OR REPLACE INTO objects_fts (rowid, text) VALUES (?, ?)", (seq, self.text))
+        else:
+            conn.execute("DELETE FROM objects_fts WHERE rowid = ?", (seq,))
         _log(
             conn,
             UPDATED,
@@ -347,7 +358,7 @@ SELECT ? + key, json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_e
 FROM json_each(?)
 """
 _LAST_SEQ = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'objects'), 0)"
-_INDEX_MANY = "INSERT INTO objects_fts (rowid, text) SELECT ? + key, value FROM json_each(?)"
+_INDEX_MANY = "INSERT INTO objects_fts (rowid, text) SELECT ? + key, value FROM json_each(?) WHERE value != ''"
 _LOG_MANY = """
 INSERT INTO changes (at, kind, collection, namespace, id, version, body)
 SELECT json_extract(value, '$[3]'), 'CREATED', json_extract(value, '$[0]'), json_extract(value, '$[1]'),
