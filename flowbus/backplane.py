@@ -15,6 +15,7 @@ must be quick and never block (schedule async work with ``asyncio``).
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Callable
@@ -62,6 +63,7 @@ Handler = Callable[[str, Event], None]
 """Called with the subject and the event."""
 
 
+@functools.lru_cache(maxsize=4096)  # namespaces and endpoints repeat: each is escaped once
 def token(value: str) -> str:
     """Write ``value`` as one subject token (reversibly; see the module's documentation)."""
     if not value:

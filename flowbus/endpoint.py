@@ -333,9 +333,7 @@ class Collection(Endpoint):
         answering the array of created objects in order."""
         if isinstance(call.data, list):
             return await self._create_many(call, call.data)
-        obj = await call.store.insert(self.name, call.namespace, _new_object(call.object), self.prepare)
-        call.publish("CREATED", obj["id"], obj)
-        return obj
+        return await call.store.insert(self.name, call.namespace, _new_object(call.object), self.prepare)
 
     async def _create_many(self, call: Call, items: Sequence[Any]) -> Sequence[dict[str, Any] | None]:
         if not 1 <= len(items) <= MAX_BATCH:
@@ -351,26 +349,18 @@ class Collection(Endpoint):
                 field = f"[{index}].{exc.field}" if exc.field else f"[{index}]"
                 raise InvalidData(f"[{index}]: {exc.message}", field=field) from None
             writes.append(Insert(self.name, call.namespace, obj, self.prepare))
-        created = await call.store.transaction(writes)
-        for stored in created:
-            if stored is not None:
-                call.publish("CREATED", stored["id"], stored)
-        return created
+        return await call.store.transaction(writes)
 
     async def update(self, call: Call) -> dict[str, Any]:
         assert call.objectid is not None
         changes = _user_fields(call.object)
         expect = expected_version(call.parameters)
-        obj = await call.store.patch(self.name, call.namespace, call.objectid, changes, self.prepare, expect=expect)
-        call.publish("UPDATED", call.objectid, obj)
-        return obj
+        return await call.store.patch(self.name, call.namespace, call.objectid, changes, self.prepare, expect=expect)
 
     async def delete(self, call: Call) -> dict[str, Any]:
         assert call.objectid is not None
         expect = expected_version(call.parameters)
-        obj = await call.store.delete(self.name, call.namespace, call.objectid, expect=expect)
-        call.publish("DELETED", call.objectid, {"id": call.objectid})
-        return obj
+        return await call.store.delete(self.name, call.namespace, call.objectid, expect=expect)
 
     async def index(self, call: Call) -> Any:
         if call.objectid is not None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import logging
 from collections.abc import Iterable
@@ -73,7 +74,14 @@ def _no_text(obj: dict[str, Any]) -> str:
 
 
 def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """RFC 3339 in UTC, to the millisecond (many per second: each second is formatted once)."""
+    second, millisecond = divmod(int(epoch * 1000), 1000)
+    return f"{_second(second)}.{millisecond:03d}Z"
+
+
+@functools.lru_cache(maxsize=64)
+def _second(second: int) -> str:
+    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 class Moved(Exception):
