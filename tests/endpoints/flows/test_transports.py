@@ -175,3 +175,59 @@ async def test_collections_take_arrays_and_other_endpoints_refuse_them(cws: Clie
     )
     await fails(cws, "INVALID_REQUEST", "CREATE", "auth/token", data=[{"username": "admin"}])
     await fails(cws, "INVALID_REQUEST", "CREATE", "inventory/device", data=[{"name": "n"}] * 1001, namespace=namespace)
+
+
+async def test_the_rest_of_the_seeds_over_http(clocked: Clocked) -> None:
+    """flows-config CRUD with an array POST, clone and run (integrator), progress (smart-flows),
+    definition by name, tag removal and terminate (Flux), all over HTTP."""
+    import asyncio
+
+    def call(verb: str, path: str, body: Any = None, method: str | None = None) -> tuple[int, Any]:
+        headers = {"Flow-Request-Method": method} if method else None
+        return http(clocked, verb, "/api/flows/flows/" + path, body, headers)
+
+    status, created = await asyncio.to_thread(call, "POST", "flow/", [approval("h-a"), approval("h-b")])
+    assert status == 201 and [f["name"] for f in created["data"]] == ["h-a", "h-b"]
+    first = created["data"][0]["id"]
+    status, listed = await asyncio.to_thread(call, "GET", "flow/")
+    assert {f["name"] for f in listed["data"]} >= {"h-a", "h-b"}
+    status, renamed = await asyncio.to_thread(call, "PUT", f"flow/{first}", {"description": "by http"})
+    assert (status, renamed["data"]["description"]) == (200, "by http")
+    status, by_name = await asyncio.to_thread(call, "GET", "flow/h-a")
+    assert (status, by_name["data"]["id"]) == (200, first)
+    status, missing = await asyncio.to_thread(call, "GET", "flow/no-such-flow")
+    assert (status, missing["errorcode"]) == (404, "DO_NOT_EXIST")
+    status, clone = await asyncio.to_thread(call, "POST", f"flow/{first}?operation=clone", None, "RUN")
+    assert (status, clone["data"]["name"], clone["data"]["disabled"]) == (200, "h-a (copy)", True)
+    status, run = await asyncio.to_thread(call, "POST", f"flow/{first}?tags=x,y", {"name": "h"}, "RUN")
+    execution = run["data"]["id"]
+    for _ in range(500):
+        status, progress = await asyncio.to_thread(call, "GET", f"execution/{execution}?view=progress")
+        if progress["data"]["status"] == "WAITING":
+            break
+        await asyncio.sleep(0.01)
+    assert set(progress["data"]) >= {"id", "status", "percentage", "message", "flow"}
+    status, untagged = await asyncio.to_thread(call, "PUT", f"execution/{execution}", {"removeTags": ["x"]})
+    assert untagged["data"]["tags"] == ["y"]
+    status, definition = await asyncio.to_thread(call, "GET", f"execution/{execution}?view=definition")
+    assert definition["data"]["name"] == "h-a"
+    status, terminated = await asyncio.to_thread(call, "DELETE", f"execution/{execution}")
+    assert (status, terminated["data"]["status"]) == (200, "CANCELED")
+    status, again = await asyncio.to_thread(call, "DELETE", f"execution/{execution}")
+    assert (status, again["errorcode"]) == (409, "CONFLICT")
+    status, deleted = await asyncio.to_thread(call, "DELETE", f"flow/{created['data'][1]['id']}")
+    assert status == 200
+    status, gone = await asyncio.to_thread(call, "GET", f"flow/{created['data'][1]['id']}")
+    assert status == 404
+
+
+async def test_a_stale_version_of_a_definition_is_a_conflict(cws: ClientConnection) -> None:
+    flow = await ok(cws, "CREATE", FLOW, data=approval("versioned"))
+    changed = await ok(cws, "UPDATE", FLOW, objectid=flow["id"], data={"description": "one"}, parameters={"version": 1})
+    assert changed["version"] == 2
+    await fails(
+        cws, "CONFLICT", "UPDATE", FLOW, objectid=flow["id"], data={"description": "two"}, parameters={"version": 1}
+    )
+    await fails(cws, "CONFLICT", "DELETE", FLOW, objectid=flow["id"], parameters={"version": 1})
+    kept = await ok(cws, "OPEN", FLOW, objectid=flow["id"])
+    assert (kept["description"], kept["version"]) == ("one", 2)
