@@ -549,7 +549,8 @@ class Engine:
                 "ended": _iso(now),
                 "message": "Finished" if status == SUCCESS else "Ended in error",
             }
-        return changes | self._transition(definition, state, record, outcome, changes.get("vars", record["vars"]))
+        moved = self._transition(definition, state, record, outcome, changes.get("vars", record["vars"]))
+        return _taken(changes, moved, outcome.on, now)
 
     def _transition(
         self, definition: Definition, state: StateSpec, record: dict[str, Any], outcome: _Outcome, vars_: dict[str, Any]
@@ -587,7 +588,8 @@ class Engine:
         changes = _recorded(definition, state, base, outcome, started, started)
         vars_ = changes.get("vars", record["vars"])
         moved = self._transition(definition, state, base, outcome, vars_)
-        changes |= moved | {"waiting": False, "waitEvent": None, "deadline": None, "nextRun": None}
+        changes = _taken(changes, moved, on, started)
+        changes |= {"waiting": False, "waitEvent": None, "deadline": None, "nextRun": None}
         changes |= {"schema": None, "choices": None, "child": None}
         if event is not None:
             changes["event"] = event
@@ -916,6 +918,15 @@ def _entered(
         "message": _message_of(states[target], context),
     }
     return changes
+
+
+def _taken(changes: dict[str, Any], moved: dict[str, Any], on: str, now: float) -> dict[str, Any]:
+    """A state's changes and where it led; the transition taken goes in the state's context."""
+    contexts = changes.get("stateContexts")
+    target = moved.get("currentState")
+    if contexts and target is not None:
+        contexts[-1]["transitionContexts"] = [{"on": on, "to": target, "at": _iso(now)}]
+    return changes | moved
 
 
 def _failed(reason: str, now: float) -> dict[str, Any]:

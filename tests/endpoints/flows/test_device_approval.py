@@ -28,6 +28,8 @@ async def test_approved_device_ends_in_success(ws: ClientConnection) -> None:
     assert done["status"] == "SUCCESS"
     assert done["output"] == {"id": device["id"], "by": "ann"}
     assert [h["stateName"] for h in done["executionHistory"]] == ["create", "approval", "done"]
+    taken = [[(t["on"], t["to"]) for t in c["transitionContexts"]] for c in done["stateContexts"]]
+    assert taken == [[("success", "approval")], [("approve", "done")], []]
     assert done["percentage"] == 100
 
 
