@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -99,15 +98,15 @@ class Session:
         self._running: set[asyncio.Task[None]] = set()
         self._room: asyncio.Future[None] | None = None
         self._loop = asyncio.get_running_loop()
-        self._outbox: deque[bytes] = deque()  # answers given at once, waiting for an async send
 
     @property
     def full(self) -> bool:
         """Whether ``max_in_flight`` calls are running: stop reading until :meth:`room`."""
-        return len(self._running) + len(self._outbox) >= self._limit
+        return len(self._running) >= self._limit
 
     def start(self, message: str | bytes) -> bool:
-        """Start answering ``message`` (a text frame as str, a binary frame as bytes).
+        """Start answering ``message`` (a text frame as str, a binary frame as bytes), for a
+        transport whose send is plain (an async one uses :meth:`take`).
 
         Returns True if the session is now full: then wait for :meth:`room` before reading on.
         """
@@ -119,13 +118,25 @@ class Session:
         else:
             taken = self.dispatcher.fail(InvalidRequest(BINARY), None, peer=self.defaults.peer)
         if isinstance(taken, Response):  # answered at once, without a task for the call
-            if self._sends_later:
-                self._later(self.dispatcher.encode(taken))
-            else:
-                self._send(self.dispatcher.encode(taken))
+            self._send(self.dispatcher.encode(taken))
             return self.full
         self._track(self._loop.create_task(self._call(taken)))
         return self.full
+
+    def take(self, message: str | bytes) -> bytes | None:
+        """Like :meth:`start`, for a transport whose send is async: the answer when it was given at
+        once (the caller sends it, in its own task, before reading on), else None (the call runs
+        in a task of its own, which sends its answer; check :attr:`full` before reading on)."""
+        taken: Response | Begun
+        if isinstance(message, str):
+            parsed = self.dispatcher.parse(message, self.defaults.endpoint, self._credentials)
+            taken = parsed if isinstance(parsed, Response) else self.dispatcher.begin(*parsed)
+        else:
+            taken = self.dispatcher.fail(InvalidRequest(BINARY), None, peer=self.defaults.peer)
+        if isinstance(taken, Response):
+            return self.dispatcher.encode(taken)
+        self._track(self._loop.create_task(self._call(taken)))
+        return None
 
     def cancel(self) -> None:
         """The connection is gone: cancel its calls."""
@@ -198,28 +209,6 @@ class Session:
             sent = self._send(message)
             if sent is not None:
                 await sent
-
-    def _later(self, data: bytes) -> None:
-        """Queue an answer given at once for an async send, for :meth:`flush`."""
-        self._outbox.append(data)
-
-    async def flush(self) -> None:
-        """Send the answers given at once, in order, in the caller's task (the reader's: no task
-        per answer, and a client that does not read holds up the reading of its own messages).
-
-        A transport whose send is async awaits this after :meth:`start`; with a plain send
-        there is never anything to flush.
-        """
-        try:
-            while self._outbox:
-                full = self.full
-                sent = self._send(self._outbox.popleft())
-                if full:
-                    self._made_room()
-                if sent is not None:
-                    await sent
-        except self._closed:
-            self._outbox.clear()
 
     async def _unavailable(self, request: Request) -> None:
         """Tell the caller a call cut short by shutdown did not finish (if it can still hear it)."""

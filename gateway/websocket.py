@@ -61,9 +61,16 @@ async def _serve(request: web.Request, ws: web.WebSocketResponse, calls: Calls) 
     try:
         async for message in ws:
             if message.type is WSMsgType.TEXT or message.type is WSMsgType.BINARY:
-                full = session.start(message.data)
-                await session.flush()  # what was answered at once, sent by this (the reading) task
-                if full:
+                answer = session.take(message.data)
+                if answer is not None:  # answered at once: sent by this (the reading) task
+                    watchdog.sending()
+                    try:
+                        await ws.send_frame(answer, WSMsgType.TEXT)
+                    except _CLOSED:
+                        pass
+                    finally:
+                        watchdog.sent()
+                elif session.full:
                     await session.room()
     finally:
         watchdog.stop()
@@ -88,14 +95,22 @@ class _Watchdog:
 
     async def send(self, data: bytes) -> None:
         """Send one answer as a text frame."""
-        if self._pending == 0:
-            self._progress = self._loop.time()
-        self._pending += 1
+        self.sending()
         try:
             await self._ws.send_frame(data, WSMsgType.TEXT)
         finally:
-            self._pending -= 1
+            self.sent()
+
+    def sending(self) -> None:
+        """A send starts (it may wait while the client does not read)."""
+        if self._pending == 0:
             self._progress = self._loop.time()
+        self._pending += 1
+
+    def sent(self) -> None:
+        """A send ended."""
+        self._pending -= 1
+        self._progress = self._loop.time()
 
     def stop(self) -> None:
         self._timer.cancel()
