@@ -45,6 +45,9 @@ class Settings:
     store: str = _setting(
         "", str, "where objects are kept: empty for the SQLite file in the data dir, or a postgresql:// URL"
     )
+    subscriber_backlog: int = _setting(
+        1 << 20, int, "unsent bytes of a connection past which its subscriptions end with OVERFLOW"
+    )
     write_timeout: float = _setting(30.0, float, "seconds a websocket's writes may stay blocked before it is dropped")
     sync: str = _setting("full", str, "SQLite synchronous mode: full (power-loss safe) or normal")
     change_retention: float = _setting(
@@ -99,7 +102,7 @@ class Settings:
             raise ValueError("sync must be 'full' or 'normal'")
         if self.event_loop not in {"auto", "uvloop", "asyncio"}:
             raise ValueError("event_loop must be 'auto', 'uvloop' or 'asyncio'")
-        for name in ("max_message_size", "max_in_flight", "max_connections", "flow_concurrency"):
+        for name in ("max_message_size", "max_in_flight", "max_connections", "flow_concurrency", "subscriber_backlog"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if not self.cache_mb >= 0:

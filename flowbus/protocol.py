@@ -43,7 +43,7 @@ __all__ = [
 
 
 class Method(enum.StrEnum):
-    """The seven methods of the bus."""
+    """The seven methods of the bus, and the two of subscriptions (websockets only)."""
 
     LIST = "LIST"
     OPEN = "OPEN"
@@ -52,6 +52,8 @@ class Method(enum.StrEnum):
     DELETE = "DELETE"
     INDEX = "INDEX"
     RUN = "RUN"
+    SUBSCRIBE = "SUBSCRIBE"
+    UNSUBSCRIBE = "UNSUBSCRIBE"
 
 
 NEEDS_OBJECTID = frozenset({Method.OPEN, Method.UPDATE, Method.DELETE, Method.RUN})

@@ -215,8 +215,15 @@ class _Connection(asyncio.Protocol):
             server.settings.max_in_flight,
             server.calls,
             room=self._room,
+            backlog=self._unsent,
+            limit=server.settings.subscriber_backlog,
         )
         self._timers["ping"] = self.loop.call_later(PING_INTERVAL, self._ping)
+
+    def _unsent(self) -> int:
+        """Bytes written to this connection and not sent yet."""
+        transport = self.transport
+        return transport.get_write_buffer_size() if transport is not None else 0
 
     def _frame(self, frame: Frame) -> None:
         opcode = frame.opcode

@@ -21,9 +21,17 @@ from typing import Any
 from flowbus.auth.base import Credentials
 from flowbus.dispatcher import Begun, Dispatcher
 from flowbus.errors import InvalidRequest, Unavailable
-from flowbus.protocol import Request, Response
+from flowbus.protocol import Method, Request, Response
+from flowbus.subscriptions import DEFAULT_BACKLOG, Subscriber
 
 __all__ = ["BINARY", "Calls", "Defaults", "Session"]
+
+_SUBSCRIPTIONS = frozenset({Method.SUBSCRIBE, Method.UNSUBSCRIBE})
+
+
+def _nothing_unsent() -> int:
+    return 0
+
 
 BINARY = "Binary frames are not accepted: send each envelope as a JSON text frame"
 
@@ -72,6 +80,8 @@ class Session:
         max_in_flight: calls that may run at once.
         calls: where the transport keeps track of running calls.
         room: called whenever a call ends while the session was full (to read again).
+        backlog: the connection's bytes written but not sent yet (for subscriptions' bound).
+        limit: unsent bytes past which the connection's subscriptions end with OVERFLOW.
     """
 
     def __init__(
@@ -83,6 +93,8 @@ class Session:
         max_in_flight: int,
         calls: Calls,
         room: Callable[[], None] | None = None,
+        backlog: Callable[[], int] | None = None,
+        limit: int = DEFAULT_BACKLOG,
     ) -> None:
         self.dispatcher = dispatcher
         self.defaults = defaults
@@ -98,6 +110,9 @@ class Session:
         self._running: set[asyncio.Task[None]] = set()
         self._room: asyncio.Future[None] | None = None
         self._loop = asyncio.get_running_loop()
+        self._backlog = backlog or _nothing_unsent
+        self._backlog_limit = limit
+        self._subscriber: Subscriber | None = None
 
     @property
     def full(self) -> bool:
@@ -113,6 +128,8 @@ class Session:
         taken: Response | Begun
         if isinstance(message, str):
             parsed = self.dispatcher.parse(message, self.defaults.endpoint, self._credentials)
+            if not isinstance(parsed, Response) and parsed[0].method in _SUBSCRIPTIONS:
+                return self._subscription(*parsed)
             # most refusals and OPENs of cached objects end in begin()
             taken = parsed if isinstance(parsed, Response) else self.dispatcher.begin(*parsed)
         else:
@@ -130,6 +147,9 @@ class Session:
         taken: Response | Begun
         if isinstance(message, str):
             parsed = self.dispatcher.parse(message, self.defaults.endpoint, self._credentials)
+            if not isinstance(parsed, Response) and parsed[0].method in _SUBSCRIPTIONS:
+                self._subscription(*parsed)
+                return None
             taken = parsed if isinstance(parsed, Response) else self.dispatcher.begin(*parsed)
         else:
             taken = self.dispatcher.fail(InvalidRequest(BINARY), None, peer=self.defaults.peer)
@@ -139,9 +159,22 @@ class Session:
         return None
 
     def cancel(self) -> None:
-        """The connection is gone: cancel its calls."""
+        """The connection is gone: cancel its calls, end its subscriptions."""
         for task in list(self._running):
             task.cancel()
+        if self._subscriber is not None:
+            self._subscriber.close()
+
+    def _subscription(self, request: Request, credentials: Credentials) -> bool:
+        """SUBSCRIBE (in a task: it may replay the change log) or UNSUBSCRIBE (at once)."""
+        if self._subscriber is None:
+            self._subscriber = Subscriber(self.dispatcher, self._send, self._closed, self._backlog, self._backlog_limit)
+        if request.method is Method.UNSUBSCRIBE:
+            answer = self.dispatcher.encode(self._subscriber.unsubscribe(request))
+            self._subscriber.send(answer)
+            return self.full
+        self._track(self._loop.create_task(self._subscriber.subscribe(request, credentials)))
+        return self.full
 
     async def room(self) -> None:
         """Return once fewer than ``max_in_flight`` calls are running."""

@@ -57,7 +57,17 @@ async def _serve(request: web.Request, ws: web.WebSocketResponse, calls: Calls) 
     settings = request.app[SETTINGS]
     watchdog = _Watchdog(ws, request.transport, settings.write_timeout)
     send = watchdog.send
-    session = Session(request.app[DISPATCHER], send, _CLOSED, defaults, settings.max_in_flight, calls)
+    transport = request.transport
+    session = Session(
+        request.app[DISPATCHER],
+        send,
+        _CLOSED,
+        defaults,
+        settings.max_in_flight,
+        calls,
+        backlog=(lambda: transport.get_write_buffer_size() if transport is not None else 0),
+        limit=settings.subscriber_backlog,
+    )
     try:
         async for message in ws:
             if message.type is WSMsgType.TEXT or message.type is WSMsgType.BINARY:

@@ -397,6 +397,8 @@ class Engine:
 
     def _after_commit(self, namespace: str, record: dict[str, Any]) -> None:
         key = (namespace, record["id"])
+        progress = Event("PROGRESS", EXECUTIONS, record["id"], namespace, progress_view(record))
+        self.services.backplane.publish(progress.subject, progress)  # for subscribers; not stored
         for queue in self._watchers.get(key, ()):
             queue.put_nowait(record)
         if record.get("deadline") is not None and record["status"] in WAITS:

@@ -1,0 +1,315 @@
+"""Subscriptions of one websocket connection: change events pushed as they are committed.
+
+``SUBSCRIBE`` names an ``endpoint``, optionally one ``objectid``, a ``namespace`` and exact-match
+field filters (``parameters.filters``); it answers ``{"subscription": "s-1", "seq": <latest>}``.
+From then on every change of a matching object (from either transport, a flow, or another
+process sharing the store) is pushed once, in commit order::
+
+    {"event": "UPDATED", "endpoint": "inventory/device", "objectid": "...", "namespace": "",
+     "data": {...}, "subscription": "s-1", "seq": 1234}
+
+With ``parameters.since=<seq>`` the changes committed after that sequence are replayed from the
+change log first, then the subscription goes live with no gap and no duplicate (live events are
+held while the log is read, and only those after the last replayed ``seq`` are pushed). A
+``since`` the log no longer holds answers GONE: reload, then subscribe from the ``seq`` answered.
+
+A subscriber gets only what it may OPEN, in namespaces it may see: checked at SUBSCRIBE and for
+every event, with the caller's credentials as they are then (a revoked token ends the
+subscription, a narrowed role stops its events). Memory stays bounded: when the connection's
+unsent bytes pass ``backlog`` (a client that does not read), the subscription ends with one
+``OVERFLOW`` notice carrying the last ``seq`` delivered, from which the client resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from flowbus.auth.base import Credentials, Identity
+from flowbus.backplane import Event, token
+from flowbus.dispatcher import Dispatcher
+from flowbus.errors import AuthFailed, FlowBusError, Gone, InvalidRequest, NoSuchEndpoint, PermissionDenied
+from flowbus.params import check_field_name
+from flowbus.protocol import Method, Request, Response
+
+__all__ = ["DEFAULT_BACKLOG", "Subscriber"]
+
+DEFAULT_BACKLOG = 1 << 20
+"""Unsent bytes of a connection past which its subscriptions end with OVERFLOW."""
+_REPLAY_BATCH = 1000
+_OPEN = Method.OPEN.value
+
+Push = Callable[[bytes], Awaitable[None] | None]
+
+
+class _Subscription:
+    """One subscription: what it matches, whose it is, and how far it has delivered."""
+
+    def __init__(self, sid: str, request: Request, credentials: Credentials, filters: dict[str, Any]) -> None:
+        self.id = sid
+        self.endpoint = request.endpoint
+        self.namespace = request.namespace
+        self.objectid = request.objectid
+        self.filters = filters
+        self.credentials = credentials
+        self.last = 0  # the seq of the last change delivered
+        self.live = False
+        self.held: list[Event] = []  # events that came while the log was replayed
+        self.stop: Callable[[], None] = _nothing
+
+    def matches(self, event: Event) -> bool:
+        if event.namespace != self.namespace or event.endpoint != self.endpoint:
+            return False
+        if self.objectid is not None and event.objectid != self.objectid:
+            return False
+        data = event.data if isinstance(event.data, dict) else {}
+        return all(data.get(name) == value for name, value in self.filters.items())
+
+    def pattern(self) -> str:
+        objectid = token(self.objectid) if self.objectid is not None else "*"
+        return f"{token(self.namespace)}.{token(self.endpoint)}.{objectid}"
+
+
+def _nothing() -> None:
+    return None
+
+
+class Subscriber:
+    """The subscriptions of one connection.
+
+    Args:
+        dispatcher: the bus's dispatcher (its authenticator, authorizer, registry and services).
+        push: sends one message to the client (plain or awaitable).
+        closed: what ``push`` raises once the connection is gone.
+        backlog: the connection's bytes written but not yet sent.
+        limit: unsent bytes past which subscriptions end with OVERFLOW.
+    """
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        push: Push,
+        closed: tuple[type[BaseException], ...],
+        backlog: Callable[[], int],
+        limit: int = DEFAULT_BACKLOG,
+    ) -> None:
+        self.dispatcher = dispatcher
+        self._push = push
+        self._closed = closed
+        self._backlog = backlog
+        self._limit = limit
+        self._subscriptions: dict[str, _Subscription] = {}
+        self._numbers = itertools.count(1)
+        self._queue: deque[bytes] = deque()  # for an async push: sent in order by one task
+        self._queued = 0
+        self._sender: asyncio.Task[None] | None = None
+        self._async = asyncio.iscoroutinefunction(push)
+
+    # -- SUBSCRIBE and UNSUBSCRIBE ----------------------------------------------------------
+
+    async def subscribe(self, request: Request, credentials: Credentials) -> None:
+        """Answer a SUBSCRIBE, replay what ``since`` asks for, then go live."""
+        try:
+            subscription, since = await self._open(request, credentials)
+        except FlowBusError as exc:
+            self._send(self.dispatcher.encode(self.dispatcher.fail(exc, request.requestid)))
+            return
+        store = self.dispatcher.services.store
+        latest = await store.last_seq()
+        if since is not None and since < await store.first_seq():
+            self._end(subscription)
+            error = Gone(f"Changes after {since} are no longer kept: reload, then subscribe from seq {latest}")
+            self._send(self.dispatcher.encode(self.dispatcher.fail(error, request.requestid)))
+            return
+        answer = {"subscription": subscription.id, "seq": latest}
+        self._send(self.dispatcher.encode(Response(data=answer, requestid=request.requestid)))
+        try:
+            if since is not None:
+                await self._replay(subscription, since)
+        except FlowBusError as exc:  # GONE: the log no longer holds what was asked for
+            self._end(subscription)
+            self._send(self.dispatcher.encode(self.dispatcher.fail(exc, request.requestid)))
+            return
+        if since is None:
+            subscription.last = latest  # what was committed before SUBSCRIBE is not pushed
+        subscription.live = True
+        held, subscription.held = subscription.held, []
+        for event in held:
+            self._deliver(subscription, event)
+
+    def unsubscribe(self, request: Request) -> Response:
+        """Answer an UNSUBSCRIBE of ``parameters.subscription``."""
+        sid = request.parameters.get("subscription") or request.objectid
+        subscription = self._subscriptions.get(sid) if isinstance(sid, str) else None
+        if subscription is None:
+            error = InvalidRequest("'parameters.subscription' must name a subscription of this connection")
+            return self.dispatcher.fail(error, request.requestid)
+        self._end(subscription)
+        return Response(data={"subscription": subscription.id}, requestid=request.requestid)
+
+    def close(self) -> None:
+        """The connection is gone: end every subscription."""
+        for subscription in list(self._subscriptions.values()):
+            self._end(subscription)
+        if self._sender is not None:
+            self._sender.cancel()
+
+    async def _open(self, request: Request, credentials: Credentials) -> tuple[_Subscription, int | None]:
+        dispatcher = self.dispatcher
+        identity = await self._identity(credentials)
+        if dispatcher.registry.get(request.endpoint) is None:
+            raise NoSuchEndpoint(f"No endpoint named {request.endpoint[:128]!r}")
+        dispatcher.authorizer.authorize(identity, _OPEN, request.endpoint, request.namespace)
+        since = _since(request.parameters.get("since"))
+        sid = f"s-{next(self._numbers)}"
+        subscription = _Subscription(sid, request, credentials, _filters(request.parameters.get("filters")))
+        subscription.stop = dispatcher.services.backplane.subscribe(
+            subscription.pattern(), lambda _, event: self._heard(subscription, event)
+        )
+        self._subscriptions[sid] = subscription
+        return subscription, since
+
+    async def _identity(self, credentials: Credentials) -> Identity:
+        authenticator = self.dispatcher.authenticator
+        known = authenticator.known(credentials)
+        return known if known is not None else await authenticator.authenticate(credentials)
+
+    async def _replay(self, subscription: _Subscription, since: int) -> None:
+        store = self.dispatcher.services.store
+        subscription.last = since
+        while subscription.id in self._subscriptions:
+            changes = await store.changes(subscription.last, _REPLAY_BATCH)
+            if not changes:
+                return
+            for change in changes:
+                event = Event(
+                    change.kind,
+                    change.collection,
+                    change.objectid,
+                    change.namespace,
+                    change.data,
+                    seq=change.seq,
+                    version=change.version,
+                )
+                if subscription.matches(event):
+                    self._deliver(subscription, event)
+                subscription.last = change.seq
+
+    # -- delivery ---------------------------------------------------------------------------
+
+    def _heard(self, subscription: _Subscription, event: Event) -> None:
+        if not subscription.matches(event):
+            return
+        if subscription.live:
+            self._deliver(subscription, event)
+        else:
+            subscription.held.append(event)
+
+    def _deliver(self, subscription: _Subscription, event: Event) -> None:
+        if event.seq is not None:
+            if event.seq <= subscription.last:
+                return  # replayed already
+        if not self._allowed(subscription):
+            return
+        if self._backlog() + self._queued > self._limit:
+            self._overflow(subscription)
+            return
+        message = {
+            "event": event.event,
+            "endpoint": event.endpoint,
+            "objectid": event.objectid,
+            "namespace": event.namespace,
+            "data": event.data,
+            "subscription": subscription.id,
+            "seq": event.seq,
+        }
+        if event.seq is not None:
+            subscription.last = event.seq
+        self._send(orjson.dumps(message))
+
+    def _allowed(self, subscription: _Subscription) -> bool:
+        """Whether the subscriber may still OPEN what it subscribed to (its credentials as they
+        are now); a token that is no longer valid ends the subscription."""
+        dispatcher = self.dispatcher
+        identity = dispatcher.authenticator.known(subscription.credentials)
+        if identity is None:
+            self._end(subscription)
+            self._send(_notice("ENDED", subscription, AuthFailed("The subscription's credentials are no longer valid")))
+            return False
+        try:
+            dispatcher.authorizer.authorize(identity, _OPEN, subscription.endpoint, subscription.namespace)
+        except PermissionDenied:
+            return False
+        return True
+
+    def _overflow(self, subscription: _Subscription) -> None:
+        self._end(subscription)
+        notice = {"event": "OVERFLOW", "subscription": subscription.id, "seq": subscription.last}
+        self._send(orjson.dumps(notice))  # past the bound: one notice, and nothing after it
+
+    def _end(self, subscription: _Subscription) -> None:
+        subscription.stop()
+        self._subscriptions.pop(subscription.id, None)
+
+    def send(self, message: bytes) -> None:
+        """Send an answer in order with the pushed messages."""
+        self._send(message)
+
+    def _send(self, message: bytes) -> None:
+        if not self._async:
+            with contextlib.suppress(*self._closed):
+                self._push(message)
+            return
+        self._queue.append(message)
+        self._queued += len(message)
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        while self._queue:
+            message = self._queue.popleft()
+            self._queued -= len(message)
+            try:
+                sent = self._push(message)
+                if sent is not None:
+                    await sent
+            except self._closed:
+                self._queue.clear()
+                self._queued = 0
+                return
+
+
+def _notice(event: str, subscription: _Subscription, error: FlowBusError) -> bytes:
+    return orjson.dumps(
+        {
+            "event": event,
+            "subscription": subscription.id,
+            "seq": subscription.last,
+            "errorcode": error.errorcode,
+            "message": error.message,
+        }
+    )
+
+
+def _since(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    if type(value) is str and value.isascii() and value.isdigit() and len(value) <= 18:
+        value = int(value)
+    if type(value) is not int or value < 0:
+        raise InvalidRequest("'since' must be a sequence number (an integer >= 0)")
+    return value
+
+
+def _filters(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or len(value) > 64:
+        raise InvalidRequest("'filters' must be an object of at most 64 field: value pairs")
+    return {check_field_name(str(name)): wanted for name, wanted in value.items()}
