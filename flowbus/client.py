@@ -7,7 +7,8 @@
         same = await bus.open("inventory/device", device["id"])
 
 Each call carries a fresh ``requestid``; a reader task matches answers to callers, so calls
-made concurrently share the connection. A failed call raises the :mod:`flowbus.errors` class
+made concurrently share the connection (interim ``status: 1`` answers of a streaming call are
+skipped: the call returns its final answer). A failed call raises the :mod:`flowbus.errors` class
 of its ``errorcode`` (with ``errorid`` set). If the connection drops, the next call reconnects
 with exponential backoff; calls that are safe to repeat (LIST, OPEN, INDEX) are retried
 transparently, others raise Unavailable because they may or may not have been applied.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any
 
@@ -73,6 +75,9 @@ class Client:
         self._ids = itertools.count(1)
         self._connecting = asyncio.Lock()
         self._closed = False
+        # pushed messages by subscription id; those of an id not claimed yet wait in _unclaimed
+        self._subscribed: dict[str, asyncio.Queue[dict[str, Any] | None]] = {}
+        self._unclaimed: dict[str, list[dict[str, Any]]] = {}
 
     async def __aenter__(self) -> Client:
         await self.connect()
@@ -119,6 +124,11 @@ class Client:
         try:
             async for message in ws:
                 answer = orjson.loads(message)
+                if "subscription" in answer and "event" in answer:
+                    self._pushed(answer)
+                    continue
+                if answer.get("status") == 1:
+                    continue  # an interim answer: the call waits for its final one
                 future = self._pending.pop(answer.get("requestid"), None)
                 if future is not None and not future.done():
                     future.set_result(answer)
@@ -131,6 +141,92 @@ class Client:
             for future in pending.values():
                 if not future.done():
                     future.set_exception(Unavailable(_LOST))
+            subscribed, self._subscribed, self._unclaimed = self._subscribed, {}, {}
+            for queue in subscribed.values():
+                queue.put_nowait(None)  # the connection is gone: the subscription resumes
+
+    def _pushed(self, message: dict[str, Any]) -> None:
+        sid = str(message["subscription"])
+        queue = self._subscribed.get(sid)
+        if queue is not None:
+            queue.put_nowait(message)
+        else:
+            self._unclaimed.setdefault(sid, []).append(message)
+
+    async def subscribe(
+        self,
+        endpoint: str,
+        *,
+        objectid: str | None = None,
+        namespace: str | None = None,
+        filters: dict[str, Any] | None = None,
+        since: int | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The changes of ``endpoint``'s objects as they are committed (``async for``).
+
+        Each is a pushed message: ``event``, ``endpoint``, ``objectid``, ``namespace``, ``data``,
+        ``seq``. If the connection drops or the bus reports OVERFLOW, the subscription reconnects
+        and resumes from the last ``seq`` it gave, so nothing is missed or repeated. With
+        ``since``, the changes after that ``seq`` come first.
+
+        Raises:
+            FlowBusError: the bus refused the subscription (e.g. PERMISSION_DENIED, GONE), or ended
+                it (the credentials are no longer valid: AuthFailed).
+        """
+        last = since
+        while True:
+            sid, latest = await self._subscribe_once(endpoint, objectid, namespace, filters, last)
+            last = latest if last is None else last
+            queue = self._subscribed[sid]
+            try:
+                while True:
+                    message = await queue.get()
+                    if message is None:
+                        break  # the connection dropped: subscribe again from ``last``
+                    if message["event"] == "OVERFLOW":
+                        break
+                    if message["event"] == "ENDED":
+                        raise _error(message)
+                    if message.get("seq") is not None:
+                        last = message["seq"]
+                    yield message
+            finally:
+                self._subscribed.pop(sid, None)
+                await self._unsubscribe(endpoint, sid)
+
+    async def _subscribe_once(
+        self,
+        endpoint: str,
+        objectid: str | None,
+        namespace: str | None,
+        filters: dict[str, Any] | None,
+        since: int | None,
+    ) -> tuple[str, int]:
+        parameters: dict[str, Any] = {}
+        if filters:
+            parameters["filters"] = filters
+        if since is not None:
+            parameters["since"] = since
+        answer = await self.envelope(
+            "SUBSCRIBE", endpoint, objectid=objectid, namespace=namespace, parameters=parameters or None
+        )
+        if not answer.get("success"):
+            raise _error(answer)
+        sid = str(answer["data"]["subscription"])
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        for message in self._unclaimed.pop(sid, []):
+            queue.put_nowait(message)
+        self._subscribed[sid] = queue
+        return sid, int(answer["data"]["seq"])
+
+    async def _unsubscribe(self, endpoint: str, sid: str) -> None:
+        """End a subscription the bus may still hold (best effort: the connection may be gone)."""
+        if self._ws is None or self._closed:
+            return
+        try:
+            await self.envelope("UNSUBSCRIBE", endpoint, parameters={"subscription": sid})
+        except Unavailable:
+            pass
 
     async def envelope(
         self,
