@@ -12,6 +12,7 @@ from flowbus.auth.base import Credentials
 from flowbus.dispatcher import Dispatcher
 from flowbus.errors import FlowBusError
 from flowbus.protocol import Method, Request, Response, encode_stored
+from gateway.events import stream_events, wants_events
 from gateway.keys import TABLES, Tables
 from gateway.middlewares import last_resort
 from gateway.translate import (
@@ -42,7 +43,7 @@ def make_api(dispatcher: Dispatcher, tables: Tables) -> Handler:
     It answers its own failures (see :mod:`gateway.middlewares`).
     """
 
-    async def api(request: web.Request) -> web.Response:
+    async def api(request: web.Request) -> web.StreamResponse:
         headers = request.headers
         accept = headers.get(hdrs.ACCEPT, "")
         json_ok = not (accept and wants_xml(accept))
@@ -62,6 +63,8 @@ def make_api(dispatcher: Dispatcher, tables: Tables) -> Handler:
                     call, credentials = to_call(
                         request.method, _tail(request), headers, _query(request), tables.apps, peer
                     )
+                    if wants_events(call):
+                        return await stream_events(request, dispatcher, call, credentials)
                 if call.method in BODY_METHODS:
                     call.data = read_data(call.method, await request.read(), headers.get(hdrs.CONTENT_TYPE, ""))
             except FlowBusError as exc:

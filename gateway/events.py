@@ -1,0 +1,121 @@
+"""Subscriptions over HTTP: ``GET /api/<app>/<endpoint>/?subscribe=1`` as Server-Sent Events.
+
+For integrations that cannot hold a websocket. The same subscription as a websocket SUBSCRIBE
+(:mod:`flowbus.subscriptions`): the call's namespace, ``objectid`` and filters narrow it, the
+caller must be allowed to OPEN what it watches, and every change is sent once, in commit order::
+
+    id: 1234
+    event: UPDATED
+    data: {"event": "UPDATED", "endpoint": "inventory/device", "objectid": ..., "seq": 1234, ...}
+
+The first message is ``event: subscribed`` (its data the subscription's answer). A client that
+reconnects sends the ``Last-Event-ID`` header (browsers' EventSource do it themselves) or
+``?since=<seq>``: the changes after it are sent first, then the live ones. A comment line every
+15 seconds keeps proxies from closing an idle stream. A refusal before the stream starts is the
+usual JSON envelope with its HTTP status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from flowbus.auth.base import Credentials
+from flowbus.dispatcher import Dispatcher
+from flowbus.errors import FlowBusError, InvalidRequest, NoSuchEndpoint
+from flowbus.params import RESERVED
+from flowbus.protocol import Method, Request
+from flowbus.subscriptions import Subscriber
+from gateway.keys import SETTINGS
+from gateway.translate import render
+
+__all__ = ["KEEPALIVE", "stream_events", "wants_events"]
+
+KEEPALIVE = 15.0
+_WATCH = 0.5  # how often a quiet stream looks whether its client is still there
+_CLOSED = (ConnectionError, RuntimeError)  # what writing to a stream raises once it is gone
+
+
+def wants_events(call: Request) -> bool:
+    """Whether an HTTP call asks for a stream of events (a LIST with ``subscribe=1``)."""
+    return call.method is Method.LIST and str(call.parameters.get("subscribe", "")).lower() in ("1", "true")
+
+
+async def stream_events(
+    request: web.Request, dispatcher: Dispatcher, call: Request, credentials: Credentials
+) -> web.StreamResponse:
+    """Answer ``call`` as a stream of Server-Sent Events until the client goes away."""
+    try:
+        subscribe = await _subscription(request, dispatcher, call, credentials)
+    except FlowBusError as exc:
+        status, headers, body = render(dispatcher.fail(exc, None, peer=credentials.peer), "")
+        return web.Response(status=status, headers=headers, body=body)
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    transport = request.transport
+    settings = request.app[SETTINGS]
+
+    async def push(message: bytes) -> None:
+        await response.write(_frame(message))
+
+    subscriber = Subscriber(
+        dispatcher,
+        push,
+        _CLOSED,
+        lambda: transport.get_write_buffer_size() if transport is not None else 0,
+        settings.subscriber_backlog,
+    )
+    try:
+        await subscriber.subscribe(subscribe, credentials)
+        await _until_gone(request, response)
+    finally:
+        subscriber.close()
+    return response
+
+
+async def _subscription(
+    request: web.Request, dispatcher: Dispatcher, call: Request, credentials: Credentials
+) -> Request:
+    """The SUBSCRIBE the stream makes, checked before the stream starts."""
+    identity = dispatcher.authenticator.known(credentials) or await dispatcher.authenticator.authenticate(credentials)
+    if dispatcher.registry.get(call.endpoint) is None:
+        raise NoSuchEndpoint(f"No endpoint named {call.endpoint[:128]!r}")
+    dispatcher.authorizer.authorize(identity, Method.OPEN.value, call.endpoint, call.namespace)
+    since = request.headers.get("Last-Event-ID") or call.parameters.get("since")
+    filters = {k: v for k, v in call.parameters.items() if k not in ("subscribe", "since") and k not in RESERVED}
+    if any(not isinstance(v, str) for v in filters.values()):
+        raise InvalidRequest("Each filter of a stream is one field=value")
+    parameters: dict[str, Any] = {"filters": filters}
+    if since is not None:
+        parameters["since"] = since
+    return Request(Method.SUBSCRIBE, call.endpoint, call.objectid, None, call.namespace, parameters)
+
+
+async def _until_gone(request: web.Request, response: web.StreamResponse) -> None:
+    """Keep the stream open, with a comment now and then, until the client or the bus goes."""
+    loop = asyncio.get_running_loop()
+    quiet_since = loop.time()
+    while True:
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            return
+        if loop.time() - quiet_since >= KEEPALIVE:
+            with contextlib.suppress(*_CLOSED):
+                await response.write(b": keepalive\n\n")
+            quiet_since = loop.time()
+        await asyncio.sleep(_WATCH)
+
+
+def _frame(message: bytes) -> bytes:
+    """One pushed message (or the subscription's answer) as a Server-Sent Event."""
+    parsed = orjson.loads(message)
+    if "success" in parsed:
+        kind = "subscribed" if parsed["success"] else "error"
+        return b"event: " + kind.encode() + b"\ndata: " + message + b"\n\n"
+    seq = parsed.get("seq")
+    head = f"id: {seq}\n" if seq is not None else ""
+    return f"{head}event: {parsed.get('event')}\ndata: ".encode() + message + b"\n\n"

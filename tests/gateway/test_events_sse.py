@@ -1,0 +1,61 @@
+"""Server-Sent Events: GET .../?subscribe=1 streams the changes, resumes from Last-Event-ID."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import orjson
+
+from tests.flowbus.helpers import DEVICE, ok, unique
+from tests.support import Served
+
+PATH = "/api/inventory/inventory/device/"
+
+
+async def read_events(response: aiohttp.ClientResponse, count: int) -> list[dict[str, Any]]:
+    """The next ``count`` events of the stream (``subscribed`` and keepalives skipped)."""
+    events: list[dict[str, Any]] = []
+    fields: dict[str, str] = {}
+    while len(events) < count:
+        line = (await asyncio.wait_for(response.content.readline(), 30)).decode().rstrip("\n")
+        if line:
+            if not line.startswith(":"):
+                name, _, value = line.partition(": ")
+                fields[name] = value
+            continue
+        if fields.get("event") not in (None, "subscribed"):
+            events.append({"id": fields.get("id"), "event": fields["event"], **orjson.loads(fields["data"])})
+        fields = {}
+    return events
+
+
+async def test_a_stream_of_changes_resumed_from_last_event_id(bus: Served) -> None:
+    namespace = unique("ns")
+    headers = {"Authorization": f"Bearer {bus.token}", "Flow-Request-Namespace": namespace}
+    async with aiohttp.ClientSession() as http, bus.connect() as ws:
+        async with http.get(bus.http_url + PATH + "?subscribe=1", headers=headers) as stream:
+            assert stream.status == 200 and stream.headers["Content-Type"].startswith("text/event-stream")
+            await stream.content.readline()  # event: subscribed
+            await stream.content.readline()
+            await stream.content.readline()
+            await ok(ws, "CREATE", DEVICE, data={"name": "first"}, namespace=namespace)
+            (first,) = await read_events(stream, 1)
+        assert (first["event"], first["data"]["name"], first["id"]) == ("CREATED", "first", str(first["seq"]))
+        await ok(ws, "CREATE", DEVICE, data={"name": "missed"}, namespace=namespace)
+        resumed = {**headers, "Last-Event-ID": first["id"]}
+        async with http.get(bus.http_url + PATH + "?subscribe=1", headers=resumed) as stream:
+            await ok(ws, "CREATE", DEVICE, data={"name": "live"}, namespace=namespace)
+            events = await read_events(stream, 2)
+        assert [e["data"]["name"] for e in events] == ["missed", "live"]
+
+
+async def test_a_stream_is_refused_like_a_call(bus: Served) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(bus.http_url + PATH + "?subscribe=1") as refused:
+            assert refused.status == 401
+            assert (await refused.json())["errorcode"] == "AUTH_REQUIRED"
+        headers = {"Authorization": f"Bearer {bus.token}"}
+        async with http.get(bus.http_url + "/api/inventory/inventory/nothing/?subscribe=1", headers=headers) as gone:
+            assert gone.status == 404
