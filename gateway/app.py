@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -50,6 +52,7 @@ def create_app(
     app.router.add_get(WS_PATH, enveloped(websocket))
     app.router.add_get(WS_PATH + "/{endpoint:.*}", enveloped(websocket))
     app.router.add_get("/api/openapi.json", enveloped(openapi))
+    app.router.add_get("/client/flowbus.js", enveloped(client_js))
     app.router.add_route("*", "/api/{tail:.*}", make_api(dispatcher, tables))
     return app
 
@@ -65,6 +68,15 @@ def _middlewares(settings: Settings) -> list[Middleware]:
     this application must answer its own failures."""
     guard = [no_auth_guard(settings)] if settings.no_auth else []
     return [unmatched, *guard] + ([cors] if settings.cors_origins else [])
+
+
+CLIENT_JS = (Path(__file__).parent / "static" / "flowbus.js").read_bytes()
+"""The browser client (an ES module), read once."""
+
+
+async def client_js(request: web.Request) -> web.Response:
+    """Serve the browser client, ``import { FlowBus } from "/client/flowbus.js"``."""
+    return web.Response(body=CLIENT_JS, content_type="text/javascript", headers={"Cache-Control": "max-age=300"})
 
 
 class HttpGateway:
