@@ -34,7 +34,7 @@ import orjson
 from flowbus.auth.base import Credentials, Identity
 from flowbus.backplane import Event, token
 from flowbus.dispatcher import Dispatcher
-from flowbus.errors import AuthFailed, FlowBusError, Gone, InvalidRequest, NoSuchEndpoint, PermissionDenied
+from flowbus.errors import FlowBusError, Gone, InvalidRequest, NoSuchEndpoint, PermissionDenied
 from flowbus.params import check_field_name
 from flowbus.protocol import Method, Request, Response
 
@@ -60,7 +60,8 @@ class _Subscription:
         self.credentials = credentials
         self.last = 0  # the seq of the last change delivered
         self.live = False
-        self.held: list[Event] = []  # events that came while the log was replayed
+        self.held: list[Event] = []  # events that came while the log was replayed or rights rechecked
+        self.checking = False
         self.stop: Callable[[], None] = _nothing
 
     def matches(self, event: Event) -> bool:
@@ -211,12 +212,20 @@ class Subscriber:
         else:
             subscription.held.append(event)
 
-    def _deliver(self, subscription: _Subscription, event: Event) -> None:
-        if event.seq is not None:
-            if event.seq <= subscription.last:
-                return  # replayed already
-        if not self._allowed(subscription):
+    def _deliver(self, subscription: _Subscription, event: Event, identity: Identity | None = None) -> None:
+        if event.seq is not None and event.seq <= subscription.last:
+            return  # replayed already
+        dispatcher = self.dispatcher
+        identity = identity or dispatcher.authenticator.known(subscription.credentials)
+        if identity is None:  # not verified lately (a role changed, the token was refreshed): check again
+            subscription.live = False
+            subscription.held.append(event)
+            self._recheck(subscription)
             return
+        try:
+            dispatcher.authorizer.authorize(identity, _OPEN, subscription.endpoint, subscription.namespace)
+        except PermissionDenied:
+            return  # the subscriber may no longer see this
         if self._backlog() + self._queued > self._limit:
             self._overflow(subscription)
             return
@@ -233,20 +242,28 @@ class Subscriber:
             subscription.last = event.seq
         self._send(orjson.dumps(message))
 
-    def _allowed(self, subscription: _Subscription) -> bool:
-        """Whether the subscriber may still OPEN what it subscribed to (its credentials as they
-        are now); a token that is no longer valid ends the subscription."""
-        dispatcher = self.dispatcher
-        identity = dispatcher.authenticator.known(subscription.credentials)
-        if identity is None:
-            self._end(subscription)
-            self._send(_notice("ENDED", subscription, AuthFailed("The subscription's credentials are no longer valid")))
-            return False
+    def _recheck(self, subscription: _Subscription) -> None:
+        if subscription.checking:
+            return
+        subscription.checking = True
+        asyncio.get_running_loop().create_task(self._reauthenticate(subscription))
+
+    async def _reauthenticate(self, subscription: _Subscription) -> None:
+        """Verify the subscriber's credentials again, then deliver what waited (or end it)."""
         try:
-            dispatcher.authorizer.authorize(identity, _OPEN, subscription.endpoint, subscription.namespace)
-        except PermissionDenied:
-            return False
-        return True
+            identity = await self.dispatcher.authenticator.authenticate(subscription.credentials)
+        except FlowBusError as exc:
+            self._end(subscription)
+            self._send(_notice("ENDED", subscription, exc))
+            return
+        finally:
+            subscription.checking = False
+        if subscription.id not in self._subscriptions:
+            return
+        subscription.live = True
+        held, subscription.held = subscription.held, []
+        for event in held:
+            self._deliver(subscription, event, identity)
 
     def _overflow(self, subscription: _Subscription) -> None:
         self._end(subscription)

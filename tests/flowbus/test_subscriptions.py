@@ -161,12 +161,12 @@ async def test_flow_executions_push_progress(bus: Served, ws: ClientConnection) 
 
 async def test_a_connection_that_does_not_read_gets_one_overflow_notice(bus: Served) -> None:
     namespace = unique("ns")
-    pad = "x" * 4000
+    pad = "x" * 1200
     async with bus.connect() as slow, bus.connect() as writer:
         sub = await subscribe(slow, namespace=namespace)
-        # the slow client reads nothing while about 12 MB of events are committed
-        for start in range(0, 3000, 200):
-            batch = [{"name": f"d{i}", "pad": pad} for i in range(start, start + 200)]
+        # the slow client reads nothing while 10,000 events (about 13 MB) are committed
+        for start in range(0, 10_000, 500):
+            batch = [{"name": f"d{i}", "pad": pad} for i in range(start, start + 500)]
             await ok(writer, "CREATE", DEVICE, data=batch, namespace=namespace)
         await ok(writer, "CREATE", DEVICE, data={"name": "after-all"}, namespace=namespace)
         messages: list[dict[str, Any]] = []
@@ -175,7 +175,7 @@ async def test_a_connection_that_does_not_read_gets_one_overflow_notice(bus: Ser
         overflow = messages[-1]
         delivered = messages[:-1]
         assert overflow["subscription"] == sub["subscription"]
-        assert 0 < len(delivered) < 3001 and overflow["seq"] == delivered[-1]["seq"]
+        assert 0 < len(delivered) < 10_000 and overflow["seq"] == delivered[-1]["seq"]
         await ok(slow, "CREATE", DEVICE, data={"name": "nothing-more"}, namespace=namespace)
         answer = await rpc(
             slow, {"method": "LIST", "endpoint": DEVICE, "namespace": namespace, "parameters": {"limit": 1}}
@@ -213,3 +213,65 @@ def test_subscribe_is_not_a_method_over_http(bus: Served) -> None:
         raise AssertionError("SUBSCRIBE over HTTP was answered")
     except urllib.error.HTTPError as error:
         assert (error.code, orjson.loads(error.read())["errorcode"]) == (405, "METHOD_NOT_SUPPORTED")
+
+
+async def test_a_narrowed_role_stops_a_live_subscriptions_events(bus: Served, ws: ClientConnection) -> None:
+    namespace, role = unique("ns"), unique("watcher")
+    await ok(ws, "CREATE", "auth/role", data={"id": role, "rules": [{"endpoints": "inventory/*", "methods": ["OPEN"]}]})
+    user = {"username": f"u-{role}", "password": "watcher-password-1", "roles": [role]}
+    await ok(ws, "CREATE", "auth/user", data=user)
+    async with bus.connect(token=None) as anonymous:
+        credentials = {"username": user["username"], "password": user["password"]}
+        login = await rpc(anonymous, {"method": "CREATE", "endpoint": "auth/token", "data": credentials})
+    async with bus.connect(token=login["data"]["token"]) as watcher:
+        await subscribe(watcher, namespace=namespace)
+        await ok(ws, "CREATE", DEVICE, data={"name": "allowed"}, namespace=namespace)
+        (event,) = await pushed(watcher, 1)
+        assert event["data"]["name"] == "allowed"
+        await ok(
+            ws, "UPDATE", "auth/role", objectid=role, data={"rules": [{"endpoints": "flows/*", "methods": ["OPEN"]}]}
+        )
+        for _ in range(500):  # the role's change reaches the auth engine through the change feed
+            check = await rpc(watcher, {"method": "OPEN", "endpoint": DEVICE, "objectid": "x", "namespace": namespace})
+            if check.get("errorcode") == "PERMISSION_DENIED":
+                break
+            await asyncio.sleep(0.01)
+        await ok(ws, "CREATE", DEVICE, data={"name": "no-longer-allowed"}, namespace=namespace)
+        listed = {"method": "LIST", "endpoint": "flows/flow", "namespace": namespace}
+        answer = await rpc(watcher, listed)  # the next message is this answer: nothing was pushed
+        assert "subscription" not in answer and answer["status"] == 0
+
+
+async def test_changes_made_by_another_process_are_pushed(tmp_path: Any) -> None:
+    from tests.support import serve
+
+    first = serve(tmp_path / "a")
+    try:
+        second = serve(tmp_path / "b", "--data", str(first.data))
+        try:
+            namespace = unique("ns")
+            async with second.connect() as listener, first.connect() as writer:
+                await subscribe(listener, namespace=namespace)
+                for name in ("one", "two", "three"):
+                    await ok(writer, "CREATE", DEVICE, data={"name": name}, namespace=namespace)
+                events = await pushed(listener, 3)
+            assert [e["data"]["name"] for e in events] == ["one", "two", "three"]
+        finally:
+            second.stop()
+    finally:
+        first.stop()
+
+
+async def test_a_revoked_token_ends_its_subscriptions(bus: Served, ws: ClientConnection) -> None:
+    namespace = unique("ns")
+    user = {"username": unique("revoked"), "password": "revoked-password-1", "roles": ["viewer"]}
+    await ok(ws, "CREATE", "auth/user", data=user)
+    async with bus.connect(token=None) as anonymous:
+        credentials = {"username": user["username"], "password": user["password"]}
+        login = await rpc(anonymous, {"method": "CREATE", "endpoint": "auth/token", "data": credentials})
+    async with bus.connect(token=login["data"]["token"]) as watcher:
+        sub = await subscribe(watcher, namespace=namespace)
+        await ok(ws, "DELETE", "auth/token", objectid=login["data"]["id"])
+        await ok(ws, "CREATE", DEVICE, data={"name": "after-revocation"}, namespace=namespace)
+        (ended,) = await pushed(watcher, 1)
+    assert (ended["event"], ended["subscription"], ended["errorcode"]) == ("ENDED", sub["subscription"], "AUTH_FAILED")
