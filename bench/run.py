@@ -20,7 +20,11 @@ bench/ceiling_aiohttp.py, bench/ceiling_sqlite.py) and measures:
   CREATE, set, end) one execution at a time, answered when it ended (every transition
   committed); its writes/s (executions/s x the commits per execution read from the bus's change
   log) beside the aiosqlite write ceiling of S4; then the time from an event to the transition it
-  causes, one event at a time, while ``--waiting`` executions wait (p50/p99).
+  causes, one event at a time, while ``--waiting`` executions wait (p50/p99);
+- S7 fan-out: ``--subscribers`` connections SUBSCRIBE to ``inventory/device``; one writer makes
+  ``--fanout-writes`` CREATEs one at a time; events delivered per second and the time from sending
+  a write to its event's arrival (p50/p99), beside a bare websockets broadcast ceiling
+  (bench/ceiling_broadcast.py).
 
 Each row's load ends after ``--calls`` calls or ``--seconds`` seconds, whichever comes first
 (S3: after ``--seconds``, wrk has no call limit). It is given in ``--rounds`` rounds, in which
@@ -53,17 +57,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from flowbench import flows, load, report, servers, workload
+from flowbench import fanout, flows, load, report, servers, workload
 from flowbench.load import LoadError, NodeLoad, Progress
 from flowbench.report import CEILING, FLOWBUS, Row
 from flowbench.servers import BENCH, CEILING_READY, FLOWBUS_READY, ROOT, Server, running
 
 RESULTS = BENCH / "results"
-SCENARIOS = ("S1", "S2", "S3", "S4", "S4pg", "S5", "S6")
+SCENARIOS = ("S1", "S2", "S3", "S4", "S4pg", "S5", "S6", "S7")
 POSTGRES = os.environ.get("FLOWBUS_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 SMOKE_CALLS = 300
 SMOKE_IDLE = 200
 SMOKE_WAITING = 50
+SMOKE_SUBSCRIBERS = 50
+SMOKE_WRITES = 20
 
 # The servers, by role: (row name, kind, the role it is compared with)
 ROLES = {
@@ -76,6 +82,7 @@ ROLES = {
     "sqlite": ("ceiling aiosqlite", CEILING, None),
     "fb_pg": ("FlowBus ws (pg)", FLOWBUS, "asyncpg"),
     "asyncpg": ("ceiling asyncpg", CEILING, None),
+    "broadcast": ("ceiling broadcast", CEILING, None),
 }
 WS_ROLES = ("fb_ws", "ws", "fb_gw", "aio_ws")
 
@@ -98,6 +105,8 @@ class Plan:
     warmup_seconds: float
     batch: int
     waiting: int
+    subscribers: int
+    fanout_writes: int
     smoke: bool
     rounds: int
 
@@ -124,6 +133,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--objects", type=int, default=100, help="objects created, then opened in turn (default 100)")
     add("--batch", type=int, default=100, help="S5 opens connections this many at a time (default 100)")
     add("--waiting", type=int, default=1000, help="S6: executions waiting while events are timed (default 1000)")
+    add("--subscribers", type=int, default=1000, help="S7: subscribed connections (default 1000)")
+    add("--fanout-writes", type=int, default=200, help="S7: writes whose events fan out (default 200)")
     add("--postgres", default=POSTGRES, metavar="URL", help="S4pg's server (or FLOWBUS_BENCH_POSTGRES)")
     add("--smoke", action="store_true", help="a few hundred calls per row, 200 idle connections, no warm-up")
     add("--json", metavar="PATH", help="where to write the JSON report (default: bench/results/bench-<time>.json)")
@@ -180,6 +191,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
         warmup_seconds=2.0,
         batch=args.batch,
         waiting=args.waiting,
+        subscribers=args.subscribers,
+        fanout_writes=args.fanout_writes,
         smoke=args.smoke,
         rounds=args.rounds,
     )
@@ -191,6 +204,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
         seconds=min(plan.seconds, 5.0),
         idle_connections=min(plan.idle_connections, SMOKE_IDLE),
         waiting=min(plan.waiting, SMOKE_WAITING),
+        subscribers=min(plan.subscribers, SMOKE_SUBSCRIBERS),
+        fanout_writes=min(plan.fanout_writes, SMOKE_WRITES),
         warmup_calls=0,
         warmup_seconds=0.0,
         rounds=1,
@@ -303,6 +318,9 @@ def start_ceilings(stack: ExitStack, bench: Bench) -> None:
         bench.targets["sqlite"] = Target("sqlite", server.urls["ws"] + "/", server.pid)
     if "S4pg" in wanted:
         start_postgres_pair(stack, bench)
+    if "S7" in wanted:
+        server = stack.enter_context(ceiling("ceiling_broadcast.py", Path("-"), bench.workdir / "ceiling_broadcast"))
+        bench.targets["broadcast"] = Target("broadcast", server.urls["ws"] + "/", server.pid)
 
 
 def start_postgres_pair(stack: ExitStack, bench: Bench) -> None:
@@ -495,7 +513,28 @@ def run_scenario(bench: Bench, scenario: str) -> list[Row]:
         )
     if scenario == "S5":
         return [measure_idle(bench, fresh_flowbus(bench, r) if r.startswith("fb_") else targets[r]) for r in WS_ROLES]
+    if scenario == "S7":
+        return [measure_fanout(bench, targets[role]) for role in ("fb_ws", "broadcast")]
     return measure_s6(bench)
+
+
+def measure_fanout(bench: Bench, target: Target) -> Row:
+    """S7 against one server: events/s delivered to the subscribers, and write-to-event latency."""
+    plan = bench.plan
+    row = Row("S7", "FlowBus fan-out" if target.role == "fb_ws" else target.name, target.row("S7").kind)
+    if target.role == "fb_ws":
+        row.versus = "ceiling broadcast"
+    progress = Progress(f"S7 {row.server} ({plan.subscribers} subscribers)")
+    cpu_before = servers.cpu_seconds(target.pid) if target.pid else None
+    result = asyncio.run(fanout.fanout(str(target.url), plan.subscribers, plan.fanout_writes))
+    progress.finish(f"{result.delivered} events")
+    row.calls, row.errors, row.seconds = result.delivered, result.errors, result.seconds
+    row.rate = result.delivered / result.seconds if result.seconds else 0.0
+    row.p50_us, row.p99_us = result.p50_us, result.p99_us
+    row.client_cpu_us = report.per_call_us(result.client_cpu_s, result.delivered)
+    if cpu_before is not None and target.pid:
+        row.server_cpu_us = report.per_call_us(servers.cpu_seconds(target.pid) - cpu_before, result.delivered)
+    return row
 
 
 def measure_s6(bench: Bench) -> list[Row]:

@@ -60,6 +60,7 @@ class _Subscription:
         self.credentials = credentials
         self.last = 0  # the seq of the last change delivered
         self.live = False
+        self.quoted = orjson.dumps(sid)
         self.held: list[Event] = []  # events that came while the log was replayed or rights rechecked
         self.checking = False
         self.stop: Callable[[], None] = _nothing
@@ -229,18 +230,9 @@ class Subscriber:
         if self._backlog() + self._queued > self._limit:
             self._overflow(subscription)
             return
-        message = {
-            "event": event.event,
-            "endpoint": event.endpoint,
-            "objectid": event.objectid,
-            "namespace": event.namespace,
-            "data": event.data,
-            "subscription": subscription.id,
-            "seq": event.seq,
-        }
         if event.seq is not None:
             subscription.last = event.seq
-        self._send(orjson.dumps(message))
+        self._send(b'{"subscription":' + subscription.quoted + b"," + _encoded(event)[1:])
 
     def _recheck(self, subscription: _Subscription) -> None:
         if subscription.checking:
@@ -300,6 +292,26 @@ class Subscriber:
                 self._queue.clear()
                 self._queued = 0
                 return
+
+
+_last_encoded: list[Any] = [None, b""]
+
+
+def _encoded(event: Event) -> bytes:
+    """An event's pushed message without its subscription, encoded once for all its subscribers
+    (the backplane hands one event to each of them in turn)."""
+    if _last_encoded[0] is not event:
+        body = {
+            "event": event.event,
+            "endpoint": event.endpoint,
+            "objectid": event.objectid,
+            "namespace": event.namespace,
+            "data": event.data,
+            "seq": event.seq,
+        }
+        _last_encoded[0], _last_encoded[1] = event, orjson.dumps(body)
+    encoded: bytes = _last_encoded[1]
+    return encoded
 
 
 def _notice(event: str, subscription: _Subscription, error: FlowBusError) -> bytes:

@@ -169,3 +169,13 @@ def test_targets_met() -> None:
     ]
     (s5,) = [t for t in report.targets(rows) if t.name == "S5 FlowBus ws: KiB per idle connection"]
     assert s5.met is True
+
+
+def test_fanout_is_measured_beside_its_ceiling(smoke: Smoke) -> None:
+    """S7: every subscriber got every write's event, from FlowBus and from the broadcast ceiling."""
+    rows = {r["server"]: r for r in smoke.rows if r["scenario"] == "S7"}
+    assert set(rows) == {"FlowBus fan-out", "ceiling broadcast"}
+    for row in rows.values():
+        assert row["errors"] == 0 and row["calls"] == 50 * 20, row  # smoke: 50 subscribers, 20 writes
+        assert row["p99_us"] >= row["p50_us"] > 0
+    assert rows["FlowBus fan-out"]["versus"] == "ceiling broadcast"
