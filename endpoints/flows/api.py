@@ -170,7 +170,7 @@ class FlowDefinitions(Collection):
         current = await call.store.get(FLOWS, call.namespace, call.objectid)
         if current is None:
             raise DoesNotExist()
-        expect = _expected(call, current)
+        expect = expected_version(call.parameters)
         writes: list[Any] = [Patch(FLOWS, call.namespace, call.objectid, changes, self.prepare, expect=expect)]
         new_name = changes.get("name", current["name"])
         if new_name != current["name"]:
@@ -186,7 +186,7 @@ class FlowDefinitions(Collection):
         current = await call.store.get(FLOWS, call.namespace, call.objectid)
         if current is None:
             raise DoesNotExist()
-        expect = _expected(call, current)
+        expect = expected_version(call.parameters)
         writes = [
             Delete(FLOWS, call.namespace, call.objectid, expect=expect),
             Delete(NAMES, call.namespace, current["name"]),
@@ -211,10 +211,6 @@ class FlowDefinitions(Collection):
         stored = await call.store.transaction(self._inserts(call, copy))
         assert stored[0] is not None
         return stored[0]
-
-
-def _expected(call: Call, current: dict[str, Any]) -> int | None:
-    return expected_version(call.parameters)
 
 
 async def start(engine: Engine, call: Call, flow: dict[str, Any]) -> dict[str, Any]:

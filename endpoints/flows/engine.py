@@ -60,7 +60,7 @@ from flowbus import (
     new_objectid,
 )
 
-__all__ = ["Engine", "Moved"]
+__all__ = ["Engine"]
 
 logger = logging.getLogger("flowbus.flows")
 
@@ -82,10 +82,6 @@ def _iso(epoch: float) -> str:
 @functools.lru_cache(maxsize=64)
 def _second(second: int) -> str:
     return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-
-
-class Moved(Exception):
-    """The execution was written by someone else since it was read: the step is not ours."""
 
 
 class _Outcome:
@@ -812,9 +808,6 @@ class Engine:
     async def find(self, namespace: str, filters: dict[str, Any]) -> list[dict[str, Any]]:
         """Every execution of ``namespace`` matching ``filters`` (exact values), oldest first."""
         return await self._all(namespace, filters)
-
-    def progress(self, record: dict[str, Any]) -> dict[str, Any]:
-        return progress_view(record)
 
 
 # -- pure helpers ------------------------------------------------------------------------------
