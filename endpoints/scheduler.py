@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from endpoints.flows.clock import Clock, SystemClock, Timer
-from endpoints.flows.model import EXECUTIONS, QUEUED, RUNNING, progress_view
+from endpoints.flows.model import EXECUTIONS, QUEUED, RUNNING, no_text, progress_view
 from endpoints.flows.schedule import Schedule
 from flowbus import (
     Application,
@@ -62,10 +62,6 @@ JOB_SCHEMA: dict[str, Any] = {
         },
     },
 }
-
-
-def _no_text(obj: dict[str, Any]) -> str:
-    return ""
 
 
 def _iso(epoch: float) -> str:
@@ -185,12 +181,12 @@ class Runner:
         if job.get("disabled"):
             return
         try:
-            await store.insert(FIRED, namespace, {"id": f"{objectid}@{int(when)}", "job": objectid}, _no_text)
+            await store.insert(FIRED, namespace, {"id": f"{objectid}@{int(when)}", "job": objectid}, no_text)
         except Conflict:
             return  # another process sent it
         outcome = await self._send(namespace, job)
         self.fired.append((namespace, objectid))
-        await store.patch(JOBS, namespace, objectid, {"lastRun": _iso(when), **outcome}, _no_text)
+        await store.patch(JOBS, namespace, objectid, {"lastRun": _iso(when), **outcome}, no_text)
 
     async def _send(self, namespace: str, job: dict[str, Any]) -> dict[str, Any]:
         assert self._services is not None

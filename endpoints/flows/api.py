@@ -19,6 +19,7 @@ from endpoints.flows.model import (
     USER_INPUT,
     WAITING,
     context_view,
+    no_text,
     progress_view,
     state_view,
 )
@@ -48,10 +49,6 @@ NAMES = "flows/name"
 MAX_BATCH = 1000
 _READ_ONLY = ("owner", "state")
 _TRUE = (True, "true", "1", "yes")
-
-
-def _no_text(obj: dict[str, Any]) -> str:
-    return ""
 
 
 def _flag(parameters: dict[str, Any], name: str) -> bool:
@@ -158,7 +155,7 @@ class FlowDefinitions(Collection):
             raise InvalidData("'name' is required: a non-empty string", field="name")
         return [
             Insert(FLOWS, call.namespace, obj, self.prepare),
-            Insert(NAMES, call.namespace, {"id": name, "flow": obj["id"]}, _no_text),
+            Insert(NAMES, call.namespace, {"id": name, "flow": obj["id"]}, no_text),
         ]
 
     async def update(self, call: Call) -> Any:
@@ -177,7 +174,7 @@ class FlowDefinitions(Collection):
             if not isinstance(new_name, str) or not new_name:
                 raise InvalidData("'name' must be a non-empty string", field="name")
             writes.append(Delete(NAMES, call.namespace, current["name"]))
-            writes.append(Insert(NAMES, call.namespace, {"id": new_name, "flow": call.objectid}, _no_text))
+            writes.append(Insert(NAMES, call.namespace, {"id": new_name, "flow": call.objectid}, no_text))
         stored = await call.store.transaction(writes)
         return self._armed(call, stored[0])
 
@@ -319,7 +316,7 @@ class Executions(Endpoint):
             tags = [t for t in dict.fromkeys([*(record.get("tags") or []), *add]) if t not in remove]
             try:
                 return await call.store.patch(
-                    EXECUTIONS, call.namespace, record["id"], {"tags": tags}, _no_text, expect=record["version"]
+                    EXECUTIONS, call.namespace, record["id"], {"tags": tags}, no_text, expect=record["version"]
                 )
             except Conflict:
                 record = await self._get(call)
@@ -358,7 +355,7 @@ class Executions(Endpoint):
         changes = {"status": WAITING, "child": child, "choices": None, "message": f"Running {name}"}
         try:
             parent = await call.store.patch(
-                EXECUTIONS, call.namespace, record["id"], changes, _no_text, expect=record["version"]
+                EXECUTIONS, call.namespace, record["id"], changes, no_text, expect=record["version"]
             )
         except Conflict:
             raise Conflict("The execution was answered or moved meanwhile") from None
@@ -469,7 +466,7 @@ class Commands(Endpoint):
 
     async def _command(self, call: Call, flow: dict[str, Any], command: str, kind: int) -> dict[str, Any]:
         state = {"start": "running", "resume": "running", "stop": "stopped", "pause": "paused"}[command]
-        patched = await call.store.patch(FLOWS, call.namespace, flow["id"], {"state": state}, _no_text)
+        patched = await call.store.patch(FLOWS, call.namespace, flow["id"], {"state": state}, no_text)
         self.schedules.armed(call.namespace, patched)
         if command in ("stop", "pause"):
             await self._each(call, flow, RUNNING, "pause" if command == "pause" else "stop", kind)

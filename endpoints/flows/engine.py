@@ -43,6 +43,7 @@ from endpoints.flows.model import (
     WAITING,
     WAITING_UNTIL,
     WAITS,
+    no_text,
     progress_view,
 )
 from flowbus import (
@@ -67,10 +68,6 @@ logger = logging.getLogger("flowbus.flows")
 HISTORY = 1000
 """The latest entries of ``stateContexts``, ``executionHistory`` and ``report`` an execution keeps."""
 _PAGE = 500
-
-
-def _no_text(obj: dict[str, Any]) -> str:
-    return ""
 
 
 def _iso(epoch: float) -> str:
@@ -206,7 +203,7 @@ class Engine:
             snapshot = {k: v for k, v in flow.items() if k not in ("created", "updated", "version")}
             snapshot["id"] = revision
             with contextlib.suppress(Conflict):  # another process stored the same snapshot
-                await self.services.store.insert(REVISIONS, "", snapshot, _no_text)
+                await self.services.store.insert(REVISIONS, "", snapshot, no_text)
             self._definitions[revision] = validate_definition(_definition_data(flow))
         return revision
 
@@ -264,7 +261,7 @@ class Engine:
         if take:
             self._running += 1  # the slot is held from now: a burst of starts cannot overshoot
         try:
-            stored = await self.services.store.insert(EXECUTIONS, namespace, record, _no_text)
+            stored = await self.services.store.insert(EXECUTIONS, namespace, record, no_text)
         except BaseException:
             if take:
                 self._running -= 1
@@ -388,7 +385,7 @@ class Engine:
 
     async def _write(self, namespace: str, record: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
         return await self.services.store.patch(
-            EXECUTIONS, namespace, record["id"], changes, _no_text, expect=record["version"], base=record
+            EXECUTIONS, namespace, record["id"], changes, no_text, expect=record["version"], base=record
         )
 
     def _after_commit(self, namespace: str, record: dict[str, Any]) -> None:
@@ -786,7 +783,7 @@ class Engine:
         if namespace in self._namespaces:
             return
         with contextlib.suppress(Conflict):
-            await self.services.store.insert(NAMESPACES, "", {"id": namespace or "-", "namespace": namespace}, _no_text)
+            await self.services.store.insert(NAMESPACES, "", {"id": namespace or "-", "namespace": namespace}, no_text)
         self._namespaces.add(namespace)
 
     async def _known_namespaces(self) -> list[str]:

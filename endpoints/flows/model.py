@@ -27,6 +27,7 @@ __all__ = [
     "WAITING_UNTIL",
     "WAITS",
     "context_view",
+    "no_text",
     "progress_view",
     "state_view",
 ]
@@ -70,6 +71,11 @@ WAITS = frozenset({WAITING, WAITING_UNTIL, USER_INPUT, SELECT_FLOW})
 ACTIVE = frozenset({QUEUED, RUNNING})
 
 _INTERNAL = ("revision", "waitEvent", "command", "pausedFrom", "flowId", "deadline", "choices", "schema", "parent")
+
+
+def no_text(obj: dict[str, Any]) -> str:
+    """The search text of the engine's own records: none (they are not searched, and keep no index row)."""
+    return ""
 
 
 def context_view(record: dict[str, Any]) -> dict[str, Any]:

@@ -17,17 +17,13 @@ from typing import Any
 
 from endpoints.flows.clock import Timer
 from endpoints.flows.engine import Engine
-from endpoints.flows.model import FIRED, FLOWS
+from endpoints.flows.model import FIRED, FLOWS, no_text
 from endpoints.flows.schedule import Schedule
 from flowbus import Conflict, Event, FlowBusError, Query, Services, every_object
 
 __all__ = ["FlowSchedules"]
 
 logger = logging.getLogger("flowbus.flows")
-
-
-def _no_text(obj: dict[str, Any]) -> str:
-    return ""
 
 
 class FlowSchedules:
@@ -111,7 +107,7 @@ class FlowSchedules:
             return
         at = datetime.fromtimestamp(when, UTC).isoformat().replace("+00:00", "Z")
         try:
-            await store.insert(FIRED, namespace, {"id": f"{flow_id}@{int(when)}", "flow": flow_id, "at": at}, _no_text)
+            await store.insert(FIRED, namespace, {"id": f"{flow_id}@{int(when)}", "flow": flow_id, "at": at}, no_text)
         except Conflict:
             return  # another process fired it
         event: dict[str, Any] = {"name": "schedule", "input": None, "tags": [], "at": at}
