@@ -11,28 +11,24 @@ DELETE cancels one.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from endpoints.flows.clock import Clock, SystemClock, Timer
+from endpoints.flows.clock import Clock, SystemClock
+from endpoints.flows.cron import CronObjects, note_namespace
 from endpoints.flows.model import EXECUTIONS, QUEUED, RUNNING, no_text, progress_view
 from endpoints.flows.schedule import Schedule
 from flowbus import (
     Application,
     Call,
     Collection,
-    Conflict,
     DoesNotExist,
     Endpoint,
-    Event,
     FlowBusError,
     InvalidData,
     Page,
     Query,
-    Services,
-    every_object,
 )
 
 __all__ = ["JOB_SCHEMA", "create_app"]
@@ -90,6 +86,7 @@ class Jobs(Collection):
         if isinstance(call.data, dict):
             call.data = {**call.data, "owner": call.identity.subject}
         job = await super().create(call)
+        await note_namespace(call.store, call.namespace)  # where a restarted process looks for jobs
         self.runner.armed(call.namespace, job)  # here at once; other processes by the change feed
         return job
 
@@ -101,101 +98,30 @@ class Jobs(Collection):
         return job
 
 
-class Runner:
+class Runner(CronObjects):
     """Fires the jobs (background work of the scheduler application)."""
 
     name = "scheduler"
 
     def __init__(self, clock: Clock) -> None:
-        self.clock = clock
-        self._timers: dict[tuple[str, str], tuple[float, Timer]] = {}
-        self._services: Services | None = None
-        self._unsubscribe: Any = None
-        self.fired: list[tuple[str, str]] = []
+        super().__init__(JOBS, FIRED, clock)
 
-    async def start(self, services: Services) -> None:
-        self._services = services
-        self._unsubscribe = services.backplane.subscribe(every_object(JOBS), self._changed)
-        for namespace in await self._namespaces():
-            items, _ = await services.store.query(JOBS, namespace, Query(limit=1000, sort="created"))
-            for job in items:
-                self._arm(namespace, job)
-
-    async def stop(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-        for _, timer in self._timers.values():
-            timer.cancel()
-        self._timers.clear()
-
-    async def _namespaces(self) -> list[str]:
-        assert self._services is not None
-        found, _ = await self._services.store.query("flows/namespace", "", Query(limit=1000))
-        return sorted({"", *(str(r.get("namespace", "")) for r in found)})
-
-    def _changed(self, subject: str, event: Event) -> None:
-        if not isinstance(event.data, dict) or event.seq is None:
-            return
-        if event.event == "DELETED":
-            self._disarm((event.namespace, event.objectid))
-        else:
-            self._arm(event.namespace, event.data)
-
-    def armed(self, namespace: str, job: dict[str, Any]) -> None:
-        """Arm (or re-arm, or disarm) the timer of a job just written."""
-        self._arm(namespace, job)
-
-    def _disarm(self, key: tuple[str, str]) -> None:
-        planned = self._timers.pop(key, None)
-        if planned is not None:
-            planned[1].cancel()
-
-    def _arm(self, namespace: str, job: dict[str, Any]) -> None:
-        key = (namespace, job["id"])
+    def schedule_of(self, job: dict[str, Any]) -> Schedule | None:
         if job.get("disabled"):
-            self._disarm(key)
-            return
-        try:
-            schedule = Schedule(job.get("schedule", ""), job.get("timezone") or "UTC")
-        except ValueError:
-            self._disarm(key)
-            return
-        when = schedule.next_after(datetime.fromtimestamp(self.clock.now(), UTC)).timestamp()
-        planned = self._timers.get(key)
-        if planned is not None and planned[0] == when:
-            return
-        self._disarm(key)
-        self._timers[key] = (when, self.clock.at(when, lambda: self._due(namespace, job["id"], when)))
+            return None
+        return Schedule(job.get("schedule", ""), job.get("timezone") or "UTC")
 
-    def _due(self, namespace: str, objectid: str, when: float) -> None:
-        self._timers.pop((namespace, objectid), None)
-        asyncio.get_running_loop().create_task(self._fire(namespace, objectid, when))
-
-    async def _fire(self, namespace: str, objectid: str, when: float) -> None:
-        assert self._services is not None
-        store = self._services.store
-        job = await store.get(JOBS, namespace, objectid)
-        if job is None:
-            return
-        self._arm(namespace, job)
-        if job.get("disabled"):
-            return
-        try:
-            await store.insert(FIRED, namespace, {"id": f"{objectid}@{int(when)}", "job": objectid}, no_text)
-        except Conflict:
-            return  # another process sent it
+    async def fire(self, namespace: str, job: dict[str, Any], when: float) -> None:
         outcome = await self._send(namespace, job)
-        self.fired.append((namespace, objectid))
-        await store.patch(JOBS, namespace, objectid, {"lastRun": _iso(when), **outcome}, no_text)
+        await self.services.store.patch(JOBS, namespace, job["id"], {"lastRun": _iso(when), **outcome}, no_text)
 
     async def _send(self, namespace: str, job: dict[str, Any]) -> dict[str, Any]:
-        assert self._services is not None
         envelope = job["envelope"]
-        identity = self._services.identify(job.get("owner") or "")
+        identity = self.services.identify(job.get("owner") or "")
         if identity is None:
             return {"lastError": f"the job's owner {job.get('owner')!r} no longer exists", "lastResult": None}
         try:
-            result = await self._services.call(
+            result = await self.services.call(
                 identity,
                 envelope["method"],
                 envelope["endpoint"],

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from endpoints.flows.clock import Clock, SystemClock, Timer
+from endpoints.flows.cron import note_namespace
 from endpoints.flows.definition import Definition, StateSpec, validate_definition
 from endpoints.flows.expressions import ExpressionError
 from endpoints.flows.model import (
@@ -780,11 +781,9 @@ class Engine:
         await self._note_namespace(namespace)
 
     async def _note_namespace(self, namespace: str) -> None:
-        if namespace in self._namespaces:
-            return
-        with contextlib.suppress(Conflict):
-            await self.services.store.insert(NAMESPACES, "", {"id": namespace or "-", "namespace": namespace}, no_text)
-        self._namespaces.add(namespace)
+        if namespace not in self._namespaces:
+            await note_namespace(self.services.store, namespace)
+            self._namespaces.add(namespace)
 
     async def _known_namespaces(self) -> list[str]:
         records = await self._all("", {}, collection=NAMESPACES)

@@ -163,3 +163,41 @@ async def _eventually(ws: ClientConnection, parameters: dict[str, Any], count: i
             return found
         await asyncio.sleep(0.01)
     raise AssertionError(f"expected {count} executions of {parameters}")
+
+
+async def test_a_job_is_armed_again_after_a_restart(tmp_path: Any) -> None:
+    """A job in a namespace that holds nothing else still fires after the bus restarts."""
+    from endpoints import create_inventory
+    from endpoints.flows import ManualClock, create_app as create_flows
+    from endpoints.scheduler import create_app as create_scheduler
+    from flowbus.cli import build_bus
+    from flowbus.config import Settings
+    from tests.endpoints.flows.conftest import PASSWORD
+    from tests.support import rpc, ws_connect
+
+    settings = Settings.load({"data": tmp_path, "ws_port": 0, "http_port": 0, "admin_password": PASSWORD}, env={})
+    job = {
+        "schedule": "0 * * * *",
+        "envelope": {"endpoint": "inventory/device", "method": "CREATE", "data": {"name": "j"}},
+    }
+    login = {"method": "CREATE", "endpoint": "auth/token", "data": {"username": "admin", "password": PASSWORD}}
+    for attempt in range(2):
+        clock = ManualClock(START)
+        bus, _ = build_bus(settings, [create_inventory(), create_flows(4, clock), create_scheduler(clock)])
+        await bus.start()
+        try:
+            async with ws_connect(bus.url("websocket")) as ws:
+                token = (await rpc(ws, login))["data"]["token"]
+            async with ws_connect(bus.url("websocket"), token=token) as ws:
+                if attempt == 0:
+                    await ok(ws, "CREATE", "scheduler/job", data=job, namespace="jobs-only")
+                    continue
+                clock.advance(3600)
+                for _ in range(500):
+                    devices = await ok(ws, "LIST", "inventory/device", namespace="jobs-only")
+                    if devices:
+                        break
+                    await _settled_feed(ws)
+                assert [d["name"] for d in devices] == ["j"]
+        finally:
+            await bus.stop()

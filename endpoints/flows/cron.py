@@ -1,0 +1,130 @@
+"""Objects that fire on a cron schedule: scheduled flows, scheduler jobs.
+
+:class:`CronObjects` keeps a timer for every object of one collection whose schedule says it
+should fire, in every namespace that holds the engine's records: armed at start from the store,
+re-armed when an object is written here (:meth:`~CronObjects.armed`) or in another process (the
+change feed). When a timer fires, the process claims the firing by storing a record named after
+the object and the time in ``claims``: of several processes sharing a store, the one whose insert
+lands fires it. A firing missed while no process ran is not made up for: the next one is armed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+from typing import Any
+
+from endpoints.flows.clock import Clock, Timer
+from endpoints.flows.model import NAMESPACES, no_text
+from endpoints.flows.schedule import Schedule
+from flowbus import Conflict, Event, Query, Services, Store, every_object
+
+__all__ = ["CronObjects", "note_namespace"]
+
+Key = tuple[str, str]
+
+
+async def note_namespace(store: Store, namespace: str) -> None:
+    """Remember that ``namespace`` holds the engine's or the scheduler's records (where a
+    restarted process looks for them)."""
+    with contextlib.suppress(Conflict):
+        await store.insert(NAMESPACES, "", {"id": namespace or "-", "namespace": namespace}, no_text)
+
+
+class CronObjects:
+    """Timers for the objects of ``collection`` that carry a schedule (a subclass says which
+    should fire, with :meth:`schedule_of`, and what firing does, with :meth:`fire`)."""
+
+    name = "cron"
+
+    def __init__(self, collection: str, claims: str, clock: Clock) -> None:
+        self.collection = collection
+        self.claims = claims
+        self.clock = clock
+        self._timers: dict[Key, tuple[float, Timer]] = {}
+        self._unsubscribe: Any = None
+        self._services: Services | None = None
+
+    @property
+    def services(self) -> Services:
+        assert self._services is not None, "not started"
+        return self._services
+
+    def schedule_of(self, obj: dict[str, Any]) -> Schedule | None:
+        """The schedule ``obj`` fires on now, or None (none given, disabled, stopped...)."""
+        raise NotImplementedError
+
+    async def fire(self, namespace: str, obj: dict[str, Any], when: float) -> None:
+        """Do what ``obj`` does when it fires (claimed by this process)."""
+        raise NotImplementedError
+
+    async def start(self, services: Services) -> None:
+        self._services = services
+        self._unsubscribe = services.backplane.subscribe(every_object(self.collection), self._changed)
+        found, _ = await services.store.query(NAMESPACES, "", Query(limit=1000))
+        for namespace in sorted({"", *(str(r.get("namespace", "")) for r in found)}):
+            items, _ = await services.store.query(self.collection, namespace, Query(limit=1000, sort="created"))
+            for obj in items:
+                self.armed(namespace, obj)
+
+    async def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        for _, timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+
+    def armed(self, namespace: str, obj: dict[str, Any]) -> None:
+        """Arm (or re-arm, or disarm) the timer of an object just written."""
+        key = (namespace, obj["id"])
+        schedule = self._schedule(obj)
+        if schedule is None:
+            self.disarmed(*key)
+            return
+        when = schedule.next_after(datetime.fromtimestamp(self.clock.now(), UTC)).timestamp()
+        planned = self._timers.get(key)
+        if planned is not None and planned[0] == when:
+            return
+        self.disarmed(*key)
+        self._timers[key] = (when, self.clock.at(when, lambda: self._due(key, when)))
+
+    def disarmed(self, namespace: str, objectid: str) -> None:
+        """Forget the timer of an object (deleted, or no longer firing)."""
+        planned = self._timers.pop((namespace, objectid), None)
+        if planned is not None:
+            planned[1].cancel()
+
+    def _schedule(self, obj: dict[str, Any]) -> Schedule | None:
+        try:
+            return self.schedule_of(obj)
+        except ValueError:  # a schedule stored before it was checked as it is now
+            return None
+
+    def _changed(self, subject: str, event: Event) -> None:
+        if not isinstance(event.data, dict) or event.seq is None:
+            return
+        if event.event == "DELETED":
+            self.disarmed(event.namespace, event.objectid)
+        else:
+            self.armed(event.namespace, event.data)
+
+    def _due(self, key: Key, when: float) -> None:
+        self._timers.pop(key, None)
+        asyncio.get_running_loop().create_task(self._fire(key, when))
+
+    async def _fire(self, key: Key, when: float) -> None:
+        namespace, objectid = key
+        store = self.services.store
+        obj = await store.get(self.collection, namespace, objectid)
+        if obj is None:
+            return
+        self.armed(namespace, obj)  # the next firing
+        if self._schedule(obj) is None:
+            return
+        at = datetime.fromtimestamp(when, UTC).isoformat().replace("+00:00", "Z")
+        try:
+            await store.insert(self.claims, namespace, {"id": f"{objectid}@{int(when)}", "at": at}, no_text)
+        except Conflict:
+            return  # another process fired it
+        await self.fire(namespace, obj, when)
