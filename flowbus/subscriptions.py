@@ -35,6 +35,7 @@ from flowbus.auth.base import Credentials, Identity
 from flowbus.backplane import Event, token
 from flowbus.dispatcher import Dispatcher
 from flowbus.errors import FlowBusError, Gone, InvalidRequest, NoSuchEndpoint, PermissionDenied
+from flowbus.feed import event_of
 from flowbus.params import check_field_name
 from flowbus.protocol import Method, Request, Response
 
@@ -190,15 +191,7 @@ class Subscriber:
             if not changes:
                 return
             for change in changes:
-                event = Event(
-                    change.kind,
-                    change.collection,
-                    change.objectid,
-                    change.namespace,
-                    change.data,
-                    seq=change.seq,
-                    version=change.version,
-                )
+                event = event_of(change)
                 if subscription.matches(event):
                     self._deliver(subscription, event)
                 subscription.last = change.seq
