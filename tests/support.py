@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
@@ -156,3 +158,17 @@ def http_json(url: str, body: dict[str, Any], headers: dict[str, str] | None = N
     except urllib.error.HTTPError as error:
         answer = json.loads(error.read() or b"{}")
     return answer
+
+
+POSTGRES = os.environ.get("FLOWBUS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+"""The PostgreSQL server of the server-backed tests (they skip with one line when none answers)."""
+
+
+def postgres_answers(dsn: str = POSTGRES) -> bool:
+    """Whether a server accepts connections where ``dsn`` points."""
+    where = urlsplit(dsn)
+    try:
+        with socket.create_connection((where.hostname or "127.0.0.1", where.port or 5432), timeout=2):
+            return True
+    except OSError:
+        return False

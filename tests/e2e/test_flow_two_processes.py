@@ -5,19 +5,16 @@ version, so this holds across processes as within one: on a shared SQLite file a
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
-from tests.support import Served, rpc, serve
+from tests.support import POSTGRES, Served, postgres_answers, rpc, serve
 
-DSN = os.environ.get("FLOWBUS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+DSN = POSTGRES
 ROUNDS = 20
 LISTENER = {
     "name": "listener",
@@ -29,21 +26,12 @@ LISTENER = {
 }
 
 
-def _postgres_answers() -> bool:
-    where = urlsplit(DSN)
-    try:
-        with socket.create_connection((where.hostname or "127.0.0.1", where.port or 5432), timeout=2):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Served, Served]]:
     """Two processes sharing one store: a SQLite data directory, or a PostgreSQL schema."""
     schema = f"e2e_{uuid.uuid4().hex[:12]}"
     if request.param == "postgresql":
-        if not _postgres_answers():
+        if not postgres_answers(DSN):
             pytest.skip(f"no PostgreSQL server answers at {DSN}")
         args: tuple[str, ...] = ("--store", f"{DSN}?schema={schema}")
     else:

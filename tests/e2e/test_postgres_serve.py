@@ -4,33 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 import pytest
 
-from tests.support import ROOT, http_json, serving
+from tests.support import POSTGRES, ROOT, http_json, postgres_answers, serving
 
-DSN = os.environ.get("FLOWBUS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def _server_answers() -> bool:
-    where = urlsplit(DSN)
-    try:
-        with socket.create_connection((where.hostname or "127.0.0.1", where.port or 5432), timeout=2):
-            return True
-    except OSError:
-        return False
+DSN = POSTGRES
 
 
-if not _server_answers():
+if not postgres_answers(DSN):
     pytest.skip(f"no PostgreSQL server answers at {DSN}", allow_module_level=True)
 
 asyncpg = pytest.importorskip("asyncpg")

@@ -4,44 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 
 from tests.flowbus.helpers import ok
+from tests.support import ROOT
 
 FLOW = "flows/flow"
 EXECUTION = "flows/execution"
 EVENT = "flows/event"
 
-DEVICE_APPROVAL: dict[str, Any] = {
-    "name": "device-approval",
-    "startState": "create",
-    "input": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
-    "states": {
-        "create": {
-            "action": "call",
-            "endpoint": "inventory/device",
-            "method": "CREATE",
-            "data": {"name": "=input.name", "location": "staging"},
-            "result": "device",
-            "message": "Creating the device",
-            "transitions": [{"on": "success", "to": "approval"}, {"on": "error", "to": "failed"}],
-        },
-        "approval": {
-            "action": "wait",
-            "event": "approve",
-            "timeout": 86400,
-            "transitions": [
-                {"on": "approve", "to": "done", "if": "=event.input.ok"},
-                {"on": "approve", "to": "failed"},
-                {"on": "timeout", "to": "failed"},
-            ],
-        },
-        "done": {"action": "end", "output": {"id": "=vars.device.id", "by": "=event.input.by"}},
-        "failed": {"action": "end", "status": "ERROR"},
-    },
-}
+DEVICE_APPROVAL: dict[str, Any] = json.loads((ROOT / "examples" / "device_approval.json").read_text())
+"""The flow of docs/FLOWS.md, as examples/device_approval.py defines it."""
 
 
 def approval(name: str) -> dict[str, Any]:

@@ -11,35 +11,9 @@ import pytest
 
 from endpoints.flows.definition import Definition, Retry, order_of_states, validate_definition
 from flowbus import InvalidData
+from tests.endpoints.flows.helpers import DEVICE_APPROVAL
 
-EXAMPLE: dict[str, Any] = {
-    "name": "device-approval",
-    "startState": "create",
-    "input": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
-    "states": {
-        "create": {
-            "action": "call",
-            "endpoint": "inventory/device",
-            "method": "CREATE",
-            "data": {"name": "=input.name", "location": "staging"},
-            "result": "device",
-            "message": "Creating the device",
-            "transitions": [{"on": "success", "to": "approval"}, {"on": "error", "to": "failed"}],
-        },
-        "approval": {
-            "action": "wait",
-            "event": "approve",
-            "timeout": 86400,
-            "transitions": [
-                {"on": "approve", "to": "done", "if": "=event.input.ok"},
-                {"on": "approve", "to": "failed"},
-                {"on": "timeout", "to": "failed"},
-            ],
-        },
-        "done": {"action": "end", "output": {"id": "=vars.device.id", "by": "=event.input.by"}},
-        "failed": {"action": "end", "status": "ERROR"},
-    },
-}
+EXAMPLE: dict[str, Any] = DEVICE_APPROVAL
 
 Change = Callable[[dict[str, Any]], Any]
 
