@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The benchmark's load generator (bench/loadgen.mjs) needs Node and the `ws` package.
 NODE_STAMP := bench/node_modules/.installed
 
-.PHONY: serve test lint bench clean
+.PHONY: serve test lint bench clean chromium
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,15 @@ $(NODE_STAMP): bench/package.json bench/package-lock.json
 serve: $(STAMP)
 	$(BIN)/flowbus serve
 
-test: $(STAMP) $(NODE_STAMP)
+# The console's tests run in Debian's chromium (through Playwright, a dev dependency). Installed
+# here when missing and apt-get can (root); otherwise those tests say they are skipped, and why.
+chromium:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null \
+	  || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	       && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } \
+	  || echo "no chromium, and it could not be installed: the console's browser tests will be skipped"
+
+test: $(STAMP) $(NODE_STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	PYTHONASYNCIODEBUG=1 $(BIN)/python -m pytest

@@ -53,6 +53,8 @@ def create_app(
     app.router.add_get(WS_PATH + "/{endpoint:.*}", enveloped(websocket))
     app.router.add_get("/api/openapi.json", enveloped(openapi))
     app.router.add_get("/client/flowbus.js", enveloped(client_js))
+    app.router.add_get("/", enveloped(console_page))
+    app.router.add_static("/console/", STATIC / "console")
     app.router.add_route("*", "/api/{tail:.*}", make_api(dispatcher, tables))
     return app
 
@@ -70,8 +72,15 @@ def _middlewares(settings: Settings) -> list[Middleware]:
     return [unmatched, *guard] + ([cors] if settings.cors_origins else [])
 
 
-CLIENT_JS = (Path(__file__).parent / "static" / "flowbus.js").read_bytes()
+STATIC = Path(__file__).parent / "static"
+CLIENT_JS = (STATIC / "flowbus.js").read_bytes()
 """The browser client (an ES module), read once."""
+CONSOLE_PAGE = (STATIC / "console" / "index.html").read_bytes()
+
+
+async def console_page(request: web.Request) -> web.Response:
+    """The web console (its script and style are served from ``/console/``)."""
+    return web.Response(body=CONSOLE_PAGE, content_type="text/html", charset="utf-8")
 
 
 async def client_js(request: web.Request) -> web.Response:

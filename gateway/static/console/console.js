@@ -1,0 +1,250 @@
+// The FlowBus web console: log in, browse any endpoint, edit objects with a form from their
+// schema, watch them change live, run flows and answer them. Built on /client/flowbus.js only.
+import { FlowBus, FlowBusError } from "/client/flowbus.js";
+
+const WS = location.origin.replace(/^http/, "ws") + "/ws";
+const $ = (selector) => document.querySelector(selector);
+const view = $("#view");
+let bus = null;
+let watching = null; // the subscription of the view shown
+
+const escape = (value) => String(value ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+function say(text, error = null) {
+  const status = $("#status");
+  status.className = error ? "error" : "";
+  status.textContent = error ? `${error.message} (${error.errorcode}${error.errorid ? `, errorid ${error.errorid}` : ""})` : text;
+}
+
+async function attempt(action) {
+  try {
+    return await action();
+  } catch (error) {
+    if (error instanceof FlowBusError) say("", error);
+    else say("", { message: String(error), errorcode: "CLIENT" });
+    return undefined;
+  }
+}
+
+// -- log in -----------------------------------------------------------------------------------
+
+$("#login").addEventListener("submit", async (submitted) => {
+  submitted.preventDefault();
+  const form = new FormData(submitted.target);
+  const anonymous = new FlowBus(WS);
+  const answer = await attempt(() =>
+    anonymous.create("auth/token", { username: form.get("username"), password: form.get("password") }));
+  anonymous.close();
+  if (answer) start(answer.token);
+});
+
+async function start(token) {
+  sessionStorage.setItem("flowbus-token", token);
+  bus = new FlowBus(WS, { token });
+  window.flowbus = bus; // for the browser's console
+  bus.onstatus = (state) => { $("#connection").textContent = state === "open" ? "connected" : "reconnecting…"; };
+  const endpoints = await attempt(() => bus.list("system/endpoint", { limit: 1000 }));
+  if (!endpoints) return;
+  $("#login").hidden = true;
+  $("#app").hidden = false;
+  say("Logged in.");
+  const list = $("#endpoints");
+  list.innerHTML = "";
+  const flows = document.createElement("li");
+  flows.innerHTML = '<button type="button">Flows and executions</button>';
+  flows.querySelector("button").onclick = () => showFlows();
+  list.append(flows);
+  for (const endpoint of endpoints) {
+    const item = document.createElement("li");
+    item.innerHTML = `<button type="button">${escape(endpoint.name)}</button>`;
+    item.querySelector("button").onclick = () => showEndpoint(endpoint);
+    list.append(item);
+  }
+}
+
+function watch(endpoint, onevent) {
+  if (watching) watching.unsubscribe();
+  watching = bus.subscribe(endpoint, {}, onevent, (error) => say("", error));
+}
+
+// -- any endpoint: browse, search, page, create, edit, delete, live -----------------------------
+
+async function showEndpoint(endpoint, page = 0, query = "") {
+  const methods = new Set(endpoint.methods);
+  const search = methods.has("INDEX") && query;
+  const items = await attempt(() => search
+    ? bus.index(endpoint.name, { q: query, limit: 20, page })
+    : bus.list(endpoint.name, { limit: 20, page }));
+  if (!items) return;
+  view.innerHTML = `<h2>${escape(endpoint.name)}</h2>
+    <form id="search" class="panel"><label>Search <input name="q" value="${escape(query)}"></label>
+      <button>Search</button></form>
+    <table><thead><tr><th>id</th><th>name</th><th>updated</th><th></th></tr></thead><tbody></tbody></table>
+    <p><button type="button" id="previous">Previous</button> page ${page + 1}
+       <button type="button" id="next">Next</button>
+       ${methods.has("CREATE") ? '<button type="button" id="new">New</button>' : ""}</p>
+    <div id="editor"></div>`;
+  const body = view.querySelector("tbody");
+  for (const obj of items) body.append(row(endpoint, obj, methods));
+  view.querySelector("#search").onsubmit = (e) => { e.preventDefault(); showEndpoint(endpoint, 0, new FormData(e.target).get("q")); };
+  view.querySelector("#previous").onclick = () => showEndpoint(endpoint, Math.max(0, page - 1), query);
+  view.querySelector("#next").onclick = () => showEndpoint(endpoint, page + 1, query);
+  if (methods.has("CREATE")) view.querySelector("#new").onclick = () => editor(endpoint, null);
+  watch(endpoint.name, (event) => {
+    say(`${event.event} ${event.data?.name ?? event.objectid}`);
+    const shown = [...body.rows].find((r) => r.dataset.id === event.objectid);
+    if (event.event === "DELETED") { shown?.remove(); return; }
+    const fresh = row(endpoint, event.data, methods);
+    fresh.classList.add("changed");
+    if (shown) shown.replaceWith(fresh); else body.prepend(fresh);
+  });
+}
+
+function row(endpoint, obj, methods) {
+  const tr = document.createElement("tr");
+  tr.dataset.id = obj.id;
+  tr.innerHTML = `<td>${escape(obj.id)}</td><td>${escape(obj.name ?? obj.title ?? "")}</td><td>${escape(obj.updated)}</td>
+    <td>${methods.has("UPDATE") ? '<button type="button" class="edit">Edit</button>' : ""}
+        ${methods.has("DELETE") ? '<button type="button" class="delete">Delete</button>' : ""}</td>`;
+  tr.querySelector(".edit")?.addEventListener("click", async () => {
+    const current = await attempt(() => bus.open(endpoint.name, obj.id));
+    if (current) editor(endpoint, current);
+  });
+  tr.querySelector(".delete")?.addEventListener("click", () =>
+    attempt(() => bus.delete(endpoint.name, obj.id, { parameters: { version: obj.version } })).then((gone) => gone && say("Deleted.")));
+  return tr;
+}
+
+// A form from the endpoint's JSON Schema: one input per top-level property, the rest as JSON.
+function editor(endpoint, obj) {
+  const properties = endpoint.schema?.properties ?? {};
+  const fields = Object.entries(properties).map(([name, spec]) => field(name, spec, obj?.[name]));
+  const place = view.querySelector("#editor");
+  place.innerHTML = `<form class="panel" id="object-form"><h3>${obj ? `Edit ${escape(obj.id)}` : "New object"}</h3>
+    ${fields.join("")}
+    <label>Other fields (JSON) <textarea name="__json">${escape(JSON.stringify(extra(obj, properties), null, 1))}</textarea></label>
+    <button>${obj ? "Save" : "Create"}</button></form>`;
+  place.querySelector("form").onsubmit = async (submitted) => {
+    submitted.preventDefault();
+    const data = read(submitted.target, properties);
+    if (data === null) return;
+    const saved = await attempt(() => obj
+      ? bus.update(endpoint.name, obj.id, data, { parameters: { version: obj.version } })
+      : bus.create(endpoint.name, data));
+    if (saved) { say(obj ? "Saved." : "Created."); place.innerHTML = ""; }
+    else if ($("#status").textContent.includes("CONFLICT")) {
+      say("", { message: "Someone else changed this object meanwhile: reopen it to see their version", errorcode: "CONFLICT" });
+    }
+  };
+}
+
+function field(name, spec, value) {
+  const id = `field-${name}`;
+  if (spec.type === "boolean") {
+    return `<label for="${id}"><input id="${id}" name="${escape(name)}" type="checkbox" ${value ? "checked" : ""}> ${escape(name)}</label>`;
+  }
+  const type = spec.type === "number" || spec.type === "integer" ? "number" : "text";
+  const shown = typeof value === "object" && value !== null ? JSON.stringify(value) : value ?? "";
+  return `<label for="${id}">${escape(name)} <input id="${id}" name="${escape(name)}" type="${type}" value="${escape(shown)}"></label>`;
+}
+
+function extra(obj, properties) {
+  const rest = {};
+  for (const [key, value] of Object.entries(obj ?? {})) {
+    if (!(key in properties) && !["id", "created", "updated", "version"].includes(key)) rest[key] = value;
+  }
+  return rest;
+}
+
+function read(form, properties) {
+  let data;
+  try { data = JSON.parse(form.elements.__json.value || "{}"); } catch { say("", { message: "Other fields: not JSON", errorcode: "CLIENT" }); return null; }
+  for (const [name, spec] of Object.entries(properties)) {
+    const input = form.elements[name];
+    if (spec.type === "boolean") data[name] = input.checked;
+    else if (input.value === "") continue;
+    else if (spec.type === "number" || spec.type === "integer") data[name] = Number(input.value);
+    else if (spec.type === "array" || spec.type === "object") data[name] = JSON.parse(input.value);
+    else data[name] = input.value;
+  }
+  return data;
+}
+
+// -- flows: start, watch, send events, answer ---------------------------------------------------
+
+async function showFlows() {
+  const [flows, executions] = await Promise.all([
+    attempt(() => bus.list("flows/flow", { limit: 100 })),
+    attempt(() => bus.list("flows/execution", { limit: 30 })),
+  ]);
+  if (!flows || !executions) return;
+  view.innerHTML = `<h2>Flows</h2><table><thead><tr><th>flow</th><th>input (JSON)</th><th></th></tr></thead><tbody id="flows"></tbody></table>
+    <form id="event" class="panel"><h3>Send an event</h3>
+      <label>Event <input name="name" required></label>
+      <label>Input (JSON) <textarea name="input">{}</textarea></label>
+      <label>Execution id (empty: every execution waiting for it) <input name="contextId"></label>
+      <button>Send</button></form>
+    <h2>Executions</h2><table><thead><tr><th>id</th><th>flow</th><th>status</th><th>progress</th><th>state</th><th></th></tr></thead>
+      <tbody id="executions"></tbody></table><div id="answer"></div>`;
+  const flowRows = view.querySelector("#flows");
+  for (const flow of flows) {
+    const tr = document.createElement("tr");
+    tr.innerHTML = `<td>${escape(flow.name)}</td><td><label>Input for ${escape(flow.name)}
+      <textarea class="input">{}</textarea></label></td><td><button type="button">Start</button></td>`;
+    tr.querySelector("button").onclick = async () => {
+      let input;
+      try { input = JSON.parse(tr.querySelector(".input").value || "{}"); } catch { say("", { message: "Input: not JSON", errorcode: "CLIENT" }); return; }
+      const started = await attempt(() => bus.run("flows/flow", flow.id, input));
+      if (started) say(`Started ${flow.name}: ${started.id}`);
+    };
+    flowRows.append(tr);
+  }
+  view.querySelector("#event").onsubmit = async (submitted) => {
+    submitted.preventDefault();
+    const form = new FormData(submitted.target);
+    let input;
+    try { input = JSON.parse(form.get("input") || "{}"); } catch { say("", { message: "Input: not JSON", errorcode: "CLIENT" }); return; }
+    const data = { input };
+    if (form.get("contextId")) data.contextId = form.get("contextId");
+    const sent = await attempt(() => bus.run("flows/event", form.get("name"), data));
+    if (sent) say(`${sent.message}: ${sent.transitions.length} moved, ${sent.executions.length} started`);
+  };
+  const body = view.querySelector("#executions");
+  for (const execution of executions) showExecution(body, execution);
+  watch("flows/execution", (event) => showExecution(body, { id: event.objectid, ...event.data }));
+}
+
+function showExecution(body, execution) {
+  const shown = [...body.rows].find((r) => r.dataset.id === execution.id);
+  const tr = document.createElement("tr");
+  tr.dataset.id = execution.id;
+  tr.dataset.status = execution.status;
+  const history = (execution.executionHistory ?? []).map((h) => h.stateName).join(" → ");
+  tr.innerHTML = `<td>${escape(execution.id)}</td><td>${escape(execution.flow?.name ?? execution.flowName)}</td>
+    <td class="status">${escape(execution.status)}</td>
+    <td><progress max="100" value="${Number(execution.percentage ?? 0)}" aria-label="progress of ${escape(execution.id)}"></progress></td>
+    <td>${escape(execution.currentState)}${history ? `<br><small>${escape(history)}</small>` : ""}</td>
+    <td>${execution.status === "USER_INPUT" ? '<button type="button">Answer</button>' : ""}</td>`;
+  tr.querySelector("button")?.addEventListener("click", () => answerForm(execution));
+  if (shown) shown.replaceWith(tr); else body.prepend(tr);
+}
+
+async function answerForm(execution) {
+  const progress = await attempt(() => bus.open("flows/execution", execution.id, { parameters: { view: "progress" } }));
+  if (!progress) return;
+  const properties = progress.schema?.properties ?? {};
+  const place = view.querySelector("#answer");
+  place.innerHTML = `<form class="panel"><h3>${escape(progress.message || "Answer")}</h3>
+    ${Object.entries(properties).map(([name, spec]) => field(name, spec, undefined)).join("")}
+    <input type="hidden" name="__json" value="{}"><button>Answer</button></form>`;
+  place.querySelector("form").onsubmit = async (submitted) => {
+    submitted.preventDefault();
+    const data = read(submitted.target, properties);
+    if (data === null) return;
+    const answered = await attempt(() => bus.run("flows/execution", execution.id, data, { parameters: { operation: "input" } }));
+    if (answered) { say("Answered."); place.innerHTML = ""; }
+  };
+}
+
+const kept = sessionStorage.getItem("flowbus-token");
+if (kept) start(kept);

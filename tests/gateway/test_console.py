@@ -1,0 +1,87 @@
+"""The web console in a real browser: headless Chromium (Debian's ``chromium``) driven by
+Playwright. Skipped, with one line, where either cannot be found."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from tests.flowbus.helpers import ok
+from tests.support import ADMIN_PASSWORD, ROOT, Served
+
+playwright_api = pytest.importorskip("playwright.async_api", reason="Playwright for Python is not installed")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+if CHROMIUM is None:
+    pytest.skip("no Chromium to run the console in (apt-get install chromium)", allow_module_level=True)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    async with playwright_api.async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+async def logged_in(browser: Any, bus: Served) -> Any:
+    page = await browser.new_page(viewport={"width": 420, "height": 900})  # a phone-sized window
+    await page.goto(bus.http_url + "/")
+    await page.get_by_label("User").fill("admin")
+    await page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    await page.get_by_role("button", name="Log in").click()
+    await page.get_by_role("button", name="inventory/device").wait_for()
+    return page
+
+
+async def test_a_wrong_password_shows_its_error(browser: Any, bus: Served) -> None:
+    page = await browser.new_page()
+    await page.goto(bus.http_url + "/")
+    await page.get_by_label("User").fill("admin")
+    await page.get_by_label("Password").fill("not-the-password")
+    await page.get_by_role("button", name="Log in").click()
+    status = page.locator("#status")
+    await status.filter(has_text="AUTH_FAILED").wait_for()
+    assert "errorid" in await status.inner_text()
+
+
+async def test_a_device_made_in_one_page_appears_in_another_and_a_dropped_page_catches_up(
+    browser: Any, bus: Served
+) -> None:
+    first, second = await logged_in(browser, bus), await logged_in(browser, bus)
+    for page in (first, second):
+        await page.get_by_role("button", name="inventory/device").click()
+        await page.get_by_role("button", name="New").wait_for()
+    await first.get_by_role("button", name="New").click()
+    await first.get_by_label("name").fill("from-the-console")
+    await first.get_by_role("button", name="Create").click()
+    await second.locator("tr", has_text="from-the-console").wait_for()
+
+    await second.evaluate("window.flowbus._ws.close()")  # the second page's connection drops
+    async with bus.connect() as ws:
+        await ok(ws, "CREATE", "inventory/device", data={"name": "while-it-was-away"})
+    await second.locator("tr", has_text="while-it-was-away").wait_for()
+
+
+async def test_the_device_approval_flow_is_run_and_approved_from_the_console(browser: Any, bus: Served) -> None:
+    flow = json.loads((ROOT / "examples" / "device_approval.json").read_text())
+    flow["name"] = "console-approval"
+    async with bus.connect() as ws:
+        await ok(ws, "CREATE", "flows/flow", data=flow)
+    page = await logged_in(browser, bus)
+    await page.get_by_role("button", name="Flows and executions").click()
+    await page.get_by_label("Input for console-approval").fill('{"name": "console-sw"}')
+    await page.locator("tr", has_text="console-approval").get_by_role("button", name="Start").click()
+    waiting = page.locator("#executions tr[data-status=WAITING]")
+    await waiting.wait_for()
+    execution = await waiting.get_attribute("data-id")
+    await page.get_by_label("Event").fill("approve")
+    await page.get_by_label("Input (JSON)").fill('{"ok": true}')
+    await page.get_by_label("Execution id").fill(execution or "")
+    await page.get_by_role("button", name="Send").click()
+    await page.locator(f"#executions tr[data-id='{execution}'][data-status=SUCCESS]").wait_for()
