@@ -66,7 +66,7 @@ async def test_healthz(http):
         assert await response.json() == {"status": "ok"}
 
 
-@pytest.mark.parametrize("path", ["/", "/nothing/here", "/apix/inventory"])
+@pytest.mark.parametrize("path", ["/nothing/here", "/apix/inventory"])
 async def test_unknown_paths_answer_404_envelope(http, path: str):
     """Paths outside /api answer a 404 NO_SUCH_ENDPOINT envelope."""
     status, envelope = await fetch(http, "GET", path)
@@ -132,3 +132,12 @@ async def test_unexpected_exception_is_internal_error(broken_gateway, caplog, ve
     assert "secret" not in orjson.dumps(envelope).decode()
     record = next(r for r in caplog.records if envelope["errorid"] in r.getMessage())
     assert record.exc_info is not None
+
+
+async def test_the_console_and_the_browser_client_are_served(http):
+    """/ is the console's page; its script and the browser client are served beside it."""
+    for path, kind in [("/", "text/html"), ("/console/console.js", "javascript"), ("/client/flowbus.js", "javascript")]:
+        async with http.get(path) as response:
+            assert response.status == 200, path
+            assert kind in response.headers["Content-Type"], path
+            assert len(await response.read()) > 500
