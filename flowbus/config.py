@@ -48,6 +48,9 @@ class Settings:
     subscriber_backlog: int = _setting(
         1 << 20, int, "unsent bytes of a connection past which its subscriptions end with OVERFLOW"
     )
+    subscriber_overflow: str = _setting(
+        "notify", str, "past the backlog: notify (end the subscriptions with OVERFLOW) or close the connection"
+    )
     write_timeout: float = _setting(30.0, float, "seconds a websocket's writes may stay blocked before it is dropped")
     sync: str = _setting("full", str, "SQLite synchronous mode: full (power-loss safe) or normal")
     change_retention: float = _setting(
@@ -100,6 +103,8 @@ class Settings:
             raise ValueError("store must be empty (the SQLite file in the data dir) or a postgresql:// URL")
         if self.sync.lower() not in {"full", "normal"}:
             raise ValueError("sync must be 'full' or 'normal'")
+        if self.subscriber_overflow not in {"notify", "close"}:
+            raise ValueError("subscriber_overflow must be 'notify' or 'close'")
         if self.event_loop not in {"auto", "uvloop", "asyncio"}:
             raise ValueError("event_loop must be 'auto', 'uvloop' or 'asyncio'")
         for name in ("max_message_size", "max_in_flight", "max_connections", "flow_concurrency", "subscriber_backlog"):

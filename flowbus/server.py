@@ -217,8 +217,13 @@ class _Connection(asyncio.Protocol):
             room=self._room,
             backlog=self._unsent,
             limit=server.settings.subscriber_backlog,
+            overflow=self._overflowed if server.settings.subscriber_overflow == "close" else None,
         )
         self._timers["ping"] = self.loop.call_later(PING_INTERVAL, self._ping)
+
+    def _overflowed(self) -> None:
+        """A subscriber that does not read, under the ``close`` policy: drop the connection."""
+        self.abort()
 
     def _unsent(self) -> int:
         """Bytes written to this connection and not sent yet."""

@@ -82,6 +82,7 @@ class Session:
         room: called whenever a call ends while the session was full (to read again).
         backlog: the connection's bytes written but not sent yet (for subscriptions' bound).
         limit: unsent bytes past which the connection's subscriptions end with OVERFLOW.
+        overflow: given, what closes the connection instead (``subscriber_overflow = close``).
     """
 
     def __init__(
@@ -95,6 +96,7 @@ class Session:
         room: Callable[[], None] | None = None,
         backlog: Callable[[], int] | None = None,
         limit: int = DEFAULT_BACKLOG,
+        overflow: Callable[[], None] | None = None,
     ) -> None:
         self.dispatcher = dispatcher
         self.defaults = defaults
@@ -112,6 +114,7 @@ class Session:
         self._loop = asyncio.get_running_loop()
         self._backlog = backlog or _nothing_unsent
         self._backlog_limit = limit
+        self._overflow = overflow
         self._subscriber: Subscriber | None = None
 
     @property
@@ -168,7 +171,9 @@ class Session:
     def _subscription(self, request: Request, credentials: Credentials) -> bool:
         """SUBSCRIBE (in a task: it may replay the change log) or UNSUBSCRIBE (at once)."""
         if self._subscriber is None:
-            self._subscriber = Subscriber(self.dispatcher, self._send, self._closed, self._backlog, self._backlog_limit)
+            self._subscriber = Subscriber(
+                self.dispatcher, self._send, self._closed, self._backlog, self._backlog_limit, self._overflow
+            )
         if request.method is Method.UNSUBSCRIBE:
             answer = self.dispatcher.encode(self._subscriber.unsubscribe(request))
             self._subscriber.send(answer)

@@ -92,6 +92,7 @@ class Subscriber:
         closed: what ``push`` raises once the connection is gone.
         backlog: the connection's bytes written but not yet sent.
         limit: unsent bytes past which subscriptions end with OVERFLOW.
+        close: given, the connection is closed instead (policy ``close``).
     """
 
     def __init__(
@@ -101,8 +102,10 @@ class Subscriber:
         closed: tuple[type[BaseException], ...],
         backlog: Callable[[], int],
         limit: int = DEFAULT_BACKLOG,
+        close: Callable[[], None] | None = None,
     ) -> None:
         self.dispatcher = dispatcher
+        self._close = close
         self._push = push
         self._closed = closed
         self._backlog = backlog
@@ -251,6 +254,10 @@ class Subscriber:
             self._deliver(subscription, event, identity)
 
     def _overflow(self, subscription: _Subscription) -> None:
+        if self._close is not None:  # the policy is to drop the connection (FLOWBUS_SUBSCRIBER_OVERFLOW=close)
+            self.close()
+            self._close()
+            return
         self._end(subscription)
         notice = {"event": "OVERFLOW", "subscription": subscription.id, "seq": subscription.last}
         self._send(orjson.dumps(notice))  # past the bound: one notice, and nothing after it

@@ -67,6 +67,7 @@ async def _serve(request: web.Request, ws: web.WebSocketResponse, calls: Calls) 
         calls,
         backlog=(lambda: transport.get_write_buffer_size() if transport is not None else 0),
         limit=settings.subscriber_backlog,
+        overflow=(transport.abort if transport is not None and settings.subscriber_overflow == "close" else None),
     )
     try:
         async for message in ws:

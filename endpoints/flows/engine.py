@@ -342,13 +342,19 @@ class Engine:
         self._queue_wakeup.set()
 
     async def _run(self, namespace: str, record: dict[str, Any] | None) -> None:
+        last = record
         try:
             while record is not None and record["status"] == RUNNING:
+                last = record
                 record = await self._step(namespace, record)
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:  # a bug, or a store that failed: the execution ends, never hangs
             logger.exception("flow execution failed inside the engine")
+            if last is not None:
+                failed = _failed(f"internal error: {type(exc).__name__}", self.clock.now())
+                with contextlib.suppress(Exception):
+                    self._after_commit(namespace, await self._write(namespace, last, failed))
 
     async def _step(self, namespace: str, record: dict[str, Any]) -> dict[str, Any] | None:
         """Run the current state and commit where it leads; None once the execution is not ours."""

@@ -275,3 +275,22 @@ async def test_a_revoked_token_ends_its_subscriptions(bus: Served, ws: ClientCon
         await ok(ws, "CREATE", DEVICE, data={"name": "after-revocation"}, namespace=namespace)
         (ended,) = await pushed(watcher, 1)
     assert (ended["event"], ended["subscription"], ended["errorcode"]) == ("ENDED", sub["subscription"], "AUTH_FAILED")
+
+
+async def test_the_close_policy_drops_a_connection_that_does_not_read(tmp_path: Any, entry: str) -> None:
+    from websockets.exceptions import ConnectionClosed
+
+    from tests.support import serving
+
+    namespace = unique("ns")
+    with serving(tmp_path, env={"FLOWBUS_SUBSCRIBER_OVERFLOW": "close"}, entry=entry) as served:
+        async with served.connect() as slow, served.connect() as writer:
+            await subscribe(slow, namespace=namespace)
+            batch = [{"name": f"d{i}", "pad": "x" * 1200} for i in range(500)]
+            for _ in range(20):  # 10,000 events the slow client does not read
+                await ok(writer, "CREATE", DEVICE, data=batch, namespace=namespace)
+            with pytest.raises(ConnectionClosed):
+                while True:  # what was sent before the drop, then the end of the connection
+                    await asyncio.wait_for(slow.recv(), 30)
+            answer = await rpc(writer, {"method": "LIST", "endpoint": DEVICE, "namespace": namespace})
+            assert answer["page"]["total"] == 10_000  # the writer and the bus go on
