@@ -3,8 +3,6 @@ the Store contract: SQLite, SQLite behind the cache, and PostgreSQL where a serv
 
 from __future__ import annotations
 
-import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -13,8 +11,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from flowbus.store import CachedStore, SQLiteStore, Store
+from tests.support import POSTGRES, postgres_answers as server_answers
 
-POSTGRES = os.environ.get("FLOWBUS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 KINDS = ("sqlite", "cached", "postgresql")
 
 Opener = Callable[[], Awaitable[Store]]
@@ -26,12 +24,10 @@ def postgres_answers() -> str | None:
         import asyncpg  # noqa: F401
     except ImportError:
         return "asyncpg is not installed"
+    if server_answers(POSTGRES):
+        return None
     where = urlsplit(POSTGRES)
-    try:
-        with socket.create_connection((where.hostname or "127.0.0.1", where.port or 5432), timeout=2):
-            return None
-    except OSError as exc:
-        return f"no server answers at {where.hostname}:{where.port or 5432} ({exc})"
+    return f"no server answers at {where.hostname}:{where.port or 5432}"
 
 
 async def _drop_schema(schema: str) -> None:

@@ -6,7 +6,6 @@ alike elsewhere."""
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -23,20 +22,12 @@ from flowbus.params import Query  # noqa: E402
 from flowbus.store import CachedStore, SQLiteStore, create_store  # noqa: E402
 from flowbus.store.base import Insert  # noqa: E402
 from flowbus.store.postgres import PostgresStore  # noqa: E402
+from tests.support import POSTGRES, postgres_answers  # noqa: E402
 
-DSN = os.environ.get("FLOWBUS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def _server_answers() -> bool:
-    where = urlsplit(DSN)
-    try:
-        with socket.create_connection((where.hostname or "127.0.0.1", where.port or 5432), timeout=2):
-            return True
-    except OSError:
-        return False
+DSN = POSTGRES
 
 
-if not _server_answers():
+if not postgres_answers(DSN):
     pytest.skip(f"no PostgreSQL server answers at {DSN}", allow_module_level=True)
 
 
