@@ -52,6 +52,8 @@ class Settings:
         "notify", str, "past the backlog: notify (end the subscriptions with OVERFLOW) or close the connection"
     )
     write_timeout: float = _setting(30.0, float, "seconds a websocket's writes may stay blocked before it is dropped")
+    ping_interval: float = _setting(20.0, float, "seconds between the keepalive pings of a websocket connection")
+    ping_timeout: float = _setting(20.0, float, "seconds a websocket peer has to answer a ping before it is closed")
     sync: str = _setting("full", str, "SQLite synchronous mode: full (power-loss safe) or normal")
     change_retention: float = _setting(
         7 * 86400.0, float, "seconds the change log keeps a change (resuming from older ones answers GONE)"
@@ -114,8 +116,9 @@ class Settings:
             raise ValueError("cache_mb must not be negative")
         if not (self.call_timeout > 0 and self.shutdown_grace >= 0):  # written so that NaN fails too
             raise ValueError("call_timeout must be positive and shutdown_grace not negative")
-        if not self.write_timeout > 0:
-            raise ValueError("write_timeout must be positive")
+        for name in ("write_timeout", "ping_interval", "ping_timeout"):
+            if not getattr(self, name) > 0:  # written so that NaN fails too
+                raise ValueError(f"{name} must be positive")
         if self.jwt_secret is not None and len(self.jwt_secret.encode()) < MIN_JWT_SECRET_BYTES:
             # the value itself is never repeated: it may be the real secret, one character short
             raise ValueError(

@@ -29,14 +29,10 @@ from flowbus.dispatcher import Dispatcher
 from flowbus.handshake import TOO_MANY, Connections, Handshake, connection_defaults
 from flowbus.session import Calls, Defaults, Session
 
-__all__ = ["CLOSE_TIMEOUT", "PING_INTERVAL", "PING_TIMEOUT", "WebSocketServer"]
+__all__ = ["CLOSE_TIMEOUT", "WebSocketServer"]
 
 logger = logging.getLogger("flowbus.server")
 
-PING_INTERVAL = 20.0
-"""Seconds between the pings of an open connection."""
-PING_TIMEOUT = 20.0
-"""Seconds a peer has to answer a ping before its connection is closed (1011)."""
 CLOSE_TIMEOUT = 10.0
 """Seconds a closing connection's peer has to end the TCP connection before it is aborted."""
 
@@ -219,7 +215,7 @@ class _Connection(asyncio.Protocol):
             limit=server.settings.subscriber_backlog,
             overflow=self._overflowed if server.settings.subscriber_overflow == "close" else None,
         )
-        self._timers["ping"] = self.loop.call_later(PING_INTERVAL, self._ping)
+        self._timers["ping"] = self.loop.call_later(self.server.settings.ping_interval, self._ping)
 
     def _overflowed(self) -> None:
         """A subscriber that does not read, under the ``close`` policy: drop the connection."""
@@ -308,13 +304,14 @@ class _Connection(asyncio.Protocol):
         except InvalidState:
             return
         self._flush()
-        self._timers["ping"] = self.loop.call_later(PING_INTERVAL, self._ping)
+        self._timers["ping"] = self.loop.call_later(self.server.settings.ping_interval, self._ping)
         if "pong" not in self._timers:
-            self._timers["pong"] = self.loop.call_later(PING_TIMEOUT, self._no_pong)
+            self._timers["pong"] = self.loop.call_later(self.server.settings.ping_timeout, self._no_pong)
 
     def _no_pong(self) -> None:
         self._timers.pop("pong", None)
-        logger.info("closing a connection whose peer did not answer a ping within %s s", PING_TIMEOUT)
+        timeout = self.server.settings.ping_timeout
+        logger.info("closing a connection whose peer did not answer a ping within %s s", timeout)
         self.protocol.fail(1011, "keepalive ping timeout")
         self._flush()
 

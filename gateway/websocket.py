@@ -6,15 +6,18 @@ default endpoint (``/ws/inventory/device``), a token given at the handshake (``?
 handshake is judged by the same :class:`~flowbus.handshake.Handshake`, counted against the same
 :class:`~flowbus.handshake.Connections`, and the calls run through the same
 :class:`~flowbus.session.Session`. A send that stays blocked for ``write_timeout`` seconds (a
-client that stopped reading) aborts the connection.
+client that stopped reading) aborts the connection; keepalive pings go every ``ping_interval``
+seconds, and a peer silent for ``ping_timeout`` after one is closed with 1011, as on the port.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from flowbus.config import Settings
 from flowbus.handshake import TOO_MANY, connection_defaults
 from flowbus.session import Calls, Defaults, Session
 from gateway.keys import DISPATCHER, SETTINGS, SOCKETS, Sockets
@@ -22,8 +25,8 @@ from gateway.keys import DISPATCHER, SETTINGS, SOCKETS, Sockets
 __all__ = ["PATH", "close_sockets", "websocket"]
 
 PATH = "/ws"
-PING_INTERVAL = 20.0  # as the websocket port: a ping every 20 s
 _CLOSED = (ConnectionError,)  # what send_frame raises once the connection is going
+_TEXT, _BINARY, _PING, _PONG = WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.PING, WSMsgType.PONG
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:
@@ -39,7 +42,8 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     try:
         # aiohttp refuses a message of max_msg_size bytes or more; the bus's limit is "at most".
         limit = settings.max_message_size + 1
-        ws = web.WebSocketResponse(max_msg_size=limit, compress=False, heartbeat=PING_INTERVAL, autoping=True)
+        # Keepalive is the connection's own (_Keeper): aiohttp's heartbeat costs every message a callback.
+        ws = web.WebSocketResponse(max_msg_size=limit, compress=False, autoping=False)
         sockets.open.add(ws)
         try:
             await ws.prepare(request)
@@ -55,12 +59,11 @@ async def _serve(request: web.Request, ws: web.WebSocketResponse, calls: Calls) 
     endpoint, token = connection_defaults(request.raw_path[len(PATH) :], request.headers)
     defaults = Defaults(endpoint, token, request.remote or "")
     settings = request.app[SETTINGS]
-    watchdog = _Watchdog(ws, request.transport, settings.write_timeout)
-    send = watchdog.send
     transport = request.transport
+    keeper = _Keeper(ws, transport, settings)
     session = Session(
         request.app[DISPATCHER],
-        send,
+        keeper.send,
         _CLOSED,
         defaults,
         settings.max_in_flight,
@@ -71,67 +74,104 @@ async def _serve(request: web.Request, ws: web.WebSocketResponse, calls: Calls) 
     )
     try:
         async for message in ws:
-            if message.type is WSMsgType.TEXT or message.type is WSMsgType.BINARY:
+            kind = message.type
+            if kind is _TEXT or kind is _BINARY:
                 answer = session.take(message.data)
                 if answer is not None:  # answered at once: sent by this (the reading) task
-                    watchdog.sending()
+                    keeper.pending += 1
                     try:
-                        await ws.send_frame(answer, WSMsgType.TEXT)
+                        await ws.send_frame(answer, _TEXT)
                     except _CLOSED:
                         pass
                     finally:
-                        watchdog.sent()
+                        keeper.pending -= 1
+                        keeper.sent += 1
                 elif session.full:
                     await session.room()
+            elif kind is _PING:
+                await ws.pong(message.data)
+            elif kind is _PONG:
+                keeper.ponged(message.data)
     finally:
-        watchdog.stop()
+        keeper.stop()
         session.cancel()
 
 
-class _Watchdog:
-    """Sends answers; aborts the connection when its sends make no progress for ``seconds``.
+class _Keeper:
+    """Keeps a connection alive and honest, on one periodic timer instead of work per message.
 
-    One periodic check per connection instead of a timer per send: a send only notes the time
-    when the first of its kind starts waiting and when one ends.
+    - Keepalive, as the websocket port: a ping every ``ping_interval`` seconds; a peer that has
+      not answered it after ``ping_timeout`` seconds is closed with 1011.
+    - Sends: the reading task and the calls' sends count themselves in :attr:`pending` and
+      :attr:`sent`; when sends are pending and none ended for ``write_timeout`` seconds (a client
+      that stopped reading), the connection is dropped and its calls are cancelled.
     """
 
-    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None, seconds: float) -> None:
+    __slots__ = (
+        "_loop", "_ping", "_ping_sent", "_ping_timeout", "_ping_interval", "_seen", "_stalled",
+        "_tick", "_timer", "_transport", "_write_timeout", "_ws", "pending", "sent",
+    )  # fmt: skip
+
+    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None, settings: Settings) -> None:
         self._ws = ws
         self._transport = transport
-        self._seconds = seconds
         self._loop = asyncio.get_running_loop()
-        self._pending = 0
-        self._progress = 0.0
-        self._timer = self._loop.call_later(seconds / 4, self._check)
+        self._write_timeout = settings.write_timeout
+        self._ping_interval = settings.ping_interval
+        self._ping_timeout = settings.ping_timeout
+        self._tick = min(settings.write_timeout, settings.ping_interval, settings.ping_timeout) / 4
+        self.pending = 0  # sends under way
+        self.sent = 0  # sends ended
+        self._seen = 0  # ``sent`` at the last tick
+        self._stalled = 0.0  # seconds sends have been pending with none ending
+        self._ping = b""  # the payload of the ping not answered yet, if any
+        self._ping_sent = self._loop.time()  # when the last ping went (or the connection opened)
+        self._timer = self._loop.call_later(self._tick, self._check)
 
     async def send(self, data: bytes) -> None:
         """Send one answer as a text frame."""
-        self.sending()
+        self.pending += 1
         try:
-            await self._ws.send_frame(data, WSMsgType.TEXT)
+            await self._ws.send_frame(data, _TEXT)
         finally:
-            self.sent()
+            self.pending -= 1
+            self.sent += 1
 
-    def sending(self) -> None:
-        """A send starts (it may wait while the client does not read)."""
-        if self._pending == 0:
-            self._progress = self._loop.time()
-        self._pending += 1
-
-    def sent(self) -> None:
-        """A send ended."""
-        self._pending -= 1
-        self._progress = self._loop.time()
+    def ponged(self, data: bytes) -> None:
+        """A pong came: it answers the ping it echoes."""
+        if self._ping and data == self._ping:
+            self._ping = b""
 
     def stop(self) -> None:
         self._timer.cancel()
 
     def _check(self) -> None:
-        if self._pending and self._loop.time() - self._progress > self._seconds:
+        if self._sends_stalled():
             if self._transport is not None:  # the client stopped reading: drop it, its calls are cancelled
                 self._transport.abort()
             return
-        self._timer = self._loop.call_later(self._seconds / 4, self._check)
+        now = self._loop.time()
+        if self._ping and now - self._ping_sent >= self._ping_timeout:
+            self._ping = b""
+            self._loop.create_task(self._ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"keepalive ping timeout"))
+            return
+        if not self._ping and now - self._ping_sent >= self._ping_interval:
+            self._ping = str(now).encode()
+            self._ping_sent = now
+            self._loop.create_task(self._send_ping(self._ping))
+        self._timer = self._loop.call_later(self._tick, self._check)
+
+    def _sends_stalled(self) -> bool:
+        if self.pending and self.sent == self._seen:
+            self._stalled += self._tick
+            return self._stalled >= self._write_timeout
+        self._seen = self.sent
+        self._stalled = 0.0
+        return False
+
+    async def _send_ping(self, data: bytes) -> None:
+        with contextlib.suppress(*_CLOSED):
+            await self._ws.ping(data)
 
 
 async def close_sockets(sockets: Sockets, grace: float) -> None:

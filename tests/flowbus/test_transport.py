@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 from websockets.asyncio.client import connect
@@ -191,3 +192,35 @@ async def test_a_handshake_in_progress_counts(tmp_path: Path) -> None:
             writer.close()
             await writer.wait_closed()
         await until(lambda: bus.connections.count == 0, "the place is given back")
+
+
+async def test_keepalive_pings_and_closes_a_silent_peer(tmp_path: Path, entry: str) -> None:
+    """Both entries ping every ping_interval; a peer that answers stays, one that stops is closed 1011."""
+    async with running(tmp_path, ping_interval=0.2, ping_timeout=0.5) as bus:
+        async with aiohttp.ClientSession() as http, http.ws_connect(bus.url(entry), autoping=False) as ws:
+            for _ in range(3):  # answered pings keep coming: the connection is kept
+                ping = await ws.receive(timeout=DEADLINE)
+                assert ping.type is aiohttp.WSMsgType.PING
+                await ws.pong(ping.data)
+            await ws.send_str(orjson.dumps({"method": "LIST", "endpoint": SHELF}).decode())
+            answer = await _next_not_ping(ws)
+            assert orjson.loads(answer.data)["success"] is True
+            closed = await _next_not_ping(ws)  # no more pongs: closed
+            assert closed.type is aiohttp.WSMsgType.CLOSE
+            assert closed.data == 1011
+
+
+async def _next_not_ping(ws: aiohttp.ClientWebSocketResponse) -> aiohttp.WSMessage:
+    while True:
+        message = await ws.receive(timeout=DEADLINE)
+        if message.type is not aiohttp.WSMsgType.PING:
+            return message
+
+
+async def test_a_clients_ping_is_answered(served: Running, entry: str) -> None:
+    """A ping from the client gets its pong, with the same payload."""
+    async with aiohttp.ClientSession() as http, http.ws_connect(served.url(entry), autoping=False) as ws:
+        await ws.ping(b"are you there")
+        pong = await _next_not_ping(ws)
+        assert pong.type is aiohttp.WSMsgType.PONG
+        assert pong.data == b"are you there"
