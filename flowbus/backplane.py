@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import unquote
 
+import orjson
+
 __all__ = ["Backplane", "Event", "Handler", "LocalBackplane", "every_object", "subject", "token", "untoken"]
 
 logger = logging.getLogger("flowbus.backplane")
@@ -31,7 +33,6 @@ _SPECIAL = re.compile(r"[%.*>\s\x00-\x1f\x7f]")
 _EMPTY = "_"
 
 
-@dataclass(slots=True, frozen=True)
 class Event:
     """Something that happened to an object: CREATED, UPDATED, DELETED or an endpoint-specific kind.
 
@@ -41,22 +42,67 @@ class Event:
         objectid: the object's id.
         namespace: the namespace (``""`` is the default one).
         data: the object as it is now (for DELETED: what the change recorded), or the kind's payload.
+            Given as JSON text (``body``), it is decoded on first use: a handler that needs only
+            the rest (the kind, the version) costs nothing for it.
         seq: the change's position in the store's change log; None for events that are not stored.
         version: the object's version after the change; None if unknown.
     """
 
-    event: str
-    endpoint: str
-    objectid: str
-    namespace: str
-    data: Any = None
-    seq: int | None = None
-    version: int | None = None
+    __slots__ = ("_body", "_data", "endpoint", "event", "namespace", "objectid", "seq", "version")
+
+    def __init__(
+        self,
+        event: str,
+        endpoint: str,
+        objectid: str,
+        namespace: str,
+        data: Any = None,
+        seq: int | None = None,
+        version: int | None = None,
+        *,
+        body: str | bytes | None = None,
+    ) -> None:
+        self.event = event
+        self.endpoint = endpoint
+        self.objectid = objectid
+        self.namespace = namespace
+        self.seq = seq
+        self.version = version
+        self._data = data
+        self._body = body if data is None else None
+
+    @property
+    def data(self) -> Any:
+        if self._body is not None:
+            self._data = orjson.loads(self._body)
+            self._body = None
+        return self._data
+
+    @property
+    def body(self) -> str | bytes | None:
+        """The JSON text of :attr:`data` while it has not been decoded, else None."""
+        return self._body
 
     @property
     def subject(self) -> str:
         """The subject this event is published on."""
         return subject(self.namespace, self.endpoint, self.objectid)
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.event, self.endpoint, self.objectid, self.namespace, self.data, self.seq, self.version)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Event):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # its data may be mutable
+
+    def __repr__(self) -> str:
+        return (
+            f"Event(event={self.event!r}, endpoint={self.endpoint!r}, objectid={self.objectid!r},"
+            f" namespace={self.namespace!r}, data={self.data!r}, seq={self.seq!r}, version={self.version!r})"
+        )
 
 
 Handler = Callable[[str, Event], None]

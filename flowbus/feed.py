@@ -25,26 +25,33 @@ logger = logging.getLogger("flowbus.feed")
 
 
 def event_of(change: Change) -> Event:
-    """The event that tells subscribers of ``change`` (its collection is the endpoint)."""
+    """The event that tells subscribers of ``change`` (its collection is the endpoint). The change's
+    JSON text, if it was not decoded yet, travels undecoded: a handler decodes it when it needs it."""
+    body = change.body
     return Event(
         change.kind,
         change.collection,
         change.objectid,
         change.namespace,
-        change.data,
+        None if body is not None else change.data,
         seq=change.seq,
         version=change.version,
+        body=body,
     )
 
 
 def change_of(event: Event) -> Change | None:
     """The change an event of the feed tells of (for a subscriber that applies changes, like a
     cache), or None for an event that is not a stored change (no ``seq``)."""
-    if event.seq is None or event.version is None or not isinstance(event.data, dict):
+    if event.seq is None or event.version is None:
+        return None
+    body = event.body
+    if body is None and not isinstance(event.data, dict):
         return None
     # The commit time does not travel with the event; appliers of changes do not need it.
+    data = None if body is not None else event.data
     return Change(
-        event.seq, event.event, event.endpoint, event.namespace, event.objectid, event.version, event.data, ""
+        event.seq, event.event, event.endpoint, event.namespace, event.objectid, event.version, data, "", body=body
     )
 
 

@@ -69,6 +69,7 @@ logger = logging.getLogger("flowbus.flows")
 HISTORY = 1000
 """The latest entries of ``stateContexts``, ``executionHistory`` and ``report`` an execution keeps."""
 _PAGE = 500
+_OWN_LIMIT = 100_000  # commits made here whose feed events are still to come
 
 
 def _iso(epoch: float) -> str:
@@ -119,6 +120,9 @@ class Engine:
         self._timers: dict[tuple[str, str], tuple[float, Timer]] = {}
         self._settled: dict[tuple[str, str], list[asyncio.Future[None]]] = {}
         self._watchers: dict[tuple[str, str], list[asyncio.Queue[dict[str, Any]]]] = {}
+        # (namespace, id, version) of commits made here and handled at once (_after_commit): their
+        # events from the change feed are passed over without decoding the record again.
+        self._own: set[tuple[str, str, int]] = set()
         self._unsubscribe: list[Any] = []
         self._queue_wakeup = asyncio.Event()
         self._queue_task: asyncio.Task[None] | None = None
@@ -397,6 +401,9 @@ class Engine:
 
     def _after_commit(self, namespace: str, record: dict[str, Any]) -> None:
         key = (namespace, record["id"])
+        if len(self._own) >= _OWN_LIMIT:  # events that never came (a trimmed log): forget them
+            self._own.clear()
+        self._own.add((namespace, record["id"], record["version"]))
         progress = Event("PROGRESS", EXECUTIONS, record["id"], namespace, progress_view(record))
         self.services.backplane.publish(progress.subject, progress)  # for subscribers; not stored
         for queue in self._watchers.get(key, ()):
@@ -721,6 +728,11 @@ class Engine:
 
     def _changed(self, subject: str, event: Event) -> None:
         """A change of an execution, made here or by another process sharing the store."""
+        if event.version is not None and self._own:
+            own = (event.namespace, event.objectid, event.version)
+            if own in self._own:  # committed here: _after_commit has done what follows
+                self._own.discard(own)
+                return
         record = event.data
         if not isinstance(record, dict) or event.seq is None:
             return

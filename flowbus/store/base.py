@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
+import orjson
+
 from flowbus.params import Query
 
 __all__ = [
@@ -53,7 +55,6 @@ It raises a FlowBusError (typically InvalidData) to refuse the write. It runs on
 """
 
 
-@dataclass(frozen=True, slots=True)
 class Change:
     """One committed write, as the change log keeps it.
 
@@ -62,18 +63,65 @@ class Change:
         kind: CREATED, UPDATED or DELETED.
         collection, namespace, objectid: the object written.
         version: the object's version after the write (for DELETED, the version it had).
-        data: the object after the write; for DELETED, the object as it was.
+        data: the object after the write; for DELETED, the object as it was. A store may hand the
+            change its JSON text instead (``body``): it is decoded on first use, so a reader that
+            only needs the rest (a cache judging versions) never pays for it.
         at: when it was committed (RFC 3339, UTC).
     """
 
-    seq: int
-    kind: str
-    collection: str
-    namespace: str
-    objectid: str
-    version: int
-    data: dict[str, Any]
-    at: str
+    __slots__ = ("_body", "_data", "at", "collection", "kind", "namespace", "objectid", "seq", "version")
+
+    def __init__(
+        self,
+        seq: int,
+        kind: str,
+        collection: str,
+        namespace: str,
+        objectid: str,
+        version: int,
+        data: dict[str, Any] | None = None,
+        at: str = "",
+        *,
+        body: str | bytes | None = None,
+    ) -> None:
+        self.seq = seq
+        self.kind = kind
+        self.collection = collection
+        self.namespace = namespace
+        self.objectid = objectid
+        self.version = version
+        self.at = at
+        self._data = data
+        self._body = body if data is None else None
+
+    @property
+    def data(self) -> dict[str, Any]:
+        if self._body is not None:
+            self._data = orjson.loads(self._body)
+            self._body = None
+        return self._data if self._data is not None else {}
+
+    @property
+    def body(self) -> str | bytes | None:
+        """The JSON text of :attr:`data` while it has not been decoded, else None."""
+        return self._body
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.seq, self.kind, self.collection, self.namespace, self.objectid, self.version, self.data, self.at)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Change):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable data: not hashable, as the dataclass was not
+
+    def __repr__(self) -> str:
+        return (
+            f"Change(seq={self.seq!r}, kind={self.kind!r}, collection={self.collection!r},"
+            f" namespace={self.namespace!r}, objectid={self.objectid!r}, version={self.version!r},"
+            f" data={self.data!r}, at={self.at!r})"
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -622,7 +622,7 @@ class PostgresStore:
         except Exception as exc:
             raise _failure(exc) from exc
         return [
-            Change(row[0], row[1], row[2], row[3], row[4], row[5], orjson.loads(row[6]), _stamp(row[7])) for row in rows
+            Change(row[0], row[1], row[2], row[3], row[4], row[5], None, _stamp(row[7]), body=row[6]) for row in rows
         ]
 
     async def last_seq(self) -> int:

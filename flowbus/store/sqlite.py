@@ -687,7 +687,7 @@ class SQLiteStore:
         first = await self.first_seq()  # read after the rows: a trim in between is seen
         if since < first:
             raise Gone(f"Changes after {since} are no longer kept (the log starts after {first})")
-        return [Change(r[0], r[1], r[2], r[3], r[4], r[5], orjson.loads(r[6]), r[7]) for r in rows]
+        return [Change(r[0], r[1], r[2], r[3], r[4], r[5], None, r[7], body=r[6]) for r in rows]
 
     async def last_seq(self) -> int:
         rows = await self._read("SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'changes'), 0)", ())
