@@ -221,6 +221,38 @@ async def test_every_write_is_one_change_in_commit_order(store: Store) -> None:
     assert changes[1].data["n"] == 2 and changes[4].data["n"] == 2 and changes[0].collection == C
 
 
+async def test_a_burst_of_patches_lands_with_its_changes_and_search_text(store: Store) -> None:
+    """Patches of many objects at once (committed together where the store groups them): each
+    one lands or is refused whole, the log has one change per patch that landed, with its data,
+    and search finds the new text, not the old."""
+    for i in range(20):
+        await put(store, f"p{i}", name=f"old{i}")
+    start = await store.last_seq()
+    stale = store.patch(C, "", "p0", {"name": "late"}, text, expect=0)
+    fresh = [store.patch(C, "", f"p{i}", {"name": f"new{i}"}, text, expect=1) for i in range(20)]
+    results = await asyncio.gather(stale, *fresh, return_exceptions=True)
+    assert isinstance(results[0], Conflict)
+    assert [r["version"] for r in results[1:] if isinstance(r, dict)] == [2] * 20
+    changes = await store.changes(start)
+    assert sorted((c.objectid, c.version, c.data["name"]) for c in changes) == sorted(
+        (f"p{i}", 2, f"new{i}") for i in range(20)
+    )
+    assert all(c.kind == "UPDATED" for c in changes)
+    assert [c.seq for c in changes] == list(range(changes[0].seq, changes[0].seq + 20))
+    found, total = await store.search(C, "", Query(q="new7"))
+    assert total == 1 and found[0]["id"] == "p7"
+    assert (await store.search(C, "", Query(q="old7")))[1] == 0
+
+
+async def test_patches_that_drop_the_search_text_leave_no_match(store: Store) -> None:
+    """Objects whose new version has no search text are no longer found by their old text."""
+    for i in range(10):
+        await put(store, f"q{i}", name=f"findme{i}")
+    await asyncio.gather(*(store.patch(C, "", f"q{i}", {"name": ""}, lambda obj: "") for i in range(10)))
+    for i in range(10):
+        assert (await store.search(C, "", Query(q=f"findme{i}")))[1] == 0
+
+
 async def test_changes_resume_from_a_seq_and_survive_reopening(open_store: Opener) -> None:
     """changes(since=k) gives exactly what came after k, also from a store opened afresh."""
     store = await open_store()
