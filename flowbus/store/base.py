@@ -253,6 +253,10 @@ class Store(Protocol):
     async def changes(self, since: int, limit: int = 1000) -> list[Change]:
         """The changes committed after ``since``, in ``seq`` order, at most ``limit`` of them.
 
+        Never with a gap, but possibly short of the newest: a store may answer from what this
+        process committed itself, without the changes another process committed after that
+        (they come with a later call; a reader resumes from the last ``seq`` it got).
+
         Raises:
             Gone: ``since`` is older than what the change log still keeps (see :meth:`first_seq`).
         """

@@ -29,6 +29,7 @@ log's last ``seq`` every :data:`POLL` seconds, only while somebody waits.
 from __future__ import annotations
 
 import asyncio
+import collections
 import queue
 import re
 import sqlite3
@@ -288,15 +289,42 @@ class _Transaction:
         self.ops = ops
 
     def __call__(self, conn: sqlite3.Connection) -> list[Any]:
+        mark = _logged_mark(conn)
         conn.execute("SAVEPOINT writes")
         try:
             results = [op(conn) for op in self.ops]
         except BaseException:
             conn.execute("ROLLBACK TO writes")
             conn.execute("RELEASE writes")
+            _forget_logged(conn, mark)
             raise
         conn.execute("RELEASE writes")
         return results
+
+
+class _Writer(sqlite3.Connection):
+    """The writer thread's connection: it also notes the changes its transaction logged, so that
+    once committed they are known without reading them back (see :class:`_Recent`)."""
+
+    logged: list[_Logged]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.logged = []
+
+
+_Logged = tuple[int, str, str, str, str, int, str, str]
+"""A change as logged: seq, kind, collection, namespace, objectid, version, body, at."""
+
+
+def _logged_mark(conn: sqlite3.Connection) -> int:
+    return len(conn.logged) if isinstance(conn, _Writer) else 0
+
+
+def _forget_logged(conn: sqlite3.Connection, mark: int) -> None:
+    """A savepoint was rolled back: what it logged was not written."""
+    if isinstance(conn, _Writer):
+        del conn.logged[mark:]
 
 
 _LOG = "INSERT INTO changes (at, kind, collection, namespace, id, version, body) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -313,7 +341,9 @@ def _log(
     at: str,
 ) -> None:
     """Record a write in the change log, in the write's own transaction."""
-    conn.execute(_LOG, (at, kind, collection, namespace, objectid, version, body))
+    seq = conn.execute(_LOG, (at, kind, collection, namespace, objectid, version, body)).lastrowid
+    if isinstance(conn, _Writer) and seq is not None:
+        conn.logged.append((seq, kind, collection, namespace, objectid, version, body, at))
 
 
 def _fetch(conn: sqlite3.Connection, collection: str, namespace: str, objectid: str) -> tuple[int, int, str] | None:
@@ -383,7 +413,14 @@ def _insert_many(conn: sqlite3.Connection, ops: list[_Insert]) -> list[Any] | No
     except sqlite3.IntegrityError:
         return None
     conn.execute(_INDEX_MANY, (first, orjson.dumps([op.text for op in ops]).decode()))
-    conn.execute(_LOG_MANY, (packed,))
+    last = conn.execute(_LOG_MANY, (packed,)).lastrowid
+    if isinstance(conn, _Writer) and last is not None:
+        seq = last - len(ops)
+        for op in ops:
+            seq += 1
+            stored = op.stored
+            row = (seq, CREATED, op.collection, op.namespace, stored["id"], 1, op.body, stored["updated"])
+            conn.logged.append(row)
     return [op.stored for op in ops]
 
 
@@ -409,6 +446,64 @@ def _now() -> str:
     return _stamp[1]
 
 
+class _Recent:
+    """The changes this process committed lately, by seq (event loop thread only).
+
+    The change feed asks for the changes after the last one it published; when the next one is
+    here, it and those right after it are answered without reading them back from the log (and
+    their JSON is decoded only if a handler needs it). A seq not here (a change of another
+    process sharing the file, or one older than what is kept) is read from the log: seqs come
+    without gaps, so a run of consecutive seqs held here is exactly what the log holds.
+    """
+
+    __slots__ = ("_bytes", "_changes", "_order")
+
+    MAX_CHANGES = 4096
+    MAX_BYTES = 8 << 20
+
+    def __init__(self) -> None:
+        self._changes: dict[int, _Logged] = {}
+        self._order: collections.deque[int] = collections.deque()
+        self._bytes = 0
+
+    def __contains__(self, seq: int) -> bool:
+        return seq in self._changes
+
+    def add(self, logged: list[_Logged]) -> None:
+        changes, order = self._changes, self._order
+        for change in logged:
+            changes[change[0]] = change
+            order.append(change[0])
+            self._bytes += len(change[6])
+        while order and (len(order) > self.MAX_CHANGES or self._bytes > self.MAX_BYTES):
+            self._drop(order.popleft())
+
+    def after(self, since: int, limit: int) -> list[Change] | None:
+        """The changes after ``since`` (at most ``limit``), if they are all held here: a run of
+        consecutive seqs that reaches the newest change held. None when it breaks off before (a
+        change of another process came between): the caller reads the log."""
+        out: list[Change] = []
+        changes = self._changes
+        seq = since + 1
+        while len(out) < limit and (c := changes.get(seq)) is not None:
+            out.append(Change(c[0], c[1], c[2], c[3], c[4], c[5], None, c[7], body=c[6]))
+            seq += 1
+        if len(out) < limit and (not self._order or seq <= self._order[-1]):
+            return None
+        return out
+
+    def forget_through(self, seq: int) -> None:
+        """The log no longer holds the changes up to ``seq``: neither does this."""
+        order = self._order
+        while order and order[0] <= seq:
+            self._drop(order.popleft())
+
+    def _drop(self, seq: int) -> None:
+        change = self._changes.pop(seq, None)
+        if change is not None:
+            self._bytes -= len(change[6])
+
+
 class SQLiteStore:
     """The default :class:`~flowbus.store.Store`: a SQLite file.
 
@@ -423,7 +518,7 @@ class SQLiteStore:
             raise ValueError("synchronous must be FULL or NORMAL")
         self.path = Path(path)
         self.synchronous = synchronous.upper()
-        self._writer: sqlite3.Connection | None = None
+        self._writer: _Writer | None = None
         self._reader: aiosqlite.Connection | None = None
         # While a page's statement is open, the reader connection stays in its read transaction:
         # any other read on it would see that snapshot, not the writes committed since.
@@ -433,6 +528,7 @@ class SQLiteStore:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._committed = asyncio.Event()  # set (and replaced) whenever this process commits
+        self._recent = _Recent()
         self._closing = False
 
     async def open(self) -> None:
@@ -450,7 +546,7 @@ class SQLiteStore:
             raise
 
     def _open_writer(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, factory=_Writer)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         conn.execute("PRAGMA busy_timeout = 5000")
@@ -531,11 +627,14 @@ class SQLiteStore:
     def _commit(self, writes: list[_Write]) -> None:
         """Apply and commit a batch (writer thread); its callers are answered on the event loop."""
         ops = [write.op for write in writes]
+        logged: list[_Logged] = []
         try:
             results = self._apply(ops)
+            assert self._writer is not None
+            logged, self._writer.logged = self._writer.logged, []
         except Exception as exc:  # the commit itself failed: nobody's write is kept
             results = [_as_flowbus_error(exc)] * len(ops)
-        self._settle(self._answer, writes, results)
+        self._settle(self._answer, writes, results, logged)
 
     def _run_job(self, job: _Job) -> None:
         try:
@@ -553,8 +652,9 @@ class SQLiteStore:
         except RuntimeError:  # the loop is closed: nobody is waiting any more
             pass
 
-    def _answer(self, batch: list[_Write], results: list[Any]) -> None:
+    def _answer(self, batch: list[_Write], results: list[Any], logged: list[_Logged]) -> None:
         """Answer the callers of a committed batch, and wake whoever waits for changes."""
+        self._recent.add(logged)
         for write, result in zip(batch, results, strict=True):
             if write.future.done():
                 continue
@@ -583,11 +683,13 @@ class SQLiteStore:
     ) -> list[Any]:
         conn = self._writer
         assert conn is not None
+        conn.logged = []
         conn.execute("BEGIN IMMEDIATE")
         try:
             results = run(conn, ops)
             conn.execute("COMMIT")
         except BaseException:
+            conn.logged = []
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
@@ -679,6 +781,10 @@ class SQLiteStore:
     # -- the change log -------------------------------------------------------------------
 
     async def changes(self, since: int, limit: int = 1000) -> list[Change]:
+        if since + 1 in self._recent:  # what this process committed lately: not read back
+            held = self._recent.after(since, limit)
+            if held is not None:
+                return held
         rows = await self._read(
             "SELECT seq, kind, collection, namespace, id, version, body, at FROM changes"
             " WHERE seq > ? ORDER BY seq LIMIT ?",
@@ -719,6 +825,7 @@ class SQLiteStore:
             return int(count)
 
         trimmed: int = await self._job(trim)
+        self._recent.forget_through(await self.first_seq())
         return trimmed
 
     async def wait_changed(self, since: int, timeout: float) -> None:
@@ -726,7 +833,7 @@ class SQLiteStore:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while not self._closing:
-            if await self.last_seq() > since:
+            if since + 1 in self._recent or await self.last_seq() > since:
                 return
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -841,12 +948,14 @@ def _run_isolated(conn: sqlite3.Connection, ops: list[WriteOp]) -> list[Any]:
 
 
 def _isolated(conn: sqlite3.Connection, op: WriteOp) -> Any:
+    mark = _logged_mark(conn)
     conn.execute("SAVEPOINT op")
     try:
         result = op(conn)
     except Exception as exc:
         conn.execute("ROLLBACK TO op")
         conn.execute("RELEASE op")
+        _forget_logged(conn, mark)
         return _as_flowbus_error(exc)
     conn.execute("RELEASE op")
     return result

@@ -294,6 +294,31 @@ async def test_wait_changed_wakes_on_a_write_from_another_store(open_store: Open
     assert [c.objectid for c in await store.changes(since)] == ["from-elsewhere"]
 
 
+async def test_changes_of_two_stores_on_one_database_come_in_one_order(open_store: Opener) -> None:
+    """Writes of this store and of another one on the same data, interleaved: each store's
+    changes() gives all of them, in commit order, without a gap, and in batches that resume."""
+    store = await open_store()
+    other = await open_store()
+    since = await store.last_seq()
+    await put(store, "mine-1")
+    await put(other, "theirs-1")
+    await put(store, "mine-2")
+    await store.patch(C, "", "mine-1", {"n": 1}, text)
+    await put(other, "theirs-2")
+    expected = ["mine-1", "theirs-1", "mine-2", "mine-1", "theirs-2"]
+    for reader in (store, other):
+        changes = await reader.changes(since)
+        assert [c.objectid for c in changes] == expected
+        assert [c.seq for c in changes] == list(range(changes[0].seq, changes[0].seq + 5))
+        assert changes[3].data["n"] == 1 and changes[3].version == 2
+        resumed: list[str] = []
+        after = since
+        while batch := await reader.changes(after, 2):  # two at a time, resuming from the last
+            resumed += [c.objectid for c in batch]
+            after = batch[-1].seq
+        assert resumed == expected
+
+
 async def test_retention_trims_what_is_older_than_it_keeps(store: Store) -> None:
     """Retention with nothing to keep trims every change; one that keeps a day trims none."""
     await put(store, "a")
