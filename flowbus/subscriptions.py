@@ -122,7 +122,7 @@ class Subscriber:
     async def subscribe(self, request: Request, credentials: Credentials) -> None:
         """Answer a SUBSCRIBE, replay what ``since`` asks for, then go live."""
         try:
-            subscription, since = await self._open(request, credentials)
+            subscription, since, identity = await self._open(request, credentials)
         except FlowBusError as exc:
             self._send(self.dispatcher.encode(self.dispatcher.fail(exc, request.requestid)))
             return
@@ -137,7 +137,7 @@ class Subscriber:
         self._send(self.dispatcher.encode(Response(data=answer, requestid=request.requestid)))
         try:
             if since is not None:
-                await self._replay(subscription, since)
+                await self._replay(subscription, since, identity)
         except FlowBusError as exc:  # GONE: the log no longer holds what was asked for
             self._end(subscription)
             self._send(self.dispatcher.encode(self.dispatcher.fail(exc, request.requestid)))
@@ -166,7 +166,7 @@ class Subscriber:
         if self._sender is not None:
             self._sender.cancel()
 
-    async def _open(self, request: Request, credentials: Credentials) -> tuple[_Subscription, int | None]:
+    async def _open(self, request: Request, credentials: Credentials) -> tuple[_Subscription, int | None, Identity]:
         dispatcher = self.dispatcher
         identity = await self._identity(credentials)
         if dispatcher.registry.get(request.endpoint) is None:
@@ -179,14 +179,16 @@ class Subscriber:
             subscription.pattern(), lambda _, event: self._heard(subscription, event)
         )
         self._subscriptions[sid] = subscription
-        return subscription, since
+        return subscription, since, identity
 
     async def _identity(self, credentials: Credentials) -> Identity:
         authenticator = self.dispatcher.authenticator
         known = authenticator.known(credentials)
         return known if known is not None else await authenticator.authenticate(credentials)
 
-    async def _replay(self, subscription: _Subscription, since: int) -> None:
+    async def _replay(self, subscription: _Subscription, since: int, identity: Identity) -> None:
+        """Deliver the changes after ``since`` as the identity SUBSCRIBE was checked with: every
+        change read is delivered or passed over here, never held (the read goes on after it)."""
         store = self.dispatcher.services.store
         subscription.last = since
         while subscription.id in self._subscriptions:
@@ -196,7 +198,7 @@ class Subscriber:
             for change in changes:
                 event = event_of(change)
                 if subscription.matches(event):
-                    self._deliver(subscription, event)
+                    self._deliver(subscription, event, identity)
                 subscription.last = change.seq
 
     # -- delivery ---------------------------------------------------------------------------

@@ -35,6 +35,9 @@ export class FlowBus {
     this._next = 1;
     this._pending = new Map(); // requestid -> {resolve, reject}
     this._subscriptions = new Set();
+    // Pushes for a subscription id whose SUBSCRIBE answer is not handled yet (both may come in
+    // one read, before the answer's promise settles): handed over when the id is claimed.
+    this._unclaimed = new Map();
     this._closed = false;
     this._delay = backoff;
   }
@@ -55,6 +58,7 @@ export class FlowBus {
       const ws = new WebSocket(this.url);
       ws.onopen = () => {
         this._ws = ws;
+        this._unclaimed.clear(); // ids are per connection
         this._opening = null;
         this._delay = this.backoff;
         if (this.onstatus) this.onstatus("open");
@@ -83,7 +87,15 @@ export class FlowBus {
 
   _receive(message) {
     if (message.subscription !== undefined && message.event !== undefined) {
-      for (const sub of this._subscriptions) if (sub._id === message.subscription) sub._push(message);
+      let starting = false;
+      for (const sub of this._subscriptions) {
+        if (sub._id === message.subscription) { sub._push(message); return; }
+        starting ||= sub._starting;
+      }
+      if (!starting) return; // a subscription that ended
+      const early = this._unclaimed.get(message.subscription) ?? [];
+      early.push(message);
+      this._unclaimed.set(message.subscription, early);
       return;
     }
     if (message.status === 1) return; // an interim answer: the call waits for its final one
@@ -155,6 +167,9 @@ class Subscription {
       });
       this._id = answer.data.subscription;
       if (this.last === null) this.last = answer.data.seq;
+      const early = this._bus._unclaimed.get(this._id) ?? [];
+      this._bus._unclaimed.delete(this._id);
+      for (const message of early) this._push(message);
     } catch (error) {
       if (error.errorcode !== "UNAVAILABLE") this._fail(error);
     } finally {
