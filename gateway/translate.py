@@ -449,7 +449,7 @@ def _from_xml(value: Any) -> Any:
 
 def etag(data: Any) -> str | None:
     """The ETag of an object answer: its integer ``version``, quoted (a strong validator), else None."""
-    if type(data) is dict and type(version := data.get("version")) is int:
+    if isinstance(data, dict) and type(version := data.get("version")) is int:
         return f'"{version}"'
     return None
 

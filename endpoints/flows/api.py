@@ -227,7 +227,7 @@ async def start(engine: Engine, call: Call, flow: dict[str, Any]) -> dict[str, A
     if _flag(parameters, "stream") and call.streams:
         return await _stream(engine, call, record)
     if _flag(parameters, "wait"):
-        record = await engine.settled(call.namespace, record["id"])
+        record = await engine.settled(call.namespace, record["id"], known=record)
     return progress_view(record)
 
 

@@ -118,7 +118,7 @@ class Engine:
         self._namespaces: set[str] = set()
         self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._timers: dict[tuple[str, str], tuple[float, Timer]] = {}
-        self._settled: dict[tuple[str, str], list[asyncio.Future[None]]] = {}
+        self._settled: dict[tuple[str, str], list[asyncio.Future[dict[str, Any]]]] = {}
         self._watchers: dict[tuple[str, str], list[asyncio.Queue[dict[str, Any]]]] = {}
         # (namespace, id, version) of commits made here and handled at once (_after_commit): their
         # events from the change feed are passed over without decoding the record again.
@@ -411,7 +411,7 @@ class Engine:
         if record.get("deadline") is not None and record["status"] in WAITS:
             self._arm(namespace, record)
         if record["status"] not in (RUNNING, QUEUED):
-            self._settle(key)
+            self._settle(key, record)
         if record["status"] in FINAL and record.get("parent"):
             asyncio.get_running_loop().create_task(self._child_ended(namespace, record))
 
@@ -684,22 +684,24 @@ class Engine:
 
     # -- waiting for an execution ------------------------------------------------------------
 
-    async def settled(self, namespace: str, objectid: str) -> dict[str, Any]:
-        """The execution once it is neither RUNNING nor QUEUED (it ended, or it waits)."""
+    async def settled(self, namespace: str, objectid: str, known: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The execution once it is neither RUNNING nor QUEUED (it ended, or it waits).
+
+        ``known``: its record as the caller just got it from a commit (:meth:`start_execution`),
+        with nothing awaited since: it is not read again.
+        """
         key = (namespace, objectid)
-        while True:
-            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._settled.setdefault(key, []).append(future)
-            record = await self.services.store.get(EXECUTIONS, namespace, objectid)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._settled.setdefault(key, []).append(future)
+        try:
+            record = known if known is not None else await self.services.store.get(EXECUTIONS, namespace, objectid)
             if record is None:
                 raise DoesNotExist()
             if record["status"] not in (RUNNING, QUEUED):
-                self._drop(self._settled, key, future)
                 return record
-            try:
-                await future
-            finally:
-                self._drop(self._settled, key, future)
+            return await future  # the record as committed when it settled
+        finally:
+            self._drop(self._settled, key, future)
 
     @contextlib.contextmanager
     def watch(self, namespace: str, objectid: str) -> Any:
@@ -721,10 +723,10 @@ class Engine:
             if not items:
                 del table[key]
 
-    def _settle(self, key: tuple[str, str]) -> None:
+    def _settle(self, key: tuple[str, str], record: dict[str, Any]) -> None:
         for future in self._settled.pop(key, ()):
             if not future.done():
-                future.set_result(None)
+                future.set_result(record)
 
     def _changed(self, subject: str, event: Event) -> None:
         """A change of an execution, made here or by another process sharing the store."""
@@ -739,7 +741,7 @@ class Engine:
         key = (event.namespace, event.objectid)
         status = record.get("status")
         if status not in (RUNNING, QUEUED):
-            self._settle(key)
+            self._settle(key, record)
         if status in FINAL and key in self._tasks and event.event != "CREATED":
             task = self._tasks[key]
             if record.get("version", 0) > 0 and status == CANCELED:

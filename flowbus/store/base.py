@@ -32,6 +32,7 @@ __all__ = [
     "UPDATED",
     "Change",
     "Delete",
+    "Encoded",
     "Get",
     "Insert",
     "Patch",
@@ -53,6 +54,16 @@ Prepare = Callable[[dict[str, Any]], str]
 
 It raises a FlowBusError (typically InvalidData) to refuse the write. It runs on the event loop.
 """
+
+
+class Encoded(dict[str, Any]):
+    """An object as a store answers a write of it, with the JSON text it was stored as: a cache
+    keeps that text instead of encoding the object again. It is a dict like any other; ``json``
+    is the object as written, whatever is done to the dict afterwards."""
+
+    __slots__ = ("json",)
+
+    json: str
 
 
 class Change:

@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from flowbus.params import Query
-from flowbus.store.base import DELETED, Change, Delete, Get, Insert, Patch, Prepare, Store, Write
+from flowbus.store.base import DELETED, Change, Delete, Encoded, Get, Insert, Patch, Prepare, Store, Write
 
 __all__ = ["ENTRY_OVERHEAD", "CachedStore", "ObjectCache"]
 
@@ -62,7 +62,7 @@ class ObjectCache:
         return self._size
 
     def get(self, key: Key) -> dict[str, Any] | None:
-        """A fresh copy of the cached object, or None on a miss."""
+        """A fresh copy of the cached object, or None on a miss (or when it is known absent)."""
         body = self.peek(key)
         if body is None:
             return None
@@ -70,7 +70,12 @@ class ObjectCache:
         return obj
 
     def peek(self, key: Key) -> bytes | None:
-        """The cached object's JSON, or None on a miss."""
+        """The cached object's JSON, or None on a miss (or when it is known absent)."""
+        return self.lookup(key) or None
+
+    def lookup(self, key: Key) -> bytes | None:
+        """The cached object's JSON; :data:`ABSENT` when the object is known not to exist; None
+        when the cache does not know."""
         entry = self._entries.get(key)
         if entry is None:
             return None
@@ -81,6 +86,12 @@ class ObjectCache:
         """Remember what a read found, unless a write was applied since the read began."""
         if generation == self.generation:
             self._put(key, _encoded(obj), _version_of(obj))
+
+    def fill_absent(self, key: Key, generation: int) -> None:
+        """Remember that a read found no object, unless a write was applied since the read began
+        (an insert, here or by another process, replaces or drops the entry like any write)."""
+        if generation == self.generation:
+            self._put(key, ABSENT, 0)
 
     def written(self, key: Key, obj: dict[str, Any] | None) -> None:
         """Record a committed write: the object as it is now, or None once deleted."""
@@ -122,7 +133,13 @@ class ObjectCache:
             self._size -= _cost(key, old[0])
 
 
+ABSENT = b""
+"""The entry of an object known not to exist (version 0: any change of it is newer)."""
+
+
 def _encoded(obj: dict[str, Any]) -> bytes:
+    if isinstance(obj, Encoded):  # the store's own text of it: not encoded again
+        return obj.json.encode()
     # orjson hands back its 4 KiB working buffer; an exact-size copy is what is kept.
     return orjson.dumps(obj).decode().encode()
 
@@ -203,13 +220,18 @@ class CachedStore:
 
     async def get(self, collection: str, namespace: str, objectid: str) -> dict[str, Any] | None:
         key = (collection, namespace, objectid)
-        cached = self.cache.get(key)
+        cached = self.cache.lookup(key)
         if cached is not None:
-            return cached
+            if not cached:  # ABSENT
+                return None
+            obj: dict[str, Any] = orjson.loads(cached)
+            return obj
         generation = self.cache.generation
         found = await self.inner.get(collection, namespace, objectid)
         if found is not None:
             self.cache.fill(key, found, generation)
+        else:
+            self.cache.fill_absent(key, generation)
         return found
 
     async def query(self, collection: str, namespace: str, query: Query) -> tuple[list[dict[str, Any]], int]:

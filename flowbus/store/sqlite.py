@@ -45,7 +45,20 @@ import orjson
 
 from flowbus.errors import Conflict, DoesNotExist, FlowBusError, Gone, InternalError, InvalidRequest, Unavailable
 from flowbus.params import Query, check_field_name
-from flowbus.store.base import CREATED, DELETED, META, UPDATED, Change, Delete, Get, Insert, Patch, Prepare, Write
+from flowbus.store.base import (
+    CREATED,
+    DELETED,
+    META,
+    UPDATED,
+    Change,
+    Delete,
+    Encoded,
+    Get,
+    Insert,
+    Patch,
+    Prepare,
+    Write,
+)
 
 __all__ = ["POLL", "SQLiteStore"]
 
@@ -149,13 +162,13 @@ class _Insert:
 
     def __init__(self, collection: str, namespace: str, obj: dict[str, Any], prepare: Prepare) -> None:
         now = _now()
-        stored = {k: v for k, v in obj.items() if k not in META}
+        stored = Encoded({k: v for k, v in obj.items() if k not in META})
         stored.update(id=obj["id"], created=now, updated=now, version=1)
         self.text = prepare(stored)
         self.collection = collection
         self.namespace = namespace
         self.stored = stored
-        self.body = orjson.dumps(stored).decode()
+        self.body = stored.json = orjson.dumps(stored).decode()
 
     def __call__(self, conn: sqlite3.Connection) -> dict[str, Any]:
         stored = self.stored
@@ -188,7 +201,8 @@ class _Patch:
         prepare: Prepare,
         expected: bool,
     ) -> None:
-        merged = {**current, **{k: v for k, v in changes.items() if k not in META}}
+        merged = Encoded(current)
+        merged.update({k: v for k, v in changes.items() if k not in META})
         self.read: int = current.get("version", 1)
         merged.update(updated=_now(), version=self.read + 1)
         self.text = prepare(merged)
@@ -196,7 +210,7 @@ class _Patch:
         self.namespace = namespace
         self.objectid: str = current["id"]
         self.merged = merged
-        self.body = orjson.dumps(merged).decode()
+        self.body = merged.json = orjson.dumps(merged).decode()
         self.expected = expected
 
     def __call__(self, conn: sqlite3.Connection) -> dict[str, Any]:

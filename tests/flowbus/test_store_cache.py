@@ -173,6 +173,32 @@ async def test_change_by_another_process_reaches_get(store: CachedStore, tmp_pat
         pytest.fail("the other process's change never reached get()")
 
 
+async def test_an_absent_object_is_remembered_until_it_is_made(store: CachedStore, tmp_path: Path) -> None:
+    """A get that finds nothing is remembered (the next one reads nothing), and forgotten when
+    the object is made: here, or by another process."""
+    assert await store.get(C, "", "later") is None
+    assert store.cache.lookup((C, "", "later")) == b""  # known absent: no read next time
+    assert store.peek(C, "", "later") is None
+    assert await store.get(C, "", "later") is None
+    await store.insert(C, "", {"id": "later", "name": "here"}, prepare)
+    assert (await store.get(C, "", "later"))["name"] == "here"  # type: ignore[index]
+    assert await store.get(C, "", "elsewhere") is None
+    other = SQLiteStore(tmp_path / "flowbus.db")
+    await other.open()
+    try:
+        await other.insert(C, "", {"id": "elsewhere", "name": "there"}, prepare)
+    finally:
+        await other.close()
+    for _ in range(600):  # a hang guard
+        found = await store.get(C, "", "elsewhere")
+        if found is not None:
+            assert found["name"] == "there"
+            break
+        await asyncio.sleep(0.01)
+    else:
+        pytest.fail("the other process's insert never reached get()")
+
+
 async def test_an_op_failing_halfway_is_undone_alone(store: SQLiteStore) -> None:
     """An op that fails after writing (not a refusal) is rolled back alone; the batch's others commit."""
 
