@@ -13,7 +13,8 @@ from typing import Any
 import orjson
 import pytest
 
-from flowbus.errors import InternalError
+from flowbus.errors import Conflict, InternalError
+from flowbus.params import Query
 from flowbus.store import CachedStore, SQLiteStore
 from flowbus.store.cache import ENTRY_OVERHEAD, ObjectCache
 
@@ -215,3 +216,25 @@ async def test_an_op_failing_halfway_is_undone_alone(store: SQLiteStore) -> None
     assert await store.get(C, "", "half") is None
     for i in range(10):
         assert await store.get(C, "", f"o-{i}") is not None
+
+
+async def test_a_patch_whose_object_moved_in_its_batch_is_refused_alone(store: CachedStore) -> None:
+    """Patches of many objects go to the database together; when one object was moved by an
+    earlier write of the same batch, only that patch is refused and the log holds the rest."""
+    for i in range(12):
+        await store.insert(C, "", {"id": f"m-{i}", "name": f"n{i}"}, prepare)
+    start = await store.last_seq()
+
+    def moved_behind(conn: sqlite3.Connection) -> None:  # another writer's change of m-5
+        conn.execute("UPDATE objects SET version = 2 WHERE collection = ? AND id = 'm-5'", (C,))
+
+    moving = store.inner._write(moved_behind)  # type: ignore[attr-defined]
+    patches = [store.patch(C, "", f"m-{i}", {"name": f"new{i}"}, prepare, expect=1) for i in range(12)]
+    results = await asyncio.gather(moving, *patches, return_exceptions=True)
+    refused = [i for i, result in enumerate(results[1:]) if not isinstance(result, dict)]
+    assert refused == [5] and isinstance(results[6], Conflict)
+    changes = await store.changes(start)
+    assert sorted(c.objectid for c in changes) == sorted(f"m-{i}" for i in range(12) if i != 5)
+    assert all(c.version == 2 and c.data["name"] == f"new{c.objectid[2:]}" for c in changes)
+    found, total = await store.search(C, "", Query(q="new7"))
+    assert total == 1 and found[0]["id"] == "m-7"
