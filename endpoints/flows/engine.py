@@ -271,6 +271,7 @@ class Engine:
             if take:
                 self._running -= 1
             raise
+        self._note_own(namespace, stored)  # what its CREATED event would make happen is done here
         if take:
             self._spawn(namespace, stored, held=True)
         else:
@@ -399,11 +400,15 @@ class Engine:
             EXECUTIONS, namespace, record["id"], changes, no_text, expect=record["version"], base=record
         )
 
-    def _after_commit(self, namespace: str, record: dict[str, Any]) -> None:
-        key = (namespace, record["id"])
+    def _note_own(self, namespace: str, record: dict[str, Any]) -> None:
+        """A commit made here and acted on at once: its event from the change feed is passed over."""
         if len(self._own) >= _OWN_LIMIT:  # events that never came (a trimmed log): forget them
             self._own.clear()
         self._own.add((namespace, record["id"], record["version"]))
+
+    def _after_commit(self, namespace: str, record: dict[str, Any]) -> None:
+        key = (namespace, record["id"])
+        self._note_own(namespace, record)
         progress = Event("PROGRESS", EXECUTIONS, record["id"], namespace, progress_view(record))
         self.services.backplane.publish(progress.subject, progress)  # for subscribers; not stored
         for queue in self._watchers.get(key, ()):
