@@ -71,7 +71,11 @@ class ObjectCache:
 
     def peek(self, key: Key) -> bytes | None:
         """The cached object's JSON, or None on a miss (or when it is known absent)."""
-        return self.lookup(key) or None
+        entry = self._entries.get(key)  # OPEN's fast path: written out rather than through lookup()
+        if entry is None:
+            return None
+        self._entries.move_to_end(key)
+        return entry[0] or None
 
     def lookup(self, key: Key) -> bytes | None:
         """The cached object's JSON; :data:`ABSENT` when the object is known not to exist; None
