@@ -71,20 +71,16 @@ class ObjectCache:
 
     def peek(self, key: Key) -> bytes | None:
         """The cached object's JSON, or None on a miss (or when it is known absent)."""
-        entry = self._entries.get(key)  # OPEN's fast path: written out rather than through lookup()
+        entry = self._entries.get(key)
         if entry is None:
             return None
         self._entries.move_to_end(key)
         return entry[0] or None
 
-    def lookup(self, key: Key) -> bytes | None:
-        """The cached object's JSON; :data:`ABSENT` when the object is known not to exist; None
-        when the cache does not know."""
+    def absent(self, key: Key) -> bool:
+        """Whether the object is known not to exist (a read found nothing, and nothing was written since)."""
         entry = self._entries.get(key)
-        if entry is None:
-            return None
-        self._entries.move_to_end(key)
-        return entry[0]
+        return entry is not None and not entry[0]
 
     def fill(self, key: Key, obj: dict[str, Any], generation: int) -> None:
         """Remember what a read found, unless a write was applied since the read began."""
@@ -224,12 +220,9 @@ class CachedStore:
 
     async def get(self, collection: str, namespace: str, objectid: str) -> dict[str, Any] | None:
         key = (collection, namespace, objectid)
-        cached = self.cache.lookup(key)
-        if cached is not None:
-            if not cached:  # ABSENT
-                return None
-            obj: dict[str, Any] = orjson.loads(cached)
-            return obj
+        cached = self.cache.get(key)
+        if cached is not None or self.cache.absent(key):
+            return cached
         generation = self.cache.generation
         found = await self.inner.get(collection, namespace, objectid)
         if found is not None:
