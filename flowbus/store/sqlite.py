@@ -470,7 +470,7 @@ class _Recent:
     without gaps, so a run of consecutive seqs held here is exactly what the log holds.
     """
 
-    __slots__ = ("_bytes", "_changes", "_order")
+    __slots__ = ("_bytes", "_changes", "_order", "newest")
 
     MAX_CHANGES = 4096
     MAX_BYTES = 8 << 20
@@ -479,6 +479,7 @@ class _Recent:
         self._changes: dict[int, _Logged] = {}
         self._order: collections.deque[int] = collections.deque()
         self._bytes = 0
+        self.newest = 0  # the latest seq this process committed (kept when the change is not)
 
     def __contains__(self, seq: int) -> bool:
         return seq in self._changes
@@ -489,6 +490,8 @@ class _Recent:
             changes[change[0]] = change
             order.append(change[0])
             self._bytes += len(change[6])
+        if logged:
+            self.newest = max(self.newest, logged[-1][0])
         while order and (len(order) > self.MAX_CHANGES or self._bytes > self.MAX_BYTES):
             self._drop(order.popleft())
 
@@ -843,11 +846,20 @@ class SQLiteStore:
         return trimmed
 
     async def wait_changed(self, since: int, timeout: float) -> None:
-        """Own commits wake at once; another process's are seen by looking every :data:`POLL` s."""
+        """Own commits wake at once; another process's are seen by looking every :data:`POLL` s.
+
+        The log is read only when a look is due, or when this process committed after ``since``
+        but its next change is not held here (another process's change came between): a caller
+        that has caught up with this process's own commits costs no read per commit.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        recent = self._recent
+        look = False
         while not self._closing:
-            if since + 1 in self._recent or await self.last_seq() > since:
+            if since + 1 in recent:
+                return
+            if (look or since < recent.newest) and await self.last_seq() > since:
                 return
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -855,8 +867,9 @@ class SQLiteStore:
             try:  # not wait_for(): on 3.11 it can swallow a cancellation that races the wake-up
                 async with asyncio.timeout(min(POLL, remaining)):
                     await self._committed.wait()
+                look = False
             except TimeoutError:
-                pass
+                look = True
 
     # -- reads ----------------------------------------------------------------------------
 

@@ -294,6 +294,23 @@ async def test_wait_changed_wakes_on_a_write_from_another_store(open_store: Open
     assert [c.objectid for c in await store.changes(since)] == ["from-elsewhere"]
 
 
+async def test_wait_changed_after_own_commits_still_sees_another_store(open_store: Opener) -> None:
+    """A store that has caught up with its own commits wakes for another store's commit, and
+    one of another store's changes between two of its own is not passed over."""
+    store = await open_store()
+    other = await open_store()
+    await put(store, "mine-1")
+    since = await store.last_seq()
+    waiter = asyncio.create_task(store.wait_changed(since, 30))
+    await asyncio.sleep(0.01)
+    await put(other, "theirs")
+    await asyncio.wait_for(waiter, 30)  # a hang guard, not a speed assertion
+    assert [c.objectid for c in await store.changes(since)] == ["theirs"]
+    await put(store, "mine-2")
+    await asyncio.wait_for(store.wait_changed(since, 30), 30)
+    assert [c.objectid for c in await store.changes(since)] == ["theirs", "mine-2"]
+
+
 async def test_changes_of_two_stores_on_one_database_come_in_one_order(open_store: Opener) -> None:
     """Writes of this store and of another one on the same data, interleaved: each store's
     changes() gives all of them, in commit order, without a gap, and in batches that resume."""
