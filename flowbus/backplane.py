@@ -174,8 +174,9 @@ def _compile(pattern: str) -> re.Pattern[str] | None:
     return re.compile(r"\.".join(parts)) if wild else None
 
 
-_Wild = tuple[int, re.Pattern[str], Handler]
-"""A wildcard subscription: its place in subscription order, its pattern, its handler."""
+_Wild = tuple[int, re.Pattern[str] | None, Handler]
+"""A wildcard subscription: its place in subscription order, its pattern (None when it matches
+every subject it is asked about), its handler."""
 
 
 def _order(wild: _Wild) -> int:
@@ -211,15 +212,20 @@ class LocalBackplane:
         # Wildcard patterns of one endpoint's objects (``*.inventory/device.*``) by that endpoint's
         # token: an event is matched only against its own endpoint's patterns and the others.
         self._by_endpoint: dict[str, list[_Wild]] = {}
+        # An endpoint's patterns and the others, in subscription order: made on the first event of
+        # that endpoint after the subscriptions last changed.
+        self._merged: dict[str, list[_Wild]] = {}
 
     def publish(self, subject: str, event: Event) -> None:
         for entry in self._exact.get(subject, ()):
             self._deliver(entry.handler, subject, event)
-        tokens = subject.split(".")
-        own = self._by_endpoint.get(tokens[1], ()) if len(tokens) == 3 else ()
-        wild = sorted([*own, *self._wild], key=_order) if own and self._wild else own or self._wild
+        wild = self._wild
+        if self._by_endpoint:
+            tokens = subject.split(".")
+            if len(tokens) == 3 and tokens[1] in self._by_endpoint:
+                wild = self._merged.get(tokens[1]) or self._merge(tokens[1])
         for _, compiled, handler in wild:
-            if compiled.fullmatch(subject):
+            if compiled is None or compiled.fullmatch(subject):
                 self._deliver(handler, subject, event)
 
     def subscribe(self, pattern: str, handler: Handler) -> Callable[[], None]:
@@ -230,15 +236,24 @@ class LocalBackplane:
             self._exact[pattern] = [*self._exact.get(pattern, ()), entry]
             return lambda: self._drop_exact(pattern, entry)
         self._subscribed += 1
-        wild = (self._subscribed, compiled, handler)
+        self._merged = {}
         endpoint = _endpoint_token(pattern)
+        # ">" matches every subject, "*.x.*" every subject it is matched against (those of x).
+        every = pattern == ">" or (endpoint is not None and pattern.startswith("*.") and pattern.endswith(".*"))
+        wild = (self._subscribed, None if every else compiled, handler)
         if endpoint is not None:
             self._by_endpoint[endpoint] = [*self._by_endpoint.get(endpoint, ()), wild]
             return lambda: self._drop_endpoint(endpoint, wild)
         self._wild = [*self._wild, wild]
         return lambda: self._drop_wild(wild)
 
+    def _merge(self, endpoint: str) -> list[_Wild]:
+        merged = sorted([*self._by_endpoint[endpoint], *self._wild], key=_order)
+        self._merged[endpoint] = merged
+        return merged
+
     def _drop_endpoint(self, endpoint: str, wild: _Wild) -> None:
+        self._merged = {}
         remaining = [w for w in self._by_endpoint.get(endpoint, ()) if w is not wild]
         if remaining:
             self._by_endpoint[endpoint] = remaining
@@ -253,6 +268,7 @@ class LocalBackplane:
             self._exact.pop(pattern, None)
 
     def _drop_wild(self, wild: _Wild) -> None:
+        self._merged = {}
         self._wild = [w for w in self._wild if w is not wild]
 
     @staticmethod

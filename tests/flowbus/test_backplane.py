@@ -156,3 +156,20 @@ def test_wildcard_subscribers_hear_an_event_in_subscription_order() -> None:
     event = _event()
     backplane.publish(event.subject, event)
     assert heard == ["all", "devices", "any-three", "again"]
+
+
+def test_subscriptions_made_or_dropped_between_events_are_heard_from_the_next_one() -> None:
+    """Each event is matched against the subscriptions of the moment, in subscription order."""
+    backplane = LocalBackplane()
+    heard: list[str] = []
+    device = token("inventory/device")
+    backplane.subscribe(f"*.{device}.*", lambda subject, event: heard.append("devices"))
+    event = _event()
+    backplane.publish(event.subject, event)
+    drop_all = backplane.subscribe(">", lambda subject, event: heard.append("all"))
+    backplane.subscribe(f"_.{device}.*", lambda subject, event: heard.append("default namespace"))
+    backplane.publish(event.subject, event)
+    drop_all()
+    other = _event("n1")
+    backplane.publish(other.subject, other)
+    assert heard == ["devices", "devices", "all", "default namespace", "devices"]
