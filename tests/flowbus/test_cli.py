@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from flowbus import cli
 from tests.support import ROOT, Served, rpc, serve
 
 
@@ -148,3 +150,15 @@ async def test_serve_runs_on_the_event_loop_asked_for(tmp_path: Path, loop: str)
             assert answer["success"] is True
     finally:
         assert served.stop() == 0
+
+
+def test_a_started_bus_freezes_what_startup_made_and_collects_young_objects_less_often() -> None:
+    """What `flowbus serve` does to the garbage collector once the bus is up (then undone here)."""
+    before = gc.get_threshold()
+    try:
+        cli._settle_collector()
+        assert gc.get_threshold() == (cli.GC_FIRST_GENERATION, *before[1:])
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
