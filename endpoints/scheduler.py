@@ -17,7 +17,7 @@ from typing import Any
 
 from endpoints.flows.clock import Clock, SystemClock
 from endpoints.flows.cron import CronObjects, note_namespace
-from endpoints.flows.model import EXECUTIONS, QUEUED, RUNNING, no_text, progress_view
+from endpoints.flows.model import EXECUTIONS, QUEUED, RUNNING, every, no_text, progress_view
 from endpoints.flows.schedule import Schedule
 from flowbus import (
     Application,
@@ -147,10 +147,7 @@ class Queue(Endpoint):
         query = Query.from_parameters({k: v for k, v in call.parameters.items() if k in ("limit", "page", "offset")})
         found: list[dict[str, Any]] = []
         for status in (RUNNING, QUEUED):
-            items, _ = await call.store.query(
-                EXECUTIONS, call.namespace, Query(1000, 0, "created", False, {"status": status})
-            )
-            found.extend(items)
+            found.extend(await every(call.store, EXECUTIONS, call.namespace, {"status": status}))
         found.sort(key=lambda r: (r["created"], r["id"]))
         page = found[query.offset : query.offset + query.limit]
         return Page([progress_view(r) for r in page], query.limit, query.offset, len(found))

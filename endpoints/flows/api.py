@@ -19,6 +19,7 @@ from endpoints.flows.model import (
     USER_INPUT,
     WAITING,
     context_view,
+    every,
     no_text,
     progress_view,
     state_view,
@@ -416,9 +417,7 @@ class Events(Endpoint):
 
     async def _trigger(self, call: Call, name: str, event: dict[str, Any]) -> list[dict[str, Any]]:
         started = []
-        query = Query(limit=1000, sort="created")
-        flows, _ = await call.store.query(FLOWS, call.namespace, query)
-        for flow in flows:
+        for flow in await every(call.store, FLOWS, call.namespace):
             if name not in (flow.get("triggers") or []) or flow.get("disabled"):
                 continue
             if flow.get("state", "running") != "running":
@@ -458,8 +457,7 @@ class Commands(Endpoint):
 
     async def _flows(self, call: Call, ids: Any) -> list[dict[str, Any]]:
         if ids is None:
-            items, _ = await call.store.query(FLOWS, call.namespace, Query(limit=1000, sort="created"))
-            return items
+            return await every(call.store, FLOWS, call.namespace)
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             raise InvalidData("'flow_ids' must be a list of flow ids", field="flow_ids")
         return [await find_flow(call, call.namespace, flow_id) for flow_id in ids]

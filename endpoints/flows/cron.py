@@ -3,9 +3,10 @@
 :class:`CronObjects` keeps a timer for every object of one collection whose schedule says it
 should fire, in every namespace that holds the engine's records: armed at start from the store,
 re-armed when an object is written here (:meth:`~CronObjects.armed`) or in another process (the
-change feed). When a timer fires, the process claims the firing by storing a record named after
-the object and the time in ``claims``: of several processes sharing a store, the one whose insert
-lands fires it. A firing missed while no process ran is not made up for: the next one is armed.
+change feed). When a timer fires, the process claims the firing in ``claims``, in a record named
+after the object that holds the latest firing claimed: of several processes sharing a store, the
+one whose conditional write moves it forward fires it. A firing missed while no process ran is
+not made up for: the next one is armed.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from endpoints.flows.clock import Clock, Timer
-from endpoints.flows.model import NAMESPACES, no_text
+from endpoints.flows.model import NAMESPACES, every, no_text
 from endpoints.flows.schedule import Schedule
-from flowbus import Conflict, Event, Query, Services, Store, every_object
+from flowbus import Conflict, DoesNotExist, Event, Services, Store, every_object
 
 __all__ = ["CronObjects", "note_namespace"]
 
@@ -45,6 +46,7 @@ class CronObjects:
         self._timers: dict[Key, tuple[float, Timer]] = {}
         self._unsubscribe: Any = None
         self._services: Services | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def services(self) -> Services:
@@ -62,10 +64,9 @@ class CronObjects:
     async def start(self, services: Services) -> None:
         self._services = services
         self._unsubscribe = services.backplane.subscribe(every_object(self.collection), self._changed)
-        found, _ = await services.store.query(NAMESPACES, "", Query(limit=1000))
+        found = await every(services.store, NAMESPACES, "")
         for namespace in sorted({"", *(str(r.get("namespace", "")) for r in found)}):
-            items, _ = await services.store.query(self.collection, namespace, Query(limit=1000, sort="created"))
-            for obj in items:
+            for obj in await every(services.store, self.collection, namespace):
                 self.armed(namespace, obj)
 
     async def stop(self) -> None:
@@ -74,6 +75,9 @@ class CronObjects:
         for _, timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def armed(self, namespace: str, obj: dict[str, Any]) -> None:
         """Arm (or re-arm, or disarm) the timer of an object just written."""
@@ -106,8 +110,20 @@ class CronObjects:
             return
         if event.event == "DELETED":
             self.disarmed(event.namespace, event.objectid)
+            self._forget_claim(event.namespace, event.objectid)
         else:
             self.armed(event.namespace, event.data)
+
+    def _forget_claim(self, namespace: str, objectid: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._drop_claim(namespace, objectid))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _drop_claim(self, namespace: str, objectid: str) -> None:
+        store = self.services.store
+        if await store.get(self.claims, namespace, objectid) is not None:
+            with contextlib.suppress(DoesNotExist):  # every process hears of the deletion
+                await store.delete(self.claims, namespace, objectid)
 
     def _due(self, key: Key, when: float) -> None:
         self._timers.pop(key, None)
@@ -122,9 +138,28 @@ class CronObjects:
         self.armed(namespace, obj)  # the next firing
         if self._schedule(obj) is None:
             return
-        at = datetime.fromtimestamp(when, UTC).isoformat().replace("+00:00", "Z")
-        try:
-            await store.insert(self.claims, namespace, {"id": f"{objectid}@{int(when)}", "at": at}, no_text)
-        except Conflict:
-            return  # another process fired it
-        await self.fire(namespace, obj, when)
+        if await self._claimed(namespace, objectid, when):
+            await self.fire(namespace, obj, when)
+
+    async def _claimed(self, namespace: str, objectid: str, when: float) -> bool:
+        """Claim the firing at ``when``: True in the one process whose write lands first.
+
+        The claim is one record per object (its id), holding the latest firing claimed: a
+        conditional write moves it forward, so it never grows with the firings."""
+        store = self.services.store
+        record = {"at": datetime.fromtimestamp(when, UTC).isoformat().replace("+00:00", "Z"), "time": when}
+        for _ in range(3):
+            claim = await store.get(self.claims, namespace, objectid)
+            if claim is not None and float(claim.get("time", 0)) >= when:
+                return False  # another process fired it
+            try:
+                if claim is None:
+                    await store.insert(self.claims, namespace, {"id": objectid, **record}, no_text)
+                else:
+                    await store.patch(self.claims, namespace, objectid, record, no_text, expect=claim["version"])
+            except Conflict:
+                if claim is None:
+                    return False  # another process's first claim landed
+                continue  # read it again: the version moved (or this process's copy was old)
+            return True
+        return False

@@ -44,6 +44,7 @@ from endpoints.flows.model import (
     WAITING,
     WAITING_UNTIL,
     WAITS,
+    every,
     no_text,
     progress_view,
 )
@@ -68,7 +69,6 @@ logger = logging.getLogger("flowbus.flows")
 
 HISTORY = 1000
 """The latest entries of ``stateContexts``, ``executionHistory`` and ``report`` an execution keeps."""
-_PAGE = 500
 _OWN_LIMIT = 100_000  # commits made here whose feed events are still to come
 
 
@@ -818,13 +818,7 @@ class Engine:
     async def _all(
         self, namespace: str, filters: dict[str, Any], *, collection: str = EXECUTIONS
     ) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
-        while True:
-            query = Query(limit=_PAGE, offset=len(found), sort="created", filters=filters)
-            items, total = await self.services.store.query(collection, namespace, query)
-            found.extend(items)
-            if not items or len(found) >= total:
-                return found
+        return await every(self.services.store, collection, namespace, filters)
 
     async def find(self, namespace: str, filters: dict[str, Any]) -> list[dict[str, Any]]:
         """Every execution of ``namespace`` matching ``filters`` (exact values), oldest first."""

@@ -201,3 +201,74 @@ async def test_a_job_is_armed_again_after_a_restart(tmp_path: Any) -> None:
                 assert [d["name"] for d in devices] == ["j"]
         finally:
             await bus.stop()
+
+
+async def _claims(clocked: Clocked, collection: str) -> list[dict[str, Any]]:
+    from flowbus import Query
+
+    found, _ = await clocked.bus.store.query(collection, "", Query(limit=100))
+    return found
+
+
+async def test_a_schedule_keeps_one_claim_however_often_it_fires(clocked: Clocked, cws: ClientConnection) -> None:
+    """The record that lets one process fire each firing is moved forward, not added to."""
+    definition = {**sleeper("minutely", {"seconds": 1}), "schedule": "* * * * *"}
+    flow = await ok(cws, "CREATE", FLOW, data=definition)
+    for count in (1, 2, 3):
+        clocked.clock.advance(60)
+        await _eventually(cws, {"flow": flow["id"]}, count)
+    claims = await _claims(clocked, "flows/fired")
+    assert [(c["id"], c["at"]) for c in claims] == [(flow["id"], "2026-01-01T00:03:00Z")]
+    await ok(cws, "DELETE", FLOW, objectid=flow["id"])
+    for _ in range(500):
+        if not await _claims(clocked, "flows/fired"):
+            break
+        await _settled_feed(cws)
+    assert await _claims(clocked, "flows/fired") == []
+
+
+async def test_every_flow_of_a_namespace_is_reached_past_one_page(cws: ClientConnection) -> None:
+    """Triggers and flow commands see every flow, not a first page of them."""
+    quiet = [{**sleeper(f"quiet-{i}", {"seconds": 3600}), "triggers": ["never"]} for i in range(1000)]
+    await ok(cws, "CREATE", FLOW, data=quiet)
+    last = await ok(cws, "CREATE", FLOW, data={**sleeper("the-1001st", {"seconds": 3600}), "triggers": ["ping"]})
+    moved = await ok(cws, "RUN", EVENT, objectid="ping", data={})
+    assert len(moved["executions"]) == 1
+    assert (await ok(cws, "OPEN", EXECUTION, objectid=moved["executions"][0]["contextId"]))["flow"]["id"] == last["id"]
+    stopped = await ok(cws, "RUN", "flows/command", objectid="stop", data={})
+    assert len(stopped["details"]) == 1001
+    assert stopped["details"][-1] == {"flow_id": last["id"], "status": "stopped"}
+
+
+async def test_two_buses_on_one_store_fire_each_firing_once(tmp_path: Any) -> None:
+    """Both buses arm the schedule and both timers go off; one claim lands per firing."""
+    from endpoints.flows import ManualClock, create_app as create_flows
+    from flowbus.cli import build_bus
+    from flowbus.config import Settings
+    from tests.endpoints.flows.conftest import PASSWORD
+    from tests.support import rpc, ws_connect
+
+    settings = Settings.load({"data": tmp_path, "ws_port": 0, "http_port": 0, "admin_password": PASSWORD}, env={})
+    login = {"method": "CREATE", "endpoint": "auth/token", "data": {"username": "admin", "password": PASSWORD}}
+    clocks = [ManualClock(START), ManualClock(START)]
+    first, _ = build_bus(settings, [create_flows(4, clocks[0])])
+    await first.start()
+    try:
+        async with ws_connect(first.url("websocket")) as ws:
+            token = (await rpc(ws, login))["data"]["token"]
+        async with ws_connect(first.url("websocket"), token=token) as ws:
+            definition = {**sleeper("shared-minutely", {"seconds": 1}), "schedule": "* * * * *"}
+            flow = await ok(ws, "CREATE", FLOW, data=definition)
+            second, _ = build_bus(settings, [create_flows(4, clocks[1])])
+            await second.start()  # arms the schedule it finds in the store
+            try:
+                for count in (1, 2, 3):
+                    for clock in clocks:
+                        clock.advance(60)
+                    await _eventually(ws, {"flow": flow["id"]}, count)
+                await _settled_feed(ws)
+                assert len(await ok(ws, "LIST", EXECUTION, parameters={"flow": flow["id"]})) == 3
+            finally:
+                await second.stop()
+    finally:
+        await first.stop()
