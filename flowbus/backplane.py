@@ -30,6 +30,7 @@ __all__ = ["Backplane", "Event", "Handler", "LocalBackplane", "every_object", "s
 logger = logging.getLogger("flowbus.backplane")
 
 _SPECIAL = re.compile(r"[%.*>\s\x00-\x1f\x7f]")
+_NOT_IN_TOKEN = re.compile(r"[.*>\s\x00-\x1f\x7f]")  # what no token written by token() holds
 _EMPTY = "_"
 
 
@@ -166,7 +167,7 @@ def _compile(pattern: str) -> re.Pattern[str] | None:
             parts.append(r"[^.]+(?:\.[^.]+)*")
         elif tok == "*":
             parts.append(r"[^.]+")
-        elif tok and not _SPECIAL.search(tok):
+        elif tok and not _NOT_IN_TOKEN.search(tok):
             parts.append(re.escape(tok))
         else:
             raise ValueError(f"invalid subject pattern {pattern!r}")

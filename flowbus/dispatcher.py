@@ -1,57 +1,86 @@
-"""The dispatcher: every call, from any transport, goes through :meth:`Dispatcher.dispatch`.
+"""The pipeline: every call, from any transport, goes through :meth:`Dispatcher.handle`.
 
-Request → authenticate → look up → authorize → the OPEN fast path (an endpoint's cached stored
-JSON) or the endpoint method → Response. This is also the
-one error boundary: a FlowBusError becomes its error envelope, anything else is logged with a
-fresh errorid and answered INTERNAL_ERROR; no traceback ever reaches the caller.
+A call is a :class:`~flowbus.protocol.Request` with the caller's
+:class:`~flowbus.auth.base.Credentials` and, where the transport streams, a
+:class:`~flowbus.endpoint.Sink`. ``handle`` runs it through ordered middleware, composed once
+when the dispatcher is made::
+
+    admit ─▶ route ─▶ authenticate ─▶ authorize ─▶ cached ─▶ deadline ─▶ endpoint
+
+- **admit**: refuses every call while the bus shuts down (UNAVAILABLE).
+- **route**: finds the endpoint and its handler in the frozen registry (a missing endpoint is
+  refused after authentication, so that a stranger learns no endpoint names).
+- **authenticate**: the caller's identity (ANONYMOUS for a public method, the given identity for
+  a call made inside the bus).
+- **authorize**: the handler exists (METHOD_NOT_SUPPORTED) and the identity may make the call
+  (SUBSCRIBE is checked as OPEN: a subscriber gets what it may read).
+- **cached**: an OPEN of an object the endpoint can answer at once (:meth:`Endpoint.peek`).
+- **deadline**: the call timeout, ``asyncio.timeout``; a call past it answers TIMEOUT.
+- **endpoint**: the handler, with a :class:`~flowbus.endpoint.Call`.
+
+``handle`` is also the one error boundary: a FlowBusError becomes its error envelope, anything
+else is logged under a fresh errorid and answered INTERNAL_ERROR (:mod:`flowbus.answers`); no traceback
+reaches the caller.
+
+:meth:`Dispatcher.answer_now` is the pipeline's one fast path: the same route, authentication
+and authorization steps run synchronously for an OPEN that the cache answers, so that a
+transport needs no task for it (Python 3.11 has no eager tasks). It answers only successes; any
+other call (and any doubt) goes through ``handle``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from flowbus.auth.base import ANONYMOUS, NO_CREDENTIALS, Authenticator, Authorizer, Credentials, Identity
-from flowbus.deadlines import Deadlines
-from flowbus.endpoint import Call, Services
+from flowbus.answers import failure, internal_failure
+from flowbus.auth.base import ANONYMOUS, Authenticator, Authorizer, Credentials, Identity
+from flowbus.endpoint import Call, Services, Sink
 from flowbus.errors import (
     FlowBusError,
-    InternalError,
     MethodNotSupported,
     MissingObjectId,
     NoSuchEndpoint,
     Timeout,
     Unavailable,
 )
-from flowbus.protocol import (
-    NEEDS_OBJECTID,
-    Method,
-    Page,
-    Request,
-    Response,
-    encode_response,
-    new_errorid,
-    parse_method,
-    parse_request,
-)
+from flowbus.protocol import NEEDS_OBJECTID, Method, Page, Request, Response, parse_method
 from flowbus.registry import Entry, Registry
 
-__all__ = ["Begun", "Dispatcher"]
+__all__ = ["Dispatcher", "Exchange", "Middleware", "Next"]
 
-logger = logging.getLogger("flowbus.dispatcher")
 
-# Reading an enum member off its class runs a descriptor (about 60 ns); a module constant does not.
-_OPEN, _RUN = Method.OPEN, Method.RUN
+class Exchange:
+    """One call on its way through the pipeline: what each middleware reads and adds."""
+
+    __slots__ = ("credentials", "entry", "identity", "request", "sink")
+
+    def __init__(
+        self, request: Request, credentials: Credentials, sink: Sink | None = None, identity: Identity | None = None
+    ) -> None:
+        self.request = request
+        self.credentials = credentials
+        self.sink = sink
+        self.identity = identity
+        """The caller's identity, once authenticated (given for a call made inside the bus)."""
+        self.entry: Entry | None = None
+        """The endpoint's registry entry, once routed (None: no such endpoint)."""
+
+
+Next = Callable[[Exchange], Awaitable[Response]]
+"""The rest of the pipeline, from one middleware's point of view."""
+Middleware = Callable[[Next], Next]
+"""Makes one stage of the pipeline, given the stage after it (called once, at construction)."""
 
 
 class Dispatcher:
-    """Routes requests to endpoints.
+    """Routes calls to endpoints through one pipeline.
 
     Args:
         registry: the frozen registry.
-        services: what endpoints get in their Call.
+        services: what endpoints get in their Call (``services.call`` makes calls through this
+            dispatcher: see :meth:`call`).
         authenticator: turns credentials into an identity.
         authorizer: decides whether an identity may make a call.
         call_timeout: seconds an endpoint may take before the call answers TIMEOUT.
@@ -72,9 +101,26 @@ class Dispatcher:
         self.authorizer = authorizer
         self.call_timeout = call_timeout
         self.closing = False
-        self.deadlines = Deadlines(call_timeout)
-        self._known: Callable[[Credentials], Identity | None] = getattr(authenticator, "known", _unknown)
         services.call = self.call
+        stages: Sequence[Middleware] = (
+            self._admit,
+            self._route,
+            self._authenticate,
+            self._authorize,
+            self._cached,
+            self._deadline,
+        )
+        pipeline: Next = self._endpoint
+        for stage in reversed(stages):
+            pipeline = stage(pipeline)
+        self._pipeline = pipeline
+
+    async def handle(self, request: Request, credentials: Credentials, sink: Sink | None = None) -> Response:
+        """Answer one call; never raises (but for the cancellation of its task).
+
+        The one pipeline and error boundary of every transport and of the calls made inside the bus.
+        """
+        return await self._handle(Exchange(request, credentials, sink))
 
     async def call(
         self,
@@ -89,181 +135,128 @@ class Dispatcher:
     ) -> Any:
         """A call made inside the bus on behalf of ``identity`` (a flow's step, a scheduled job).
 
-        It takes the path of every call: the endpoint looked up, the identity authorized for
-        ``method`` on ``endpoint`` in ``namespace``, the handler run under the call timeout.
+        It takes the path of every call (:meth:`handle`), with ``identity`` as the caller's.
         Answers the result's data (a LIST's or INDEX's items); raises the call's FlowBusError.
         """
         request = Request(parse_method(method), endpoint, objectid or None, None, namespace, parameters or {}, data)
-        entry = self.registry.get(endpoint)
-        if entry is None:
-            raise NoSuchEndpoint(f"No endpoint named {endpoint[:128]!r}")
-        if request.objectid is None and request.method in NEEDS_OBJECTID:
-            raise MissingObjectId(f"{request.method} needs an objectid")
-        handler = entry.handlers.get(request.method)
-        self._authorize(entry, handler, request, identity, request.method in entry.public)
-        response = await self.finish(Begun(request, Credentials(peer=identity.subject), entry, handler, True, identity))
+        exchange = Exchange(request, Credentials(peer=identity.subject), None, identity)
+        response = await self._handle(exchange)
         if response.error is not None:
             raise response.error
         return response.page.items if response.page is not None else response.data
 
-    async def dispatch(self, request: Request, credentials: Credentials) -> Response:
-        """Answer one request within the call timeout; never raises (but for cancellation).
+    def answer_now(self, request: Request, credentials: Credentials) -> Response | None:
+        """The fast path: the answer of an OPEN that the endpoint's cache gives at once, after the
+        same route, authentication and authorization steps as :meth:`handle`; else None (the
+        call goes through ``handle``, refusals included)."""
+        if request.method is not Method.OPEN or self.closing:
+            return None
+        entry = self.registry.get(request.endpoint)
+        if entry is None or entry.peek is None:
+            return None
+        identity = ANONYMOUS if Method.OPEN in entry.public else self.authenticator.known(credentials)
+        if identity is None or not self._allowed(entry, request, identity):
+            return None
+        assert request.objectid is not None  # parse_request refuses an OPEN without one
+        stored = entry.peek(request.namespace, request.objectid)
+        if stored is None:
+            return None
+        return Response(stored=stored[0], version=stored[1], requestid=request.requestid)
 
-        The one pipeline and error boundary of every transport: :meth:`begin` (synchronous),
-        then :meth:`finish` for a call that has to wait. A FlowBusError becomes its envelope,
-        anything else is logged under a fresh errorid and answered INTERNAL_ERROR.
-        """
-        begun = self.begin(request, credentials)
-        if isinstance(begun, Response):
-            return begun
-        return await self.finish(begun)
-
-    def begin(self, request: Request, credentials: Credentials) -> Response | Begun:
-        """The pipeline's first, synchronous stage: look up, authenticate from what is known
-        already, authorize, and answer what needs no waiting (an OPEN of a cached object, a
-        refusal). Else the call as begun, for :meth:`finish`.
-
-        A transport may call this itself, before it makes a task for :meth:`finish`, so that a
-        call answered at once costs no task (Python 3.11 has no eager tasks).
-        """
+    async def _handle(self, exchange: Exchange) -> Response:
+        request = exchange.request
         try:
-            return self._begin(request, credentials)
+            return await self._pipeline(exchange)
         except FlowBusError as exc:
-            return self.fail(exc, request.requestid, peer=credentials.peer)
-        except Exception:
-            return self._internal_error(request, "internal error")
-
-    async def finish(self, begun: Begun) -> Response:
-        """The pipeline's second stage, in the caller's task, watched by :attr:`deadlines`:
-        authenticate when :meth:`begin` could not, authorize, call the endpoint."""
-        request = begun.request
-        task = asyncio.current_task()
-        assert task is not None
-        self.deadlines.watch(task)
-        try:
-            return await self._finish(begun, task)
-        except FlowBusError as exc:
-            return self.fail(exc, request.requestid, peer=begun.credentials.peer)
+            return failure(exc, request.requestid, peer=exchange.credentials.peer)
         except asyncio.CancelledError:
             raise
         except Exception:
-            return self._internal_error(request, "internal error")
-        finally:
-            self.deadlines.leave(task)
+            return internal_failure(f"endpoint={request.endpoint} method={request.method}", request.requestid)
 
-    async def handle_message(
-        self,
-        raw: str | bytes,
-        *,
-        default_endpoint: str | None = None,
-        credentials: Credentials = NO_CREDENTIALS,
-    ) -> bytes:
-        """Parse one websocket message, :meth:`dispatch` it, and encode the answer.
+    # -- the middleware, in order ------------------------------------------------------------
 
-        ``credentials`` are the connection's (its handshake's token and the peer's address); a
-        message that carries a token of its own is answered with that token instead.
-        """
-        taken = self.parse(raw, default_endpoint, credentials)
-        if isinstance(taken, Response):
-            return self.encode(taken)
-        return self.encode(await self.dispatch(*taken))
+    def _admit(self, next: Next) -> Next:
+        async def admit(exchange: Exchange) -> Response:
+            if self.closing:
+                raise Unavailable("The bus is shutting down", retry_after=1)
+            return await next(exchange)
 
-    def parse(
-        self, raw: str | bytes, default_endpoint: str | None, credentials: Credentials
-    ) -> Response | tuple[Request, Credentials]:
-        """Read one message: the request and the credentials to dispatch it with, or the error
-        answer of a message that does not parse."""
-        try:
-            request = parse_request(raw, default_endpoint=default_endpoint, default_token=credentials.token)
-        except FlowBusError as exc:
-            return self.fail(exc, exc.requestid, peer=credentials.peer)
-        if request.token is not credentials.token:
-            credentials = Credentials(token=request.token, peer=credentials.peer)
-        return request, credentials
+        return admit
 
-    def encode(self, response: Response) -> bytes:
-        """The envelope of ``response`` as JSON bytes; an answer that is not JSON answers INTERNAL_ERROR."""
-        try:
-            return encode_response(response)
-        except TypeError:  # orjson.JSONEncodeError: the endpoint answered something that is not JSON
-            errorid = new_errorid()
-            logger.error("answer is not JSON errorid=%s", errorid, exc_info=True)
-            return encode_response(Response(error=InternalError(errorid=errorid), requestid=response.requestid))
+    def _route(self, next: Next) -> Next:
+        registry = self.registry
 
-    def _internal_error(self, request: Request, what: str) -> Response:
-        """Log the exception being handled under a fresh errorid; answer INTERNAL_ERROR without details."""
-        errorid = new_errorid()
-        logger.error(
-            "%s errorid=%s endpoint=%s method=%s",
-            what,
-            errorid,
-            request.endpoint,
-            request.method,
-            exc_info=True,
-        )
-        return Response(error=InternalError(errorid=errorid), requestid=request.requestid)
+        async def route(exchange: Exchange) -> Response:
+            request = exchange.request
+            exchange.entry = registry.get(request.endpoint)
+            if request.objectid is None and request.method in NEEDS_OBJECTID:
+                raise MissingObjectId(f"{request.method} needs an objectid")
+            return await next(exchange)
 
-    def fail(self, error: FlowBusError, requestid: str | int | None, *, peer: str = "") -> Response:
-        """Give ``error`` an errorid, log it, and wrap it in a Response."""
-        if error.errorid is None:
-            error.errorid = new_errorid()
-        level = logging.ERROR if error.http_status >= 500 else logging.INFO
-        if logger.isEnabledFor(level):
-            cause = error.__cause__ if level == logging.ERROR else None  # a store's failure, kept for the log
-            logger.log(
-                level,
-                "call failed errorid=%s errorcode=%s peer=%s: %s",
-                error.errorid,
-                error.errorcode,
-                peer,
-                error.message,
-                exc_info=(type(cause), cause, cause.__traceback__) if cause is not None else None,
-            )
-        return Response(error=error, requestid=requestid)
+        return route
 
-    def _begin(self, request: Request, credentials: Credentials) -> Response | Begun:
-        if self.closing:
-            raise Unavailable("The bus is shutting down", retry_after=1)
-        entry = self.registry.get(request.endpoint)
-        if entry is None:
-            identity = self._known(credentials)
-            if identity is None:  # who asks is checked first: a stranger learns no endpoint names
-                return Begun(request, credentials, None, None, False)
-            raise NoSuchEndpoint(f"No endpoint named {request.endpoint[:128]!r}")
-        method = request.method
-        public = method in entry.public
-        identity = ANONYMOUS if public else self._known(credentials)
-        handler = entry.handlers.get(method)
-        if identity is None:
-            return Begun(request, credentials, entry, handler, False)
-        self._authorize(entry, handler, request, identity, public)
-        if method is _OPEN and entry.peek is not None:
-            assert request.objectid is not None  # parse_request refuses an OPEN without one
-            stored = entry.peek(request.namespace, request.objectid)
-            if stored is not None:
-                return Response(stored=stored, requestid=request.requestid)
-        return Begun(request, credentials, entry, handler, True, identity)
+    def _authenticate(self, next: Next) -> Next:
+        authenticator = self.authenticator
 
-    def _authorize(
-        self, entry: Entry, handler: Callable[[Any], Any] | None, request: Request, identity: Identity, public: bool
-    ) -> None:
-        if handler is None:
-            raise MethodNotSupported(f"{request.endpoint} does not support {request.method}")
-        if not public:
-            permissions = entry.endpoint.permissions  # named permissions of RUN operations, if any
-            run = permissions and request.method is _RUN
-            permission = permissions.get(request.objectid or "") if run else None
-            self.authorizer.authorize(identity, request.method, request.endpoint, request.namespace, permission)
-
-    async def _finish(self, begun: Begun, task: asyncio.Task[Any]) -> Response:
-        request, entry, handler = begun.request, begun.entry, begun.handler
-        identity = begun.identity
-        if not begun.authorized:
-            identity = await self.authenticator.authenticate(begun.credentials)
+        async def authenticate(exchange: Exchange) -> Response:
+            entry = exchange.entry
+            if exchange.identity is None:
+                if entry is not None and exchange.request.method in entry.public:
+                    exchange.identity = ANONYMOUS
+                else:
+                    credentials = exchange.credentials
+                    identity = authenticator.known(credentials)
+                    exchange.identity = identity or await authenticator.authenticate(credentials)
             if entry is None:
-                raise NoSuchEndpoint(f"No endpoint named {request.endpoint[:128]!r}")
-            self._authorize(entry, handler, request, identity, False)
-        assert handler is not None and identity is not None  # _authorize refuses a missing handler
+                raise NoSuchEndpoint(f"No endpoint named {exchange.request.endpoint[:128]!r}")
+            return await next(exchange)
+
+        return authenticate
+
+    def _authorize(self, next: Next) -> Next:
+        async def authorize(exchange: Exchange) -> Response:
+            entry, request, identity = exchange.entry, exchange.request, exchange.identity
+            assert entry is not None and identity is not None  # routed and authenticated
+            if request.method not in entry.handlers:
+                raise MethodNotSupported(f"{request.endpoint} does not support {request.method}")
+            if request.method not in entry.public:
+                self._check(entry, request, identity)
+            return await next(exchange)
+
+        return authorize
+
+    def _cached(self, next: Next) -> Next:
+        async def cached(exchange: Exchange) -> Response:
+            entry, request = exchange.entry, exchange.request
+            assert entry is not None
+            if request.method is Method.OPEN and entry.peek is not None:
+                assert request.objectid is not None  # routing refuses an OPEN without one
+                stored = entry.peek(request.namespace, request.objectid)
+                if stored is not None:
+                    return Response(stored=stored[0], version=stored[1], requestid=request.requestid)
+            return await next(exchange)
+
+        return cached
+
+    def _deadline(self, next: Next) -> Next:
+        seconds = self.call_timeout
+
+        async def deadline(exchange: Exchange) -> Response:
+            timeout = asyncio.timeout(seconds)
+            try:
+                async with timeout:
+                    return await next(exchange)
+            except TimeoutError:
+                if timeout.expired():
+                    raise Timeout() from None
+                raise
+
+        return deadline
+
+    async def _endpoint(self, exchange: Exchange) -> Response:
+        request, entry, identity = exchange.request, exchange.entry, exchange.identity
+        assert entry is not None and identity is not None
         call = Call(
             request.method,
             request.endpoint,
@@ -273,44 +266,28 @@ class Dispatcher:
             request.data,
             identity,
             self.services,
-            begun.credentials.peer,
-            begun.sink,
+            exchange.credentials.peer,
+            exchange.sink,
         )
-        try:
-            result = await handler(call)
-        except asyncio.CancelledError:
-            if self.deadlines.expired(task):
-                raise Timeout() from None
-            raise
+        result = await entry.handlers[request.method](call)
         if isinstance(result, Page):
             return Response(page=result, requestid=request.requestid)
         return Response(data=result, requestid=request.requestid)
 
+    # -- shared by the pipeline and the fast path ---------------------------------------------
 
-class Begun:
-    """A call past :meth:`Dispatcher.begin` that has to wait: what ``finish`` goes on with."""
+    def _check(self, entry: Entry, request: Request, identity: Identity) -> None:
+        """Raise PermissionDenied unless ``identity`` may make ``request``."""
+        method = Method.OPEN if request.method is Method.SUBSCRIBE else request.method
+        permissions = entry.endpoint.permissions  # named permissions of RUN operations, if any
+        permission = permissions.get(request.objectid or "") if permissions and method is Method.RUN else None
+        self.authorizer.authorize(identity, method, request.endpoint, request.namespace, permission)
 
-    __slots__ = ("authorized", "credentials", "entry", "handler", "identity", "request", "sink")
-
-    def __init__(
-        self,
-        request: Request,
-        credentials: Credentials,
-        entry: Entry | None,
-        handler: Callable[[Any], Any] | None,
-        authorized: bool,
-        identity: Identity | None = None,
-    ) -> None:
-        self.request = request
-        self.credentials = credentials
-        self.entry = entry
-        self.handler = handler
-        self.authorized = authorized
-        self.identity = identity
-        self.sink: Callable[[Any], None] | None = None
-        """Where the call's interim answers go (:meth:`Call.progress`); set by a streaming transport."""
-
-
-def _unknown(credentials: Credentials) -> Identity | None:
-    """The fast path of an authenticator that has none: always authenticate."""
-    return None
+    def _allowed(self, entry: Entry, request: Request, identity: Identity) -> bool:
+        if request.method in entry.public:
+            return True
+        try:
+            self._check(entry, request, identity)
+        except FlowBusError:
+            return False
+        return True

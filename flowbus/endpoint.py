@@ -23,7 +23,7 @@ from typing import Any, Protocol, TypeVar
 
 from uuid_utils import uuid7
 
-from flowbus.auth.base import Identity
+from flowbus.auth.base import Credentials, Identity
 from flowbus.backplane import Backplane, Event
 from flowbus.errors import DoesNotExist, InvalidData, InvalidRequest, Unavailable
 from flowbus.params import Query
@@ -39,6 +39,8 @@ __all__ = [
     "Collection",
     "Endpoint",
     "Services",
+    "Sink",
+    "Subscriptions",
     "check_endpoint_name",
     "expected_version",
 ]
@@ -115,6 +117,41 @@ class Services:
     functions: dict[str, Callable[..., Any]] = field(default_factory=dict)
 
 
+class Subscriptions(Protocol):
+    """The subscriptions of one connection (see :mod:`flowbus.subscriptions`)."""
+
+    async def subscribe(self, call: Call, credentials: Credentials, requestid: str | int | None) -> dict[str, Any]:
+        """Open the subscription ``call`` asks for; answers ``{"subscription", "seq"}``."""
+        ...
+
+    def unsubscribe(self, call: Call) -> dict[str, Any]:
+        """End the subscription ``call`` names; answers ``{"subscription"}``."""
+        ...
+
+
+class Sink(Protocol):
+    """What a transport that streams (a websocket, an event stream) lends one call."""
+
+    @property
+    def credentials(self) -> Credentials:
+        """The caller's credentials, for checks made again later (a subscription's events)."""
+        ...
+
+    @property
+    def requestid(self) -> str | int | None:
+        """The call's requestid, for what is sent after its answer."""
+        ...
+
+    @property
+    def subscriptions(self) -> Subscriptions:
+        """The connection's subscriptions."""
+        ...
+
+    def progress(self, data: Any) -> None:
+        """Send an interim answer (``status: 1``) of the call; never blocks, never raises."""
+        ...
+
+
 class Background(Protocol):
     """Work an application runs in the background while the bus runs (timers, an engine).
 
@@ -142,8 +179,9 @@ class Call:
     identity: Identity
     services: Services
     peer: str = ""
-    sink: Callable[[Any], None] | None = None
-    """Where :meth:`progress` sends, when the call's transport streams (see :attr:`streams`)."""
+    sink: Sink | None = None
+    """What a streaming transport lends the call: :meth:`progress`'s way out, the connection's
+    subscriptions (see :attr:`streams`)."""
 
     @property
     def streams(self) -> bool:
@@ -157,7 +195,7 @@ class Call:
         inside the bus) or the caller is gone, it does nothing.
         """
         if self.sink is not None:
-            self.sink(data)
+            self.sink.progress(data)
 
     @property
     def store(self) -> Store:
@@ -241,8 +279,9 @@ class Endpoint:
     async def startup(self, services: Services) -> None:
         """Called once when the bus starts, before the first call."""
 
-    def peek(self, namespace: str, objectid: str) -> bytes | None:
-        """OPEN's answer as JSON bytes, if it can be given at once; else None, and :meth:`open` runs.
+    def peek(self, namespace: str, objectid: str) -> tuple[bytes, int | None] | None:
+        """OPEN's answer as JSON bytes with the object's version (None if it has none), if it can
+        be given at once; else None, and :meth:`open` runs.
 
         The fast path of OPEN: the dispatcher checks the caller as for any OPEN, then asks this
         before making a :class:`Call`. Override it only where ``open`` would answer exactly
@@ -312,7 +351,7 @@ class Collection(Endpoint):
         if type(self).open is Collection.open and isinstance(services.store, Peekable):
             self._store = services.store
 
-    def peek(self, namespace: str, objectid: str) -> bytes | None:
+    def peek(self, namespace: str, objectid: str) -> tuple[bytes, int | None] | None:
         store = self._store
         return store.peek(self.name, namespace, objectid) if store is not None else None
 

@@ -130,6 +130,19 @@ class Response:
     status: int = 0
     stored: bytes | None = None
     """An OPEN answered from the cache: the object's stored JSON, joined into the envelope as it is."""
+    version: int | None = None
+    """The version of the object in :attr:`stored` (the data of other answers carries its own)."""
+
+    @property
+    def object_version(self) -> int | None:
+        """The integer ``version`` of the one object this answer carries, if it carries one."""
+        if self.stored is not None:
+            return self.version
+        data = self.data
+        if self.error is None and self.page is None and isinstance(data, dict):
+            version = data.get("version")
+            return version if type(version) is int else None
+        return None
 
     @property
     def success(self) -> bool:

@@ -6,10 +6,31 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from flowbus.endpoint import Application, Endpoint
+from flowbus.endpoint import Application, Call, Endpoint, Sink
+from flowbus.errors import MethodNotSupported
 from flowbus.protocol import Method
 
-__all__ = ["Entry", "Registry"]
+__all__ = ["Entry", "Registry", "subscribe", "unsubscribe"]
+
+_UNSUBSCRIBE = frozenset({Method.UNSUBSCRIBE})
+"""Ending one of the connection's own subscriptions needs no credentials (they may have expired)."""
+
+
+async def subscribe(call: Call) -> dict[str, Any]:
+    """SUBSCRIBE, a method of every endpoint: hands the call to the connection's subscriptions."""
+    sink = _streaming(call)
+    return await sink.subscriptions.subscribe(call, sink.credentials, sink.requestid)
+
+
+async def unsubscribe(call: Call) -> dict[str, Any]:
+    """UNSUBSCRIBE, a method of every endpoint: ends one of the connection's subscriptions."""
+    return _streaming(call).subscriptions.unsubscribe(call)
+
+
+def _streaming(call: Call) -> Sink:
+    if call.sink is None:
+        raise MethodNotSupported(f"{call.method} needs a websocket connection or an event stream")
+    return call.sink
 
 
 @dataclass(slots=True, frozen=True)
@@ -20,7 +41,7 @@ class Entry:
     app: str
     handlers: dict[Method, Callable[[Any], Any]]
     public: frozenset[Method]
-    peek: Callable[[str, str], bytes | None] | None = None
+    peek: Callable[[str, str], tuple[bytes, int | None] | None] | None = None
     """The endpoint's fast path of OPEN, if it has one (see :meth:`Endpoint.peek`)."""
 
 
@@ -55,8 +76,11 @@ class Registry:
                 raise ValueError(f"endpoint {endpoint.name!r} is registered twice")
             methods = endpoint.methods
             handlers = {method: endpoint.handler(method) for method in methods}
+            handlers[Method.SUBSCRIBE] = subscribe
+            handlers[Method.UNSUBSCRIBE] = unsubscribe
             peek = endpoint.peek if Method.OPEN in methods and type(endpoint).peek is not Endpoint.peek else None
-            self._entries[endpoint.name] = Entry(endpoint, app.name, handlers, endpoint.public & methods, peek)
+            public = endpoint.public & methods | _UNSUBSCRIBE
+            self._entries[endpoint.name] = Entry(endpoint, app.name, handlers, public, peek)
         self._apps[app.name] = app
         self.functions.update(app.functions)
 

@@ -257,7 +257,15 @@ class _Connection(asyncio.Protocol):
         if self._backlog or self.session.full:  # read in the same chunk as calls that filled the session
             self._backlog.append(message)
             return
-        if self.session.start(message):
+        self._receive(message)
+
+    def _receive(self, message: str | bytes) -> None:
+        session = self.session
+        assert session is not None
+        answer = session.receive(message)
+        if answer is not None:
+            self.send(answer)
+        elif session.full:
             self._update_reading()
 
     def _room(self) -> None:
@@ -265,7 +273,7 @@ class _Connection(asyncio.Protocol):
         session = self.session
         assert session is not None
         while self._backlog and not session.full:
-            session.start(self._backlog.popleft())
+            self._receive(self._backlog.popleft())
         self._update_reading()
 
     def _update_reading(self) -> None:

@@ -1,10 +1,11 @@
 """The calls of one websocket connection, whichever library carries it.
 
 Both websocket entries (the bus's own websocket server and the gateway's ``/ws``) hand each
-message to :meth:`Session.start`. A message that does not parse is answered at once, and so is a call
-that the dispatcher's synchronous first stage (:meth:`Dispatcher.begin`) settles: a refusal, an
-OPEN of a cached object. Every other call goes on in a task of its own (eager on Python 3.12+,
-see :mod:`flowbus.tasks`) through :meth:`Dispatcher.finish`. Up to ``max_in_flight`` calls may
+message to :meth:`Session.receive`. A message that does not parse is answered at once, and so is
+an OPEN that the pipeline's fast path answers (:meth:`Dispatcher.answer_now`). Every other call
+goes through :meth:`Dispatcher.handle` in a task of its own (eager on Python 3.12+, see
+:mod:`flowbus.tasks`), with a :class:`~flowbus.endpoint.Sink` for its interim answers and the
+connection's subscriptions. Up to ``max_in_flight`` calls may
 run at once; past that the transport stops reading the connection until one ends (the client feels TCP backpressure;
 nothing is buffered without bound).
 """
@@ -18,15 +19,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from flowbus.answers import encode, failure
 from flowbus.auth.base import Credentials
-from flowbus.dispatcher import Begun, Dispatcher
-from flowbus.errors import InvalidRequest, Unavailable
-from flowbus.protocol import Method, Request, Response
+from flowbus.dispatcher import Dispatcher
+from flowbus.errors import FlowBusError, InvalidRequest, Unavailable
+from flowbus.protocol import Request, Response, parse_request
 from flowbus.subscriptions import DEFAULT_BACKLOG, Subscriber
 
 __all__ = ["BINARY", "Calls", "Defaults", "Session"]
-
-_SUBSCRIPTIONS = frozenset({Method.SUBSCRIBE, Method.UNSUBSCRIBE})
 
 
 def _nothing_unsent() -> int:
@@ -122,43 +122,28 @@ class Session:
         """Whether ``max_in_flight`` calls are running: stop reading until :meth:`room`."""
         return len(self._running) >= self._limit
 
-    def start(self, message: str | bytes) -> bool:
-        """Start answering ``message`` (a text frame as str, a binary frame as bytes), for a
-        transport whose send is plain (an async one uses :meth:`take`).
+    def receive(self, message: str | bytes) -> bytes | None:
+        """Answer ``message`` (a text frame as str, a binary frame as bytes).
 
-        Returns True if the session is now full: then wait for :meth:`room` before reading on.
+        Returns the answer when it is given at once (a message that does not parse, an OPEN the
+        cache answers: :meth:`Dispatcher.answer_now`); the transport sends it before reading on.
+        Otherwise None: the call runs in a task of its own, which sends its answer. Either way,
+        check :attr:`full` before reading on.
         """
-        taken: Response | Begun
-        if isinstance(message, str):
-            parsed = self.dispatcher.parse(message, self.defaults.endpoint, self._credentials)
-            if not isinstance(parsed, Response) and parsed[0].method in _SUBSCRIPTIONS:
-                return self._subscription(*parsed)
-            # most refusals and OPENs of cached objects end in begin()
-            taken = parsed if isinstance(parsed, Response) else self.dispatcher.begin(*parsed)
-        else:
-            taken = self.dispatcher.fail(InvalidRequest(BINARY), None, peer=self.defaults.peer)
-        if isinstance(taken, Response):  # answered at once, without a task for the call
-            self._send(self.dispatcher.encode(taken))
-            return self.full
-        self._track(self._loop.create_task(self._call(taken)))
-        return self.full
-
-    def take(self, message: str | bytes) -> bytes | None:
-        """Like :meth:`start`, for a transport whose send is async: the answer when it was given at
-        once (the caller sends it, in its own task, before reading on), else None (the call runs
-        in a task of its own, which sends its answer; check :attr:`full` before reading on)."""
-        taken: Response | Begun
-        if isinstance(message, str):
-            parsed = self.dispatcher.parse(message, self.defaults.endpoint, self._credentials)
-            if not isinstance(parsed, Response) and parsed[0].method in _SUBSCRIPTIONS:
-                self._subscription(*parsed)
-                return None
-            taken = parsed if isinstance(parsed, Response) else self.dispatcher.begin(*parsed)
-        else:
-            taken = self.dispatcher.fail(InvalidRequest(BINARY), None, peer=self.defaults.peer)
-        if isinstance(taken, Response):
-            return self.dispatcher.encode(taken)
-        self._track(self._loop.create_task(self._call(taken)))
+        if not isinstance(message, str):
+            return encode(failure(InvalidRequest(BINARY), None, peer=self.defaults.peer))
+        defaults = self.defaults
+        try:
+            request = parse_request(message, default_endpoint=defaults.endpoint, default_token=defaults.token)
+        except FlowBusError as exc:
+            return encode(failure(exc, exc.requestid, peer=defaults.peer))
+        credentials = self._credentials
+        if request.token is not defaults.token:  # the message carries a token of its own
+            credentials = Credentials(token=request.token, peer=defaults.peer)
+        answer = self.dispatcher.answer_now(request, credentials)
+        if answer is not None:
+            return encode(answer)
+        self._track(self._loop.create_task(self._call(request, credentials)))
         return None
 
     def cancel(self) -> None:
@@ -168,18 +153,22 @@ class Session:
         if self._subscriber is not None:
             self._subscriber.close()
 
-    def _subscription(self, request: Request, credentials: Credentials) -> bool:
-        """SUBSCRIBE (in a task: it may replay the change log) or UNSUBSCRIBE (at once)."""
+    @property
+    def subscriptions(self) -> Subscriber:
+        """The connection's subscriptions, made on the first SUBSCRIBE."""
         if self._subscriber is None:
+            dispatcher = self.dispatcher
             self._subscriber = Subscriber(
-                self.dispatcher, self._send, self._closed, self._backlog, self._backlog_limit, self._overflow
+                dispatcher.authenticator,
+                dispatcher.authorizer,
+                dispatcher.services,
+                self._send,
+                self._closed,
+                self._backlog,
+                self._backlog_limit,
+                self._overflow,
             )
-        if request.method is Method.UNSUBSCRIBE:
-            answer = self.dispatcher.encode(self._subscriber.unsubscribe(request))
-            self._subscriber.send(answer)
-            return self.full
-        self._track(self._loop.create_task(self._subscriber.subscribe(request, credentials)))
-        return self.full
+        return self._subscriber
 
     async def room(self) -> None:
         """Return once fewer than ``max_in_flight`` calls are running."""
@@ -208,37 +197,32 @@ class Session:
         if self._on_room is not None:
             self._on_room()
 
-    async def _call(self, begun: Begun) -> None:
-        interim: list[asyncio.Task[None]] = []
-        begun.sink = self._sink(begun.request.requestid, interim)
+    async def _call(self, request: Request, credentials: Credentials) -> None:
+        sink = _Sink(self, request.requestid, credentials)
         try:
-            response = await self.dispatcher.finish(begun)
-            if interim:  # the final answer goes after the call's interim ones
-                await asyncio.gather(*interim, return_exceptions=True)
+            response = await self.dispatcher.handle(request, credentials, sink)
+            if sink.interim:  # the final answer goes after the call's interim ones
+                await asyncio.gather(*sink.interim, return_exceptions=True)
         except asyncio.CancelledError:  # shutdown past its grace, or the connection is gone
-            await self._unavailable(begun.request)
+            await self._unavailable(request)
             raise
         try:
-            sent = self._send(self.dispatcher.encode(response))
+            sent = self._send(encode(response))
             if sent is not None:
                 await sent
         except self._closed:
             pass
 
-    def _sink(self, requestid: str | int | None, interim: list[asyncio.Task[None]]) -> Callable[[Any], None]:
-        """What a call's :meth:`~flowbus.endpoint.Call.progress` sends through: a ``status: 1``
-        answer with the call's requestid; with an async send, in a task of its own, in order."""
-
-        def send(data: Any) -> None:
-            message = self.dispatcher.encode(Response(data=data, requestid=requestid, status=1))
-            if not self._sends_later:
-                with contextlib.suppress(*self._closed):
-                    self._send(message)
-                return
-            previous = interim[-1] if interim else None
-            interim.append(self._loop.create_task(self._send_after(previous, message)))
-
-        return send
+    def _progress(self, requestid: str | int | None, data: Any, interim: list[asyncio.Task[None]]) -> None:
+        """Send a ``status: 1`` answer with the call's requestid; with an async send, in a task
+        of its own, in order."""
+        message = encode(Response(data=data, requestid=requestid, status=1))
+        if not self._sends_later:
+            with contextlib.suppress(*self._closed):
+                self._send(message)
+            return
+        previous = interim[-1] if interim else None
+        interim.append(self._loop.create_task(self._send_after(previous, message)))
 
     async def _send_after(self, previous: asyncio.Task[None] | None, message: bytes) -> None:
         if previous is not None:
@@ -251,10 +235,29 @@ class Session:
     async def _unavailable(self, request: Request) -> None:
         """Tell the caller a call cut short by shutdown did not finish (if it can still hear it)."""
         error = Unavailable("The bus shut down before the call finished")
-        response = self.dispatcher.fail(error, request.requestid, peer=self.defaults.peer)
+        response = failure(error, request.requestid, peer=self.defaults.peer)
         try:
-            sent = self._send(self.dispatcher.encode(response))
+            sent = self._send(encode(response))
             if sent is not None:
                 await asyncio.shield(sent)
         except self._closed_or_cancelled:
             pass
+
+
+class _Sink:
+    """What the session lends one call (:class:`flowbus.endpoint.Sink`)."""
+
+    __slots__ = ("_session", "credentials", "interim", "requestid")
+
+    def __init__(self, session: Session, requestid: str | int | None, credentials: Credentials) -> None:
+        self._session = session
+        self.requestid = requestid
+        self.credentials = credentials
+        self.interim: list[asyncio.Task[None]] = []
+
+    @property
+    def subscriptions(self) -> Subscriber:
+        return self._session.subscriptions
+
+    def progress(self, data: Any) -> None:
+        self._session._progress(self.requestid, data, self.interim)

@@ -31,13 +31,14 @@ from typing import Any
 
 import orjson
 
-from flowbus.auth.base import Credentials, Identity
+from flowbus.answers import failure
+from flowbus.auth.base import Authenticator, Authorizer, Credentials, Identity
 from flowbus.backplane import Event, token
-from flowbus.dispatcher import Dispatcher
-from flowbus.errors import FlowBusError, Gone, InvalidRequest, NoSuchEndpoint, PermissionDenied
+from flowbus.endpoint import Call, Services
+from flowbus.errors import FlowBusError, Gone, InvalidRequest, PermissionDenied
 from flowbus.feed import event_of
 from flowbus.params import check_field_name
-from flowbus.protocol import Method, Request, Response
+from flowbus.protocol import Method, encode_response
 
 __all__ = ["DEFAULT_BACKLOG", "Subscriber"]
 
@@ -47,16 +48,17 @@ _REPLAY_BATCH = 1000
 _OPEN = Method.OPEN.value
 
 Push = Callable[[bytes], Awaitable[None] | None]
+RequestId = str | int | None
 
 
 class _Subscription:
     """One subscription: what it matches, whose it is, and how far it has delivered."""
 
-    def __init__(self, sid: str, request: Request, credentials: Credentials, filters: dict[str, Any]) -> None:
+    def __init__(self, sid: str, call: Call, credentials: Credentials, filters: dict[str, Any]) -> None:
         self.id = sid
-        self.endpoint = request.endpoint
-        self.namespace = request.namespace
-        self.objectid = request.objectid
+        self.endpoint = call.endpoint
+        self.namespace = call.namespace
+        self.objectid = call.objectid
         self.filters = filters
         self.credentials = credentials
         self.last = 0  # the seq of the last change delivered
@@ -84,10 +86,16 @@ def _nothing() -> None:
 
 
 class Subscriber:
-    """The subscriptions of one connection.
+    """The subscriptions of one connection (:class:`flowbus.endpoint.Subscriptions`).
+
+    SUBSCRIBE and UNSUBSCRIBE reach it through the pipeline, like every call: authenticated,
+    routed and authorized there (SUBSCRIBE as an OPEN of the endpoint), then handed to the
+    connection's subscriptions through the call's :class:`~flowbus.endpoint.Sink`.
 
     Args:
-        dispatcher: the bus's dispatcher (its authenticator, authorizer, registry and services).
+        authenticator: checks the subscriber's credentials again for later events.
+        authorizer: checks, for every event, that the subscriber may still read it.
+        services: the bus's services (the store's change log, the backplane).
         push: sends one message to the client (plain or awaitable).
         closed: what ``push`` raises once the connection is gone.
         backlog: the connection's bytes written but not yet sent.
@@ -97,14 +105,18 @@ class Subscriber:
 
     def __init__(
         self,
-        dispatcher: Dispatcher,
+        authenticator: Authenticator,
+        authorizer: Authorizer,
+        services: Services,
         push: Push,
         closed: tuple[type[BaseException], ...],
         backlog: Callable[[], int],
         limit: int = DEFAULT_BACKLOG,
         close: Callable[[], None] | None = None,
     ) -> None:
-        self.dispatcher = dispatcher
+        self.authenticator = authenticator
+        self.authorizer = authorizer
+        self.services = services
         self._close = close
         self._push = push
         self._closed = closed
@@ -116,31 +128,67 @@ class Subscriber:
         self._queued = 0
         self._sender: asyncio.Task[None] | None = None
         self._async = asyncio.iscoroutinefunction(push)
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- SUBSCRIBE and UNSUBSCRIBE ----------------------------------------------------------
 
-    async def subscribe(self, request: Request, credentials: Credentials) -> None:
-        """Answer a SUBSCRIBE, replay what ``since`` asks for, then go live."""
-        try:
-            subscription, since, identity = await self._open(request, credentials)
-        except FlowBusError as exc:
-            self._send(self.dispatcher.encode(self.dispatcher.fail(exc, request.requestid)))
-            return
-        store = self.dispatcher.services.store
+    async def subscribe(self, call: Call, credentials: Credentials, requestid: str | int | None) -> dict[str, Any]:
+        """Open the subscription (the pipeline has authorized it), answer ``{"subscription",
+        "seq"}``; the replay that ``since`` asks for, then the live events, follow the answer."""
+        since = _since(call.parameters.get("since"))
+        filters = _filters(call.parameters.get("filters"))
+        store = self.services.store
         latest = await store.last_seq()
         if since is not None and since < await store.first_seq():
+            raise Gone(f"Changes after {since} are no longer kept: reload, then subscribe from seq {latest}")
+        sid = f"s-{next(self._numbers)}"
+        subscription = _Subscription(sid, call, credentials, filters)
+        subscription.stop = self.services.backplane.subscribe(
+            subscription.pattern(), lambda _, event: self._heard(subscription, event)
+        )
+        self._subscriptions[sid] = subscription
+        # Started once this turn of the loop is over: after the transport has sent the answer.
+        asyncio.get_running_loop().call_soon(self._start, subscription, since, latest, call.identity, requestid)
+        return {"subscription": sid, "seq": latest}
+
+    def unsubscribe(self, call: Call) -> dict[str, Any]:
+        """End the subscription ``parameters.subscription`` (or the objectid) names."""
+        sid = call.parameters.get("subscription") or call.objectid
+        subscription = self._subscriptions.get(sid) if isinstance(sid, str) else None
+        if subscription is None:
+            raise InvalidRequest("'parameters.subscription' must name a subscription of this connection")
+        self._end(subscription)
+        return {"subscription": subscription.id}
+
+    def close(self) -> None:
+        """The connection is gone: end every subscription."""
+        for subscription in list(self._subscriptions.values()):
             self._end(subscription)
-            error = Gone(f"Changes after {since} are no longer kept: reload, then subscribe from seq {latest}")
-            self._send(self.dispatcher.encode(self.dispatcher.fail(error, request.requestid)))
+        for task in list(self._tasks):
+            task.cancel()
+        if self._sender is not None:
+            self._sender.cancel()
+
+    def _start(
+        self, subscription: _Subscription, since: int | None, latest: int, identity: Identity, requestid: RequestId
+    ) -> None:
+        if subscription.id not in self._subscriptions:
             return
-        answer = {"subscription": subscription.id, "seq": latest}
-        self._send(self.dispatcher.encode(Response(data=answer, requestid=request.requestid)))
+        task = asyncio.get_running_loop().create_task(self._go_live(subscription, since, latest, identity, requestid))
+        if not task.done():
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _go_live(
+        self, subscription: _Subscription, since: int | None, latest: int, identity: Identity, requestid: RequestId
+    ) -> None:
+        """Replay what ``since`` asks for, then deliver what was held, then go live."""
         try:
             if since is not None:
                 await self._replay(subscription, since, identity)
         except FlowBusError as exc:  # GONE: the log no longer holds what was asked for
             self._end(subscription)
-            self._send(self.dispatcher.encode(self.dispatcher.fail(exc, request.requestid)))
+            self._send(encode_response(failure(exc, requestid)))
             return
         if since is None:
             subscription.last = latest  # what was committed before SUBSCRIBE is not pushed
@@ -149,47 +197,10 @@ class Subscriber:
         for event in held:
             self._deliver(subscription, event)
 
-    def unsubscribe(self, request: Request) -> Response:
-        """Answer an UNSUBSCRIBE of ``parameters.subscription``."""
-        sid = request.parameters.get("subscription") or request.objectid
-        subscription = self._subscriptions.get(sid) if isinstance(sid, str) else None
-        if subscription is None:
-            error = InvalidRequest("'parameters.subscription' must name a subscription of this connection")
-            return self.dispatcher.fail(error, request.requestid)
-        self._end(subscription)
-        return Response(data={"subscription": subscription.id}, requestid=request.requestid)
-
-    def close(self) -> None:
-        """The connection is gone: end every subscription."""
-        for subscription in list(self._subscriptions.values()):
-            self._end(subscription)
-        if self._sender is not None:
-            self._sender.cancel()
-
-    async def _open(self, request: Request, credentials: Credentials) -> tuple[_Subscription, int | None, Identity]:
-        dispatcher = self.dispatcher
-        identity = await self._identity(credentials)
-        if dispatcher.registry.get(request.endpoint) is None:
-            raise NoSuchEndpoint(f"No endpoint named {request.endpoint[:128]!r}")
-        dispatcher.authorizer.authorize(identity, _OPEN, request.endpoint, request.namespace)
-        since = _since(request.parameters.get("since"))
-        sid = f"s-{next(self._numbers)}"
-        subscription = _Subscription(sid, request, credentials, _filters(request.parameters.get("filters")))
-        subscription.stop = dispatcher.services.backplane.subscribe(
-            subscription.pattern(), lambda _, event: self._heard(subscription, event)
-        )
-        self._subscriptions[sid] = subscription
-        return subscription, since, identity
-
-    async def _identity(self, credentials: Credentials) -> Identity:
-        authenticator = self.dispatcher.authenticator
-        known = authenticator.known(credentials)
-        return known if known is not None else await authenticator.authenticate(credentials)
-
     async def _replay(self, subscription: _Subscription, since: int, identity: Identity) -> None:
         """Deliver the changes after ``since`` as the identity SUBSCRIBE was checked with: every
         change read is delivered or passed over here, never held (the read goes on after it)."""
-        store = self.dispatcher.services.store
+        store = self.services.store
         subscription.last = since
         while subscription.id in self._subscriptions:
             changes = await store.changes(subscription.last, _REPLAY_BATCH)
@@ -214,15 +225,14 @@ class Subscriber:
     def _deliver(self, subscription: _Subscription, event: Event, identity: Identity | None = None) -> None:
         if event.seq is not None and event.seq <= subscription.last:
             return  # replayed already
-        dispatcher = self.dispatcher
-        identity = identity or dispatcher.authenticator.known(subscription.credentials)
+        identity = identity or self.authenticator.known(subscription.credentials)
         if identity is None:  # not verified lately (a role changed, the token was refreshed): check again
             subscription.live = False
             subscription.held.append(event)
             self._recheck(subscription)
             return
         try:
-            dispatcher.authorizer.authorize(identity, _OPEN, subscription.endpoint, subscription.namespace)
+            self.authorizer.authorize(identity, _OPEN, subscription.endpoint, subscription.namespace)
         except PermissionDenied:
             return  # the subscriber may no longer see this
         if self._backlog() + self._queued > self._limit:
@@ -241,7 +251,7 @@ class Subscriber:
     async def _reauthenticate(self, subscription: _Subscription) -> None:
         """Verify the subscriber's credentials again, then deliver what waited (or end it)."""
         try:
-            identity = await self.dispatcher.authenticator.authenticate(subscription.credentials)
+            identity = await self.authenticator.authenticate(subscription.credentials)
         except FlowBusError as exc:
             self._end(subscription)
             self._send(_notice("ENDED", subscription, exc))

@@ -24,9 +24,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from flowbus.answers import encode, failure
 from flowbus.auth.base import Credentials
 from flowbus.dispatcher import Dispatcher
-from flowbus.errors import FlowBusError, InvalidRequest, NoSuchEndpoint
+from flowbus.errors import FlowBusError, InvalidRequest
 from flowbus.params import RESERVED
 from flowbus.protocol import Method, Request
 from flowbus.subscriptions import Subscriber
@@ -36,55 +37,88 @@ from gateway.translate import render
 __all__ = ["KEEPALIVE", "stream_events", "wants_events"]
 
 KEEPALIVE = 15.0
+_STREAMED = frozenset({Method.LIST, Method.OPEN})
 _WATCH = 0.5  # how often a quiet stream looks whether its client is still there
 _CLOSED = (ConnectionError, RuntimeError)  # what writing to a stream raises once it is gone
 
 
 def wants_events(call: Request) -> bool:
-    """Whether an HTTP call asks for a stream of events (a LIST with ``subscribe=1``)."""
-    return call.method is Method.LIST and str(call.parameters.get("subscribe", "")).lower() in ("1", "true")
+    """Whether an HTTP call asks for a stream of events (a GET, of a collection or of one object,
+    with ``subscribe=1``)."""
+    return call.method in _STREAMED and str(call.parameters.get("subscribe", "")).lower() in ("1", "true")
 
 
 async def stream_events(
     request: web.Request, dispatcher: Dispatcher, call: Request, credentials: Credentials
 ) -> web.StreamResponse:
-    """Answer ``call`` as a stream of Server-Sent Events until the client goes away."""
-    try:
-        subscribe = await _subscription(request, dispatcher, call, credentials)
-    except FlowBusError as exc:
-        status, headers, body = render(dispatcher.fail(exc, None, peer=credentials.peer), "")
-        return web.Response(status=status, headers=headers, body=body)
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-    await response.prepare(request)
-    transport = request.transport
+    """Answer ``call`` as a stream of Server-Sent Events until the client goes away.
+
+    The stream is a SUBSCRIBE made through the pipeline (authenticated and authorized like any
+    call); a refusal is the usual envelope with its HTTP status, before the stream starts."""
+    stream = _Stream(request)
     settings = request.app[SETTINGS]
-
-    async def push(message: bytes) -> None:
-        await response.write(_frame(message))
-
+    transport = request.transport
     subscriber = Subscriber(
-        dispatcher,
-        push,
+        dispatcher.authenticator,
+        dispatcher.authorizer,
+        dispatcher.services,
+        stream.push,
         _CLOSED,
         lambda: transport.get_write_buffer_size() if transport is not None else 0,
         settings.subscriber_backlog,
     )
     try:
-        await subscriber.subscribe(subscribe, credentials)
-        await _until_gone(request, response)
+        try:
+            subscribe = _subscription(request, call)
+        except FlowBusError as exc:
+            answer = failure(exc, None, peer=credentials.peer)
+        else:
+            answer = await dispatcher.handle(subscribe, credentials, _StreamSink(credentials, subscriber))
+        if answer.error is not None:
+            status, headers, body = render(answer, "")
+            return web.Response(status=status, headers=headers, body=body)
+        await stream.start(encode(answer))
+        await _until_gone(request, stream.response)
     finally:
         subscriber.close()
-    return response
+    return stream.response
 
 
-async def _subscription(
-    request: web.Request, dispatcher: Dispatcher, call: Request, credentials: Credentials
-) -> Request:
-    """The SUBSCRIBE the stream makes, checked before the stream starts."""
-    identity = dispatcher.authenticator.known(credentials) or await dispatcher.authenticator.authenticate(credentials)
-    if dispatcher.registry.get(call.endpoint) is None:
-        raise NoSuchEndpoint(f"No endpoint named {call.endpoint[:128]!r}")
-    dispatcher.authorizer.authorize(identity, Method.OPEN.value, call.endpoint, call.namespace)
+class _Stream:
+    """The event stream's response: what is pushed before it started waits for it."""
+
+    def __init__(self, request: web.Request) -> None:
+        self.request = request
+        self.response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        self._started = asyncio.Event()
+
+    async def start(self, answer: bytes) -> None:
+        """Send the headers and the ``subscribed`` event (the SUBSCRIBE's answer)."""
+        await self.response.prepare(self.request)
+        await self.response.write(_frame(answer))
+        self._started.set()
+
+    async def push(self, message: bytes) -> None:
+        await self._started.wait()
+        await self.response.write(_frame(message))
+
+
+class _StreamSink:
+    """What the stream lends its SUBSCRIBE (:class:`flowbus.endpoint.Sink`)."""
+
+    __slots__ = ("credentials", "subscriptions")
+    requestid = None
+
+    def __init__(self, credentials: Credentials, subscriptions: Subscriber) -> None:
+        self.credentials = credentials
+        self.subscriptions = subscriptions
+
+    def progress(self, data: Any) -> None:
+        """A stream carries no interim answers."""
+
+
+def _subscription(request: web.Request, call: Request) -> Request:
+    """The SUBSCRIBE the stream makes."""
     since = request.headers.get("Last-Event-ID") or call.parameters.get("since")
     filters = {k: v for k, v in call.parameters.items() if k not in ("subscribe", "since") and k not in RESERVED}
     if any(not isinstance(v, str) for v in filters.values()):

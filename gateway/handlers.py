@@ -8,30 +8,26 @@ from types import MappingProxyType
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
+from flowbus.answers import failure
 from flowbus.auth.base import Credentials
 from flowbus.dispatcher import Dispatcher
-from flowbus.errors import FlowBusError
-from flowbus.protocol import Method, Request, Response, encode_stored
+from flowbus.errors import FlowBusError, TooLarge
+from flowbus.protocol import Method, Request
 from gateway.events import stream_events, wants_events
-from gateway.keys import TABLES, Tables
-from gateway.middlewares import last_resort
+from gateway.keys import SETTINGS, TABLES, Tables
 from gateway.translate import (
     BODY_METHODS,
-    JSON_CONTENT_TYPE,
     allowed_verbs,
     plain_open,
     read_data,
     render,
     to_call,
-    wants_xml,
 )
 
 __all__ = ["make_api", "openapi"]
 
 _PREFIX = "/api/"
 _NO_QUERY: Mapping[str, str] = MappingProxyType({})
-# module constants: reading an enum member off its class runs a descriptor
-_CREATE, _OPEN = Method.CREATE, Method.OPEN
 _ALL_METHODS = frozenset(Method)
 
 
@@ -40,48 +36,52 @@ def make_api(dispatcher: Dispatcher, tables: Tables) -> Handler:
 
     The dispatcher and the tables are bound here, once, rather than looked up in the
     application on every request (``tables`` is filled at startup, so it is read per call).
-    It answers its own failures (see :mod:`gateway.middlewares`).
+    What the pipeline answers is rendered here; what never reaches it (a request that does
+    not translate) is answered through :func:`flowbus.answers.failure`.
     """
 
     async def api(request: web.Request) -> web.StreamResponse:
         headers = request.headers
         accept = headers.get(hdrs.ACCEPT, "")
-        json_ok = not (accept and wants_xml(accept))
         peer = request.remote or ""
+        call: Request | None = None
         try:
-            response: Response
-            created = False
-            call: Request | None = None
-            try:
-                # a plain GET of an object (the commonest request) is read without the rest of to_call
-                plain = plain_open(request.method, request.raw_path, headers, tables.apps)
-                if plain is not None:
-                    endpoint, objectid, token = plain
-                    call = Request(_OPEN, endpoint, objectid, token)
-                    credentials = Credentials(token, None, None, None, peer)
-                else:
-                    call, credentials = to_call(
-                        request.method, _tail(request), headers, _query(request), tables.apps, peer
-                    )
-                    if wants_events(call):
-                        return await stream_events(request, dispatcher, call, credentials)
-                if call.method in BODY_METHODS:
-                    call.data = read_data(call.method, await request.read(), headers.get(hdrs.CONTENT_TYPE, ""))
-            except FlowBusError as exc:
-                response = dispatcher.fail(exc, None, peer=peer)
-            else:
-                response = await dispatcher.dispatch(call, credentials)
-                if response.stored is not None and json_ok:  # an OPEN from the cache: its bytes as they are
-                    return web.Response(body=encode_stored(response.stored), content_type=JSON_CONTENT_TYPE)
-                created = call.method is _CREATE
-            status, answer_headers, body = render(response, accept, created=created)
-            if status == 405:
-                answer_headers["Allow"] = _allow(dispatcher, call)
-            return web.Response(status=status, headers=answer_headers, body=body)
-        except Exception as exc:  # a body over the limit, an answer that is not JSON, a bug
-            return last_resort(request, exc)
+            call, credentials = await _read(request, tables, peer)
+        except FlowBusError as exc:
+            response = failure(exc, None, peer=peer)
+        else:
+            if wants_events(call):
+                return await stream_events(request, dispatcher, call, credentials)
+            response = await dispatcher.handle(call, credentials)
+        method = call.method if call is not None else None
+        status, answer_headers, body = render(response, accept, method=method)
+        if status == 405:
+            answer_headers["Allow"] = _allow(dispatcher, call)
+        return web.Response(status=status, headers=answer_headers, body=body)
 
     return api
+
+
+async def _read(request: web.Request, tables: Tables, peer: str) -> tuple[Request, Credentials]:
+    """The call an HTTP request makes, and the caller's credentials."""
+    headers = request.headers
+    # a plain GET of an object (the commonest request) is read without the rest of to_call
+    plain = plain_open(request.method, request.raw_path, headers, tables.apps)
+    if plain is not None:
+        endpoint, objectid, token = plain
+        return Request(Method.OPEN, endpoint, objectid, token), Credentials(token=token, peer=peer)
+    call, credentials = to_call(request.method, _tail(request), headers, _query(request), tables.apps, peer)
+    if call.method in BODY_METHODS:
+        call.data = read_data(call.method, await _body(request), headers.get(hdrs.CONTENT_TYPE, ""))
+    return call, credentials
+
+
+async def _body(request: web.Request) -> bytes:
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[SETTINGS].max_message_size
+        raise TooLarge(f"The body is over the limit of {limit} bytes") from None
 
 
 def _allow(dispatcher: Dispatcher, call: Request | None) -> str:

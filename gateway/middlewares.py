@@ -16,6 +16,7 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 from multidict import istr
 
+from flowbus.answers import failure
 from flowbus.config import Settings
 from flowbus.errors import (
     FlowBusError,
@@ -29,7 +30,7 @@ from flowbus.errors import (
 from flowbus.handshake import origin_allowed
 from flowbus.hosts import REFUSED as HOST_REFUSED, HostCheck
 from flowbus.protocol import new_errorid
-from gateway.keys import DISPATCHER, SETTINGS
+from gateway.keys import SETTINGS
 from gateway.translate import render
 
 __all__ = ["CORS_HEADERS", "CORS_METHODS", "cors", "enveloped", "last_resort", "no_auth_guard", "unmatched"]
@@ -194,6 +195,6 @@ def _http_error(exc: web.HTTPException) -> FlowBusError:
 
 
 def _answer(request: web.Request, error: FlowBusError, extra: dict[str, str] | None = None) -> web.Response:
-    response = request.app[DISPATCHER].fail(error, None, peer=request.remote or "")
+    response = failure(error, None, peer=request.remote or "")
     status, headers, body = render(response, request.headers.get("Accept", ""))
     return web.Response(status=status, headers={**headers, **(extra or {})}, body=body)

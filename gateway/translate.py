@@ -28,6 +28,7 @@ import orjson
 import xmltodict
 from multidict import istr
 
+from flowbus.answers import internal_failure
 from flowbus.auth.base import Credentials
 from flowbus.errors import (
     AuthFailed,
@@ -43,9 +44,9 @@ from flowbus.protocol import (
     Request,
     Response,
     check_depth,
+    encode_response,
     parse_method,
     response_dict,
-    success_dict,
     too_deep,
 )
 
@@ -56,7 +57,6 @@ __all__ = [
     "allowed_verbs",
     "apply_if_match",
     "choose_method",
-    "etag",
     "is_xml",
     "locate",
     "parse_if_match",
@@ -165,7 +165,7 @@ def to_call(
     if objectid is None and method in NEEDS_OBJECTID:
         raise MissingObjectId(f"{method} needs an object id: end the path with it, or send Flow-Request-ObjectId")
     if not query and _AUTHORIZATION not in headers and _API_KEY not in headers:  # a token header, or none
-        credentials = Credentials(headers.get(TOKEN[0]) or None, None, None, None, peer)
+        credentials = Credentials(token=headers.get(TOKEN[0]) or None, peer=peer)
     else:
         credentials = read_credentials(headers, query, peer)
     if method in _CONDITIONAL and (if_match := headers.get(_IF_MATCH)) is not None:
@@ -447,48 +447,40 @@ def _from_xml(value: Any) -> Any:
 # -- response ---------------------------------------------------------------------------------
 
 
-def etag(data: Any) -> str | None:
-    """The ETag of an object answer: its integer ``version``, quoted (a strong validator), else None."""
-    if isinstance(data, dict) and type(version := data.get("version")) is int:
-        return f'"{version}"'
-    return None
-
-
-def render(
-    response: Response, accept: str, *, created: bool = False, method: Method | None = None
-) -> tuple[int, dict[str, str], bytes]:
+def render(response: Response, accept: str, *, method: Method | None = None) -> tuple[int, dict[str, str], bytes]:
     """Render a response as HTTP.
 
     Args:
-        response: the dispatcher's answer.
+        response: the pipeline's answer.
         accept: the request's Accept header ("" if none).
-        created: the call was a CREATE (a success answers 201).
-        method: the call's method, if known: the answer of an OPEN, CREATE or UPDATE whose data
-            carries an integer ``version`` has an ETag header (a CREATE's also when only ``created``
-            says so).
+        method: the call's method, if known: a CREATE's success answers 201; the answer of an
+            OPEN, CREATE or UPDATE that carries one object with an integer ``version`` has
+            ``ETag: "<version>"`` (from the cache or not).
 
     Returns:
         (status, headers, body)
     """
-    single = response.error is None and response.page is None
-    tag = etag(response.data) if single and (created or method in _ETAG_METHODS) else None
-    if response.error is None and not (accept and wants_xml(accept)):  # the usual answer, built directly
-        result = response.page if response.page is not None else response.data
-        body = orjson.dumps(success_dict(result, response.requestid, response.status))
-        if tag is None:
-            return 201 if created else 200, {"Content-Type": JSON_CONTENT_TYPE}, body
-        return 201 if created else 200, {"Content-Type": JSON_CONTENT_TYPE, "ETag": tag}, body
-    status = 201 if created and response.error is None else response.http_status
-    headers: dict[str, str] = {} if tag is None else {"ETag": tag}
+    try:
+        return _render(response, accept, method)
+    except TypeError:  # orjson: the endpoint answered something that is not JSON
+        return _render(internal_failure("answer is not JSON", response.requestid), accept, None)
+
+
+def _render(response: Response, accept: str, method: Method | None) -> tuple[int, dict[str, str], bytes]:
+    created = method is Method.CREATE and response.error is None
+    status = 201 if created else response.http_status
+    headers: dict[str, str] = {}
+    if method in _ETAG_METHODS and (version := response.object_version) is not None:
+        headers["ETag"] = f'"{version}"'
     if response.error is not None and response.error.retry_after is not None:
         headers["Retry-After"] = str(max(0, math.ceil(response.error.retry_after)))
-    envelope = response_dict(response)
-    if wants_xml(accept):
+    if accept and wants_xml(accept):
+        envelope = response_dict(response)
         headers["Content-Type"] = XML_CONTENT_TYPE
         envelope["dataType"] = "XML"  # the envelope says what its data is written in
         return status, headers, to_xml(envelope)
     headers["Content-Type"] = JSON_CONTENT_TYPE
-    return status, headers, orjson.dumps(envelope)
+    return status, headers, encode_response(response)
 
 
 def wants_xml(accept: str) -> bool:

@@ -76,7 +76,7 @@ async def _serve(request: web.Request, ws: web.WebSocketResponse, calls: Calls) 
         async for message in ws:
             kind = message.type
             if kind is _TEXT or kind is _BINARY:
-                answer = session.take(message.data)
+                answer = session.receive(message.data)
                 if answer is not None:  # answered at once: sent by this (the reading) task
                     keeper.pending += 1
                     try:

@@ -291,8 +291,8 @@ class Store(Protocol):
 class Peekable(Protocol):
     """A store that can answer some reads at once, without waiting (a cache)."""
 
-    def peek(self, collection: str, namespace: str, objectid: str) -> bytes | None:
-        """The object's JSON when it can be had at once, else None.
+    def peek(self, collection: str, namespace: str, objectid: str) -> tuple[bytes, int | None] | None:
+        """The object's JSON and its version when they can be had at once, else None.
 
         Never waits, never raises; None says nothing of whether the object exists (ask ``get``).
         """

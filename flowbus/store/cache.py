@@ -63,19 +63,19 @@ class ObjectCache:
 
     def get(self, key: Key) -> dict[str, Any] | None:
         """A fresh copy of the cached object, or None on a miss (or when it is known absent)."""
-        body = self.peek(key)
-        if body is None:
-            return None
-        obj: dict[str, Any] = orjson.loads(body)
-        return obj
-
-    def peek(self, key: Key) -> bytes | None:
-        """The cached object's JSON, or None on a miss (or when it is known absent)."""
-        entry = self._entries.get(key)
+        entry = self.peek(key)
         if entry is None:
             return None
+        obj: dict[str, Any] = orjson.loads(entry[0])
+        return obj
+
+    def peek(self, key: Key) -> Entry | None:
+        """The cached object's JSON and version, or None on a miss (or when it is known absent)."""
+        entry = self._entries.get(key)
+        if entry is None or not entry[0]:
+            return None
         self._entries.move_to_end(key)
-        return entry[0] or None
+        return entry
 
     def absent(self, key: Key) -> bool:
         """Whether the object is known not to exist (a read found nothing, and nothing was written since)."""
@@ -213,7 +213,7 @@ class CachedStore:
 
     # -- reads ------------------------------------------------------------------------------
 
-    def peek(self, collection: str, namespace: str, objectid: str) -> bytes | None:
+    def peek(self, collection: str, namespace: str, objectid: str) -> Entry | None:
         if not self._open:
             return None
         return self.cache.peek((collection, namespace, objectid))

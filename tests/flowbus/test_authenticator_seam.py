@@ -10,18 +10,23 @@ import orjson
 import pytest
 
 from endpoints.inventory import create_app as create_inventory
+from flowbus.answers import encode
 from flowbus.auth.base import AllowAll, Credentials, Identity
 from flowbus.bus import Bus
 from flowbus.cli import build_bus
 from flowbus.config import Settings
 from flowbus.errors import AuthFailed
+from flowbus.protocol import parse_request
 
 
 class OnlyAlice:
-    """Lets in the token ``alice``, refuses any other; has no ``known()``."""
+    """Lets in the token ``alice``, refuses any other; remembers nobody (``known()`` is always None)."""
 
     def __init__(self) -> None:
         self.asked = 0
+
+    def known(self, credentials: Credentials) -> Identity | None:
+        return None
 
     async def authenticate(self, credentials: Credentials) -> Identity:
         self.asked += 1
@@ -49,11 +54,12 @@ async def bus(tmp_path: Path) -> AsyncIterator[tuple[Bus, OnlyAlice]]:
 
 async def call(bus: Bus, token: str, **envelope: object) -> dict[str, object]:
     raw = orjson.dumps({"endpoint": "inventory/device", "token": token, **envelope}).decode()
-    answer: dict[str, object] = orjson.loads(await bus.dispatcher.handle_message(raw))
+    request = parse_request(raw)
+    answer: dict[str, object] = orjson.loads(encode(await bus.dispatcher.handle(request, Credentials(token=token))))
     return answer
 
 
-async def test_an_authenticator_without_known_is_asked_on_every_call(bus: tuple[Bus, OnlyAlice]) -> None:
+async def test_an_authenticator_that_knows_nobody_is_asked_on_every_call(bus: tuple[Bus, OnlyAlice]) -> None:
     served, auth = bus
     created = await call(served, "alice", method="CREATE", data={"name": "sw"})
     assert created["success"] is True

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import orjson
 import pytest
 
 from endpoints import create_inventory
-from flowbus.auth.base import AllowAll, OpenAuthenticator
+from flowbus.auth.base import AllowAll, Credentials, OpenAuthenticator
 from flowbus.backplane import LocalBackplane
 from flowbus.bus import Bus
 from flowbus.dispatcher import Dispatcher
 from flowbus.endpoint import Services
+from flowbus.protocol import Method, Request
 from flowbus.registry import Registry
 from flowbus.store import SQLiteStore
 
@@ -89,10 +89,9 @@ async def test_a_bus_without_transports_serves_its_dispatcher(tmp_path: Path) ->
     bus = _bus(tmp_path, [])
     await bus.start()
     try:
-        answer = await bus.dispatcher.handle_message(
-            '{"method": "CREATE", "endpoint": "inventory/device", "data": {"name": "sw"}}'
-        )
-        assert orjson.loads(answer)["success"] is True
+        request = Request(Method.CREATE, "inventory/device", data={"name": "sw"})
+        answer = await bus.dispatcher.handle(request, Credentials())
+        assert answer.success is True
         with pytest.raises(KeyError):
             bus.url("websocket")
     finally:

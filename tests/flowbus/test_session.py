@@ -1,4 +1,4 @@
-"""The one-timer call deadlines, the eager task factory, and the pure handshake rules."""
+"""The eager task factory and the pure handshake rules."""
 
 from __future__ import annotations
 
@@ -7,48 +7,8 @@ import sys
 from pathlib import Path
 
 from flowbus.config import Settings
-from flowbus.deadlines import Deadlines
 from flowbus.handshake import Connections, Handshake, connection_defaults
 from flowbus.tasks import use_eager_tasks
-
-
-async def test_deadlines_cancel_only_late_calls() -> None:
-    """A call past its deadline is cancelled and reported expired; one that ends in time is not."""
-    deadlines = Deadlines(0.05)
-    outcome: dict[str, str] = {}
-
-    async def call(name: str, seconds: float) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        deadlines.watch(task)
-        try:
-            await asyncio.sleep(seconds)
-            outcome[name] = "finished"
-        except asyncio.CancelledError:
-            outcome[name] = "timed out" if deadlines.expired(task) else "cancelled"
-        finally:
-            deadlines.leave(task)
-
-    await asyncio.gather(call("quick", 0), call("slow", 30))
-    assert outcome == {"quick": "finished", "slow": "timed out"}
-
-
-async def test_deadlines_leave_a_call_that_swallowed_its_timeout_uncancelled() -> None:
-    """A call that swallowed its timeout is left with no pending cancellation."""
-    deadlines = Deadlines(0.05)
-
-    async def call() -> int:
-        task = asyncio.current_task()
-        assert task is not None
-        deadlines.watch(task)
-        try:
-            await asyncio.sleep(30)
-        except asyncio.CancelledError:
-            pass  # an endpoint that ignores cancellation
-        deadlines.leave(task)
-        return task.cancelling()
-
-    assert await call() == 0
 
 
 async def test_tasks_are_eager_where_python_has_them() -> None:

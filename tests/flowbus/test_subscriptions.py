@@ -294,3 +294,51 @@ async def test_the_close_policy_drops_a_connection_that_does_not_read(tmp_path: 
                     await asyncio.wait_for(slow.recv(), 30)
             answer = await rpc(writer, {"method": "LIST", "endpoint": DEVICE, "namespace": namespace})
             assert answer["page"]["total"] == 10_000  # the writer and the bus go on
+
+
+ODD = ["sw.1", "a b", "50%", "x*", "y>", "tab\there", "nl\nhere", "_", "%41", "ü.ß", ">", "*", ".", ""]
+
+
+async def test_every_subscribe_is_answered_whatever_its_fields(bus: Served, ws: ClientConnection) -> None:
+    """SUBSCRIBE with an objectid, namespace or filter holding characters that subjects escape (or
+    that are no valid id at all) is answered, an error where it cannot be served, and a change to
+    such an object reaches its subscriber; nothing is left unretrieved in the bus's log."""
+    for odd in ODD:
+        for fields in (
+            {"objectid": odd},
+            {"namespace": odd},
+            {"parameters": {"filters": {"name": odd}}},
+            {"parameters": {"filters": {odd: "x"}}},
+            {"parameters": {"since": odd}},
+        ):
+            answer = await rpc(ws, {"method": "SUBSCRIBE", "endpoint": DEVICE, **fields})
+            assert answer["success"] or answer["errorcode"] == "INVALID_REQUEST", (fields, answer)
+            if answer["success"]:
+                unsubscribed = await rpc(
+                    ws,
+                    {
+                        "method": "UNSUBSCRIBE",
+                        "endpoint": DEVICE,
+                        "parameters": {"subscription": answer["data"]["subscription"]},
+                    },
+                )
+                assert unsubscribed["success"], unsubscribed
+        answer = await rpc(ws, {"method": "UNSUBSCRIBE", "endpoint": DEVICE, "parameters": {"subscription": odd}})
+        assert answer["errorcode"] == "INVALID_REQUEST", answer
+    namespace = "site." + unique("a")
+    sub = await subscribe(ws, namespace=namespace)
+    created = await ok(ws, "CREATE", DEVICE, data={"name": "dotted"}, namespace=namespace)
+    [event] = await pushed(ws, 1)
+    assert (event["subscription"], event["objectid"]) == (sub["subscription"], created["id"])
+    assert "never retrieved" not in bus.log() and "Traceback" not in bus.log()
+
+
+async def test_an_object_whose_id_holds_a_dot_is_followed(bus: Served, ws: ClientConnection) -> None:
+    """A subscription to one object whose id holds a dot gets that object's changes."""
+    namespace = unique("ns")
+    objectid = unique("sw") + ".1"
+    await ok(ws, "CREATE", DEVICE, data={"id": objectid, "name": "dot"}, namespace=namespace)
+    sub = await subscribe(ws, objectid=objectid, namespace=namespace)
+    await ok(ws, "UPDATE", DEVICE, objectid=objectid, data={"location": "lab"}, namespace=namespace)
+    [event] = await pushed(ws, 1)
+    assert (event["subscription"], event["objectid"], event["event"]) == (sub["subscription"], objectid, "UPDATED")

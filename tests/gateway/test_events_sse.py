@@ -59,3 +59,23 @@ async def test_a_stream_is_refused_like_a_call(bus: Served) -> None:
         headers = {"Authorization": f"Bearer {bus.token}"}
         async with http.get(bus.http_url + "/api/inventory/inventory/nothing/?subscribe=1", headers=headers) as gone:
             assert gone.status == 404
+
+
+async def test_a_stream_in_a_dotted_namespace_or_of_an_odd_object_is_served(bus: Served) -> None:
+    """A stream whose namespace or object id holds a dot (or another character subjects escape)
+    starts and carries its changes; one that cannot be served is refused with an envelope."""
+    namespace = "site." + unique("a")
+    headers = {"Authorization": f"Bearer {bus.token}", "Flow-Request-Namespace": namespace}
+    async with aiohttp.ClientSession() as http, bus.connect() as ws:
+        async with http.get(bus.http_url + PATH + "?subscribe=1", headers=headers) as stream:
+            assert stream.status == 200
+            await stream.content.readline()  # event: subscribed
+            created = await ok(ws, "CREATE", DEVICE, data={"name": "dotted"}, namespace=namespace)
+            [event] = await read_events(stream, 1)
+            assert (event["event"], event["objectid"]) == ("CREATED", created["id"])
+        for objectid in ("sw.1", "50%25", "a%20b"):
+            async with http.get(bus.http_url + PATH + objectid + "?subscribe=1", headers=headers) as stream:
+                assert stream.status == 200, await stream.text()
+        async with http.get(bus.http_url + PATH + "?subscribe=1&since=soon", headers=headers) as stream:
+            assert stream.status == 400 and (await stream.json())["errorcode"] == "INVALID_REQUEST"
+    assert "never retrieved" not in bus.log() and "Traceback" not in bus.log()

@@ -24,7 +24,6 @@ from flowbus.protocol import MAX_DEPTH, Method, Page, Response
 from gateway.translate import (
     apply_if_match,
     choose_method,
-    etag,
     locate,
     parse_if_match,
     parse_json,
@@ -303,7 +302,7 @@ def test_parse_xml_shapes():
 
 def test_render_json_success_and_created():
     """A success renders as the JSON envelope; a CREATE answers 201."""
-    status, headers, body = render(Response(data={"id": "x"}), "", created=True)
+    status, headers, body = render(Response(data={"id": "x"}), "", method=Method.CREATE)
     assert status == 201 and headers["Content-Type"] == "application/json"
     assert orjson.loads(body) == {"status": 0, "success": True, "data": {"id": "x"}, "dataType": "JSON"}
     assert render(Response(data={}), "application/json")[0] == 200
@@ -311,7 +310,7 @@ def test_render_json_success_and_created():
 
 def test_render_error_status_and_retry_after():
     """An error renders with its HTTP status; a failed CREATE is not 201; retryAfter also as Retry-After."""
-    status, _, body = render(Response(error=DoesNotExist(errorid="e1")), "", created=True)
+    status, _, body = render(Response(error=DoesNotExist(errorid="e1")), "", method=Method.CREATE)
     assert status == 404 and orjson.loads(body)["errorcode"] == "DO_NOT_EXIST"
     status, headers, _ = render(Response(error=RateLimited(retry_after=1.2)), "")
     assert status == 429 and headers["Retry-After"] == "2"
@@ -459,13 +458,14 @@ def test_if_match_disagreeing_with_the_parameter():
     assert apply_if_match({"version": 2, "x": "y"}, "*") == {"version": 2, "x": "y"}
 
 
-def test_etag():
-    """Only an object with an integer version has an ETag."""
-    assert etag({"id": "a", "version": 3}) == '"3"'
-    assert etag({"id": "a"}) is None
-    assert etag({"version": "3"}) is None
-    assert etag({"version": True}) is None
-    assert etag([{"version": 3}]) is None
+def test_object_version():
+    """Only an answer of one object with an integer version has a version for its ETag."""
+    assert Response(data={"id": "a", "version": 3}).object_version == 3
+    assert Response(data={"id": "a"}).object_version is None
+    assert Response(data={"version": "3"}).object_version is None
+    assert Response(data={"version": True}).object_version is None
+    assert Response(data=[{"version": 3}]).object_version is None
+    assert Response(stored=b'{"id": "a", "version": 4}', version=4).object_version == 4
 
 
 @pytest.mark.parametrize("accept", ["", "application/xml"])
@@ -474,8 +474,9 @@ def test_render_etag(accept: str):
     data = {"id": "a", "version": 2}
     assert render(Response(data=data), accept, method=Method.OPEN)[1]["ETag"] == '"2"'
     assert render(Response(data=data), accept, method=Method.UPDATE)[1]["ETag"] == '"2"'
-    assert render(Response(data=data), accept, created=True)[1]["ETag"] == '"2"'
+    assert render(Response(data=data), accept, method=Method.CREATE)[1]["ETag"] == '"2"'
     assert "ETag" not in render(Response(data=data), accept, method=Method.DELETE)[1]
     assert "ETag" not in render(Response(data=data), accept, method=Method.RUN)[1]
     assert "ETag" not in render(Response(data=data, page=Page([data], 1, 0, 1)), accept, method=Method.OPEN)[1]
     assert "ETag" not in render(Response(error=DoesNotExist()), accept, method=Method.OPEN)[1]
+    assert render(Response(stored=b'{"id":"a","version":5}', version=5), accept, method=Method.OPEN)[1]["ETag"] == '"5"'
