@@ -216,11 +216,15 @@ def _run(main: Any, event_loop: str = "auto") -> Any:
     try:
         import uvloop
     except ImportError:
-        if event_loop == "uvloop":
-            main.close()
-            raise SystemExit("flowbus: --event-loop uvloop needs uvloop: pip install 'flowbus[speed]'") from None
-        return asyncio.run(eager_tasks(main))
-    return uvloop.run(eager_tasks(main))
+        uvloop = None
+    # The bus runs outside the except clause: else every exception it logs would be chained to
+    # the ImportError ("During handling of the above exception ...").
+    if uvloop is not None:
+        return uvloop.run(eager_tasks(main))
+    if event_loop == "uvloop":
+        main.close()
+        raise SystemExit("flowbus: --event-loop uvloop needs uvloop: pip install 'flowbus[speed]'")
+    return asyncio.run(eager_tasks(main))
 
 
 def build_bus(

@@ -14,7 +14,7 @@ from flowbus.handshake import Connections, Handshake
 from flowbus.registry import Registry
 from gateway.handlers import make_api, openapi
 from gateway.keys import DISPATCHER, REGISTRY, SETTINGS, SOCKETS, TABLES, Sockets, Tables
-from gateway.middlewares import cors, enveloped, no_auth_guard, unmatched
+from gateway.middlewares import cors, failures, no_auth_guard, quiet_client_mistakes
 from gateway.openapi import build_openapi
 from gateway.websocket import PATH as WS_PATH, close_sockets, websocket
 
@@ -48,28 +48,22 @@ def create_app(
     connections = connections if connections is not None else Connections(settings.max_connections)
     app[SOCKETS] = Sockets(connections, Handshake(settings))
     app.on_startup.append(_build_tables)
-    app.router.add_get("/healthz", enveloped(healthz))
-    app.router.add_get(WS_PATH, enveloped(websocket))
-    app.router.add_get(WS_PATH + "/{endpoint:.*}", enveloped(websocket))
-    app.router.add_get("/api/openapi.json", enveloped(openapi))
-    app.router.add_get("/client/flowbus.js", enveloped(client_js))
-    app.router.add_get("/", enveloped(console_page))
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get(WS_PATH, websocket)
+    app.router.add_get(WS_PATH + "/{endpoint:.*}", websocket)
+    app.router.add_get("/api/openapi.json", openapi)
+    app.router.add_get("/client/flowbus.js", client_js)
+    app.router.add_get("/", console_page)
     app.router.add_static("/console/", STATIC / "console")
     app.router.add_route("*", "/api/{tail:.*}", make_api(dispatcher, tables))
     return app
 
 
 def _middlewares(settings: Settings) -> list[Middleware]:
-    """The guard against other sites only without authentication, the CORS middleware only when
-    CORS is on: each middleware costs every request a coroutine (and with any, aiohttp adds one of
-    its own).
-
-    Failures are answered as envelopes without one: every route's handler answers its own
-    (:func:`gateway.middlewares.enveloped` for all but /api's, which does it itself) and
-    :func:`gateway.middlewares.unmatched` answers the router's 404s and 405s; a route added to
-    this application must answer its own failures."""
+    """The error boundary, outermost; the guard against other sites only without authentication;
+    the CORS middleware only when CORS is on (each middleware costs every request a coroutine)."""
     guard = [no_auth_guard(settings)] if settings.no_auth else []
-    return [unmatched, *guard] + ([cors] if settings.cors_origins else [])
+    return [failures, *guard] + ([cors] if settings.cors_origins else [])
 
 
 STATIC = Path(__file__).parent / "static"
@@ -95,6 +89,7 @@ class HttpGateway:
         self, dispatcher: Dispatcher, registry: Registry, settings: Settings, connections: Connections | None = None
     ) -> None:
         self.settings = settings
+        quiet_client_mistakes()
         self.app = create_app(dispatcher, registry, settings, connections)
         self._runner = web.AppRunner(
             self.app, access_log=None, handle_signals=False, shutdown_timeout=settings.shutdown_grace

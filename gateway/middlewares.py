@@ -1,11 +1,5 @@
-"""CORS for listed origins, and every failure outside the dispatcher still answers an envelope.
-
-The envelopes of failures come without a middleware, which would cost every request a
-coroutine (and aiohttp then adds one more of its own): the /api handler answers its own
-failures with :func:`last_resort`, the other handlers are wrapped in :func:`enveloped`, and
-the :func:`unmatched` middleware answers the router's refusals (404, or 405 when the path is
-served for other methods).
-"""
+"""The gateway's middleware: its error boundary (every failure outside a call still answers
+an envelope), the guard of a bus without authentication, and CORS for listed origins."""
 
 from __future__ import annotations
 
@@ -13,10 +7,11 @@ import logging
 from collections.abc import Mapping
 
 from aiohttp import hdrs, web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler, Middleware
 from multidict import istr
 
-from flowbus.answers import failure
+from flowbus.answers import failure, internal_failure
 from flowbus.config import Settings
 from flowbus.errors import (
     FlowBusError,
@@ -29,11 +24,18 @@ from flowbus.errors import (
 )
 from flowbus.handshake import origin_allowed
 from flowbus.hosts import REFUSED as HOST_REFUSED, HostCheck
-from flowbus.protocol import new_errorid
 from gateway.keys import SETTINGS
 from gateway.translate import render
 
-__all__ = ["CORS_HEADERS", "CORS_METHODS", "cors", "enveloped", "last_resort", "no_auth_guard", "unmatched"]
+__all__ = [
+    "CORS_HEADERS",
+    "CORS_METHODS",
+    "ClientMistakes",
+    "cors",
+    "failures",
+    "no_auth_guard",
+    "quiet_client_mistakes",
+]
 
 logger = logging.getLogger("gateway")
 
@@ -57,54 +59,61 @@ _HTTP_ERRORS: dict[int, type[FlowBusError]] = {
 }
 
 
-def last_resort(request: web.Request, exc: Exception) -> web.Response:
-    """The envelope of an exception a handler let out; call it from the ``except`` clause.
-
-    aiohttp's HTTP errors (413, a websocket handshake's 400 …) answer as the bus error they
-    mean: a body over ``max_message_size`` TOO_LARGE. Anything else is logged with a fresh
-    errorid and answered INTERNAL_ERROR; the traceback stays in the log. An HTTP redirect
-    (status below 400) is raised again, for aiohttp to answer.
-    """
-    if isinstance(exc, web.HTTPRequestEntityTooLarge):
-        limit = request.app[SETTINGS].max_message_size
-        return _answer(request, TooLarge(f"The body is over the limit of {limit} bytes"))
-    if isinstance(exc, web.HTTPException):
-        if exc.status < 400:
-            raise exc
-        return _answer(request, _http_error(exc))
-    errorid = new_errorid()
-    logger.error("internal error errorid=%s %s %s", errorid, request.method, request.path, exc_info=exc)
-    return _answer(request, InternalError(errorid=errorid))
-
-
-def enveloped(handler: Handler) -> Handler:
-    """``handler``, with whatever it lets out answered by :func:`last_resort`."""
-
-    async def answer(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except Exception as exc:
-            return last_resort(request, exc)
-
-    return answer
-
-
 @web.middleware
-async def unmatched(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Answer what no route takes as an envelope: 404 NO_SUCH_ENDPOINT, or 405 METHOD_NOT_SUPPORTED
-    (with ``Allow``) when a route serves the path for other methods.
+async def failures(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The gateway's error boundary, outermost: whatever a handler or the router lets out is
+    answered as an envelope.
 
-    aiohttp's router refuses such a request by raising its HTTPNotFound / HTTPMethodNotAllowed;
-    a route's own handler never does (each answers its own failures as envelopes), so only the
-    router's refusals are turned here. A route added later (a static console at ``/``) matches
-    before this sees anything.
+    - the router's refusals: 404 NO_SUCH_ENDPOINT, or 405 METHOD_NOT_SUPPORTED (with ``Allow``)
+      when a route serves the path for other methods;
+    - aiohttp's other HTTP errors as the bus error they mean (a body over ``max_message_size``
+      is TOO_LARGE); an HTTP redirect (status below 400) goes on to aiohttp;
+    - anything else is logged with a fresh errorid and answered INTERNAL_ERROR; the traceback
+      stays in the log.
+
+    Calls themselves never get here: the pipeline answers their failures
+    (:meth:`flowbus.dispatcher.Dispatcher.handle`).
     """
     try:
         return await handler(request)
     except web.HTTPMethodNotAllowed as exc:
         return _answer(request, MethodNotSupported(), {"Allow": ", ".join(sorted(exc.allowed_methods))})
-    except web.HTTPNotFound:
-        return _answer(request, NoSuchEndpoint())
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[SETTINGS].max_message_size
+        return _answer(request, TooLarge(f"The body is over the limit of {limit} bytes"))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _answer(request, _http_error(exc))
+    except Exception:
+        response = internal_failure(f"{request.method} {request.path}")
+        status, headers, body = render(response, request.headers.get("Accept", ""))
+        return web.Response(status=status, headers=headers, body=body)
+
+
+class ClientMistakes(logging.Filter):
+    """Turns aiohttp's log of a request it could not parse (a request line over 8,190 bytes, a NUL
+    in a header: the client's mistake, answered 400 by aiohttp itself) into one WARNING line
+    without a traceback. Installed on the ``aiohttp.server`` logger (:func:`quiet_client_mistakes`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError) or exc.code >= 500:
+            return True
+        if not logger.isEnabledFor(logging.WARNING):
+            return False
+        reason = " ".join(str(exc.message).split())[:200]
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.msg, record.args = "refused a malformed HTTP request (%s): %s", (exc.code, reason)
+        record.exc_info = record.exc_text = None
+        return True
+
+
+def quiet_client_mistakes() -> None:
+    """Install :class:`ClientMistakes` once on the logger aiohttp reports parse failures with."""
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, ClientMistakes) for f in server.filters):
+        server.addFilter(ClientMistakes())
 
 
 @web.middleware

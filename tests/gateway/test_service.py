@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,7 +18,6 @@ from flowbus.auth.base import AllowAll, OpenAuthenticator
 from flowbus.cli import build_bus
 from flowbus.config import Settings
 from gateway import create_app
-from gateway.middlewares import enveloped
 from tests.apps import create_app as create_testing_app
 from tests.gateway.helpers import DEVICES, fetch
 from tests.support import Served, serving
@@ -99,7 +99,7 @@ async def test_body_over_limit_is_413(small_bus):
 @pytest.fixture
 async def broken_gateway(tmp_path: Path) -> AsyncIterator[TestClient]:
     """An in-process gateway serving ``tests.apps``, with an extra route that fails with an unexpected
-    exception (wrapped as create_app wraps its own routes: the gateway has no catch-all middleware)."""
+    exception: the gateway's error boundary answers it."""
 
     async def boom(request: web.Request) -> web.Response:
         raise RuntimeError("secret detail /etc/passwd")
@@ -109,7 +109,7 @@ async def broken_gateway(tmp_path: Path) -> AsyncIterator[TestClient]:
         settings, [create_testing_app()], authenticator=OpenAuthenticator(), authorizer=AllowAll(), transports=()
     )
     app = create_app(bus.dispatcher, bus.registry, settings)
-    app.router.add_get("/boom", enveloped(boom))
+    app.router.add_get("/boom", boom)
     async with TestClient(TestServer(app)) as client:
         yield client
 
@@ -141,3 +141,27 @@ async def test_the_console_and_the_browser_client_are_served(http):
             assert response.status == 200, path
             assert kind in response.headers["Content-Type"], path
             assert len(await response.read()) > 500
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", id="request-line-too-long"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n", id="nul-in-a-header"),
+    ],
+)
+async def test_a_malformed_request_is_one_warning_line(small_bus: Served, raw: bytes) -> None:
+    """A request aiohttp cannot parse is answered 400 and logged as one WARNING line, no traceback."""
+    host, port = small_bus.http_url.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(raw)
+    status_line = await reader.readline()
+    writer.close()
+    assert b" 400 " in status_line
+    for _ in range(50):  # the server logs after it answered
+        if "refused a malformed HTTP request" in small_bus.log():
+            break
+        await asyncio.sleep(0.1)
+    log = small_bus.log()
+    assert "WARNING aiohttp.server: refused a malformed HTTP request (400)" in log
+    assert "Traceback" not in log and "ERROR" not in log
