@@ -36,7 +36,7 @@ async def bus(tmp_path: Path) -> AsyncIterator[tuple[Bus, OnlyAlice]]:
     served, _ = build_bus(
         Settings(data=tmp_path, ws_port=0, http_port=0),
         [create_inventory()],
-        authenticator=auth,
+        authenticator=auth,  # type: ignore[arg-type]  # deliberately without the optional known()
         authorizer=AllowAll(),
         transports=(),
     )
