@@ -30,6 +30,7 @@ from flowbus.protocol import (
     encode_result,
     encode_stored,
     error_dict,
+    may_be_too_deep,
     parse_method,
     parse_parameters,
     parse_request,
@@ -719,3 +720,19 @@ def test_parse_request_many_shallow_brackets() -> None:
     rows = ",".join(["[1]"] * 200)
     request = parse_request(f'{{"method": "CREATE", "endpoint": "{DEVICE}", "data": {{"rows": [{rows}]}}}}')
     assert isinstance(request.data, dict) and len(request.data["rows"]) == 200
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (deep_list(MAX_DEPTH - 1), False),
+        (deep_list(MAX_DEPTH + 1), True),
+        ('{"a": "' + "{" * MAX_DEPTH + '"}', True),
+        (",".join(["[1]"] * MAX_DEPTH), True),
+    ],
+    ids=["too-few", "deep", "in-a-string", "side-by-side"],
+)
+@pytest.mark.parametrize("as_bytes", [True, False], ids=["bytes", "str"])
+def test_may_be_too_deep_counts_brackets(raw: str, expected: bool, as_bytes: bool) -> None:
+    """The one bracket count before a depth walk: never no to a deep value, yes to some that are not."""
+    assert may_be_too_deep(raw.encode() if as_bytes else raw) is expected
