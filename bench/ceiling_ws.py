@@ -88,7 +88,7 @@ def run(main: Any) -> None:
         asyncio.run(main)
         return
     try:
-        import uvloop  # type: ignore[import-not-found]
+        import uvloop
     except ImportError:
         asyncio.run(main)
     else:

@@ -335,6 +335,7 @@ def start_postgres_pair(stack: ExitStack, bench: Bench) -> None:
         bench.targets["fb_pg"] = Target("fb_pg", None, None, note)
         bench.targets["asyncpg"] = Target("asyncpg", None, None, note)
         return
+    assert bench.bus is not None  # else a note was set above
     suffix = secrets.token_hex(6)
     schemas = (f"bench_flowbus_{suffix}", f"bench_ceiling_{suffix}")
     stack.callback(workload.drop_schemas, bench.postgres, schemas)  # after both servers stopped

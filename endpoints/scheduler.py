@@ -12,7 +12,6 @@ DELETE cancels one.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 from endpoints.flows.clock import Clock, SystemClock
@@ -29,6 +28,7 @@ from flowbus import (
     InvalidData,
     Page,
     Query,
+    iso,
 )
 
 __all__ = ["JOB_SCHEMA", "create_app"]
@@ -58,10 +58,6 @@ JOB_SCHEMA: dict[str, Any] = {
         },
     },
 }
-
-
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
 
 
 class Jobs(Collection):
@@ -113,7 +109,7 @@ class Runner(CronObjects):
 
     async def fire(self, namespace: str, job: dict[str, Any], when: float) -> None:
         outcome = await self._send(namespace, job)
-        await self.services.store.patch(JOBS, namespace, job["id"], {"lastRun": _iso(when), **outcome}, no_text)
+        await self.services.store.patch(JOBS, namespace, job["id"], {"lastRun": iso(when), **outcome}, no_text)
 
     async def _send(self, namespace: str, job: dict[str, Any]) -> dict[str, Any]:
         envelope = job["envelope"]

@@ -27,7 +27,8 @@ class Convert(Endpoint):
     description = "Convert a temperature given in Celsius"
 
     async def run(self, call: Call) -> dict[str, Any]:
-        celsius = (call.data or {}).get("celsius")
+        data = call.data if isinstance(call.data, dict) else {}
+        celsius = data.get("celsius")
         if not isinstance(celsius, (int, float)):
             raise InvalidData("'celsius' must be a number", field="celsius")
         if call.objectid == "fahrenheit":

@@ -40,6 +40,7 @@ from flowbus.params import Query
 from flowbus.protocol import Method, Page, Request, Response
 from flowbus.schema import Schema
 from flowbus.store.base import Delete, Get, Insert, Patch, Store
+from flowbus.timestamps import iso, now_iso
 
 __version__ = "0.1.0"
 
@@ -89,5 +90,7 @@ __all__ = [
     "Unavailable",
     "every_object",
     "expected_version",
+    "iso",
     "new_objectid",
+    "now_iso",
 ]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from types import TracebackType
 from typing import Any
 
@@ -161,7 +161,7 @@ class Client:
         namespace: str | None = None,
         filters: dict[str, Any] | None = None,
         since: int | None = None,
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """The changes of ``endpoint``'s objects as they are committed (``async for``).
 
         Each is a pushed message: ``event``, ``endpoint``, ``objectid``, ``namespace``, ``data``,

@@ -13,11 +13,11 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 from flowbus.backplane import Backplane, Event
 from flowbus.errors import Gone
 from flowbus.store.base import Change, Store
+from flowbus.timestamps import iso
 
 __all__ = ["ChangeFeed", "Retention", "applier", "change_of", "event_of"]
 
@@ -178,7 +178,7 @@ class Retention:
 
     async def trim(self) -> int:
         """Trim once now; returns how many changes went."""
-        before = datetime.fromtimestamp(time.time() - self.keep, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        before = iso(time.time() - self.keep)
         return await self.store.trim_changes(before)
 
     async def _run(self) -> None:

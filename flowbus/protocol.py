@@ -31,6 +31,7 @@ __all__ = [
     "encode_response",
     "encode_result",
     "error_dict",
+    "may_be_too_deep",
     "new_errorid",
     "normalize_endpoint",
     "parse_method",
@@ -204,7 +205,7 @@ def parse_request(
     requestid = obj.get("requestid")
     try:
         if "data" in obj or "parameters" in obj:
-            if _brackets(raw) >= MAX_DEPTH:  # C-speed count: only a message that could be too deep is walked
+            if may_be_too_deep(raw):
                 check_depth(obj.get("data"), "data")
                 check_depth(obj.get("parameters"), "parameters")
             if _has_long_digits(raw):
@@ -216,10 +217,15 @@ def parse_request(
         raise
 
 
-def _brackets(raw: str | bytes) -> int:
+def may_be_too_deep(raw: str | bytes) -> bool:
+    """Whether JSON text has brackets enough to nest deeper than :data:`MAX_DEPTH` levels.
+
+    A C-speed count of ``{`` and ``[``, those inside strings included, so it may say yes wrongly
+    but never no: what it says no to needs no :func:`check_depth` walk, and most text is that.
+    """
     if isinstance(raw, str):
-        return raw.count("{") + raw.count("[")
-    return raw.count(b"{") + raw.count(b"[")
+        return raw.count("{") + raw.count("[") >= MAX_DEPTH
+    return raw.count(b"{") + raw.count(b"[") >= MAX_DEPTH
 
 
 def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:

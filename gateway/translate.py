@@ -45,6 +45,7 @@ from flowbus.protocol import (
     Response,
     check_depth,
     encode_response,
+    may_be_too_deep,
     parse_method,
     response_dict,
     too_deep,
@@ -395,7 +396,7 @@ def parse_json(body: bytes) -> dict[str, Any] | list[Any]:
         raise InvalidRequest("The body is not valid JSON (UTF-8, at most 64-bit numbers)") from None
     if not isinstance(data, (dict, list)):
         raise InvalidRequest("The body must be a JSON object (or an array, for endpoints that take several)")
-    if body.count(b"{") + body.count(b"[") >= MAX_DEPTH:  # C-speed count: only a body that could be too deep is walked
+    if may_be_too_deep(body):
         check_depth(data, "data")
     return data
 

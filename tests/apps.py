@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flowbus import Application, Call, Collection, Endpoint, Services
-from flowbus.store import Delete, Insert
+from flowbus.store import Delete, Insert, Write
 
 __all__ = ["create_app", "create_broken_app"]
 
@@ -138,7 +138,7 @@ class Shelf(Collection):
 
     async def run(self, call: Call) -> dict[str, Any]:
         data, ns = call.object, call.namespace
-        writes = [Delete(self.name, ns, data["old"]), Insert(self.name, ns, data["new"], self.prepare)]
+        writes: list[Write] = [Delete(self.name, ns, data["old"]), Insert(self.name, ns, data["new"], self.prepare)]
         removed, added = await call.store.transaction(writes)
         return {"removed": removed, "added": added}
 

@@ -101,7 +101,8 @@ def _weighted(rounds: list[Row], name: str) -> float | None:
     calls = sum(r.calls for r in rounds)
     if any(v is None for v in values) or not calls:
         return None
-    return sum(v * r.calls for v, r in zip(values, rounds, strict=True)) / calls
+    weighted: float = sum(v * r.calls for v, r in zip(values, rounds, strict=True))
+    return weighted / calls
 
 
 def ratio(top: float | None, bottom: float | None) -> float | None:

@@ -19,7 +19,7 @@ from typing import Any
 from endpoints.flows.clock import Clock, Timer
 from endpoints.flows.model import NAMESPACES, every, no_text
 from endpoints.flows.schedule import Schedule
-from flowbus import Conflict, DoesNotExist, Event, Services, Store, every_object
+from flowbus import Conflict, DoesNotExist, Event, Services, Store, every_object, iso
 
 __all__ = ["CronObjects", "note_namespace"]
 
@@ -147,7 +147,7 @@ class CronObjects:
         The claim is one record per object (its id), holding the latest firing claimed: a
         conditional write moves it forward, so it never grows with the firings."""
         store = self.services.store
-        record = {"at": datetime.fromtimestamp(when, UTC).isoformat().replace("+00:00", "Z"), "time": when}
+        record = {"at": iso(when), "time": when}
         for _ in range(3):
             claim = await store.get(self.claims, namespace, objectid)
             if claim is not None and float(claim.get("time", 0)) >= when:

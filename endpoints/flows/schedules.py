@@ -8,14 +8,13 @@ the execution, as the flow's owner, with ``event`` ``{"name": "schedule", "at": 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 from endpoints.flows.cron import CronObjects
 from endpoints.flows.engine import Engine
 from endpoints.flows.model import FIRED, FLOWS
 from endpoints.flows.schedule import Schedule
-from flowbus import FlowBusError
+from flowbus import FlowBusError, iso
 
 __all__ = ["FlowSchedules"]
 
@@ -38,7 +37,7 @@ class FlowSchedules(CronObjects):
         return Schedule(expression, flow.get("timezone") or "UTC")
 
     async def fire(self, namespace: str, flow: dict[str, Any], when: float) -> None:
-        at = datetime.fromtimestamp(when, UTC).isoformat().replace("+00:00", "Z")
+        at = iso(when)
         event: dict[str, Any] = {"name": "schedule", "input": None, "tags": [], "at": at}
         try:
             await self.engine.start_execution(namespace, flow, flow.get("owner") or "", None, event=event)

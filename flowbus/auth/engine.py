@@ -47,6 +47,7 @@ from flowbus.errors import (
 )
 from flowbus.params import Query
 from flowbus.store.base import DELETED, Patch, Store
+from flowbus.timestamps import iso as _rfc3339
 
 __all__ = ["BUILTIN_ROLES", "PRUNE_EVERY", "SYNC_EVERY", "AuthEngine", "LoginThrottle", "Role", "Rule"]
 
@@ -741,10 +742,6 @@ async def _hash(password: Any) -> str:
 
 def _no_text(obj: dict[str, Any]) -> str:
     return ""
-
-
-def _rfc3339(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
 @functools.cache

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
 import zlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -39,6 +38,7 @@ from flowbus.errors import (
 )
 from flowbus.params import Query, check_field_name
 from flowbus.store.base import CREATED, DELETED, META, UPDATED, Change, Delete, Get, Insert, Patch, Prepare, Write
+from flowbus.timestamps import iso, now_iso as _now
 
 __all__ = ["PATCH_RETRIES", "PostgresStore"]
 
@@ -621,9 +621,7 @@ class PostgresStore:
                 rows = await conn.fetch(self._sql.changes, since, limit)
         except Exception as exc:
             raise _failure(exc) from exc
-        return [
-            Change(row[0], row[1], row[2], row[3], row[4], row[5], None, _stamp(row[7]), body=row[6]) for row in rows
-        ]
+        return [Change(row[0], row[1], row[2], row[3], row[4], row[5], None, iso(row[7]), body=row[6]) for row in rows]
 
     async def last_seq(self) -> int:
         seq: int = await self._fetchval(self._sql.last_seq)
@@ -719,22 +717,6 @@ def _failure(exc: BaseException) -> FlowBusError:
     if isinstance(exc, asyncpg.DataError):  # e.g. a NUL character, which PostgreSQL text cannot hold
         return InvalidData("The object cannot be stored (PostgreSQL text holds no NUL character)")
     return InternalError()
-
-
-_now_cache: tuple[int, str] = (0, "")
-
-
-def _now() -> str:
-    """The current UTC time as stored (RFC 3339, whole seconds), formatted once per second."""
-    global _now_cache
-    second = int(time.time())
-    if second != _now_cache[0]:
-        _now_cache = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
-    return _now_cache[1]
-
-
-def _stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _new(obj: dict[str, Any], prepare: Prepare) -> tuple[dict[str, Any], str]:

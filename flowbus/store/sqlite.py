@@ -34,7 +34,6 @@ import queue
 import re
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,6 +58,7 @@ from flowbus.store.base import (
     Prepare,
     Write,
 )
+from flowbus.timestamps import iso, now_iso as _now
 
 __all__ = ["POLL", "SQLiteStore"]
 
@@ -145,7 +145,7 @@ def _rfc3339(moment: str) -> str:
         raise InvalidRequest(f"Not an RFC 3339 time: {str(moment)[:64]!r}") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return iso(parsed)
 
 
 class _Moved(Conflict):
@@ -438,9 +438,6 @@ def _insert_many(conn: sqlite3.Connection, ops: list[_Insert]) -> list[Any] | No
     return [op.stored for op in ops]
 
 
-_stamp: tuple[int, str] = (0, "")
-
-
 def _succeed(future: asyncio.Future[Any], result: Any) -> None:
     if not future.done():
         future.set_result(result)
@@ -449,15 +446,6 @@ def _succeed(future: asyncio.Future[Any], result: Any) -> None:
 def _fail(future: asyncio.Future[Any], error: BaseException) -> None:
     if not future.done():
         future.set_exception(error)
-
-
-def _now() -> str:
-    """The current UTC time as stored (RFC 3339, whole seconds), formatted once per second."""
-    global _stamp
-    second = int(time.time())
-    if second != _stamp[0]:
-        _stamp = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
-    return _stamp[1]
 
 
 class _Recent:

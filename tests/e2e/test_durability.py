@@ -104,7 +104,12 @@ class Connection:
         future = asyncio.get_running_loop().create_future()
         self.pending[requestid] = future
         self.ledger.sent(requestid, op)
-        message = {"method": op.method, "endpoint": DEVICE, "namespace": NAMESPACE, "requestid": requestid}
+        message: dict[str, Any] = {
+            "method": op.method,
+            "endpoint": DEVICE,
+            "namespace": NAMESPACE,
+            "requestid": requestid,
+        }
         if op.method == "CREATE":
             message["data"] = op.data
         else:

@@ -87,7 +87,7 @@ async def test_builtin_role_on_auth_user(
     """Only admin may LIST, OPEN, CREATE, UPDATE or DELETE users (auth/user has no INDEX or RUN)."""
     target = unique("target")
     await admin(bus, "CREATE", USER, data={"username": target, "password": PASSWORD, "roles": ["viewer"]})
-    fields: dict[str, Any] = {
+    by_method: dict[str, dict[str, Any]] = {
         "LIST": {},
         "OPEN": {"objectid": target},
         "INDEX": {},
@@ -95,7 +95,8 @@ async def test_builtin_role_on_auth_user(
         "UPDATE": {"objectid": target, "data": {"roles": ["admin"]}},
         "DELETE": {"objectid": target},
         "RUN": {"objectid": target},
-    }[method]
+    }
+    fields = by_method[method]
     answer = await ws_call(bus, role_tokens[role], method, USER, **fields)
     if expected == OK:
         ok(answer)

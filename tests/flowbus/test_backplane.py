@@ -151,7 +151,11 @@ def test_wildcard_subscribers_hear_an_event_in_subscription_order() -> None:
         ("any-three", "*.*.*"),
         ("again", f"*.{device}.*"),
     ]:
-        backplane.subscribe(pattern, lambda subject, event, name=name: heard.append(name))
+
+        def hear(subject: str, event: Event, name: str = name) -> None:
+            heard.append(name)
+
+        backplane.subscribe(pattern, hear)
     backplane.subscribe(f"*.{token('flows/flow')}.*", lambda subject, event: heard.append("flows"))
     event = _event()
     backplane.publish(event.subject, event)

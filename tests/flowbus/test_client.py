@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from flowbus.client import Client
-from flowbus.errors import DoesNotExist, InvalidData, NoSuchEndpoint, Unavailable
+from flowbus.errors import DoesNotExist, FlowBusError, InvalidData, NoSuchEndpoint, Unavailable
 from tests.support import ENTRIES, Served, serve
 
 
@@ -51,7 +51,7 @@ async def test_concurrent_calls_share_one_connection(bus: Served) -> None:
         pytest.param("list", ("no/such",), NoSuchEndpoint, id="NO_SUCH_ENDPOINT"),
     ],
 )
-async def test_errors_are_typed(bus: Served, method: str, args: tuple[object, ...], error: type) -> None:
+async def test_errors_are_typed(bus: Served, method: str, args: tuple[object, ...], error: type[FlowBusError]) -> None:
     """A failed call raises the class of its errorcode, carrying the errorid."""
     async with Client(bus.ws_url, token=bus.token) as client:
         with pytest.raises(error) as caught:

@@ -67,6 +67,7 @@ async def test_a_cached_object_is_refused_to_whoever_open_refuses(bus: Served) -
     for token, errorcode in [(no_role, "PERMISSION_DENIED"), (elsewhere, "PERMISSION_DENIED")]:
         for answer in await open_everywhere(bus, token, DEVICE, created["id"], namespace=namespace):
             refused(answer, errorcode)
+    assert bus.token is not None
     forged = bus.token[:-4] + ("AAAA" if not bus.token.endswith("AAAA") else "BBBB")
     for answer in await open_everywhere(bus, forged, DEVICE, created["id"], namespace=namespace):
         refused(answer, "AUTH_FAILED")
@@ -79,6 +80,7 @@ async def test_a_plain_get_of_a_cached_object_is_refused_as_any_open(bus: Served
     are the same as everywhere, and the object stays hidden."""
     created = await admin(bus, "CREATE", DEVICE, data={"name": "plain"})
     _, no_role = await add_user(bus, [])
+    assert bus.token is not None
     forged = bus.token[:-4] + ("AAAA" if not bus.token.endswith("AAAA") else "BBBB")
     for token, errorcode in [(no_role, "PERMISSION_DENIED"), (forged, "AUTH_FAILED"), (None, "AUTH_REQUIRED")]:
         for answer in await open_everywhere(bus, token, DEVICE, created["id"]):

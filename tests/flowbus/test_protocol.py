@@ -30,6 +30,7 @@ from flowbus.protocol import (
     encode_result,
     encode_stored,
     error_dict,
+    may_be_too_deep,
     parse_method,
     parse_parameters,
     parse_request,
@@ -289,7 +290,9 @@ def test_an_open_with_a_long_digit_run_in_a_string_is_accepted() -> None:
 def test_numbers_that_fit_are_accepted(number: str) -> None:
     """64-bit integers and float literals are accepted, the integers exactly."""
     raw = CREATE_WITH_NUMBER.replace("NUMBER", number)
-    value = parse(raw).data["n"]  # type: ignore[index]
+    data = parse(raw).data
+    assert isinstance(data, dict)
+    value = data["n"]
     assert value == json.loads(number)
 
 
@@ -684,12 +687,12 @@ def deep_list(levels: int) -> str:
     ("value", "limit", "expected"),
     [(1, 0, False), ([], 0, True), ([], 1, False), ({"a": [{}]}, 3, False), ({"a": [{}]}, 2, True)],
 )
-def test_too_deep(value: Any, limit: int, expected: bool):
+def test_too_deep(value: Any, limit: int, expected: bool) -> None:
     """too_deep counts arrays and objects alike, the value itself as level 1, scalars as nothing."""
     assert too_deep(value, limit) is expected
 
 
-def test_check_depth_names_the_field():
+def test_check_depth_names_the_field() -> None:
     """check_depth names the field and the bound."""
     with pytest.raises(InvalidRequest, match=f"'data' is nested deeper than {MAX_DEPTH} levels"):
         check_depth(json.loads(deep_list(MAX_DEPTH + 1)), "data")
@@ -698,7 +701,7 @@ def test_check_depth_names_the_field():
 
 @pytest.mark.parametrize("as_bytes", [True, False], ids=["bytes", "str"])
 @pytest.mark.parametrize("name", ["data", "parameters"])
-def test_parse_request_depth(as_bytes: bool, name: str):
+def test_parse_request_depth(as_bytes: bool, name: str) -> None:
     """data and parameters nested MAX_DEPTH deep are read; one level more is INVALID_REQUEST, keeping the requestid."""
 
     def message(levels: int) -> str | bytes:
@@ -712,8 +715,24 @@ def test_parse_request_depth(as_bytes: bool, name: str):
     assert info.value.requestid == 9
 
 
-def test_parse_request_many_shallow_brackets():
+def test_parse_request_many_shallow_brackets() -> None:
     """Many arrays side by side are read: the bracket count only decides whether to walk."""
     rows = ",".join(["[1]"] * 200)
     request = parse_request(f'{{"method": "CREATE", "endpoint": "{DEVICE}", "data": {{"rows": [{rows}]}}}}')
-    assert request.data is not None and len(request.data["rows"]) == 200
+    assert isinstance(request.data, dict) and len(request.data["rows"]) == 200
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (deep_list(MAX_DEPTH - 1), False),
+        (deep_list(MAX_DEPTH + 1), True),
+        ('{"a": "' + "{" * MAX_DEPTH + '"}', True),
+        (",".join(["[1]"] * MAX_DEPTH), True),
+    ],
+    ids=["too-few", "deep", "in-a-string", "side-by-side"],
+)
+@pytest.mark.parametrize("as_bytes", [True, False], ids=["bytes", "str"])
+def test_may_be_too_deep_counts_brackets(raw: str, expected: bool, as_bytes: bool) -> None:
+    """The one bracket count before a depth walk: never no to a deep value, yes to some that are not."""
+    assert may_be_too_deep(raw.encode() if as_bytes else raw) is expected

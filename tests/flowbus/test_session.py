@@ -42,7 +42,8 @@ def test_connections_cap_takes_and_gives_back_places() -> None:
 def test_handshake_rules() -> None:
     """Shutting down answers 503, a foreign Origin 403, an unknown Host without auth 403."""
     rules = Handshake(Settings.load({"data": Path("unused"), "no_auth": True}, env={}))
-    assert rules.refusal(True, None, None) is not None and rules.refusal(True, None, None).status == 503
+    closing = rules.refusal(True, None, None)
+    assert closing is not None and closing.status == 503
     origin = rules.refusal(False, "http://evil.example", "127.0.0.1:8765")
     assert origin is not None and origin.status == 403
     host = rules.refusal(False, None, "evil.example")

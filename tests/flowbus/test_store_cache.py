@@ -116,7 +116,7 @@ def test_cache_of_size_zero_holds_nothing() -> None:
 # -- SQLiteStore with the cache -------------------------------------------------------------------
 
 
-async def test_get_follows_every_write(store: SQLiteStore) -> None:
+async def test_get_follows_every_write(store: CachedStore) -> None:
     """Reads by id see each insert, patch and delete as soon as it is answered."""
     await store.insert(C, "", {"id": "x", "name": "one"}, prepare)
     assert (await store.get(C, "", "x"))["name"] == "one"  # type: ignore[index]
@@ -128,7 +128,7 @@ async def test_get_follows_every_write(store: SQLiteStore) -> None:
     assert (await store.get(C, "", "x"))["name"] == "three"  # type: ignore[index]
 
 
-async def test_reads_racing_writes_never_go_back(store: SQLiteStore) -> None:
+async def test_reads_racing_writes_never_go_back(store: CachedStore) -> None:
     """Reads of an object interleaved with patches to it never see a value older than one already seen."""
     await store.insert(C, "", {"id": "x", "n": 0}, prepare)
     store.cache.clear()
@@ -200,7 +200,7 @@ async def test_an_absent_object_is_remembered_until_it_is_made(store: CachedStor
         pytest.fail("the other process's insert never reached get()")
 
 
-async def test_an_op_failing_halfway_is_undone_alone(store: SQLiteStore) -> None:
+async def test_an_op_failing_halfway_is_undone_alone(store: CachedStore) -> None:
     """An op that fails after writing (not a refusal) is rolled back alone; the batch's others commit."""
 
     def half_then_fail(conn: sqlite3.Connection) -> None:

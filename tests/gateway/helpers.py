@@ -24,4 +24,5 @@ async def echoed(session: aiohttp.ClientSession, verb: str, path: str, **kwargs:
     assert envelope["success"] is True, envelope
     assert status in (200, 201)
     data = envelope["data"]
-    return data[0] if isinstance(data, list) else data
+    seen: dict[str, Any] = data[0] if isinstance(data, list) else data
+    return seen

@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 
 from tests.gateway.helpers import DEVICES, fetch
-from tests.support import rpc
+from tests.support import Served, rpc
 
 
 def unique(prefix: str = "d") -> str:
@@ -17,7 +18,7 @@ def unique(prefix: str = "d") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
-async def test_create_answers_201_and_crud_round_trip(http):
+async def test_create_answers_201_and_crud_round_trip(http: aiohttp.ClientSession) -> None:
     """POST creates (201), GET opens, PUT/PATCH/POST update, DELETE deletes, then GET answers 404."""
     status, created = await fetch(http, "POST", DEVICES, json={"name": "core-sw"})
     assert status == 201 and created["success"] is True
@@ -33,7 +34,7 @@ async def test_create_answers_201_and_crud_round_trip(http):
     assert (status, gone["errorcode"]) == (404, "DO_NOT_EXIST")
 
 
-async def test_seed_example_objectid_and_method_headers(http):
+async def test_seed_example_objectid_and_method_headers(http: aiohttp.ClientSession) -> None:
     """GET /api/inventory/inventory/device with Flow-Request-ObjectId and Flow-Request-Method OPEN opens it."""
     objectid = unique()
     await fetch(http, "POST", DEVICES, json={"id": objectid, "name": "seed"})
@@ -43,7 +44,7 @@ async def test_seed_example_objectid_and_method_headers(http):
     assert envelope["data"]["id"] == objectid and envelope["data"]["name"] == "seed"
 
 
-async def test_query_parameters_page_sort_and_filter(http):
+async def test_query_parameters_page_sort_and_filter(http: aiohttp.ClientSession) -> None:
     """limit, page, sort and field filters in the query string page the LIST and report 'page'."""
     namespace = unique("ns")
     ns = {"Flow-Request-Namespace": namespace}
@@ -57,7 +58,7 @@ async def test_query_parameters_page_sort_and_filter(http):
     assert [d["name"] for d in envelope["data"]] == ["sw2", "sw1"]
 
 
-async def test_index_search_over_http(http):
+async def test_index_search_over_http(http: aiohttp.ClientSession) -> None:
     """GET on the collection with Flow-Request-Method INDEX and q searches the index entries."""
     namespace = unique("ns")
     ns = {"Flow-Request-Namespace": namespace}
@@ -68,7 +69,7 @@ async def test_index_search_over_http(http):
     assert [entry["title"] for entry in envelope["data"]] == ["core-router-7"]
 
 
-async def test_namespaces_keep_objects_apart(http):
+async def test_namespaces_keep_objects_apart(http: aiohttp.ClientSession) -> None:
     """An object created in one namespace is neither opened nor listed from another."""
     objectid, here, there = unique(), unique("ns"), unique("ns")
     body = {"id": objectid, "name": "x"}
@@ -106,8 +107,14 @@ ERRORS = [
 
 @pytest.mark.parametrize(("verb", "path", "headers", "body", "status", "errorcode"), ERRORS)
 async def test_errors_answer_their_http_status(
-    http, verb: str, path: str, headers: dict[str, str], body: bytes | None, status: int, errorcode: str
-):
+    http: aiohttp.ClientSession,
+    verb: str,
+    path: str,
+    headers: dict[str, str],
+    body: bytes | None,
+    status: int,
+    errorcode: str,
+) -> None:
     """Every error answers its errorcode's HTTP status with a full error envelope."""
     answer, envelope = await fetch(http, verb, path, headers=headers, data=body)
     assert (answer, envelope["errorcode"]) == (status, errorcode)
@@ -116,14 +123,14 @@ async def test_errors_answer_their_http_status(
     assert "Traceback" not in envelope["message"]
 
 
-async def test_a_405_of_an_endpoint_allows_the_verbs_of_its_methods(http):
+async def test_a_405_of_an_endpoint_allows_the_verbs_of_its_methods(http: aiohttp.ClientSession) -> None:
     """system/endpoint has LIST and OPEN only: a POST to it is 405 with Allow: GET."""
     async with http.post("/api/system/system/endpoint/", data=b"{}") as response:
         assert response.status == 405
         assert response.headers["Allow"] == "GET"
 
 
-async def test_a_405_outside_api_allows_the_routes_methods(http):
+async def test_a_405_outside_api_allows_the_routes_methods(http: aiohttp.ClientSession) -> None:
     """A path served for other methods (/healthz is GET only) is 405 with those methods in Allow."""
     async with http.post("/healthz") as response:
         envelope = orjson.loads(await response.read())
@@ -131,7 +138,7 @@ async def test_a_405_outside_api_allows_the_routes_methods(http):
         assert response.headers["Allow"] == "GET, HEAD"
 
 
-async def test_duplicate_id_is_conflict(http):
+async def test_duplicate_id_is_conflict(http: aiohttp.ClientSession) -> None:
     """Creating an object whose id exists answers 409 CONFLICT."""
     objectid = unique()
     assert (await fetch(http, "POST", DEVICES, json={"id": objectid, "name": "a"}))[0] == 201
@@ -139,13 +146,13 @@ async def test_duplicate_id_is_conflict(http):
     assert (status, envelope["errorcode"]) == (409, "CONFLICT")
 
 
-async def test_errorid_is_in_server_log(bus, http):
+async def test_errorid_is_in_server_log(bus: Served, http: aiohttp.ClientSession) -> None:
     """The errorid of an HTTP error is logged by the server, so an operator can find it."""
     _, envelope = await fetch(http, "GET", DEVICES + unique("missing"))
     assert envelope["errorid"] in bus.log()
 
 
-async def test_system_endpoint_catalog_with_encoded_objectid(http):
+async def test_system_endpoint_catalog_with_encoded_objectid(http: aiohttp.ClientSession) -> None:
     """An object id holding '/' travels percent-encoded in the last segment."""
     status, envelope = await fetch(http, "GET", "/api/system/system/endpoint/inventory%2Fdevice")
     assert status == 200
@@ -157,7 +164,7 @@ def _shape(envelope: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in envelope.items() if key != "errorid"}
 
 
-async def test_same_envelopes_as_websocket(bus, http):
+async def test_same_envelopes_as_websocket(bus: Served, http: aiohttp.ClientSession) -> None:
     """An object created over HTTP opens over websockets with the same envelope, errors alike."""
     _, created = await fetch(http, "POST", DEVICES, json={"name": "parity", "tags": ["a", "b"]})
     objectid = created["data"]["id"]

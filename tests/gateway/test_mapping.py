@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.gateway.helpers import ECHO, echoed, fetch
@@ -52,7 +53,9 @@ REFUSED_PAIRINGS = [
 
 
 @pytest.mark.parametrize(("verb", "path", "header", "method"), VERB_MAPPING)
-async def test_verb_and_method_header_map_to_method(echo_http, verb: str, path: str, header: str | None, method: str):
+async def test_verb_and_method_header_map_to_method(
+    echo_http: aiohttp.ClientSession, verb: str, path: str, header: str | None, method: str
+) -> None:
     """Each verb, with or without Flow-Request-Method, reaches the endpoint as the mapped method."""
     headers = {"Flow-Request-Method": header} if header else {}
     body = BODY if verb in ("POST", "PUT", "PATCH") else None
@@ -62,7 +65,9 @@ async def test_verb_and_method_header_map_to_method(echo_http, verb: str, path: 
 
 
 @pytest.mark.parametrize(("verb", "path", "header"), REFUSED_PAIRINGS)
-async def test_other_pairings_answer_405(echo_http, verb: str, path: str, header: str | None):
+async def test_other_pairings_answer_405(
+    echo_http: aiohttp.ClientSession, verb: str, path: str, header: str | None
+) -> None:
     """A verb that cannot carry the method (a GET never writes) answers 405 METHOD_NOT_SUPPORTED."""
     headers = {"Flow-Request-Method": header} if header else {}
     status, envelope = await fetch(echo_http, verb, path, headers=headers, json=BODY)
@@ -72,7 +77,9 @@ async def test_other_pairings_answer_405(echo_http, verb: str, path: str, header
 
 
 @pytest.mark.parametrize(("verb", "path", "header"), REFUSED_PAIRINGS)
-async def test_a_405_says_which_verbs_the_path_allows(echo_http, verb: str, path: str, header: str | None):
+async def test_a_405_says_which_verbs_the_path_allows(
+    echo_http: aiohttp.ClientSession, verb: str, path: str, header: str | None
+) -> None:
     """Every 405 carries Allow (RFC 9110 15.5.6): echo/call has all seven methods, so all five verbs."""
     headers = {"Flow-Request-Method": header} if header else {}
     async with echo_http.request(verb, path, headers=headers, json=BODY) as response:
@@ -80,7 +87,7 @@ async def test_a_405_says_which_verbs_the_path_allows(echo_http, verb: str, path
         assert response.headers["Allow"] == "GET, POST, PUT, PATCH, DELETE"
 
 
-async def test_unknown_method_header_is_invalid_request(echo_http):
+async def test_unknown_method_header_is_invalid_request(echo_http: aiohttp.ClientSession) -> None:
     """A Flow-Request-Method that names no method answers 400 INVALID_REQUEST."""
     status, envelope = await fetch(echo_http, "GET", OBJECT, headers={"Flow-Request-Method": "FETCH"})
     assert (status, envelope["errorcode"]) == (400, "INVALID_REQUEST")
@@ -99,7 +106,9 @@ PATHS = [
 
 
 @pytest.mark.parametrize(("path", "headers", "endpoint", "objectid"), PATHS)
-async def test_path_names_endpoint_and_objectid(echo_http, path: str, headers: dict[str, str], endpoint, objectid):
+async def test_path_names_endpoint_and_objectid(
+    echo_http: aiohttp.ClientSession, path: str, headers: dict[str, str], endpoint: str, objectid: str
+) -> None:
     """The trailing '/' ends the endpoint; otherwise the last segment is the object id unless one is given."""
     call = await echoed(echo_http, "GET", path, headers=headers)
     assert (call["endpoint"], call["objectid"]) == (endpoint, objectid)
@@ -117,13 +126,15 @@ NOT_ENDPOINTS = [
 
 
 @pytest.mark.parametrize(("path", "headers"), NOT_ENDPOINTS)
-async def test_paths_naming_no_endpoint_answer_404(echo_http, path: str, headers: dict[str, str]):
+async def test_paths_naming_no_endpoint_answer_404(
+    echo_http: aiohttp.ClientSession, path: str, headers: dict[str, str]
+) -> None:
     """A path that names no endpoint of its application answers 404 NO_SUCH_ENDPOINT."""
     status, envelope = await fetch(echo_http, "GET", path, headers=headers)
     assert (status, envelope["errorcode"]) == (404, "NO_SUCH_ENDPOINT")
 
 
-async def test_query_string_twins_and_parameters(echo_http):
+async def test_query_string_twins_and_parameters(echo_http: aiohttp.ClientSession) -> None:
     """method, objectid, namespace and token travel in the query string; other keys are parameters."""
     query = {"method": "INDEX", "objectid": "o9", "namespace": "ns1", "token": "t", "limit": "5", "color": "red"}
     call = await echoed(echo_http, "GET", "/api/echo/echo/call", params=query)
@@ -133,14 +144,14 @@ async def test_query_string_twins_and_parameters(echo_http):
     assert call["parameters"] == {"limit": "5", "color": "red"}
 
 
-async def test_headers_win_over_query_twins(echo_http):
+async def test_headers_win_over_query_twins(echo_http: aiohttp.ClientSession) -> None:
     """When both are given, the Flow-* header wins over its query-string twin."""
     headers = {"Flow-Request-Namespace": "from-header", "Flow-Request-Method": "OPEN"}
     call = await echoed(echo_http, "GET", OBJECT, headers=headers, params={"namespace": "q", "method": "INDEX"})
     assert (call["namespace"], call["method"]) == ("from-header", "OPEN")
 
 
-async def test_namespace_header_reaches_endpoint(echo_http):
+async def test_namespace_header_reaches_endpoint(echo_http: aiohttp.ClientSession) -> None:
     """Flow-Request-Namespace is the call's namespace; without it the namespace is empty."""
     call = await echoed(echo_http, "GET", OBJECT, headers={"Flow-Request-Namespace": "site-a"})
     assert call["namespace"] == "site-a"
@@ -156,7 +167,9 @@ BODIES: list[Any] = [
 
 
 @pytest.mark.parametrize(("verb", "path", "method", "body", "data"), BODIES)
-async def test_body_is_data(echo_http, verb: str, path: str, method: str | None, body: Any, data: Any):
+async def test_body_is_data(
+    echo_http: aiohttp.ClientSession, verb: str, path: str, method: str | None, body: Any, data: Any
+) -> None:
     """The JSON body is the call's data; RUN may have none; methods without data ignore it."""
     headers = {"Flow-Request-Method": method} if method else {}
     call = await echoed(echo_http, verb, path, headers=headers, json=body)
@@ -170,7 +183,7 @@ async def test_body_is_data(echo_http, verb: str, path: str, method: str | None,
         pytest.param("Basic " + base64.b64encode(b"alice:secret").decode(), id="basic"),
     ],
 )
-async def test_well_formed_credentials_pass_through(echo_http, authorization: str):
+async def test_well_formed_credentials_pass_through(echo_http: aiohttp.ClientSession, authorization: str) -> None:
     """Well-formed Authorization headers reach the authenticator (which today lets everyone in)."""
     await echoed(echo_http, "GET", OBJECT, headers={"Authorization": authorization, "X-API-Key": "k"})
 
@@ -183,7 +196,7 @@ async def test_well_formed_credentials_pass_through(echo_http, authorization: st
         pytest.param("Basic " + base64.b64encode(b"\xff:\xfe").decode(), id="not-utf8"),
     ],
 )
-async def test_malformed_basic_is_auth_failed(echo_http, authorization: str):
+async def test_malformed_basic_is_auth_failed(echo_http: aiohttp.ClientSession, authorization: str) -> None:
     """Malformed HTTP Basic credentials answer 401 AUTH_FAILED."""
     status, envelope = await fetch(echo_http, "GET", OBJECT, headers={"Authorization": authorization})
     assert (status, envelope["errorcode"]) == (401, "AUTH_FAILED")

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import orjson
@@ -25,7 +26,7 @@ from tests.support import Served, serving
 LIMIT = 1024
 
 
-async def test_openapi_document_validates(http):
+async def test_openapi_document_validates(http: aiohttp.ClientSession) -> None:
     """/api/openapi.json is a valid OpenAPI 3.1 document listing inventory/device's operations."""
     async with http.get("/api/openapi.json") as response:
         assert response.status == 200 and response.content_type == "application/json"
@@ -44,7 +45,7 @@ async def test_openapi_document_validates(http):
     assert set(document["components"]["securitySchemes"]) >= {"basic", "bearer", "flowToken", "apiKey"}
 
 
-async def test_openapi_describes_run_and_index(echo_http):
+async def test_openapi_describes_run_and_index(echo_http: aiohttp.ClientSession) -> None:
     """An endpoint with RUN and INDEX shows them as Flow-Request-Method values of POST and GET."""
     async with echo_http.get("/api/openapi.json") as response:
         document = orjson.loads(await response.read())
@@ -55,11 +56,11 @@ async def test_openapi_describes_run_and_index(echo_http):
     assert "/api/echo/echo/deep/call/" in document["paths"]
 
 
-def _method_enum(operation: dict) -> list[str]:
+def _method_enum(operation: dict[str, Any]) -> list[str]:
     return next(p["schema"]["enum"] for p in operation["parameters"] if p.get("name") == "Flow-Request-Method")
 
 
-async def test_healthz(http):
+async def test_healthz(http: aiohttp.ClientSession) -> None:
     """/healthz answers 200 with status ok while the bus serves."""
     async with http.get("/healthz") as response:
         assert response.status == 200
@@ -67,7 +68,7 @@ async def test_healthz(http):
 
 
 @pytest.mark.parametrize("path", ["/nothing/here", "/apix/inventory"])
-async def test_unknown_paths_answer_404_envelope(http, path: str):
+async def test_unknown_paths_answer_404_envelope(http: aiohttp.ClientSession, path: str) -> None:
     """Paths outside /api answer a 404 NO_SUCH_ENDPOINT envelope."""
     status, envelope = await fetch(http, "GET", path)
     assert (status, envelope["errorcode"], envelope["success"]) == (404, "NO_SUCH_ENDPOINT", False)
@@ -80,7 +81,7 @@ def small_bus(tmp_path: Path) -> Iterator[Served]:
         yield served
 
 
-async def test_body_over_limit_is_413(small_bus):
+async def test_body_over_limit_is_413(small_bus: Served) -> None:
     """A body over max_message_size answers 413 TOO_LARGE; a body of exactly the limit is taken."""
     padding = LIMIT - len(b'{"name":"big","description":""}')
     exact = b'{"name":"big","description":"' + b"x" * padding + b'"}'
@@ -97,7 +98,7 @@ async def test_body_over_limit_is_413(small_bus):
 
 
 @pytest.fixture
-async def broken_gateway(tmp_path: Path) -> AsyncIterator[TestClient]:
+async def broken_gateway(tmp_path: Path) -> AsyncIterator[TestClient[web.Request, web.Application]]:
     """An in-process gateway serving ``tests.apps``, with an extra route that fails with an unexpected
     exception: the gateway's error boundary answers it."""
 
@@ -123,7 +124,13 @@ async def broken_gateway(tmp_path: Path) -> AsyncIterator[TestClient]:
         ),
     ],
 )
-async def test_unexpected_exception_is_internal_error(broken_gateway, caplog, verb, path, headers):
+async def test_unexpected_exception_is_internal_error(
+    broken_gateway: TestClient[web.Request, web.Application],
+    caplog: pytest.LogCaptureFixture,
+    verb: str,
+    path: str,
+    headers: dict[str, str],
+) -> None:
     """An unexpected exception answers 500 INTERNAL_ERROR; the traceback is only logged, under the errorid."""
     with caplog.at_level(logging.ERROR, logger="gateway"):
         response = await broken_gateway.request(verb, path, headers=headers)
@@ -134,7 +141,7 @@ async def test_unexpected_exception_is_internal_error(broken_gateway, caplog, ve
     assert record.exc_info is not None
 
 
-async def test_the_console_and_the_browser_client_are_served(http):
+async def test_the_console_and_the_browser_client_are_served(http: aiohttp.ClientSession) -> None:
     """/ is the console's page; its script and the browser client are served beside it."""
     for path, kind in [("/", "text/html"), ("/console/console.js", "javascript"), ("/client/flowbus.js", "javascript")]:
         async with http.get(path) as response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
 import pytest
 import xmltodict
 
@@ -20,14 +21,14 @@ async def fetch_xml(session: Any, verb: str, path: str, **kwargs: Any) -> tuple[
 
 
 @pytest.mark.parametrize("content_type", ["application/xml", "text/xml; charset=utf-8", "application/device+xml"])
-async def test_xml_body_is_data(echo_http, content_type: str):
+async def test_xml_body_is_data(echo_http: aiohttp.ClientSession, content_type: str) -> None:
     """An XML body's root children (and attributes) become the data; <item> children a list."""
     body = '<?xml version="1.0"?><device kind="switch"><name>sw &amp; co</name><tags><item>a</item></tags></device>'
     call = await echoed(echo_http, "POST", ECHO, headers={"Content-Type": content_type}, data=body.encode())
     assert call["data"] == {"kind": "switch", "name": "sw & co", "tags": ["a"]}
 
 
-async def test_xml_create_then_open_as_xml(http):
+async def test_xml_create_then_open_as_xml(http: aiohttp.ClientSession) -> None:
     """A device created from XML opens as an XML envelope with the same fields as the JSON one."""
     body = b"<device><name>xml-sw</name><tags><item>a</item><item>b</item></tags></device>"
     status, created = await fetch(http, "POST", DEVICES, headers=XML, data=body)
@@ -41,7 +42,7 @@ async def test_xml_create_then_open_as_xml(http):
     assert envelope["data"]["id"] == created["data"]["id"]
 
 
-async def test_xml_error_envelope(http):
+async def test_xml_error_envelope(http: aiohttp.ClientSession) -> None:
     """Errors answer as XML too, with the same status and fields."""
     status, _, text = await fetch_xml(http, "GET", DEVICES + "no-such-device")
     envelope = xmltodict.parse(text)["response"]
@@ -49,7 +50,7 @@ async def test_xml_error_envelope(http):
     assert envelope["success"] == "false" and envelope["errorcode"] == "DO_NOT_EXIST" and envelope["errorid"]
 
 
-async def test_xml_list_renders_items(http):
+async def test_xml_list_renders_items(http: aiohttp.ClientSession) -> None:
     """A LIST answers its objects as repeated <item> elements, with page metadata."""
     status, _, text = await fetch_xml(http, "GET", DEVICES, params={"limit": "2"})
     envelope = xmltodict.parse(text, force_list=("item",))["response"]
@@ -65,7 +66,7 @@ async def test_xml_list_renders_items(http):
         pytest.param("*/*", False, id="anything"),
     ],
 )
-async def test_accept_negotiation(http, accept: str, xml: bool):
+async def test_accept_negotiation(http: aiohttp.ClientSession, accept: str, xml: bool) -> None:
     """Accept chooses XML over JSON by quality, then order; JSON otherwise."""
     async with http.get(DEVICES, headers={"Accept": accept}) as response:
         assert (response.content_type == "application/xml") is xml
@@ -84,7 +85,7 @@ REFUSED = [
 
 
 @pytest.mark.parametrize("body", REFUSED)
-async def test_bad_xml_is_invalid_request(http, body: bytes):
+async def test_bad_xml_is_invalid_request(http: aiohttp.ClientSession, body: bytes) -> None:
     """DTDs, entity declarations and malformed XML answer 400 INVALID_REQUEST and store nothing."""
     status, envelope = await fetch(http, "POST", DEVICES, headers=XML, data=body)
     assert (status, envelope["errorcode"]) == (400, "INVALID_REQUEST")

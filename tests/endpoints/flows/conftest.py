@@ -64,7 +64,8 @@ def testing_app(gates: Gates) -> Application:
         async def run(self, call: Call) -> Any:
             name = call.objectid or ""
             gates.calls[name] = gates.calls.get(name, 0) + 1
-            failures = int((call.data or {}).get("failures", 0))
+            data = call.data if isinstance(call.data, dict) else {}
+            failures = int(data.get("failures", 0))
             if gates.calls[name] <= failures:
                 raise Unavailable(f"failure {gates.calls[name]}")
             return {"tries": gates.calls[name]}

@@ -58,7 +58,7 @@ async def test_call_error_takes_the_error_transition(cws: ClientConnection) -> N
 
 
 async def test_no_matching_transition_is_the_executions_error(cws: ClientConnection) -> None:
-    state = {"action": "call", "endpoint": "inventory/device", "method": "OPEN", "objectid": "missing"}
+    state: dict[str, Any] = {"action": "call", "endpoint": "inventory/device", "method": "OPEN", "objectid": "missing"}
     state["transitions"] = [{"on": "success", "to": "ok"}]
     definition = one_state("no-error-transition", state)
     del definition["states"]["bad"]
@@ -86,7 +86,7 @@ async def test_retries_until_success(clocked: Clocked, cws: ClientConnection) ->
 
 async def test_retry_delay_backs_off_on_the_clock(clocked: Clocked, cws: ClientConnection) -> None:
     key = unique("flaky")
-    state = {"action": "call", "endpoint": "testflows/flaky", "method": "RUN", "objectid": key}
+    state: dict[str, Any] = {"action": "call", "endpoint": "testflows/flaky", "method": "RUN", "objectid": key}
     state |= {"data": {"failures": 2}, "retry": {"max": 2, "delay": 10, "backoff": 3}}
     flow = await ok(cws, "CREATE", FLOW, data=one_state("backoff", state))
     started = await ok(cws, "RUN", FLOW, objectid=flow["id"])
@@ -103,7 +103,7 @@ async def test_retry_delay_backs_off_on_the_clock(clocked: Clocked, cws: ClientC
 
 async def test_skip_retries(clocked: Clocked, cws: ClientConnection) -> None:
     key = unique("flaky")
-    state = {"action": "call", "endpoint": "testflows/flaky", "method": "RUN", "objectid": key}
+    state: dict[str, Any] = {"action": "call", "endpoint": "testflows/flaky", "method": "RUN", "objectid": key}
     state |= {"data": {"failures": 1}, "retry": {"max": 3, "delay": 0}}
     done = await run(cws, one_state("skip", state, skipRetries=True))
     assert (done["status"], clocked.gates.calls[key]) == ("ERROR", 1)
@@ -111,7 +111,7 @@ async def test_skip_retries(clocked: Clocked, cws: ClientConnection) -> None:
 
 async def test_proceed_on_failure_records_the_error_and_goes_on(clocked: Clocked, cws: ClientConnection) -> None:
     key = unique("flaky")
-    state = {"action": "call", "endpoint": "testflows/flaky", "method": "RUN", "objectid": key}
+    state: dict[str, Any] = {"action": "call", "endpoint": "testflows/flaky", "method": "RUN", "objectid": key}
     state |= {"data": {"failures": 5}, "retry": {"max": 1, "delay": 0}, "proceedOnFailure": True}
     done = await run(cws, one_state("proceed", state))
     assert (done["status"], done["currentState"]) == ("SUCCESS", "ok")

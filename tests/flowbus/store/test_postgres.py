@@ -9,6 +9,7 @@ import asyncio
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -68,7 +69,7 @@ async def opened(schema: str) -> AsyncIterator[Callable[..., Any]]:
         await store.close()
 
 
-async def test_open_creates_the_schema_and_its_tables(opened, schema):
+async def test_open_creates_the_schema_and_its_tables(opened: Callable[..., Any], schema: str) -> None:
     """open() creates the schema with its objects and changes tables, and a GIN index for search."""
     await opened()
     conn = await asyncpg.connect(DSN)
@@ -81,7 +82,7 @@ async def test_open_creates_the_schema_and_its_tables(opened, schema):
     assert any("gin" in row[0].lower() and "search" in row[0] for row in indexes)
 
 
-async def test_reopening_keeps_objects_and_seqs(opened, schema):
+async def test_reopening_keeps_objects_and_seqs(opened: Callable[..., Any], schema: str) -> None:
     """A second open() of the same schema finds the objects and the change log of the first."""
     first = await opened()
     await first.insert("c", "", {"id": "a", "n": 1}, text_of)
@@ -91,7 +92,7 @@ async def test_reopening_keeps_objects_and_seqs(opened, schema):
     assert [change.objectid for change in await second.changes(0)] == ["a"]
 
 
-async def test_seqs_follow_commit_order_across_pools(opened):
+async def test_seqs_follow_commit_order_across_pools(opened: Callable[..., Any]) -> None:
     """Concurrent writes through two stores (two pools) give seqs that a tailer never sees out of order."""
     one, two = await opened(), await opened()
     seen: list[int] = []
@@ -123,7 +124,7 @@ async def test_seqs_follow_commit_order_across_pools(opened):
     assert seen == sorted(seen)
 
 
-async def test_wait_changed_wakes_on_another_store_commit(opened):
+async def test_wait_changed_wakes_on_another_store_commit(opened: Callable[..., Any]) -> None:
     """wait_changed on one store returns soon after another store (another pool) commits."""
     waiter, writer = await opened(), await opened()
     since = await waiter.last_seq()
@@ -135,7 +136,7 @@ async def test_wait_changed_wakes_on_another_store_commit(opened):
     assert await waiter.last_seq() > since
 
 
-async def test_concurrent_inserts_of_one_id_make_one_object(opened):
+async def test_concurrent_inserts_of_one_id_make_one_object(opened: Callable[..., Any]) -> None:
     """Many concurrent inserts of one id through two stores: exactly one succeeds, the others are CONFLICT."""
     one, two = await opened(), await opened()
     attempts = [store.insert("c", "", {"id": "same", "by": i}, text_of) for i in range(10) for store in (one, two)]
@@ -145,7 +146,7 @@ async def test_concurrent_inserts_of_one_id_make_one_object(opened):
     assert len(await one.changes(0)) == 1
 
 
-async def test_concurrent_patches_all_land(opened):
+async def test_concurrent_patches_all_land(opened: Callable[..., Any]) -> None:
     """Concurrent patches without expect through two stores each add one version (the store retries)."""
     one, two = await opened(), await opened()
     await one.insert("c", "", {"id": "p", "n": 0}, text_of)
@@ -156,7 +157,7 @@ async def test_concurrent_patches_all_land(opened):
     assert all(f"f{i}" in final for i in range(4))
 
 
-async def test_unreachable_server_is_unavailable(schema):
+async def test_unreachable_server_is_unavailable(schema: str) -> None:
     """open() on a server that does not answer raises UNAVAILABLE, naming no password."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -168,7 +169,7 @@ async def test_unreachable_server_is_unavailable(schema):
     await store.close()
 
 
-async def test_closed_store_is_unavailable(opened):
+async def test_closed_store_is_unavailable(opened: Callable[..., Any]) -> None:
     """Calls on a closed store raise UNAVAILABLE instead of hanging."""
     store = await opened()
     await store.close()
@@ -178,7 +179,7 @@ async def test_closed_store_is_unavailable(opened):
         await store.get("c", "", "late")
 
 
-async def test_create_store_picks_the_store_from_settings(tmp_path, schema):
+async def test_create_store_picks_the_store_from_settings(tmp_path: Path, schema: str) -> None:
     """create_store: empty is SQLite in the data dir; a postgresql:// URL with ?schema= is PostgreSQL there."""
     embedded = create_store(Settings(data=tmp_path))
     assert isinstance(embedded, CachedStore) and isinstance(embedded.inner, SQLiteStore)
@@ -188,13 +189,15 @@ async def test_create_store_picks_the_store_from_settings(tmp_path, schema):
     assert isinstance(store, PostgresStore) and store.schema == schema and "schema" not in store.dsn
 
 
-def test_other_store_urls_are_refused():
+def test_other_store_urls_are_refused() -> None:
     """A store setting that is neither empty nor a postgresql:// URL is refused when settings load."""
     with pytest.raises(ValueError, match="postgresql://"):
         Settings.load({"store": "mysql://localhost/db"}, env={})
 
 
-async def test_wait_changed_listens_again_after_losing_its_connection(opened):
+async def test_wait_changed_listens_again_after_losing_its_connection(
+    opened: Callable[..., Any],
+) -> None:
     """When the server ends a store's listening connection, wait_changed reconnects and still wakes."""
     waiter, writer = await opened(), await opened()
     conn = await asyncpg.connect(DSN)
@@ -214,7 +217,9 @@ async def test_wait_changed_listens_again_after_losing_its_connection(opened):
     assert waiter._listener.get_server_pid() != pid
 
 
-async def test_many_concurrent_patches_of_one_object_in_one_store_all_land(opened):
+async def test_many_concurrent_patches_of_one_object_in_one_store_all_land(
+    opened: Callable[..., Any],
+) -> None:
     """Fifty concurrent patches of one object through one store all succeed, one version each."""
     store = await opened()
     await store.insert("c", "", {"id": "hot"}, text_of)
@@ -223,7 +228,7 @@ async def test_many_concurrent_patches_of_one_object_in_one_store_all_land(opene
     assert final["version"] == 51 and all(final[f"f{i}"] == i for i in range(50))
 
 
-async def test_missing_database_is_unavailable_with_the_servers_reason(schema):
+async def test_missing_database_is_unavailable_with_the_servers_reason(schema: str) -> None:
     """open() on a database that does not exist raises UNAVAILABLE saying so."""
     missing = urlsplit(DSN)._replace(path=f"/no_such_db_{uuid.uuid4().hex[:8]}").geturl()
     store = PostgresStore(missing, schema=schema)
@@ -232,7 +237,7 @@ async def test_missing_database_is_unavailable_with_the_servers_reason(schema):
     await store.close()
 
 
-async def test_filters_read_query_strings_as_sqlite_does(opened):
+async def test_filters_read_query_strings_as_sqlite_does(opened: Callable[..., Any]) -> None:
     """Filters on jsonb: '22' matches 22 and 22.0, 'true' matches true, None matches missing or null."""
     store = await opened()
     await store.insert("c", "", {"id": "a", "n": 22, "on": True}, text_of)
@@ -250,7 +255,7 @@ async def test_filters_read_query_strings_as_sqlite_does(opened):
     assert await ids(on=None) == ["b", "c"]
 
 
-async def test_search_matches_every_term_as_a_prefix_and_ranks(opened):
+async def test_search_matches_every_term_as_a_prefix_and_ranks(opened: Callable[..., Any]) -> None:
     """search: every word of q must match as a prefix; operators in q are plain text, never syntax."""
     store = await opened()
     await store.insert("c", "", {"id": "a", "name": "core switch"}, text_of)
@@ -261,7 +266,9 @@ async def test_search_matches_every_term_as_a_prefix_and_ranks(opened):
     assert total == 1 and page[0]["id"] == "a"
 
 
-async def test_page_stops_after_the_object_that_passes_max_bytes(opened):
+async def test_page_stops_after_the_object_that_passes_max_bytes(
+    opened: Callable[..., Any],
+) -> None:
     """A page stops after the object whose JSON passes max_bytes; the first always comes; total counts all."""
     store = await opened()
     for i in range(5):
