@@ -16,7 +16,6 @@ stays full for ``write_timeout`` seconds the connection is aborted and its calls
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import deque
 
 from websockets.exceptions import InvalidState
@@ -27,16 +26,14 @@ from websockets.server import ServerProtocol
 from flowbus.config import Settings
 from flowbus.dispatcher import Dispatcher
 from flowbus.handshake import TOO_MANY, Connections, Handshake, connection_defaults
+from flowbus.keepalive import Keepalive
 from flowbus.session import Calls, Defaults, Session
 
 __all__ = ["CLOSE_TIMEOUT", "WebSocketServer"]
 
-logger = logging.getLogger("flowbus.server")
-
 CLOSE_TIMEOUT = 10.0
 """Seconds a closing connection's peer has to end the TCP connection before it is aborted."""
 
-_TEXT, _BINARY, _CONT, _PONG = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG
 _CLOSED = (InvalidState,)  # what send_text raises once the connection is closing
 
 
@@ -108,8 +105,8 @@ class _Connection(asyncio.Protocol):
         self._fragment_text = True
         self._reading = True
         self._write_blocked = False
-        self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._ping_data = b""
+        self._closing: asyncio.TimerHandle | None = None  # aborts a close handshake the peer never ends
+        self._keepalive: Keepalive | None = None
 
     # asyncio.Protocol
 
@@ -135,9 +132,10 @@ class _Connection(asyncio.Protocol):
         if self._counted:
             self._counted = False
             self.server.connections.release()
-        for timer in self._timers.values():
-            timer.cancel()
-        self._timers.clear()
+        if self._closing is not None:
+            self._closing.cancel()
+        if self._keepalive is not None:
+            self._keepalive.stop()
         self._backlog.clear()
         if self.session is not None:
             self.session.cancel()
@@ -145,13 +143,13 @@ class _Connection(asyncio.Protocol):
     def pause_writing(self) -> None:
         self._write_blocked = True
         self._update_reading()
-        self._timers["write"] = self.loop.call_later(self.server.settings.write_timeout, self._write_timed_out)
+        if self._keepalive is not None:
+            self._keepalive.sending()  # a send is pending until writing resumes
 
     def resume_writing(self) -> None:
         self._write_blocked = False
-        timer = self._timers.pop("write", None)
-        if timer is not None:
-            timer.cancel()
+        if self._keepalive is not None:
+            self._keepalive.sent()
         self._update_reading()
 
     # the websocket
@@ -215,7 +213,7 @@ class _Connection(asyncio.Protocol):
             limit=server.settings.subscriber_backlog,
             overflow=self._overflowed if server.settings.subscriber_overflow == "close" else None,
         )
-        self._timers["ping"] = self.loop.call_later(self.server.settings.ping_interval, self._ping)
+        self._keepalive = Keepalive(server.settings, self._ping, self._silent, self.abort)
 
     def _overflowed(self) -> None:
         """A subscriber that does not read, under the ``close`` policy: drop the connection."""
@@ -228,21 +226,19 @@ class _Connection(asyncio.Protocol):
 
     def _frame(self, frame: Frame) -> None:
         opcode = frame.opcode
-        if opcode is _TEXT or opcode is _BINARY:
-            self._fragment_text = opcode is _TEXT
+        if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+            self._fragment_text = opcode is Opcode.TEXT
             if not frame.fin:
                 self._fragments = [bytes(frame.data)]
                 return
             self._message(bytes(frame.data))
-        elif opcode is _CONT:
+        elif opcode is Opcode.CONT:
             self._fragments.append(bytes(frame.data))
             if frame.fin:
                 data, self._fragments = b"".join(self._fragments), []
                 self._message(data)
-        elif opcode is _PONG and frame.data == self._ping_data:
-            timer = self._timers.pop("pong", None)
-            if timer is not None:
-                timer.cancel()
+        elif opcode is Opcode.PONG and self._keepalive is not None:
+            self._keepalive.ponged(bytes(frame.data))
 
     def _message(self, data: bytes) -> None:
         if self.session is None:
@@ -302,28 +298,16 @@ class _Connection(asyncio.Protocol):
             transport.writelines([chunk for chunk in out if chunk] if eof else out)
         if eof:
             transport.close()
-        elif self.protocol.close_expected() and "close" not in self._timers:
-            self._timers["close"] = self.loop.call_later(CLOSE_TIMEOUT, self.abort)
+        elif self.protocol.close_expected() and self._closing is None:
+            self._closing = self.loop.call_later(CLOSE_TIMEOUT, self.abort)
 
-    def _ping(self) -> None:
-        self._ping_data = self._ping_data[:0] + str(self.loop.time()).encode()
+    def _ping(self, data: bytes) -> None:
         try:
-            self.protocol.send_ping(self._ping_data)
+            self.protocol.send_ping(data)
         except InvalidState:
             return
         self._flush()
-        self._timers["ping"] = self.loop.call_later(self.server.settings.ping_interval, self._ping)
-        if "pong" not in self._timers:
-            self._timers["pong"] = self.loop.call_later(self.server.settings.ping_timeout, self._no_pong)
 
-    def _no_pong(self) -> None:
-        self._timers.pop("pong", None)
-        timeout = self.server.settings.ping_timeout
-        logger.info("closing a connection whose peer did not answer a ping within %s s", timeout)
+    def _silent(self) -> None:
         self.protocol.fail(1011, "keepalive ping timeout")
         self._flush()
-
-    def _write_timed_out(self) -> None:
-        self._timers.pop("write", None)
-        logger.info("dropping a connection whose writes stayed blocked for %s s", self.server.settings.write_timeout)
-        self.abort()

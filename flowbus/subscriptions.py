@@ -45,7 +45,6 @@ __all__ = ["DEFAULT_BACKLOG", "Subscriber"]
 DEFAULT_BACKLOG = 1 << 20
 """Unsent bytes of a connection past which its subscriptions end with OVERFLOW."""
 _REPLAY_BATCH = 1000
-_OPEN = Method.OPEN.value
 
 Push = Callable[[bytes], Awaitable[None] | None]
 RequestId = str | int | None
@@ -232,7 +231,7 @@ class Subscriber:
             self._recheck(subscription)
             return
         try:
-            self.authorizer.authorize(identity, _OPEN, subscription.endpoint, subscription.namespace)
+            self.authorizer.authorize(identity, Method.OPEN, subscription.endpoint, subscription.namespace)
         except PermissionDenied:
             return  # the subscriber may no longer see this
         if self._backlog() + self._queued > self._limit:
