@@ -18,7 +18,6 @@ usual JSON envelope with its HTTP status.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 import orjson
@@ -31,14 +30,13 @@ from flowbus.errors import FlowBusError, InvalidRequest
 from flowbus.params import RESERVED
 from flowbus.protocol import Method, Request
 from flowbus.subscriptions import Subscriber
-from gateway.keys import SETTINGS
+from gateway.keys import SETTINGS, SOCKETS
 from gateway.translate import render
 
 __all__ = ["KEEPALIVE", "stream_events", "wants_events"]
 
 KEEPALIVE = 15.0
 _STREAMED = frozenset({Method.LIST, Method.OPEN})
-_WATCH = 0.5  # how often a quiet stream looks whether its client is still there
 _CLOSED = (ConnectionError, RuntimeError)  # what writing to a stream raises once it is gone
 
 
@@ -57,6 +55,7 @@ async def stream_events(
     call); a refusal is the usual envelope with its HTTP status, before the stream starts."""
     stream = _Stream(request)
     settings = request.app[SETTINGS]
+    streams = request.app[SOCKETS].streams
     transport = request.transport
     subscriber = Subscriber(
         dispatcher.authenticator,
@@ -78,18 +77,22 @@ async def stream_events(
             status, headers, body = render(answer, "")
             return web.Response(status=status, headers=headers, body=body)
         await stream.start(encode(answer))
-        await _until_gone(request, stream.response)
+        streams.add(stream.gone)
+        await stream.until_gone()
     finally:
+        streams.discard(stream.gone)
         subscriber.close()
     return stream.response
 
 
 class _Stream:
-    """The event stream's response: what is pushed before it started waits for it."""
+    """The event stream's response: what is pushed before it started waits for it; it ends when
+    a write fails (the client is gone) or the bus shuts down (:attr:`gone` is set)."""
 
     def __init__(self, request: web.Request) -> None:
         self.request = request
         self.response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        self.gone = asyncio.Event()
         self._started = asyncio.Event()
 
     async def start(self, answer: bytes) -> None:
@@ -100,7 +103,23 @@ class _Stream:
 
     async def push(self, message: bytes) -> None:
         await self._started.wait()
-        await self.response.write(_frame(message))
+        await self._write(_frame(message))
+
+    async def until_gone(self) -> None:
+        """Keep the stream open, with a comment after every ``KEEPALIVE`` quiet seconds (which also
+        finds a client that left without a word), until the client or the bus goes."""
+        while not self.gone.is_set():
+            try:
+                await asyncio.wait_for(self.gone.wait(), KEEPALIVE)
+            except TimeoutError:
+                await self._write(b": keepalive\n\n")
+
+    async def _write(self, data: bytes) -> None:
+        try:
+            await self.response.write(data)
+        except _CLOSED:
+            self.gone.set()
+            raise
 
 
 class _StreamSink:
@@ -127,21 +146,6 @@ def _subscription(request: web.Request, call: Request) -> Request:
     if since is not None:
         parameters["since"] = since
     return Request(Method.SUBSCRIBE, call.endpoint, call.objectid, None, call.namespace, parameters)
-
-
-async def _until_gone(request: web.Request, response: web.StreamResponse) -> None:
-    """Keep the stream open, with a comment now and then, until the client or the bus goes."""
-    loop = asyncio.get_running_loop()
-    quiet_since = loop.time()
-    while True:
-        transport = request.transport
-        if transport is None or transport.is_closing():
-            return
-        if loop.time() - quiet_since >= KEEPALIVE:
-            with contextlib.suppress(*_CLOSED):
-                await response.write(b": keepalive\n\n")
-            quiet_since = loop.time()
-        await asyncio.sleep(_WATCH)
 
 
 def _frame(message: bytes) -> bytes:

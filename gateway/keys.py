@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -31,12 +32,14 @@ class Tables:
 @dataclass(slots=True)
 class Sockets:
     """The cap on websocket connections (shared with the websocket port), the websockets open on
-    ``/ws`` and their running calls."""
+    ``/ws`` and their running calls, and the event streams open."""
 
     connections: Connections
     handshake: Handshake
     open: set[web.WebSocketResponse] = field(default_factory=set)
     calls: Calls = field(default_factory=Calls)
+    streams: set[asyncio.Event] = field(default_factory=set)
+    """The event streams open (each ends when its event is set)."""
 
 
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)

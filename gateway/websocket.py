@@ -116,7 +116,10 @@ async def _ping(ws: web.WebSocketResponse, data: bytes) -> None:
 
 
 async def close_sockets(sockets: Sockets, grace: float) -> None:
-    """Shutdown: let the calls in flight finish (within ``grace``), then close every /ws with 1001."""
+    """Shutdown: end the event streams, let the calls in flight finish (within ``grace``), then
+    close every /ws with 1001."""
+    for stream in list(sockets.streams):
+        stream.set()
     await sockets.calls.finish(grace)
     for ws in list(sockets.open):
         await ws.close(code=WSCloseCode.GOING_AWAY, message=b"The bus is shutting down")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 
 from tests.flowbus.helpers import DEVICE, ok, unique
-from tests.support import Served
+from tests.support import Served, serve
 
 PATH = "/api/inventory/inventory/device/"
 
@@ -79,3 +80,21 @@ async def test_a_stream_in_a_dotted_namespace_or_of_an_odd_object_is_served(bus:
         async with http.get(bus.http_url + PATH + "?subscribe=1&since=soon", headers=headers) as stream:
             assert stream.status == 400 and (await stream.json())["errorcode"] == "INVALID_REQUEST"
     assert "never retrieved" not in bus.log() and "Traceback" not in bus.log()
+
+
+async def test_shutdown_ends_an_open_stream(tmp_path: Path) -> None:
+    """A bus that shuts down ends its event streams (the client reads the end of the stream) and exits cleanly."""
+    served = serve(tmp_path)
+    try:
+        headers = {"Authorization": f"Bearer {served.token}"}
+        async with aiohttp.ClientSession() as http:
+            async with http.get(served.http_url + PATH + "?subscribe=1", headers=headers) as stream:
+                assert stream.status == 200
+                await stream.content.readline()  # event: subscribed
+                stopping = asyncio.get_running_loop().run_in_executor(None, served.stop)
+                rest = await asyncio.wait_for(stream.content.read(), 60)
+                assert b"event:" not in rest
+                assert await stopping == 0
+    finally:
+        if served.process.poll() is None:
+            served.stop()
