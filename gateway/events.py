@@ -31,7 +31,7 @@ from flowbus.params import RESERVED
 from flowbus.protocol import Method, Request
 from flowbus.subscriptions import Subscriber
 from gateway.keys import SETTINGS, SOCKETS
-from gateway.translate import render
+from gateway.rendering import render
 
 __all__ = ["KEEPALIVE", "stream_events", "wants_events"]
 

@@ -15,14 +15,8 @@ from flowbus.errors import FlowBusError, TooLarge
 from flowbus.protocol import Method, Request
 from gateway.events import stream_events, wants_events
 from gateway.keys import SETTINGS, TABLES, Tables
-from gateway.translate import (
-    BODY_METHODS,
-    allowed_verbs,
-    plain_open,
-    read_data,
-    render,
-    to_call,
-)
+from gateway.rendering import render
+from gateway.request import BODY_METHODS, allowed_verbs, plain_open, read_data, to_call
 
 __all__ = ["make_api", "openapi"]
 

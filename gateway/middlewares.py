@@ -25,7 +25,7 @@ from flowbus.errors import (
 from flowbus.handshake import origin_allowed
 from flowbus.hosts import REFUSED as HOST_REFUSED, HostCheck
 from gateway.keys import SETTINGS
-from gateway.translate import render
+from gateway.rendering import render
 
 __all__ = [
     "CORS_HEADERS",

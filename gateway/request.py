@@ -1,11 +1,11 @@
-"""HTTP ↔ bus translation: pure functions, no aiohttp, no I/O.
+"""An HTTP request as a bus call: pure functions, no aiohttp, no I/O.
 
 An HTTP call ``VERB /api/<app>/<endpoint...>/<objectid>`` becomes a
 :class:`flowbus.protocol.Request` plus the caller's :class:`flowbus.auth.base.Credentials`
-(:func:`to_call`), its body becomes the request's ``data`` (:func:`read_data`, JSON or XML),
-and a :class:`flowbus.protocol.Response` becomes ``(status, headers, body)`` in JSON or XML
-(:func:`render`). Every refusal is a :class:`flowbus.errors.FlowBusError`, so the caller
-answers it as an envelope like any other error.
+(:func:`to_call`, with :mod:`gateway.credentials`), and its body becomes the request's ``data``
+(:func:`read_data`, JSON or XML). Every refusal is a :class:`flowbus.errors.FlowBusError`, so
+the caller answers it as an envelope like any other error; :mod:`gateway.rendering` writes the
+answer.
 
 ``headers`` arguments must look up names case-insensitively (aiohttp's ``CIMultiDict`` does);
 ``query`` arguments are mappings of the decoded query string (a parameter given more than once
@@ -14,24 +14,18 @@ becomes an array of its values).
 
 from __future__ import annotations
 
-import base64
-import binascii
-import math
 import re
 from collections.abc import Collection, Mapping
 from typing import Any
 from urllib.parse import unquote
 from xml.parsers.expat import ExpatError
-from xml.sax.saxutils import escape, quoteattr
 
 import orjson
 import xmltodict
 from multidict import istr
 
-from flowbus.answers import internal_failure
 from flowbus.auth.base import Credentials
 from flowbus.errors import (
-    AuthFailed,
     InvalidRequest,
     MethodNotSupported,
     MissingObjectId,
@@ -42,56 +36,42 @@ from flowbus.protocol import (
     NEEDS_OBJECTID,
     Method,
     Request,
-    Response,
     check_depth,
-    encode_response,
     may_be_too_deep,
     parse_method,
-    response_dict,
     too_deep,
 )
+from gateway.credentials import TOKEN, read_credentials, token_only, twin
+from gateway.rendering import is_xml
 
 __all__ = [
     "BODY_METHODS",
-    "JSON_CONTENT_TYPE",
-    "XML_CONTENT_TYPE",
     "allowed_verbs",
     "apply_if_match",
     "choose_method",
-    "is_xml",
     "locate",
     "parse_if_match",
     "parse_json",
     "parse_xml",
     "plain_open",
-    "read_credentials",
     "read_data",
-    "render",
     "to_call",
-    "to_xml",
-    "wants_xml",
 ]
 
 BODY_METHODS = frozenset({Method.CREATE, Method.UPDATE, Method.RUN})
 """The methods whose call reads the HTTP body (RUN's is optional)."""
 
-JSON_CONTENT_TYPE = "application/json"
-XML_CONTENT_TYPE = "application/xml; charset=utf-8"
 
 # Header name and query-string twin of each envelope field that travels outside the body. The
 # names are istr: a case-insensitive multidict looks those up without case-folding them each time.
-TOKEN = (istr("Flow-Auth-Token"), "token")
 OBJECTID = (istr("Flow-Request-ObjectId"), "objectid")
 NAMESPACE = (istr("Flow-Request-Namespace"), "namespace")
 METHOD = (istr("Flow-Request-Method"), "method")
 _TWINS = frozenset(twin for _, twin in (TOKEN, OBJECTID, NAMESPACE, METHOD))
-_AUTHORIZATION = istr("Authorization")
-_API_KEY = istr("X-API-Key")
 _OBJECTID, _METHOD, _NAMESPACE = OBJECTID[0], METHOD[0], NAMESPACE[0]
 _API = "/api/"
 _IF_MATCH = istr("If-Match")
 _CONDITIONAL = frozenset({Method.UPDATE, Method.DELETE})
-_ETAG_METHODS = frozenset({Method.OPEN, Method.CREATE, Method.UPDATE})
 _ENTITY_TAG = re.compile(r'"?([0-9]{1,19})"?')
 _MAX_VERSION = 2**63 - 1
 
@@ -155,8 +135,8 @@ def to_call(
         AuthFailed: malformed HTTP Basic credentials.
     """
     if query:
-        given_objectid, declared = _twin(headers, query, OBJECTID), _twin(headers, query, METHOD)
-        namespace = _twin(headers, query, NAMESPACE) or ""
+        given_objectid, declared = twin(headers, query, OBJECTID), twin(headers, query, METHOD)
+        namespace = twin(headers, query, NAMESPACE) or ""
         parameters = _parameters(query)
     else:  # the usual case: every field is a header (or absent), nothing to look up twice
         given_objectid, declared = headers.get(OBJECTID[0]) or None, headers.get(METHOD[0]) or None
@@ -165,7 +145,7 @@ def to_call(
     method = choose_method(verb, declared, objectid is not None)
     if objectid is None and method in NEEDS_OBJECTID:
         raise MissingObjectId(f"{method} needs an object id: end the path with it, or send Flow-Request-ObjectId")
-    if not query and _AUTHORIZATION not in headers and _API_KEY not in headers:  # a token header, or none
+    if not query and token_only(headers):  # a token header, or none
         credentials = Credentials(token=headers.get(TOKEN[0]) or None, peer=peer)
     else:
         credentials = read_credentials(headers, query, peer)
@@ -226,7 +206,7 @@ def plain_open(verb: str, target: str, headers: Mapping[str, str], apps: Mapping
         return None
     if _OBJECTID in headers or _METHOD in headers or _NAMESPACE in headers:
         return None
-    if _AUTHORIZATION in headers or _API_KEY in headers or not target.startswith(_API):
+    if not token_only(headers) or not target.startswith(_API):
         return None
     # locate()'s reading of such a path: <app>/<endpoint...>/<objectid>, the endpoint the app's
     app, _, rest = target[len(_API) :].partition("/")
@@ -248,12 +228,6 @@ def _parameters(query: Mapping[str, str]) -> dict[str, Any]:
         else:
             parameters[key] = value
     return parameters
-
-
-def _twin(headers: Mapping[str, str], query: Mapping[str, str], names: tuple[str, str]) -> str | None:
-    """The value of a header, else of its query-string twin; empty counts as absent."""
-    header, key = names
-    return headers.get(header) or query.get(key) or None
 
 
 def locate(path: str, objectid: str | None, apps: Mapping[str, str]) -> tuple[str, str | None]:
@@ -329,39 +303,6 @@ def allowed_verbs(methods: Collection[Method]) -> str:
     return ", ".join(verb for verb, carries in _CARRIES.items() if not carries.isdisjoint(methods))
 
 
-def read_credentials(headers: Mapping[str, str], query: Mapping[str, str], peer: str = "") -> Credentials:
-    """What the caller presented: a token, HTTP Basic, an API key.
-
-    The token comes from Flow-Auth-Token, else the ``token`` query key, else
-    ``Authorization: Bearer``.
-
-    Raises:
-        AuthFailed: ``Authorization: Basic`` that is not base64 of UTF-8 ``username:password``.
-    """
-    token = _twin(headers, query, TOKEN)
-    username = password = None
-    authorization = headers.get(_AUTHORIZATION)
-    if authorization:
-        scheme, _, value = authorization.strip().partition(" ")
-        scheme = scheme.lower()
-        if scheme == "bearer":
-            token = token or value.strip() or None
-        elif scheme == "basic":
-            username, password = _basic(value.strip())
-    return Credentials(token, username, password, headers.get(_API_KEY) or None, peer)
-
-
-def _basic(value: str) -> tuple[str, str]:
-    try:
-        decoded = base64.b64decode(value, validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        raise AuthFailed("Malformed HTTP Basic credentials") from None
-    username, sep, password = decoded.partition(":")
-    if not sep or not username:
-        raise AuthFailed("Malformed HTTP Basic credentials: expected base64 of username:password")
-    return username, password
-
-
 # -- body -------------------------------------------------------------------------------------
 
 
@@ -376,12 +317,6 @@ def read_data(method: Method, body: bytes, content_type: str) -> dict[str, Any] 
             raise InvalidRequest(f"{method} needs a body: a JSON object")
         return None
     return parse_xml(body) if is_xml(content_type) else parse_json(body)
-
-
-def is_xml(content_type: str) -> bool:
-    """Whether a media type (parameters allowed) is XML: ``application/xml``, ``text/xml``, ``*+xml``."""
-    mime = content_type.partition(";")[0].strip().lower()
-    return mime in ("application/xml", "text/xml") or mime.endswith("+xml")
 
 
 def parse_json(body: bytes) -> dict[str, Any] | list[Any]:
@@ -443,111 +378,3 @@ def _from_xml(value: Any) -> Any:
             return _from_xml(value["item"])
         return {key: _from_xml(item) for key, item in value.items()}
     return value
-
-
-# -- response ---------------------------------------------------------------------------------
-
-
-def render(response: Response, accept: str, *, method: Method | None = None) -> tuple[int, dict[str, str], bytes]:
-    """Render a response as HTTP.
-
-    Args:
-        response: the pipeline's answer.
-        accept: the request's Accept header ("" if none).
-        method: the call's method, if known: a CREATE's success answers 201; the answer of an
-            OPEN, CREATE or UPDATE that carries one object with an integer ``version`` has
-            ``ETag: "<version>"`` (from the cache or not).
-
-    Returns:
-        (status, headers, body)
-    """
-    try:
-        return _render(response, accept, method)
-    except TypeError:  # orjson: the endpoint answered something that is not JSON
-        return _render(internal_failure("answer is not JSON", response.requestid), accept, None)
-
-
-def _render(response: Response, accept: str, method: Method | None) -> tuple[int, dict[str, str], bytes]:
-    created = method is Method.CREATE and response.error is None
-    status = 201 if created else response.http_status
-    headers: dict[str, str] = {}
-    if method in _ETAG_METHODS and (version := response.object_version) is not None:
-        headers["ETag"] = f'"{version}"'
-    if response.error is not None and response.error.retry_after is not None:
-        headers["Retry-After"] = str(max(0, math.ceil(response.error.retry_after)))
-    if accept and wants_xml(accept):
-        envelope = response_dict(response)
-        headers["Content-Type"] = XML_CONTENT_TYPE
-        envelope["dataType"] = "XML"  # the envelope says what its data is written in
-        return status, headers, to_xml(envelope)
-    headers["Content-Type"] = JSON_CONTENT_TYPE
-    return status, headers, encode_response(response)
-
-
-def wants_xml(accept: str) -> bool:
-    """Whether an Accept header prefers XML to JSON (by q-value, then by order; JSON by default)."""
-    if "xml" not in accept:
-        return False
-    best_xml = best_json = (-1.0, 0)
-    for index, part in enumerate(accept.split(",")):
-        mime, *params = part.split(";")
-        mime = mime.strip().lower()
-        rank = (_quality(params), -index)
-        if is_xml(mime):
-            best_xml = max(best_xml, rank)
-        elif mime in ("application/json", "application/*", "*/*") or mime.endswith("+json"):
-            best_json = max(best_json, rank)
-    return best_xml[0] > 0 and best_xml > best_json
-
-
-def _quality(params: list[str]) -> float:
-    for param in params:
-        name, _, value = param.partition("=")
-        if name.strip().lower() == "q":
-            try:
-                return float(value)
-            except ValueError:
-                return 0.0
-    return 1.0
-
-
-def to_xml(envelope: dict[str, Any]) -> bytes:
-    """Render an envelope as XML: root ``response``, one element per field.
-
-    Lists are repeated ``item`` elements, booleans ``true``/``false``, null an empty element.
-    A key that is not an XML name becomes ``<entry key="...">``.
-    """
-    parts = ['<?xml version="1.0" encoding="UTF-8"?>\n<response>']
-    _xml_fields(envelope, parts)
-    parts.append("</response>")
-    return "".join(parts).encode("utf-8")
-
-
-def _xml_fields(obj: dict[str, Any], parts: list[str]) -> None:
-    for key, value in obj.items():
-        key = str(key)
-        if _XML_NAME.fullmatch(key):
-            _xml_element(key, "", value, parts)
-        else:
-            _xml_element("entry", f" key={quoteattr(_xml_text(key))}", value, parts)
-
-
-def _xml_element(tag: str, attrs: str, value: Any, parts: list[str]) -> None:
-    if value is None or value == [] or value == {}:
-        parts.append(f"<{tag}{attrs}/>")
-        return
-    parts.append(f"<{tag}{attrs}>")
-    if isinstance(value, dict):
-        _xml_fields(value, parts)
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            _xml_element("item", "", item, parts)
-    elif isinstance(value, bool):
-        parts.append("true" if value else "false")
-    else:
-        parts.append(escape(_xml_text(str(value))))
-    parts.append(f"</{tag}>")
-
-
-def _xml_text(text: str) -> str:
-    return _XML_ILLEGAL.sub("\ufffd", text)
