@@ -143,7 +143,7 @@ class Dispatcher:
         response = await self._handle(exchange)
         if response.error is not None:
             raise response.error
-        return response.page.items if response.page is not None else response.data
+        return response.result()
 
     def answer_now(self, request: Request, credentials: Credentials) -> Response | None:
         """The fast path: the answer of an OPEN that the endpoint's cache gives at once, after the

@@ -134,6 +134,14 @@ class Response:
     version: int | None = None
     """The version of the object in :attr:`stored` (the data of other answers carries its own)."""
 
+    def result(self) -> Any:
+        """What a success answers, as values: a page's items, the stored object decoded, the data."""
+        if self.page is not None:
+            return self.page.items
+        if self.stored is not None:
+            return orjson.loads(self.stored)
+        return self.data
+
     @property
     def object_version(self) -> int | None:
         """The integer ``version`` of the one object this answer carries, if it carries one."""
