@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import MappingProxyType
 
 import orjson
 from aiohttp import web
@@ -27,12 +28,11 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "closing" if closing else "ok"}, status=503 if closing else 200)
 
 
-async def _build_tables(app: web.Application) -> None:
-    """Derive the lookup tables and the OpenAPI document from the (now frozen) registry."""
-    registry = app[REGISTRY]
-    tables = app[TABLES]
-    tables.apps = {entry.endpoint.name: entry.app for entry in registry.entries()}
-    tables.openapi = orjson.dumps(build_openapi(registry))
+def _tables(registry: Registry) -> Tables:
+    """The lookup tables and the OpenAPI document, derived from the registry (frozen by then)."""
+    registry.freeze()
+    apps = MappingProxyType({entry.endpoint.name: entry.app for entry in registry.entries()})
+    return Tables(apps, orjson.dumps(build_openapi(registry)))
 
 
 def create_app(
@@ -44,10 +44,9 @@ def create_app(
     app[DISPATCHER] = dispatcher
     app[REGISTRY] = registry
     app[SETTINGS] = settings
-    app[TABLES] = tables = Tables()
+    app[TABLES] = tables = _tables(registry)
     connections = connections if connections is not None else Connections(settings.max_connections)
     app[SOCKETS] = Sockets(connections, Handshake(settings))
-    app.on_startup.append(_build_tables)
     app.router.add_get("/healthz", healthz)
     app.router.add_get(WS_PATH, websocket)
     app.router.add_get(WS_PATH + "/{endpoint:.*}", websocket)

@@ -29,7 +29,7 @@ def make_api(dispatcher: Dispatcher, tables: Tables) -> Handler:
     """The handler of ``/api/<app>/<endpoint...>/<objectid>``: one bus call per HTTP request.
 
     The dispatcher and the tables are bound here, once, rather than looked up in the
-    application on every request (``tables`` is filled at startup, so it is read per call).
+    application on every request.
     What the pipeline answers is rendered here; what never reaches it (a request that does
     not translate) is answered through :func:`flowbus.answers.failure`.
     """

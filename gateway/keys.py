@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -16,17 +17,17 @@ from flowbus.session import Calls
 __all__ = ["DISPATCHER", "REGISTRY", "SETTINGS", "SOCKETS", "TABLES", "Sockets", "Tables"]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
 class Tables:
-    """What the gateway derives from the frozen registry once, at startup.
+    """What the gateway derives from the frozen registry once, when it is made.
 
     Attributes:
         apps: endpoint name → application name.
         openapi: the encoded OpenAPI document.
     """
 
-    apps: dict[str, str] = field(default_factory=dict)
-    openapi: bytes = b""
+    apps: Mapping[str, str]
+    openapi: bytes
 
 
 @dataclass(slots=True)
