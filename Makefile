@@ -11,7 +11,7 @@ NODE_STAMP := bench/node_modules/.installed
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,speed]"
 	touch $(STAMP)
 
 $(NODE_STAMP): bench/package.json bench/package-lock.json

@@ -211,16 +211,13 @@ def _engine(settings: Settings, store: Store, backplane: Backplane | None = None
 
 def _run(main: Any, event_loop: str = "auto") -> Any:
     """Run ``main`` on uvloop when it is installed (or asked for), else on asyncio's own loop."""
-    if event_loop == "asyncio":
-        return asyncio.run(eager_tasks(main))
-    try:
-        import uvloop
-    except ImportError:
-        uvloop = None
-    # The bus runs outside the except clause: else every exception it logs would be chained to
-    # the ImportError ("During handling of the above exception ...").
-    if uvloop is not None:
-        return uvloop.run(eager_tasks(main))
+    if event_loop != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:  # outside the except clause: else every exception the bus logs is chained to the ImportError
+            return uvloop.run(eager_tasks(main))
     if event_loop == "uvloop":
         main.close()
         raise SystemExit("flowbus: --event-loop uvloop needs uvloop: pip install 'flowbus[speed]'")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from typing import cast
 
 from websockets.exceptions import InvalidState
 from websockets.frames import Frame, Opcode
@@ -111,8 +112,8 @@ class _Connection(asyncio.Protocol):
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream server's transport (uvloop's is no subclass of asyncio.Transport, only alike).
+        self.transport = cast(asyncio.Transport, transport)
         self._counted = self.server.connections.take()  # a handshake in progress counts
         self.server.open.add(self)
 
