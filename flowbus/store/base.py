@@ -261,6 +261,12 @@ class Store(Protocol):
     async def search(self, collection: str, namespace: str, query: Query) -> tuple[list[dict[str, Any]], int]:
         """Like ``query``, but ranked by full-text relevance to ``query.q``, best first."""
 
+    async def namespaces(self, collection: str) -> list[str]:
+        """The namespaces that hold at least one object of ``collection``, sorted (by code point).
+
+        A namespace whose last object of ``collection`` was deleted is not among them.
+        """
+
     async def changes(self, since: int, limit: int = 1000) -> list[Change]:
         """The changes committed after ``since``, in ``seq`` order, at most ``limit`` of them.
 

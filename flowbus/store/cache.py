@@ -237,6 +237,9 @@ class CachedStore:
     async def search(self, collection: str, namespace: str, query: Query) -> tuple[list[dict[str, Any]], int]:
         return await self.inner.search(collection, namespace, query)
 
+    async def namespaces(self, collection: str) -> list[str]:
+        return await self.inner.namespaces(collection)
+
     # -- writes -----------------------------------------------------------------------------
 
     async def insert(self, collection: str, namespace: str, obj: dict[str, Any], prepare: Prepare) -> dict[str, Any]:

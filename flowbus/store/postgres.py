@@ -129,6 +129,15 @@ class _Sql:
             f"SELECT seq, kind, collection, namespace, objectid, version, data, at FROM {s}.changes"
             " WHERE seq > $1 ORDER BY seq LIMIT $2"
         )
+        # one look-up in the (collection, namespace, id) index per namespace, however many objects
+        self.namespaces = (
+            "WITH RECURSIVE ns(name) AS ("
+            f" SELECT (SELECT min(namespace) FROM {s}.objects WHERE collection = $1)"
+            " UNION ALL"
+            f" SELECT (SELECT min(namespace) FROM {s}.objects WHERE collection = $1 AND namespace > ns.name)"
+            " FROM ns WHERE ns.name IS NOT NULL"
+            ") SELECT name FROM ns WHERE name IS NOT NULL"
+        )
         self.first_seq = f"SELECT seq FROM {s}.trimmed"
         self.last_seq = f"SELECT greatest((SELECT max(seq) FROM {s}.changes), (SELECT seq FROM {s}.trimmed))"
         self.trim = (
@@ -580,6 +589,10 @@ class PostgresStore:
         return await self._page(
             source, (collection, namespace, tsquery, *args), "ts_rank(o.search, q) DESC, o.pos", query
         )
+
+    async def namespaces(self, collection: str) -> list[str]:
+        rows = await self._fetch(self._sql.namespaces, collection)
+        return sorted(row[0] for row in rows)
 
     async def _page(
         self, source: str, args: tuple[Any, ...], order: str, query: Query
