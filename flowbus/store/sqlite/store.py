@@ -1,0 +1,249 @@
+"""The embedded store itself: the writer, the reader and the change log of one SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from flowbus.errors import Conflict, DoesNotExist, Gone
+from flowbus.params import Query
+from flowbus.store.base import Change, Delete, Get, Insert, Patch, Prepare, Write
+from flowbus.store.sqlite.changes import (
+    FIRST_SEQ,
+    LAST_SEQ,
+    POLL,
+    READ_CHANGES,
+    Logged,
+    Recent,
+    rfc3339,
+    trim,
+)
+from flowbus.store.sqlite.objects import (
+    DeleteOp,
+    GetOp,
+    InsertOp,
+    Moved,
+    PatchOp,
+    TransactionOp,
+    WriteOp,
+    check_version,
+)
+from flowbus.store.sqlite.search import Reader
+from flowbus.store.sqlite.writer import Writer
+
+__all__ = ["SQLiteStore"]
+
+_RETRIES = 20  # a patch prepared again this often without getting through answers CONFLICT
+
+
+class SQLiteStore:
+    """The default :class:`~flowbus.store.Store`: a SQLite file.
+
+    Args:
+        path: the database file; its folder is created if needed.
+        synchronous: SQLite's ``synchronous`` setting, ``FULL`` or ``NORMAL``. Both keep
+            acknowledged writes across a crash of the process; FULL also across power loss.
+    """
+
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
+        if synchronous.upper() not in {"FULL", "NORMAL"}:
+            raise ValueError("synchronous must be FULL or NORMAL")
+        self.path = Path(path)
+        self.synchronous = synchronous.upper()
+        # the writer applies each batch with self._apply, looked up at every batch
+        self._writes = Writer(self.path, self.synchronous, self._committed_changes, lambda ops: self._apply(ops))
+        self._reads = Reader()
+        self._committed = asyncio.Event()  # set (and replaced) whenever this process commits
+        self._recent = Recent()
+        self._closing = False
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._closing = False
+        try:
+            await self._writes.start()
+            await self._reads.open(self.path)
+        except BaseException:
+            await self.close()  # the reader's thread would keep the process alive
+            raise
+
+    async def close(self) -> None:
+        self._closing = True
+        self._writes.closing = True
+        self._committed.set()  # whoever waits for changes looks once more, and goes
+        await self._reads.close()
+        await self._writes.stop()
+
+    async def _write(self, op: WriteOp) -> Any:
+        """Queue ``op`` for the writer's next batch; its result once the batch is committed."""
+        return await self._writes.write(op)
+
+    def _apply(self, ops: list[WriteOp]) -> list[Any]:
+        """Apply and commit one batch (writer thread)."""
+        return self._writes.apply(ops)
+
+    def _committed_changes(self, logged: list[Logged]) -> None:
+        """A batch was committed (event loop): keep its changes, and wake whoever waits."""
+        self._recent.add(logged)
+        committed, self._committed = self._committed, asyncio.Event()
+        committed.set()
+
+    # -- writes ---------------------------------------------------------------------------
+
+    async def insert(self, collection: str, namespace: str, obj: dict[str, Any], prepare: Prepare) -> dict[str, Any]:
+        result: dict[str, Any] = await self._write(InsertOp(collection, namespace, obj, prepare))
+        return result
+
+    async def patch(
+        self,
+        collection: str,
+        namespace: str,
+        objectid: str,
+        changes: dict[str, Any],
+        prepare: Prepare,
+        *,
+        expect: int | None = None,
+        base: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        known = base if base is not None and expect is not None and base.get("version") == expect else None
+        for _ in range(_RETRIES):
+            current = known or await self.get(collection, namespace, objectid)
+            known = None  # a retry reads the object again
+            if current is None:
+                raise DoesNotExist(f"Object {objectid!r} does not exist")
+            check_version(current, expect)
+            op = PatchOp(collection, namespace, current, changes, prepare, expect is not None)
+            try:
+                result: dict[str, Any] = await self._write(op)
+            except Moved:
+                continue  # another writer came between the read and the write: merge again
+            return result
+        raise Conflict(f"Object {objectid!r} kept changing while it was being written; try again")
+
+    async def delete(
+        self, collection: str, namespace: str, objectid: str, *, expect: int | None = None
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = await self._write(DeleteOp(collection, namespace, objectid, expect))
+        return result
+
+    async def transaction(self, writes: Sequence[Write]) -> list[dict[str, Any] | None]:
+        if not writes:
+            return []
+        for _ in range(_RETRIES):
+            ops = await self._prepare_all(writes)
+            try:
+                results: list[dict[str, Any] | None] = await self._write(TransactionOp(ops))
+            except Moved:
+                continue
+            return results
+        raise Conflict("The objects of the transaction kept changing while it was being written; try again")
+
+    async def _prepare_all(self, writes: Sequence[Write]) -> list[WriteOp]:
+        """The ops of a transaction, validated on the event loop; each sees the writes before it."""
+        seen: dict[tuple[str, str, str], dict[str, Any] | None] = {}
+
+        async def current(key: tuple[str, str, str]) -> dict[str, Any] | None:
+            return seen[key] if key in seen else await self.get(*key)
+
+        ops: list[WriteOp] = []
+        for write in writes:
+            if isinstance(write, Insert):
+                insert = InsertOp(write.collection, write.namespace, write.obj, write.prepare)
+                seen[(write.collection, write.namespace, write.obj["id"])] = insert.stored
+                ops.append(insert)
+                continue
+            key = (write.collection, write.namespace, write.objectid)
+            if isinstance(write, Get):
+                ops.append(GetOp(*key, write.expect))
+                continue
+            found = await current(key)
+            if found is None:
+                raise DoesNotExist(f"Object {write.objectid!r} does not exist")
+            check_version(found, write.expect)
+            if isinstance(write, Patch):
+                patch = PatchOp(
+                    write.collection, write.namespace, found, write.changes, write.prepare, write.expect is not None
+                )
+                seen[key] = patch.merged
+                ops.append(patch)
+            elif isinstance(write, Delete):
+                seen[key] = None
+                ops.append(DeleteOp(*key, found.get("version", 1)))
+            else:
+                raise TypeError(f"not a store write: {write!r}")
+        return ops
+
+    # -- the change log -------------------------------------------------------------------
+
+    async def changes(self, since: int, limit: int = 1000) -> list[Change]:
+        if since + 1 in self._recent:  # what this process committed lately: not read back
+            held = self._recent.after(since, limit)
+            if held is not None:
+                return held
+        rows = await self._reads.read(READ_CHANGES, (since, limit))
+        first = await self.first_seq()  # read after the rows: a trim in between is seen
+        if since < first:
+            raise Gone(f"Changes after {since} are no longer kept (the log starts after {first})")
+        return [Change(r[0], r[1], r[2], r[3], r[4], r[5], None, r[7], body=r[6]) for r in rows]
+
+    async def last_seq(self) -> int:
+        seq: int = (await self._reads.read(LAST_SEQ, ()))[0][0]
+        return seq
+
+    async def first_seq(self) -> int:
+        seq: int = (await self._reads.read(FIRST_SEQ, ()))[0][0]
+        return seq
+
+    async def trim_changes(self, before: str) -> int:
+        cutoff = rfc3339(before)
+
+        def trim_now() -> int:
+            conn = self._writes.conn
+            assert conn is not None
+            return trim(conn, cutoff)
+
+        trimmed: int = await self._writes.job(trim_now)
+        self._recent.forget_through(await self.first_seq())
+        return trimmed
+
+    async def wait_changed(self, since: int, timeout: float) -> None:
+        """Own commits wake at once; another process's are seen by looking every :data:`POLL` s.
+
+        The log is read only when a look is due, or when this process committed after ``since``
+        but its next change is not held here (another process's change came between): a caller
+        that has caught up with this process's own commits costs no read per commit.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        recent = self._recent
+        look = False
+        while not self._closing:
+            if since + 1 in recent:
+                return
+            if (look or since < recent.newest) and await self.last_seq() > since:
+                return
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            try:  # not wait_for(): on 3.11 it can swallow a cancellation that races the wake-up
+                async with asyncio.timeout(min(POLL, remaining)):
+                    await self._committed.wait()
+                look = False
+            except TimeoutError:
+                look = True
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def get(self, collection: str, namespace: str, objectid: str) -> dict[str, Any] | None:
+        return await self._reads.get(collection, namespace, objectid)
+
+    async def query(self, collection: str, namespace: str, query: Query) -> tuple[list[dict[str, Any]], int]:
+        return await self._reads.query(collection, namespace, query)
+
+    async def search(self, collection: str, namespace: str, query: Query) -> tuple[list[dict[str, Any]], int]:
+        return await self._reads.search(collection, namespace, query)
+
+    async def namespaces(self, collection: str) -> list[str]:
+        return await self._reads.namespaces(collection)
