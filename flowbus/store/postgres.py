@@ -39,6 +39,7 @@ from flowbus.errors import (
 )
 from flowbus.params import Query, check_field_name
 from flowbus.store.base import CREATED, DELETED, META, UPDATED, Change, Delete, Get, Insert, Patch, Prepare, Write
+from flowbus.store.versions import Moved, check_version, compare_and_set
 
 __all__ = ["PATCH_RETRIES", "PostgresStore"]
 
@@ -201,10 +202,6 @@ class _Turn:
         self.users = 0
 
 
-_MOVED = object()
-"""A patch's outcome when the object's version moved between the read and the write."""
-
-
 class PostgresStore:
     """A :class:`~flowbus.store.Store` in a PostgreSQL database.
 
@@ -307,12 +304,11 @@ class PostgresStore:
         base: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         key = (collection, namespace, objectid)
-        known = base if base is not None and expect is not None and base.get("version") == expect else None
         turn = self._patching.setdefault(key, _Turn())
         turn.users += 1
         try:
             async with turn.lock:  # this process's patches of one object go one after the other
-                return await self._patch(collection, namespace, objectid, changes, prepare, expect, known)
+                return await self._patch(collection, namespace, objectid, changes, prepare, expect, base)
         finally:
             turn.users -= 1
             if not turn.users:
@@ -326,23 +322,18 @@ class PostgresStore:
         changes: dict[str, Any],
         prepare: Prepare,
         expect: int | None,
-        known: dict[str, Any] | None = None,
+        base: dict[str, Any] | None,
     ) -> dict[str, Any]:
-        for _ in range(PATCH_RETRIES):
-            current = known or await self.get(collection, namespace, objectid)
-            known = None  # a retry reads the object again
-            if current is None:
-                raise DoesNotExist(f"Object {objectid!r} does not exist")
-            _check_version(current, expect)
+        async def read() -> dict[str, Any] | None:
+            return await self.get(collection, namespace, objectid)
+
+        async def write(current: dict[str, Any]) -> dict[str, Any]:
             merged, text = _merged(current, changes, prepare)
             op = _Op(UPDATED, collection, namespace, objectid, obj=merged, text=text, version=current["version"])
-            result = await self._queue(op)
-            if result is not _MOVED:
-                stored: dict[str, Any] = result
-                return stored
-            if expect is not None:
-                raise Conflict(f"Object {objectid!r} has changed: its version is no longer {expect}")
-        raise Conflict(f"Object {objectid!r} kept changing; try again")
+            stored: dict[str, Any] = await self._queue(op)  # Moved when the version moved meanwhile
+            return stored
+
+        return await compare_and_set(read, write, objectid, expect=expect, base=base, tries=PATCH_RETRIES)
 
     async def delete(
         self, collection: str, namespace: str, objectid: str, *, expect: int | None = None
@@ -434,8 +425,8 @@ class PostgresStore:
         if op.kind == UPDATED:
             assert op.obj is not None
             status = await conn.execute(self._sql.update, *key, op.version, op.version + 1, op.data, op.text)
-            if status.endswith(" 0"):
-                return _MOVED
+            if status.endswith(" 0"):  # another version (or none): the patch is read and merged again
+                return Moved()
             logged.append(_Logged(UPDATED, *key, op.version + 1, op.data))
             return op.obj
         try:
@@ -538,7 +529,7 @@ class PostgresStore:
         if body is None:
             raise DoesNotExist(f"Object {write.objectid!r} does not exist")
         current: dict[str, Any] = orjson.loads(body)
-        _check_version(current, write.expect)
+        check_version(current, write.expect)
         merged, text = _merged(current, write.changes, write.prepare)
         data = orjson.dumps(merged).decode()
         await conn.execute(self._sql.update, *key, current["version"], merged["version"], data, text)
@@ -551,7 +542,7 @@ class PostgresStore:
         if read.expect is not None:
             if found is None:
                 raise Conflict(f"Object {read.objectid!r} does not exist any more")
-            _check_version(found, read.expect)
+            check_version(found, read.expect)
         return found
 
     # -- reads ----------------------------------------------------------------------------
@@ -767,13 +758,6 @@ def _merged(current: dict[str, Any], changes: dict[str, Any], prepare: Prepare) 
 
 def _text(text: str) -> str:
     return text.replace("\x00", " ")  # PostgreSQL text holds no NUL; it separates words anyway
-
-
-def _check_version(current: dict[str, Any], expect: int | None) -> None:
-    if expect is not None and current.get("version") != expect:
-        raise Conflict(
-            f"Object {current.get('id')!r} has changed: its version is {current.get('version')}, not {expect}"
-        )
 
 
 def _field_sql(name: str) -> str:

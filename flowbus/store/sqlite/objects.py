@@ -21,26 +21,20 @@ import orjson
 from flowbus.errors import Conflict, DoesNotExist
 from flowbus.store.base import CREATED, DELETED, META, UPDATED, Encoded, Prepare
 from flowbus.store.sqlite.changes import WriterConnection, forget_logged, log_change, logged_mark
+from flowbus.store.versions import Moved
 
 __all__ = [
     "DeleteOp",
     "GetOp",
     "InsertOp",
-    "Moved",
     "PatchOp",
     "TransactionOp",
     "WriteOp",
-    "check_version",
     "insert_many",
 ]
 
 WriteOp = Callable[[sqlite3.Connection], Any]
 """One write, run in the writer thread. It must raise a FlowBusError only before it writes."""
-
-
-class Moved(Conflict):
-    """A compare-and-set write found another version than the one it was prepared against, and
-    the caller asked for none in particular: the store prepares it again on the latest one."""
 
 
 class InsertOp:
@@ -232,13 +226,6 @@ def _compare(objectid: str, version: int, wanted: int, expected: bool) -> None:
     if expected:
         raise Conflict(f"Object {objectid!r} has changed: its version is {version}, not {wanted}")
     raise Moved()
-
-
-def check_version(current: dict[str, Any], expect: int | None) -> None:
-    if expect is not None and current.get("version", 1) != expect:
-        raise Conflict(
-            f"Object {current.get('id')!r} has changed: its version is {current.get('version', 1)}, not {expect}"
-        )
 
 
 _INSERT_MANY = """

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from flowbus.errors import Conflict, DoesNotExist, Gone
+from flowbus.errors import DoesNotExist, Gone
 from flowbus.params import Query
 from flowbus.store.base import Change, Delete, Get, Insert, Patch, Prepare, Write
 from flowbus.store.sqlite.changes import (
@@ -24,18 +24,19 @@ from flowbus.store.sqlite.objects import (
     DeleteOp,
     GetOp,
     InsertOp,
-    Moved,
     PatchOp,
     TransactionOp,
     WriteOp,
-    check_version,
 )
 from flowbus.store.sqlite.search import Reader
 from flowbus.store.sqlite.writer import Writer
+from flowbus.store.versions import check_version, compare_and_set, retry_moved
 
 __all__ = ["SQLiteStore"]
 
-_RETRIES = 20  # a patch prepared again this often without getting through answers CONFLICT
+_TRIES = 20
+"""Times a write is read, merged and validated again when other writers keep moving its object
+(the patches of one object made at once by this process all move each other but one)."""
 
 
 class SQLiteStore:
@@ -107,20 +108,17 @@ class SQLiteStore:
         expect: int | None = None,
         base: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        known = base if base is not None and expect is not None and base.get("version") == expect else None
-        for _ in range(_RETRIES):
-            current = known or await self.get(collection, namespace, objectid)
-            known = None  # a retry reads the object again
-            if current is None:
-                raise DoesNotExist(f"Object {objectid!r} does not exist")
-            check_version(current, expect)
-            op = PatchOp(collection, namespace, current, changes, prepare, expect is not None)
-            try:
-                result: dict[str, Any] = await self._write(op)
-            except Moved:
-                continue  # another writer came between the read and the write: merge again
+
+        async def read() -> dict[str, Any] | None:
+            return await self.get(collection, namespace, objectid)
+
+        async def write(current: dict[str, Any]) -> dict[str, Any]:
+            result: dict[str, Any] = await self._write(
+                PatchOp(collection, namespace, current, changes, prepare, expect is not None)
+            )
             return result
-        raise Conflict(f"Object {objectid!r} kept changing while it was being written; try again")
+
+        return await compare_and_set(read, write, objectid, expect=expect, base=base, tries=_TRIES)
 
     async def delete(
         self, collection: str, namespace: str, objectid: str, *, expect: int | None = None
@@ -131,14 +129,16 @@ class SQLiteStore:
     async def transaction(self, writes: Sequence[Write]) -> list[dict[str, Any] | None]:
         if not writes:
             return []
-        for _ in range(_RETRIES):
-            ops = await self._prepare_all(writes)
-            try:
-                results: list[dict[str, Any] | None] = await self._write(TransactionOp(ops))
-            except Moved:
-                continue
+
+        async def attempt() -> list[dict[str, Any] | None]:
+            results: list[dict[str, Any] | None] = await self._write(TransactionOp(await self._prepare_all(writes)))
             return results
-        raise Conflict("The objects of the transaction kept changing while it was being written; try again")
+
+        return await retry_moved(
+            attempt,
+            tries=_TRIES,
+            gave_up="The objects of the transaction kept changing while it was being written; try again",
+        )
 
     async def _prepare_all(self, writes: Sequence[Write]) -> list[WriteOp]:
         """The ops of a transaction, validated on the event loop; each sees the writes before it."""

@@ -115,6 +115,20 @@ async def test_concurrent_patches_all_land(store: Store) -> None:
     assert final is not None and all(final[f"f{i}"] == i for i in range(10))
 
 
+async def test_patches_of_one_object_from_two_stores_all_land(open_store: Opener) -> None:
+    """Patches of one object made at once through two stores (processes) on the same data: the
+    one whose object moved between its read and its write merges again, so every patch lands."""
+    store = await open_store()
+    other = await open_store()
+    await put(store, "x")
+    writers = [store, other] * 5
+    results = await asyncio.gather(*(w.patch(C, "", "x", {f"f{i}": i}, text) for i, w in enumerate(writers)))
+    assert sorted(r["version"] for r in results) == list(range(2, 12))
+    for reader in (store, other):  # query: a cache learns of the other store's writes only later
+        (final,), _ = await reader.query(C, "", Query())
+        assert final["version"] == 11 and all(final[f"f{i}"] == i for i in range(10))
+
+
 # -- queries ----------------------------------------------------------------------------------
 
 
