@@ -7,6 +7,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flowbus.store.base import Change, Delete, Get, Insert, Patch, Peekable, Prepare, Store, Write
 from flowbus.store.cache import CachedStore
+from flowbus.store.paging import cursor_of
 from flowbus.store.sqlite import SQLiteStore
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ __all__ = [
     "Store",
     "Write",
     "create_store",
+    "cursor_of",
 ]
 
 

@@ -39,6 +39,7 @@ from flowbus.errors import (
 )
 from flowbus.params import Query, check_field_name
 from flowbus.store.base import CREATED, DELETED, META, UPDATED, Change, Delete, Get, Insert, Patch, Prepare, Write
+from flowbus.store.paging import after_sql, read_cursor
 from flowbus.store.versions import Moved, check_version, compare_and_set
 
 __all__ = ["PATCH_RETRIES", "PostgresStore"]
@@ -560,16 +561,30 @@ class PostgresStore:
     async def query(self, collection: str, namespace: str, query: Query) -> tuple[list[dict[str, Any]], int]:
         where, args = _where(query.filters, first=3)
         direction = "DESC" if query.descending else "ASC"
-        order = f"o.pos {direction}"
-        if query.sort is not None:
-            order = f"{_field_sql(query.sort)} {direction}, {order}"
+        key = None if query.sort is None else _field_sql(query.sort)
         source = f"{self._sql.objects} o WHERE o.collection = $1 AND o.namespace = $2{where}"
-        return await self._page(source, (collection, namespace, *args), order, query)
+        cursor = read_cursor(query)
+        if cursor is None:
+            order = f"o.pos {direction}" if key is None else f"{key} {direction}, o.pos {direction}"
+            return await self._page(source, (collection, namespace, *args), order, query)
+        # by cursor: in the order of the sort key, then the id; PostgreSQL puts NULL (a missing
+        # field, not JSON null) last in ascending order and first in descending order
+        order = f"o.id {direction}" if key is None else f"{key} {direction}, o.id {direction}"
+        if cursor.objectid is None:  # the first page
+            return await self._page(source, (collection, namespace, *args), order, query)
+        n = 3 + len(args)
+        value = None if cursor.value is None else f"${n}::jsonb"
+        objectid = f"${n + (value is not None)}"
+        after = after_sql(key, "o.id", value, objectid, descending=query.descending, nulls_first=query.descending)
+        after_args = (cursor.objectid,) if value is None else (cursor.value, cursor.objectid)
+        return await self._page_after(source, (collection, namespace, *args), after, after_args, order, query)
 
     async def search(self, collection: str, namespace: str, query: Query) -> tuple[list[dict[str, Any]], int]:
         terms = _TERM.findall(query.q or "")
         if not terms:
             return await self.query(collection, namespace, query)
+        if query.after is not None:
+            raise InvalidRequest("A search is ranked: it pages by offset, not by cursor")
         where, args = _where(query.filters, first=4)
         # each term is \w+ (no quote, no backslash, no operator): quoted, it is one prefix lexeme
         tsquery = " & ".join(f"'{term}':*" for term in terms[:32])
@@ -603,15 +618,30 @@ class PostgresStore:
             total = await self._fetchval(f"SELECT count(*) FROM {source}", *args)
         else:
             total = 0
-        page: list[dict[str, Any]] = []
-        size = 0
-        for row in rows:
-            obj = orjson.loads(row[0])
-            page.append(obj)
-            size += len(orjson.dumps(obj))
-            if size > query.max_bytes:
-                break
-        return page, total
+        return _cut(rows, query.max_bytes), total
+
+    async def _page_after(
+        self,
+        source: str,
+        args: tuple[Any, ...],
+        after: str,
+        after_args: tuple[Any, ...],
+        order: str,
+        query: Query,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """A page of the rows of ``source`` that meet ``after`` too (a cursor), and the count of
+        all the rows of ``source``, read by one statement (one snapshot)."""
+        n = len(args) + len(after_args)
+        rows = await self._fetch(
+            f"SELECT o.body, (SELECT count(*) FROM {source}) FROM {source} AND {after}"
+            f" ORDER BY {order} LIMIT ${n + 1} OFFSET ${n + 2}",
+            *args,
+            *after_args,
+            query.limit,
+            query.offset,
+        )
+        total: int = rows[0][1] if rows else await self._fetchval(f"SELECT count(*) FROM {source}", *args)
+        return _cut(rows, query.max_bytes), total
 
     # -- the change log -------------------------------------------------------------------
 
@@ -710,6 +740,19 @@ def _settle(future: asyncio.Future[Any], result: Any) -> None:
         future.set_exception(result)
     else:
         future.set_result(result)
+
+
+def _cut(rows: list[Any], max_bytes: int) -> list[dict[str, Any]]:
+    """The objects of a page's rows, up to the one whose JSON passes ``max_bytes``."""
+    page: list[dict[str, Any]] = []
+    size = 0
+    for row in rows:
+        obj = orjson.loads(row[0])
+        page.append(obj)
+        size += len(orjson.dumps(obj))
+        if size > max_bytes:
+            break
+    return page
 
 
 def _failure(exc: BaseException) -> FlowBusError:

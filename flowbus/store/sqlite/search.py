@@ -17,8 +17,9 @@ from typing import Any
 import aiosqlite
 import orjson
 
-from flowbus.errors import Unavailable
+from flowbus.errors import InvalidRequest, Unavailable
 from flowbus.params import Query, check_field_name
+from flowbus.store.paging import after_sql, read_cursor
 
 __all__ = ["Reader"]
 
@@ -68,12 +69,29 @@ class Reader:
 
     async def query(self, collection: str, namespace: str, query: Query) -> tuple[list[dict[str, Any]], int]:
         where, args = _where(collection, namespace, query.filters)
-        return await self._page(f"objects o WHERE {where}", args, f"ORDER BY {_order(query)}", query)
+        cursor = read_cursor(query)
+        if cursor is None:
+            return await self._page(f"objects o WHERE {where}", args, f"ORDER BY {_order(query)}", query)
+        # by cursor: in the order of the sort key, then the id (which the (collection, namespace,
+        # id) index gives at once when there is no sort key)
+        direction = "DESC" if query.descending else "ASC"
+        key = None if query.sort is None else _field_sql(query.sort)
+        order = f"ORDER BY o.id {direction}" if key is None else f"ORDER BY {key} {direction}, o.id {direction}"
+        if cursor.objectid is None:  # the first page
+            return await self._page(f"objects o WHERE {where}", args, order, query)
+        # SQLite reads JSON null as NULL; json_extract() makes the cursor's value what the key is
+        null = cursor.value is None or cursor.value == "null"
+        value = None if null else "json_extract(?, '$')"
+        after = after_sql(key, "o.id", value, "?", descending=query.descending, nulls_first=not query.descending)
+        after_args = (cursor.objectid,) if null else (cursor.value, cursor.objectid)
+        return await self._page(f"objects o WHERE {where}", args, order, query, (after, after_args))
 
     async def search(self, collection: str, namespace: str, query: Query) -> tuple[list[dict[str, Any]], int]:
         match = _match_expression(query.q or "")
         if match is None:
             return await self.query(collection, namespace, query)
+        if query.after is not None:
+            raise InvalidRequest("A search is ranked: it pages by offset, not by cursor")
         where, args = _where(collection, namespace, query.filters)
         joined = f"objects_fts f JOIN objects o ON o.seq = f.rowid WHERE objects_fts MATCH ? AND {where}"
         return await self._page(joined, (match, *args), "ORDER BY f.rank, o.seq", query)
@@ -83,20 +101,29 @@ class Reader:
         return sorted(row[0] for row in rows)
 
     async def _page(
-        self, source: str, args: tuple[Any, ...], order: str, query: Query
+        self,
+        source: str,
+        args: tuple[Any, ...],
+        order: str,
+        query: Query,
+        after: tuple[str, tuple[Any, ...]] | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
         """A page of ``SELECT ... FROM {source}`` and the count of all its rows, read by one
         statement (one snapshot: the total always agrees with the page, whatever commits).
+        ``source`` ends with its WHERE clause; ``after`` is a condition and its arguments that the
+        page's rows must meet too (not those counted: a cursor).
 
         Rows are read a few at a time, and the page ends after the object whose JSON passes
         ``query.max_bytes``: a page of huge objects never sits in memory whole."""
         if self.conn is None:
             raise Unavailable("The store is closed")
-        sql = f"SELECT o.body, (SELECT count(*) FROM {source}) FROM {source} {order} LIMIT ? OFFSET ?"
+        rows_of, rows_args = (source, args) if after is None else (f"{source} AND {after[0]}", (*args, *after[1]))
+        sql = f"SELECT o.body, (SELECT count(*) FROM {source}) FROM {rows_of} {order} LIMIT ? OFFSET ?"
         items: list[dict[str, Any]] = []
         total: int | None = None
         size = 0
-        async with self._paging, self.conn.execute(sql, (*args, *args, query.limit, query.offset)) as cursor:
+        statement_args = (*args, *rows_args, query.limit, query.offset)
+        async with self._paging, self.conn.execute(sql, statement_args) as cursor:
             while size <= query.max_bytes:
                 rows = await cursor.fetchmany(_FETCH)
                 if not rows:
@@ -109,7 +136,8 @@ class Reader:
                         break
         if total is None:
             # past the end: the statement gave no row to carry the count
-            total = (await self.read(f"SELECT count(*) FROM {source}", args))[0][0] if query.offset else 0
+            past = query.offset or after is not None
+            total = (await self.read(f"SELECT count(*) FROM {source}", args))[0][0] if past else 0
         return items, total
 
     async def read(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
