@@ -17,7 +17,7 @@ from typing import Any
 
 from endpoints.flows.clock import Clock, SystemClock
 from endpoints.flows.cron import CronObjects, note_namespace
-from endpoints.flows.model import EXECUTIONS, QUEUED, RUNNING, every, no_text, progress_view
+from endpoints.flows.model import EXECUTIONS, QUEUED, RUNNING, no_text, progress_view
 from endpoints.flows.schedule import Schedule
 from flowbus import (
     Application,
@@ -29,6 +29,7 @@ from flowbus import (
     InvalidData,
     Page,
     Query,
+    every,
 )
 
 __all__ = ["JOB_SCHEMA", "create_app"]

@@ -1,4 +1,4 @@
-"""Paging by cursor (keyset paging).
+"""Paging by cursor (keyset paging), and :func:`every`, which reads every page with it.
 
 Paging by offset counts rows: a row inserted or deleted before the offset between two pages
 shifts the rest, and the next page repeats or skips one. A cursor names a place in the order
@@ -21,18 +21,22 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
 
 from flowbus.errors import InvalidRequest
 from flowbus.params import Query
+from flowbus.store.base import Store
 
-__all__ = ["START", "Cursor", "after_sql", "cursor_of", "read_cursor"]
+__all__ = ["EVERY_PAGE", "START", "Cursor", "after_sql", "cursor_of", "every", "read_cursor"]
 
 START = ""
 """The ``after`` of the first page of a paging by cursor."""
+EVERY_PAGE = 500
+"""Objects :func:`every` reads at a time."""
+_UNBOUNDED = 1 << 62
 
 
 def cursor_of(query: Query, obj: dict[str, Any]) -> str:
@@ -107,3 +111,32 @@ def after_sql(
     # a row value compares as (key, ident) would sort, and is NULL when the key is NULL
     after = f"({key}, {ident}) {later} ({value}, {objectid})"
     return after if nulls_first else f"({after} OR {key} IS NULL)"
+
+
+async def every(
+    store: Store,
+    collection: str,
+    namespace: str,
+    filters: dict[str, Any] | None = None,
+    *,
+    sort: str | None = None,
+    descending: bool = False,
+    page: int = EVERY_PAGE,
+) -> list[dict[str, Any]]:
+    """Every object of ``collection`` in ``namespace`` matching ``filters`` (exact values), in the
+    order of ``sort`` (ties by id; by id alone without it), read ``page`` objects at a time.
+
+    Pages follow each other by cursor, so writes made meanwhile by anyone skip or repeat nothing
+    (see the module's doc): each object present from the first page to the last is in the list
+    exactly once, unless its ``sort`` value changed in between.
+    """
+    query = Query(
+        limit=page, sort=sort, descending=descending, filters=filters or {}, max_bytes=_UNBOUNDED, after=START
+    )
+    found: list[dict[str, Any]] = []
+    while True:
+        items, _ = await store.query(collection, namespace, query)
+        found += items
+        if len(items) < page:  # no byte bound cuts the page short: a short one is the last
+            return found
+        query = replace(query, after=cursor_of(query, items[-1]))

@@ -1,8 +1,9 @@
-"""The Store contract for paging by cursor (``Query.after``), held against every store alike
-(see conftest.py's ``store`` fixture)."""
+"""The Store contract for paging by cursor (``Query.after``) and :func:`flowbus.store.every`,
+held against every store alike (see conftest.py's ``store`` fixture)."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -12,7 +13,7 @@ import pytest
 
 from flowbus.errors import InvalidRequest
 from flowbus.params import Query
-from flowbus.store import Store, cursor_of
+from flowbus.store import Store, cursor_of, every
 from flowbus.store.paging import START
 from tests.flowbus.store.conftest import Opener
 
@@ -182,3 +183,35 @@ async def test_bad_cursors_are_refused(store: Store) -> None:
         await store.search(C, "", Query(q="core", after=START))
     found, total = await store.search(C, "", Query(q="", after=START))  # no terms: a query
     assert total == 1 and ids(found) == ["a"]
+
+
+async def test_every_reads_all_pages_while_others_write(open_store: Opener) -> None:
+    """every() answers each object present throughout exactly once, in order, while this store
+    and another one (process) insert and delete other objects at the same time."""
+    store = await open_store()
+    other = await open_store()
+    for i in range(40):
+        await store.insert(C, "", {"id": f"s{i:02d}", "kind": "stays", "n": i % 4}, text)
+    stop = asyncio.Event()
+
+    async def churn(writer: Store, prefix: str) -> None:
+        i = 0
+        while not stop.is_set():
+            await writer.insert(C, "", {"id": f"{prefix}{i:03d}", "kind": "churn", "n": i % 4}, text)
+            if i >= 2:
+                await writer.delete(C, "", f"{prefix}{i - 2:03d}")
+            i += 1
+
+    churning = [asyncio.create_task(churn(store, "c")), asyncio.create_task(churn(other, "d"))]
+    try:
+        for _ in range(3):
+            found = await every(store, C, "", page=3)
+            got = ids(found)
+            assert len(got) == len(set(got)) and got == sorted(got)
+            assert [n for n in got if n.startswith("s")] == [f"s{i:02d}" for i in range(40)]
+            by_n = await every(store, C, "", {"kind": "stays"}, sort="n", descending=True, page=7)
+            assert [(o["n"], o["id"]) for o in by_n] == sorted(((i % 4, f"s{i:02d}") for i in range(40)), reverse=True)
+    finally:
+        stop.set()
+        await asyncio.gather(*churning)
+    assert await every(store, C, "nobody") == []
