@@ -242,6 +242,7 @@ class PostgresStore:
             self._listener = await asyncpg.connect(self.dsn)
             await self._listener.execute(self._sql.ddl)
             await self._listener.add_listener(self._channel, self._notified)
+            self._listener.add_termination_listener(self._lost)
             self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self.pool_size)
             self._seen = await self.last_seq()
         except Exception as exc:
@@ -678,21 +679,33 @@ class PostgresStore:
         return count
 
     async def wait_changed(self, since: int, timeout: float) -> None:
-        changed = self._changed
-        if self._seen > since or self._closing:
-            return
-        if self._listener is None or self._listener.is_closed():
-            # the listening connection was lost: notifications sent meanwhile are lost with it
-            if not await self._listen_again():
-                await asyncio.sleep(min(timeout, 1.0))  # the caller looks, and comes back
+        """Wakes for a notification (a commit of any process), and when the listening connection
+        is lost (see :meth:`_lost`): then it listens again and catches up before waiting on."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._seen <= since and not self._closing:
+            if self._listener is None or self._listener.is_closed():
+                # the listening connection was lost: notifications sent meanwhile are lost with it
+                if not await self._listen_again():
+                    # nothing tells when the server answers again: the caller looks, and comes back
+                    await asyncio.sleep(max(0.0, min(deadline - loop.time(), 1.0)))
+                    return
+                continue
+            remaining = deadline - loop.time()
+            if remaining <= 0:
                 return
-            if self._seen > since:
+            changed = self._changed
+            try:
+                async with asyncio.timeout(remaining):  # not wait_for(): on 3.11 it can swallow a cancellation
+                    await changed.wait()
+            except TimeoutError:
                 return
-        try:
-            async with asyncio.timeout(timeout):  # not wait_for(): on 3.11 it can swallow a cancellation
-                await changed.wait()
-        except TimeoutError:
-            pass
+
+    def _lost(self, connection: Any) -> None:
+        """The listening connection was closed (by the server, the network...): wake the waiters,
+        so that one of them listens again at once."""
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     async def _listen_again(self) -> bool:
         """Open a new listening connection and catch up with what was committed without it;
@@ -703,6 +716,7 @@ class PostgresStore:
             try:
                 listener = await asyncpg.connect(self.dsn)
                 await listener.add_listener(self._channel, self._notified)
+                listener.add_termination_listener(self._lost)
             except Exception:
                 logger.warning("cannot listen for changes again: PostgreSQL does not answer")
                 return False

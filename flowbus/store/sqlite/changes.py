@@ -9,8 +9,12 @@ once committed the changes are known without reading them back (:class:`Recent`)
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextlib
+import logging
 import sqlite3
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +28,7 @@ __all__ = [
     "READ_CHANGES",
     "Logged",
     "Recent",
+    "Watcher",
     "WriterConnection",
     "forget_logged",
     "log_change",
@@ -31,6 +36,8 @@ __all__ = [
     "rfc3339",
     "trim",
 ]
+
+logger = logging.getLogger("flowbus.store")
 
 POLL = 0.05
 """Seconds between two looks at the change log for other processes' commits, while a
@@ -172,3 +179,79 @@ class Recent:
         change = self._changes.pop(seq, None)
         if change is not None:
             self._bytes -= len(change[6])
+
+
+class Watcher:
+    """Tells whoever waits for changes when the log may hold new ones (event loop only).
+
+    This process's commits are told at once (:meth:`advance`). SQLite has no way to tell one
+    process that another committed, so one task, :meth:`_look`, reads the log's last ``seq``
+    every :data:`POLL` seconds, and only while somebody waits: however many wait, the store
+    makes one such read per period, and none while nobody waits.
+
+    Args:
+        last_seq: reads the ``seq`` of the latest change in the log.
+    """
+
+    def __init__(self, last_seq: Callable[[], Awaitable[int]]) -> None:
+        self._last_seq = last_seq
+        self.seen = 0  # the latest seq known to be committed, by this process or another
+        self._changed = asyncio.Event()  # set (and replaced) whenever seen moves
+        self._waiting = 0
+        self._looking: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def open(self, seen: int) -> None:
+        self.seen = seen
+        self._closed = False
+
+    def advance(self, seq: int) -> None:
+        """Changes up to ``seq`` are committed: wake the waiters if that is news."""
+        if seq > self.seen:
+            self.seen = seq
+            self._wake()
+
+    def _wake(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def wait(self, since: int, timeout: float) -> None:
+        """Return once a change after ``since`` is known committed, or after ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        self._waiting += 1
+        try:
+            if not self._closed and (self._looking is None or self._looking.done()):
+                self._looking = asyncio.create_task(self._look(), name="flowbus-change-watcher")
+            while self.seen <= since and not self._closed:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return
+                changed = self._changed
+                try:  # not wait_for(): on 3.11 it can swallow a cancellation that races the wake-up
+                    async with asyncio.timeout(remaining):
+                        await changed.wait()
+                except TimeoutError:
+                    return
+        finally:
+            self._waiting -= 1
+
+    async def _look(self) -> None:
+        """Read the log's last seq every :data:`POLL` s while somebody waits (the one loop that
+        polls: other processes' commits give no sign of their own)."""
+        while self._waiting and not self._closed:
+            await asyncio.sleep(POLL)
+            try:
+                self.advance(await self._last_seq())
+            except Exception:  # the waiters learn nothing new; the next look tries again
+                logger.debug("could not read the change log's last seq", exc_info=True)
+
+    async def close(self) -> None:
+        """Wake every waiter (they return) and stop looking."""
+        self._closed = True
+        self._wake()
+        if self._looking is not None:
+            looking, self._looking = self._looking, None
+            looking.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await looking

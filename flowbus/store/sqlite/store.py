@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,10 +12,10 @@ from flowbus.store.base import Change, Delete, Get, Insert, Patch, Prepare, Writ
 from flowbus.store.sqlite.changes import (
     FIRST_SEQ,
     LAST_SEQ,
-    POLL,
     READ_CHANGES,
     Logged,
     Recent,
+    Watcher,
     rfc3339,
     trim,
 )
@@ -56,24 +55,22 @@ class SQLiteStore:
         # the writer applies each batch with self._apply, looked up at every batch
         self._writes = Writer(self.path, self.synchronous, self._committed_changes, lambda ops: self._apply(ops))
         self._reads = Reader()
-        self._committed = asyncio.Event()  # set (and replaced) whenever this process commits
         self._recent = Recent()
-        self._closing = False
+        self._watcher = Watcher(self.last_seq)
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._closing = False
         try:
             await self._writes.start()
             await self._reads.open(self.path)
+            self._watcher.open(await self.last_seq())
         except BaseException:
             await self.close()  # the reader's thread would keep the process alive
             raise
 
     async def close(self) -> None:
-        self._closing = True
         self._writes.closing = True
-        self._committed.set()  # whoever waits for changes looks once more, and goes
+        await self._watcher.close()  # whoever waits for changes goes
         await self._reads.close()
         await self._writes.stop()
 
@@ -88,8 +85,7 @@ class SQLiteStore:
     def _committed_changes(self, logged: list[Logged]) -> None:
         """A batch was committed (event loop): keep its changes, and wake whoever waits."""
         self._recent.add(logged)
-        committed, self._committed = self._committed, asyncio.Event()
-        committed.set()
+        self._watcher.advance(self._recent.newest)
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -209,30 +205,9 @@ class SQLiteStore:
         return trimmed
 
     async def wait_changed(self, since: int, timeout: float) -> None:
-        """Own commits wake at once; another process's are seen by looking every :data:`POLL` s.
-
-        The log is read only when a look is due, or when this process committed after ``since``
-        but its next change is not held here (another process's change came between): a caller
-        that has caught up with this process's own commits costs no read per commit.
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        recent = self._recent
-        look = False
-        while not self._closing:
-            if since + 1 in recent:
-                return
-            if (look or since < recent.newest) and await self.last_seq() > since:
-                return
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return
-            try:  # not wait_for(): on 3.11 it can swallow a cancellation that races the wake-up
-                async with asyncio.timeout(min(POLL, remaining)):
-                    await self._committed.wait()
-                look = False
-            except TimeoutError:
-                look = True
+        """This process's commits wake at once; other processes' are seen by the store's one
+        look at the log every :data:`POLL` s, made while anybody waits (:class:`Watcher`)."""
+        await self._watcher.wait(since, timeout)
 
     # -- reads ----------------------------------------------------------------------------
 

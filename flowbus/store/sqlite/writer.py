@@ -91,7 +91,7 @@ class Writer:
     Args:
         path: the database file.
         synchronous: SQLite's ``synchronous`` setting.
-        committed: told of the changes each batch logged, before its callers are answered.
+        committed: told of the changes each batch logged, once its callers are answered.
         apply: what applies a batch (by default :meth:`apply`); the store passes its own, which
             lets a test count the batches.
     """
@@ -220,8 +220,9 @@ class Writer:
             pass
 
     def _answer(self, batch: list[_Write], results: list[Any], logged: list[Logged]) -> None:
-        """Tell of the changes a batch committed, then answer its callers (event loop)."""
-        self._committed(logged)
+        """Answer the callers of a committed batch, then tell of its changes (event loop): the
+        callers resume before whoever waits for changes, so that a caller's answer leaves before
+        the events of its write."""
         for write, result in zip(batch, results, strict=True):
             if write.future.done():
                 continue
@@ -229,6 +230,7 @@ class Writer:
                 write.future.set_exception(result)
             else:
                 write.future.set_result(result)
+        self._committed(logged)
 
     def apply(self, ops: list[WriteOp]) -> list[Any]:
         """Apply a batch in one transaction and commit it (writer thread).
