@@ -129,7 +129,12 @@ async def every(
     Pages follow each other by cursor, so writes made meanwhile by anyone skip or repeat nothing
     (see the module's doc): each object present from the first page to the last is in the list
     exactly once, unless its ``sort`` value changed in between.
+
+    Raises:
+        ValueError: ``page`` is less than 1.
     """
+    if page < 1:
+        raise ValueError("page must be at least 1")
     query = Query(
         limit=page, sort=sort, descending=descending, filters=filters or {}, max_bytes=_UNBOUNDED, after=START
     )

@@ -215,3 +215,5 @@ async def test_every_reads_all_pages_while_others_write(open_store: Opener) -> N
         stop.set()
         await asyncio.gather(*churning)
     assert await every(store, C, "nobody") == []
+    with pytest.raises(ValueError):
+        await every(store, C, "", page=0)
