@@ -16,7 +16,7 @@ from typing import Any
 
 from endpoints.flows.clock import Clock, SystemClock
 from endpoints.flows.cron import CronObjects, note_namespace
-from endpoints.flows.model import EXECUTIONS, QUEUED, RUNNING, every, no_text, progress_view
+from endpoints.flows.model import EXECUTIONS, QUEUED, RUNNING, no_text, progress_view
 from endpoints.flows.schedule import Schedule
 from flowbus import (
     Application,
@@ -28,6 +28,7 @@ from flowbus import (
     InvalidData,
     Page,
     Query,
+    every,
     iso,
 )
 

@@ -40,6 +40,7 @@ from flowbus.params import Query
 from flowbus.protocol import Method, Page, Request, Response
 from flowbus.schema import Schema
 from flowbus.store.base import Delete, Get, Insert, Patch, Store
+from flowbus.store.paging import cursor_of, every
 from flowbus.timestamps import iso, now_iso
 
 __version__ = "0.1.0"
@@ -88,6 +89,8 @@ __all__ = [
     "Timeout",
     "TooLarge",
     "Unavailable",
+    "cursor_of",
+    "every",
     "every_object",
     "expected_version",
     "iso",

@@ -44,7 +44,6 @@ from endpoints.flows.model import (
     WAITING,
     WAITING_UNTIL,
     WAITS,
-    every,
     no_text,
     progress_view,
 )
@@ -59,6 +58,7 @@ from flowbus import (
     Query,
     Schema,
     Services,
+    every,
     every_object,
     new_objectid,
 )
@@ -818,7 +818,7 @@ class Engine:
     async def _all(
         self, namespace: str, filters: dict[str, Any], *, collection: str = EXECUTIONS
     ) -> list[dict[str, Any]]:
-        return await every(self.services.store, collection, namespace, filters)
+        return await every(self.services.store, collection, namespace, filters, sort="created")
 
     async def find(self, namespace: str, filters: dict[str, Any]) -> list[dict[str, Any]]:
         """Every execution of ``namespace`` matching ``filters`` (exact values), oldest first."""
