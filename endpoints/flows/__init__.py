@@ -30,7 +30,7 @@ def create_app(concurrency: int = 64, clock: Clock | None = None) -> Application
     app.add(Executions(engine))
     app.add(Events(engine))
     app.add(Commands(engine, schedules))
-    app.add(FlowStatus())
+    app.add(FlowStatus(engine))
     app.run(engine)
     app.run(schedules)
     return app
