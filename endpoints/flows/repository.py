@@ -6,9 +6,16 @@ tasks, two processes sharing one store) exactly one wins and the other gets ``Co
 repository also keeps the definitions as executions run them (revisions), and the namespaces
 that hold executions.
 
-Commits made here and acted on at once are remembered as ``(namespace, id, version)`` until the
-change feed brings them back (:meth:`Repository.own`), so that their events are passed over
-without decoding the record again.
+**Its own commits on the change feed.** The engine acts on a commit of its own at once (it
+settles waiters, arms timers, starts what follows), so the feed's event of that commit, when it
+comes back, must be passed over. The repository remembers, per execution, the version it last
+wrote and acted on, until the feed brings that version back: an event of that version or an
+older one tells of nothing the engine has not seen (a later version was written on top of it),
+and is passed over without decoding its record. The entry goes when its version (or a later
+one) comes back, so what is kept is one number per execution whose latest commit here is still
+on its way through the feed: there is no table of past commits to bound. (An event that never
+comes, from a change log trimmed past a process that was paused, leaves its entry until the
+execution's next change or the engine's stop.)
 """
 
 from __future__ import annotations
@@ -23,7 +30,6 @@ from flowbus import Conflict, Event, Query, Store
 __all__ = ["Repository"]
 
 Key = tuple[str, str]
-_OWN_LIMIT = 100_000  # commits made here whose feed events are still to come
 _MAX_LIMIT = 2**63 - 1  # a database's largest LIMIT
 
 
@@ -32,7 +38,7 @@ class Repository:
 
     def __init__(self) -> None:
         self._store: Store | None = None
-        self._own: set[tuple[str, str, int]] = set()
+        self._written: dict[Key, int] = {}
         self._namespaces: set[str] = set()
 
     @property
@@ -46,7 +52,7 @@ class Repository:
 
     def close(self) -> None:
         """Forget the commits whose events were still to come (the engine no longer listens)."""
-        self._own.clear()
+        self._written.clear()
 
     # -- executions --------------------------------------------------------------------------
 
@@ -148,19 +154,26 @@ class Repository:
     # -- the feed events of its own commits -----------------------------------------------------
 
     def own(self, event: Event) -> bool:
-        """Whether ``event`` (a stored change of an execution) tells of a commit made and acted on here."""
-        if event.version is None or not self._own:
+        """Whether ``event`` (a stored change of an execution) tells of a commit made and acted on
+        here, or of a version older than one: True means there is nothing in it to act on."""
+        if not self._written or event.version is None or event.event == "DELETED":
             return False
-        own = (event.namespace, event.objectid, event.version)
-        if own not in self._own:
+        key = (event.namespace, event.objectid)
+        written = self._written.get(key)
+        if written is None:
             return False
-        self._own.discard(own)
-        return True
+        if event.version >= written:  # the latest commit made here is back (or was overtaken)
+            del self._written[key]
+        return event.version <= written
+
+    @property
+    def in_flight(self) -> int:
+        """Executions whose latest commit made here has not come back from the feed yet."""
+        return len(self._written)
 
     def _wrote(self, namespace: str, record: dict[str, Any]) -> None:
-        if len(self._own) >= _OWN_LIMIT:  # events that never came (a trimmed log): forget them
-            self._own.clear()
-        self._own.add((namespace, record["id"], record["version"]))
+        key = (namespace, record["id"])
+        self._written[key] = max(record["version"], self._written.get(key, 0))
 
     # -- revisions ---------------------------------------------------------------------------
 
