@@ -68,6 +68,21 @@ def _words(value: Any, name: str) -> list[str]:
     raise InvalidRequest(f"'{name}' must be a list of strings or a comma-separated string")
 
 
+def _statuses(value: Any) -> list[str]:
+    """The statuses a LIST asks for: one, several (a JSON array or a comma list), or any (none)."""
+    if value is None:
+        return []
+    parts = value if isinstance(value, list) else [value]
+    names = [name for part in parts for name in _split(part)]
+    if not names or any(name not in STATUSES for name in names):
+        raise InvalidRequest(f"'status' must be one of {', '.join(STATUSES)}")
+    return list(dict.fromkeys(names))
+
+
+def _split(part: Any) -> list[Any]:
+    return [name.strip() for name in part.split(",")] if isinstance(part, str) and "," in part else [part]
+
+
 def _object(data: Any) -> dict[str, Any]:
     if data is None:
         return {}
@@ -255,21 +270,23 @@ class Executions(Endpoint):
         self.engine = engine
 
     async def list(self, call: Call) -> Page:
+        """Executions matching the filters, newest first (``sort=created``: oldest first); each
+        as its context, or its short form with ``view=progress``. ``status`` may name several."""
         parameters = dict(call.parameters)
         tags = _words(parameters.pop("tag", None), "tag")
+        statuses = _statuses(parameters.pop("status", None))
         filters: dict[str, Any] = {}
         renames = {"flow": "flowId", "flowName": "flowName", "fluxName": "flowName"}
-        for key in ("flow", "flowName", "fluxName", "status", "currentState", "startState"):
+        for key in ("flow", "flowName", "fluxName", "currentState", "startState"):
             if parameters.get(key) is not None:
                 filters[renames.get(key, key)] = parameters.pop(key)
         query = Query.from_parameters({k: v for k, v in parameters.items() if k in ("limit", "page", "offset")})
-        if "status" in filters and filters["status"] not in STATUSES:
-            raise InvalidRequest(f"'status' must be one of {', '.join(STATUSES)}")
-        statuses = [filters.pop("status")] if "status" in filters else []
+        oldest = parameters.get("sort") in ("created", "+created")
+        view = progress_view if parameters.get("view") == "progress" else context_view
         items, total = await self.engine.repository.page(
-            call.namespace, filters, statuses=statuses, tags=tags, limit=query.limit, offset=query.offset, oldest=False
+            call.namespace, filters, statuses=statuses, tags=tags, limit=query.limit, offset=query.offset, oldest=oldest
         )
-        return Page([context_view(r) for r in items], query.limit, query.offset, total)
+        return Page([view(r) for r in items], query.limit, query.offset, total)
 
     async def open(self, call: Call) -> Any:
         record = await self._get(call)
