@@ -78,7 +78,7 @@ class Engine:
         """Follow executions' changes, then pick up what a previous run left (see :mod:`~endpoints.flows.recovery`)."""
         self._services = services
         self.stopping = False
-        self.repository.open(services.store)
+        self.repository.open(services.store, self._follow)
         self._unsubscribe.append(services.backplane.subscribe(every_object(EXECUTIONS), self._changed))
         self.queue.start()
         await Recovery(self).recover()
@@ -230,6 +230,10 @@ class Engine:
         """A change of an execution, made here or by another process sharing the store."""
         if event.seq is None or self.repository.own(event):
             return  # not a stored change, or one committed here: committed() has done what follows
+        self._follow(event)
+
+    def _follow(self, event: Event) -> None:
+        """Act on a stored change of an execution that was not committed here."""
         record = event.data
         if not isinstance(record, dict):
             return

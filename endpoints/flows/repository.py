@@ -7,20 +7,25 @@ repository also keeps the definitions as executions run them (revisions), and th
 that hold executions.
 
 **Its own commits on the change feed.** The engine acts on a commit of its own at once (it
-settles waiters, arms timers, starts what follows), so the feed's event of that commit, when it
-comes back, must be passed over. The repository remembers, per execution, the version it last
-wrote and acted on, until the feed brings that version back: an event of that version or an
-older one tells of nothing the engine has not seen (a later version was written on top of it),
-and is passed over without decoding its record. The entry goes when its version (or a later
-one) comes back, so what is kept is one number per execution whose latest commit here is still
-on its way through the feed: there is no table of past commits to bound. (An event that never
-comes, from a change log trimmed past a process that was paused, leaves its entry until the
-execution's next change or the engine's stop.)
+settles waiters, arms timers, starts what follows), so the feed's event of that commit must be
+passed over. The repository remembers, per execution, the version it last wrote and acted on,
+until the feed brings that version back: an event of that version or an older one tells of
+nothing the engine has not seen (a later version was written on top of it), and is passed over
+without decoding its record; a newer one is another writer's. The entry goes when its version
+(or a later one) comes back. The feed may also bring a commit back before its writer hears that
+it committed: an event of an execution that this process is writing is held until the write
+ends, then judged by the version written (or, if the write failed, acted on), in the order the
+events came. So what is kept is one number per execution whose latest commit here is still on
+its way through the feed, and the events held during a write: no table of past commits. (An
+event that never comes, from a change log trimmed past a process that was paused, leaves its
+entry until the execution's next change or the engine's stop.)
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from endpoints.flows.cron import note_namespace
@@ -38,7 +43,10 @@ class Repository:
 
     def __init__(self) -> None:
         self._store: Store | None = None
-        self._written: dict[Key, int] = {}
+        self._act: Callable[[Event], None] = _ignore
+        self._written: dict[Key, int] = {}  # the version last written here, its event still to come
+        self._writing: dict[Key, int] = {}  # writes in flight here, by execution
+        self._held: dict[Key, list[Event]] = {}  # feed events that came during a write, in order
         self._namespaces: set[str] = set()
 
     @property
@@ -47,12 +55,17 @@ class Repository:
             raise RuntimeError("the flow engine has not started")
         return self._store
 
-    def open(self, store: Store) -> None:
+    def open(self, store: Store, act: Callable[[Event], None]) -> None:
+        """Read and write ``store``; ``act`` is what the engine does with a feed event that is
+        not of its own commits, for those held during a write (see the module's text)."""
         self._store = store
+        self._act = act
 
     def close(self) -> None:
         """Forget the commits whose events were still to come (the engine no longer listens)."""
         self._written.clear()
+        self._held.clear()
+        self._act = _ignore
 
     # -- executions --------------------------------------------------------------------------
 
@@ -61,9 +74,9 @@ class Repository:
 
     async def insert(self, namespace: str, record: dict[str, Any]) -> dict[str, Any]:
         """Store a new execution; the engine acts on it at once (its CREATED event is passed over)."""
-        stored = await self.store.insert(EXECUTIONS, namespace, record, no_text)
-        self._wrote(namespace, stored)
-        return stored
+        return await self._written_here(
+            namespace, record["id"], self.store.insert(EXECUTIONS, namespace, record, no_text)
+        )
 
     async def transition(
         self, namespace: str, record: dict[str, Any], changes: dict[str, Any], *, handled: bool = True
@@ -78,12 +91,10 @@ class Repository:
             Conflict: another writer moved the execution since ``record`` was read.
             DoesNotExist: the execution is gone.
         """
-        stored = await self.store.patch(
+        write = self.store.patch(
             EXECUTIONS, namespace, record["id"], changes, no_text, expect=record["version"], base=record
         )
-        if handled:
-            self._wrote(namespace, stored)
-        return stored
+        return await (self._written_here(namespace, record["id"], write) if handled else write)
 
     async def find(self, namespace: str, filters: dict[str, Any]) -> list[dict[str, Any]]:
         """Every execution of ``namespace`` matching ``filters`` (exact values), oldest first."""
@@ -154,26 +165,54 @@ class Repository:
     # -- the feed events of its own commits -----------------------------------------------------
 
     def own(self, event: Event) -> bool:
-        """Whether ``event`` (a stored change of an execution) tells of a commit made and acted on
-        here, or of a version older than one: True means there is nothing in it to act on."""
-        if not self._written or event.version is None or event.event == "DELETED":
+        """Whether the engine is to pass over ``event`` (a stored change of an execution): it
+        tells of a commit made and acted on here, or of an older version; or it came while this
+        process writes the execution, and is held until the write ends."""
+        if event.version is None or event.event == "DELETED":
             return False
         key = (event.namespace, event.objectid)
-        written = self._written.get(key)
-        if written is None:
-            return False
-        if event.version >= written:  # the latest commit made here is back (or was overtaken)
-            del self._written[key]
-        return event.version <= written
+        if key in self._writing or key in self._held:
+            self._held.setdefault(key, []).append(event)
+            return True
+        return self._echo(key, event.version)
 
     @property
     def in_flight(self) -> int:
         """Executions whose latest commit made here has not come back from the feed yet."""
         return len(self._written)
 
-    def _wrote(self, namespace: str, record: dict[str, Any]) -> None:
-        key = (namespace, record["id"])
-        self._written[key] = max(record["version"], self._written.get(key, 0))
+    def _echo(self, key: Key, version: int) -> bool:
+        written = self._written.get(key)
+        if written is None:
+            return False
+        if version >= written:  # the latest commit made here is back (or was overtaken)
+            del self._written[key]
+        return version <= written
+
+    async def _written_here(self, namespace: str, objectid: str, write: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+        """Make ``write``, an execution's commit that the engine acts on itself; the feed events of
+        the execution that come meanwhile are held, and judged once it has ended."""
+        key = (namespace, objectid)
+        self._writing[key] = self._writing.get(key, 0) + 1
+        try:
+            stored = await write
+            self._written[key] = max(stored["version"], self._written.get(key, 0))
+            return stored
+        finally:
+            left = self._writing.pop(key) - 1
+            if left:
+                self._writing[key] = left
+            elif key in self._held:  # after what the writer does with its commit, in this turn
+                asyncio.get_running_loop().call_soon(self._release, key)
+
+    def _release(self, key: Key) -> None:
+        """Judge the events held during writes that have ended (unless another write began)."""
+        if key in self._writing:
+            return
+        for event in self._held.pop(key, ()):
+            assert event.version is not None
+            if not self._echo(key, event.version):
+                self._act(event)
 
     # -- revisions ---------------------------------------------------------------------------
 
@@ -203,6 +242,10 @@ class Repository:
         if namespace not in self._namespaces:
             await note_namespace(self.store, namespace)
             self._namespaces.add(namespace)
+
+
+def _ignore(event: Event) -> None:
+    pass
 
 
 def _status(statuses: list[str]) -> dict[str, Any]:
