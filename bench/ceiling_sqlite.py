@@ -36,7 +36,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 READY = "ceiling ready"
-# The table of flowbus/store/sqlite.py, without its full-text index: copied rather than imported,
+# The table of flowbus/store/sqlite/writer.py, without its full-text index: copied rather than imported,
 # so that the ceiling stays a bare aiosqlite server that depends on nothing of FlowBus.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (

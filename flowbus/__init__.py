@@ -40,6 +40,7 @@ from flowbus.params import Query
 from flowbus.protocol import Method, Page, Request, Response
 from flowbus.schema import Schema
 from flowbus.store.base import Delete, Get, Insert, Patch, Store
+from flowbus.store.paging import cursor_of, every
 
 __version__ = "0.1.0"
 
@@ -87,6 +88,8 @@ __all__ = [
     "Timeout",
     "TooLarge",
     "Unavailable",
+    "cursor_of",
+    "every",
     "every_object",
     "expected_version",
     "new_objectid",

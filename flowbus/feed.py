@@ -72,8 +72,9 @@ class ChangeFeed:
     Args:
         store: the store whose change log is read.
         backplane: where the changes are published.
-        wait: at most this many seconds between two looks at the log when the store does not say
-            sooner that something changed.
+        wait: the longest wait for the store to tell of a change before the feed looks at the
+            log anyway: a bound, not a poll, since the store wakes the feed for every commit
+            (this process's at once, other processes' by LISTEN or the SQLite store's one look).
         batch: changes read at once.
         backoff: the first and the longest pause after a store error, in seconds.
     """
@@ -85,7 +86,7 @@ class ChangeFeed:
         store: Store,
         backplane: Backplane,
         *,
-        wait: float = 1.0,
+        wait: float = 60.0,
         batch: int = 1000,
         backoff: tuple[float, float] = (0.05, 5.0),
     ) -> None:
@@ -135,6 +136,7 @@ class ChangeFeed:
             except Gone:
                 await self._skip_trimmed()
             except Exception:
+                # nothing tells when the store answers again: a pause that doubles, not a poll
                 logger.error("could not read the change log; retrying in %.2fs", pause, exc_info=True)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, self.backoff[1])

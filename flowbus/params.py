@@ -45,7 +45,15 @@ def check_field_name(name: str) -> str:
 
 @dataclass(slots=True, frozen=True)
 class Query:
-    """What a LIST or INDEX asks of a collection."""
+    """What a LIST or INDEX asks of a collection.
+
+    ``after`` pages by cursor instead of by offset: ``""`` for the first page, then the cursor
+    (``flowbus.store.cursor_of``) of the last object of the previous page, made with the same
+    ``sort`` and ``descending``; the page then holds the objects that come strictly after it in
+    the order of ``sort`` with the object id breaking ties (by id alone without ``sort``).
+    Without it (None), ties are broken in the order the objects were stored. Only code inside
+    the bus sets it: it is never read from a request's parameters.
+    """
 
     limit: int = DEFAULT_LIMIT
     offset: int = 0
@@ -54,6 +62,7 @@ class Query:
     filters: dict[str, Any] = field(default_factory=dict)
     q: str | None = None
     max_bytes: int = MAX_PAGE_BYTES
+    after: str | None = None
 
     @classmethod
     def from_parameters(cls, parameters: dict[str, Any]) -> Query:

@@ -19,7 +19,6 @@ from endpoints.flows.model import (
     USER_INPUT,
     WAITING,
     context_view,
-    every,
     no_text,
     progress_view,
     state_view,
@@ -39,6 +38,7 @@ from flowbus import (
     Patch,
     Query,
     Schema,
+    every,
     expected_version,
     new_objectid,
 )
@@ -425,7 +425,7 @@ class Events(Endpoint):
 
     async def _trigger(self, call: Call, name: str, event: dict[str, Any]) -> list[dict[str, Any]]:
         started = []
-        for flow in await every(call.store, FLOWS, call.namespace):
+        for flow in await every(call.store, FLOWS, call.namespace, sort="created"):
             if name not in (flow.get("triggers") or []) or flow.get("disabled"):
                 continue
             if flow.get("state", "running") != "running":
@@ -465,7 +465,7 @@ class Commands(Endpoint):
 
     async def _flows(self, call: Call, ids: Any) -> list[dict[str, Any]]:
         if ids is None:
-            return await every(call.store, FLOWS, call.namespace)
+            return await every(call.store, FLOWS, call.namespace, sort="created")
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             raise InvalidData("'flow_ids' must be a list of flow ids", field="flow_ids")
         return [await find_flow(call, call.namespace, flow_id) for flow_id in ids]

@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from endpoints.flows.clock import Clock, Timer
-from endpoints.flows.model import NAMESPACES, every, no_text
+from endpoints.flows.model import NAMESPACES, no_text
 from endpoints.flows.schedule import Schedule
-from flowbus import Conflict, DoesNotExist, Event, Services, Store, every_object
+from flowbus import Conflict, DoesNotExist, Event, Services, Store, every, every_object
 
 __all__ = ["CronObjects", "note_namespace"]
 

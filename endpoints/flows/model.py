@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowbus import Query, Store
-
 __all__ = [
     "ACTIVE",
     "CANCELED",
@@ -29,7 +27,6 @@ __all__ = [
     "WAITING_UNTIL",
     "WAITS",
     "context_view",
-    "every",
     "no_text",
     "progress_view",
     "state_view",
@@ -75,23 +72,6 @@ WAITS = frozenset({WAITING, WAITING_UNTIL, USER_INPUT, SELECT_FLOW})
 ACTIVE = frozenset({QUEUED, RUNNING})
 
 _INTERNAL = ("revision", "waitEvent", "command", "pausedFrom", "flowId", "deadline", "choices", "schema", "parent")
-
-
-_PAGE = 500
-
-
-async def every(
-    store: Store, collection: str, namespace: str, filters: dict[str, Any] | None = None
-) -> list[dict[str, Any]]:
-    """Every object of ``collection`` in ``namespace`` matching ``filters`` (exact values), oldest
-    first, read a page at a time."""
-    found: list[dict[str, Any]] = []
-    while True:
-        query = Query(limit=_PAGE, offset=len(found), sort="created", filters=filters or {})
-        items, total = await store.query(collection, namespace, query)
-        found.extend(items)
-        if not items or len(found) >= total:
-            return found
 
 
 def no_text(obj: dict[str, Any]) -> str:

@@ -29,8 +29,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from endpoints.flows.cron import note_namespace
-from endpoints.flows.model import EXECUTIONS, NAMESPACES, QUEUED, REVISIONS, every, no_text
-from flowbus import Conflict, Event, Query, Store
+from endpoints.flows.model import EXECUTIONS, NAMESPACES, QUEUED, REVISIONS, no_text
+from flowbus import Conflict, Event, Query, Store, every
 
 __all__ = ["Repository"]
 
@@ -98,7 +98,7 @@ class Repository:
 
     async def find(self, namespace: str, filters: dict[str, Any]) -> list[dict[str, Any]]:
         """Every execution of ``namespace`` matching ``filters`` (exact values), oldest first."""
-        return await every(self.store, EXECUTIONS, namespace, filters)
+        return await every(self.store, EXECUTIONS, namespace, filters, sort="created")
 
     async def count(self, namespace: str, filters: dict[str, Any]) -> int:
         """How many executions of ``namespace`` match ``filters``."""

@@ -1,4 +1,5 @@
-"""Storage: the :class:`Store` seam, its embedded SQLite implementation, and :func:`create_store`."""
+"""Storage: the :class:`Store` seam, its embedded SQLite implementation, :func:`create_store`, and
+:func:`every` (every object of a collection, read page after page by cursor)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flowbus.store.base import Change, Delete, Get, Insert, Patch, Peekable, Prepare, Store, Write
 from flowbus.store.cache import CachedStore
+from flowbus.store.paging import cursor_of, every
 from flowbus.store.sqlite import SQLiteStore
 
 if TYPE_CHECKING:
@@ -25,6 +27,8 @@ __all__ = [
     "Store",
     "Write",
     "create_store",
+    "cursor_of",
+    "every",
 ]
 
 

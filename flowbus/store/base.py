@@ -256,10 +256,29 @@ class Store(Protocol):
         The page holds at most ``query.limit`` objects, and stops early once the objects' JSON
         passes ``query.max_bytes`` (the first object is always given): the caller learns how
         many it got from the list's length.
+
+        With ``query.after`` the page is cut by cursor, not by offset: the objects strictly
+        after the cursor (:func:`~flowbus.store.paging.cursor_of`) in the order of ``query.sort``
+        with the id breaking ties (see :mod:`flowbus.store.paging`); the total still counts
+        every matching object.
+
+        Raises:
+            InvalidRequest: ``query.after`` is not a cursor of this order.
         """
 
     async def search(self, collection: str, namespace: str, query: Query) -> tuple[list[dict[str, Any]], int]:
-        """Like ``query``, but ranked by full-text relevance to ``query.q``, best first."""
+        """Like ``query``, but ranked by full-text relevance to ``query.q``, best first.
+
+        Raises:
+            InvalidRequest: a cursor (``query.after``) is given with search terms: a ranked
+                search pages by offset only.
+        """
+
+    async def namespaces(self, collection: str) -> list[str]:
+        """The namespaces that hold at least one object of ``collection``, sorted (by code point).
+
+        A namespace whose last object of ``collection`` was deleted is not among them.
+        """
 
     async def changes(self, since: int, limit: int = 1000) -> list[Change]:
         """The changes committed after ``since``, in ``seq`` order, at most ``limit`` of them.

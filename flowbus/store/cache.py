@@ -25,10 +25,11 @@ from typing import Any
 
 import orjson
 
+from flowbus.errors import Gone
 from flowbus.params import Query
 from flowbus.store.base import DELETED, Change, Delete, Encoded, Get, Insert, Patch, Prepare, Store, Write
 
-__all__ = ["ENTRY_OVERHEAD", "CachedStore", "ObjectCache"]
+__all__ = ["BACKOFF", "ENTRY_OVERHEAD", "FOLLOW_WAIT", "CachedStore", "ObjectCache"]
 
 logger = logging.getLogger("flowbus.store")
 
@@ -42,6 +43,12 @@ for the key's tuple and the headers of its strings, about 70 for the (JSON, vers
 keeps the version at hand (a change of the object is judged without parsing its JSON)."""
 
 Entry = tuple[bytes, int | None]
+
+FOLLOW_WAIT = 60.0
+"""Seconds a follower waits at most for the store to tell of a change before it looks at the
+log anyway: a bound on one wait, not a poll (the store wakes it for every commit)."""
+BACKOFF = (0.05, 5.0)
+"""The first and the longest pause of a follower after it failed to read the change log."""
 
 
 class ObjectCache:
@@ -196,20 +203,34 @@ class CachedStore:
         if change.kind == DELETED or cached < change.version:
             self.cache.drop(key)
 
-    async def _follow(self, since: int) -> None:
+    async def _follow(self, since: int | None) -> None:
+        """Apply every change of the log, waiting for the store to tell of new ones.
+
+        When the log was trimmed past the cache's place (``Gone``), what was missed cannot be
+        known: the cache is emptied and follows on from the newest change, at once. Any other
+        failure (the database does not answer) gives no sign of when it ends: the follower
+        waits a pause that doubles up to :data:`BACKOFF`'s longest, then resumes where it was.
+        """
+        pause = BACKOFF[0]
         while True:
             try:
-                await self.inner.wait_changed(since, 1.0)
+                if since is None:
+                    self.cache.clear()
+                    since = await self.inner.last_seq()
+                await self.inner.wait_changed(since, FOLLOW_WAIT)
                 for change in await self.inner.changes(since):
                     self.changed(change)
                     since = change.seq
+                pause = BACKOFF[0]
             except asyncio.CancelledError:
                 raise
-            except Exception:  # e.g. the log was trimmed past us: start afresh
-                logger.warning("the cache lost track of the change log; emptied", exc_info=True)
-                self.cache.clear()
-                since = await self.inner.last_seq()
-                await asyncio.sleep(1.0)
+            except Gone:
+                logger.warning("the change log was trimmed past what the cache had applied; emptied")
+                since = None
+            except Exception:
+                logger.warning("the cache cannot read the change log; again in %.2f s", pause, exc_info=True)
+                await asyncio.sleep(pause)  # a backoff after a failure, not a poll
+                pause = min(pause * 2, BACKOFF[1])
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -236,6 +257,9 @@ class CachedStore:
 
     async def search(self, collection: str, namespace: str, query: Query) -> tuple[list[dict[str, Any]], int]:
         return await self.inner.search(collection, namespace, query)
+
+    async def namespaces(self, collection: str) -> list[str]:
+        return await self.inner.namespaces(collection)
 
     # -- writes -----------------------------------------------------------------------------
 

@@ -39,6 +39,8 @@ from flowbus.errors import (
 )
 from flowbus.params import Query, check_field_name
 from flowbus.store.base import CREATED, DELETED, META, UPDATED, Change, Delete, Get, Insert, Patch, Prepare, Write
+from flowbus.store.paging import after_sql, read_cursor
+from flowbus.store.versions import Moved, check_version, compare_and_set
 
 __all__ = ["PATCH_RETRIES", "PostgresStore"]
 
@@ -129,6 +131,15 @@ class _Sql:
             f"SELECT seq, kind, collection, namespace, objectid, version, data, at FROM {s}.changes"
             " WHERE seq > $1 ORDER BY seq LIMIT $2"
         )
+        # one look-up in the (collection, namespace, id) index per namespace, however many objects
+        self.namespaces = (
+            "WITH RECURSIVE ns(name) AS ("
+            f" SELECT (SELECT min(namespace) FROM {s}.objects WHERE collection = $1)"
+            " UNION ALL"
+            f" SELECT (SELECT min(namespace) FROM {s}.objects WHERE collection = $1 AND namespace > ns.name)"
+            " FROM ns WHERE ns.name IS NOT NULL"
+            ") SELECT name FROM ns WHERE name IS NOT NULL"
+        )
         self.first_seq = f"SELECT seq FROM {s}.trimmed"
         self.last_seq = f"SELECT greatest((SELECT max(seq) FROM {s}.changes), (SELECT seq FROM {s}.trimmed))"
         self.trim = (
@@ -192,10 +203,6 @@ class _Turn:
         self.users = 0
 
 
-_MOVED = object()
-"""A patch's outcome when the object's version moved between the read and the write."""
-
-
 class PostgresStore:
     """A :class:`~flowbus.store.Store` in a PostgreSQL database.
 
@@ -235,6 +242,7 @@ class PostgresStore:
             self._listener = await asyncpg.connect(self.dsn)
             await self._listener.execute(self._sql.ddl)
             await self._listener.add_listener(self._channel, self._notified)
+            self._listener.add_termination_listener(self._lost)
             self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self.pool_size)
             self._seen = await self.last_seq()
         except Exception as exc:
@@ -298,12 +306,11 @@ class PostgresStore:
         base: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         key = (collection, namespace, objectid)
-        known = base if base is not None and expect is not None and base.get("version") == expect else None
         turn = self._patching.setdefault(key, _Turn())
         turn.users += 1
         try:
             async with turn.lock:  # this process's patches of one object go one after the other
-                return await self._patch(collection, namespace, objectid, changes, prepare, expect, known)
+                return await self._patch(collection, namespace, objectid, changes, prepare, expect, base)
         finally:
             turn.users -= 1
             if not turn.users:
@@ -317,23 +324,18 @@ class PostgresStore:
         changes: dict[str, Any],
         prepare: Prepare,
         expect: int | None,
-        known: dict[str, Any] | None = None,
+        base: dict[str, Any] | None,
     ) -> dict[str, Any]:
-        for _ in range(PATCH_RETRIES):
-            current = known or await self.get(collection, namespace, objectid)
-            known = None  # a retry reads the object again
-            if current is None:
-                raise DoesNotExist(f"Object {objectid!r} does not exist")
-            _check_version(current, expect)
+        async def read() -> dict[str, Any] | None:
+            return await self.get(collection, namespace, objectid)
+
+        async def write(current: dict[str, Any]) -> dict[str, Any]:
             merged, text = _merged(current, changes, prepare)
             op = _Op(UPDATED, collection, namespace, objectid, obj=merged, text=text, version=current["version"])
-            result = await self._queue(op)
-            if result is not _MOVED:
-                stored: dict[str, Any] = result
-                return stored
-            if expect is not None:
-                raise Conflict(f"Object {objectid!r} has changed: its version is no longer {expect}")
-        raise Conflict(f"Object {objectid!r} kept changing; try again")
+            stored: dict[str, Any] = await self._queue(op)  # Moved when the version moved meanwhile
+            return stored
+
+        return await compare_and_set(read, write, objectid, expect=expect, base=base, tries=PATCH_RETRIES)
 
     async def delete(
         self, collection: str, namespace: str, objectid: str, *, expect: int | None = None
@@ -425,8 +427,8 @@ class PostgresStore:
         if op.kind == UPDATED:
             assert op.obj is not None
             status = await conn.execute(self._sql.update, *key, op.version, op.version + 1, op.data, op.text)
-            if status.endswith(" 0"):
-                return _MOVED
+            if status.endswith(" 0"):  # another version (or none): the patch is read and merged again
+                return Moved()
             logged.append(_Logged(UPDATED, *key, op.version + 1, op.data))
             return op.obj
         try:
@@ -529,7 +531,7 @@ class PostgresStore:
         if body is None:
             raise DoesNotExist(f"Object {write.objectid!r} does not exist")
         current: dict[str, Any] = orjson.loads(body)
-        _check_version(current, write.expect)
+        check_version(current, write.expect)
         merged, text = _merged(current, write.changes, write.prepare)
         data = orjson.dumps(merged).decode()
         await conn.execute(self._sql.update, *key, current["version"], merged["version"], data, text)
@@ -542,7 +544,7 @@ class PostgresStore:
         if read.expect is not None:
             if found is None:
                 raise Conflict(f"Object {read.objectid!r} does not exist any more")
-            _check_version(found, read.expect)
+            check_version(found, read.expect)
         return found
 
     # -- reads ----------------------------------------------------------------------------
@@ -560,16 +562,30 @@ class PostgresStore:
     async def query(self, collection: str, namespace: str, query: Query) -> tuple[list[dict[str, Any]], int]:
         where, args = _where(query.filters, first=3)
         direction = "DESC" if query.descending else "ASC"
-        order = f"o.pos {direction}"
-        if query.sort is not None:
-            order = f"{_field_sql(query.sort)} {direction}, {order}"
+        key = None if query.sort is None else _field_sql(query.sort)
         source = f"{self._sql.objects} o WHERE o.collection = $1 AND o.namespace = $2{where}"
-        return await self._page(source, (collection, namespace, *args), order, query)
+        cursor = read_cursor(query)
+        if cursor is None:
+            order = f"o.pos {direction}" if key is None else f"{key} {direction}, o.pos {direction}"
+            return await self._page(source, (collection, namespace, *args), order, query)
+        # by cursor: in the order of the sort key, then the id; PostgreSQL puts NULL (a missing
+        # field, not JSON null) last in ascending order and first in descending order
+        order = f"o.id {direction}" if key is None else f"{key} {direction}, o.id {direction}"
+        if cursor.objectid is None:  # the first page
+            return await self._page(source, (collection, namespace, *args), order, query)
+        n = 3 + len(args)
+        value = None if cursor.value is None else f"${n}::jsonb"
+        objectid = f"${n + (value is not None)}"
+        after = after_sql(key, "o.id", value, objectid, descending=query.descending, nulls_first=query.descending)
+        after_args = (cursor.objectid,) if value is None else (cursor.value, cursor.objectid)
+        return await self._page_after(source, (collection, namespace, *args), after, after_args, order, query)
 
     async def search(self, collection: str, namespace: str, query: Query) -> tuple[list[dict[str, Any]], int]:
         terms = _TERM.findall(query.q or "")
         if not terms:
             return await self.query(collection, namespace, query)
+        if query.after is not None:
+            raise InvalidRequest("A search is ranked: it pages by offset, not by cursor")
         where, args = _where(query.filters, first=4)
         # each term is \w+ (no quote, no backslash, no operator): quoted, it is one prefix lexeme
         tsquery = " & ".join(f"'{term}':*" for term in terms[:32])
@@ -580,6 +596,10 @@ class PostgresStore:
         return await self._page(
             source, (collection, namespace, tsquery, *args), "ts_rank(o.search, q) DESC, o.pos", query
         )
+
+    async def namespaces(self, collection: str) -> list[str]:
+        rows = await self._fetch(self._sql.namespaces, collection)
+        return sorted(row[0] for row in rows)
 
     async def _page(
         self, source: str, args: tuple[Any, ...], order: str, query: Query
@@ -599,15 +619,30 @@ class PostgresStore:
             total = await self._fetchval(f"SELECT count(*) FROM {source}", *args)
         else:
             total = 0
-        page: list[dict[str, Any]] = []
-        size = 0
-        for row in rows:
-            obj = orjson.loads(row[0])
-            page.append(obj)
-            size += len(orjson.dumps(obj))
-            if size > query.max_bytes:
-                break
-        return page, total
+        return _cut(rows, query.max_bytes), total
+
+    async def _page_after(
+        self,
+        source: str,
+        args: tuple[Any, ...],
+        after: str,
+        after_args: tuple[Any, ...],
+        order: str,
+        query: Query,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """A page of the rows of ``source`` that meet ``after`` too (a cursor), and the count of
+        all the rows of ``source``, read by one statement (one snapshot)."""
+        n = len(args) + len(after_args)
+        rows = await self._fetch(
+            f"SELECT o.body, (SELECT count(*) FROM {source}) FROM {source} AND {after}"
+            f" ORDER BY {order} LIMIT ${n + 1} OFFSET ${n + 2}",
+            *args,
+            *after_args,
+            query.limit,
+            query.offset,
+        )
+        total: int = rows[0][1] if rows else await self._fetchval(f"SELECT count(*) FROM {source}", *args)
+        return _cut(rows, query.max_bytes), total
 
     # -- the change log -------------------------------------------------------------------
 
@@ -644,21 +679,33 @@ class PostgresStore:
         return count
 
     async def wait_changed(self, since: int, timeout: float) -> None:
-        changed = self._changed
-        if self._seen > since or self._closing:
-            return
-        if self._listener is None or self._listener.is_closed():
-            # the listening connection was lost: notifications sent meanwhile are lost with it
-            if not await self._listen_again():
-                await asyncio.sleep(min(timeout, 1.0))  # the caller looks, and comes back
+        """Wakes for a notification (a commit of any process), and when the listening connection
+        is lost (see :meth:`_lost`): then it listens again and catches up before waiting on."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._seen <= since and not self._closing:
+            if self._listener is None or self._listener.is_closed():
+                # the listening connection was lost: notifications sent meanwhile are lost with it
+                if not await self._listen_again():
+                    # nothing tells when the server answers again: the caller looks, and comes back
+                    await asyncio.sleep(max(0.0, min(deadline - loop.time(), 1.0)))
+                    return
+                continue
+            remaining = deadline - loop.time()
+            if remaining <= 0:
                 return
-            if self._seen > since:
+            changed = self._changed
+            try:
+                async with asyncio.timeout(remaining):  # not wait_for(): on 3.11 it can swallow a cancellation
+                    await changed.wait()
+            except TimeoutError:
                 return
-        try:
-            async with asyncio.timeout(timeout):  # not wait_for(): on 3.11 it can swallow a cancellation
-                await changed.wait()
-        except TimeoutError:
-            pass
+
+    def _lost(self, connection: Any) -> None:
+        """The listening connection was closed (by the server, the network...): wake the waiters,
+        so that one of them listens again at once."""
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     async def _listen_again(self) -> bool:
         """Open a new listening connection and catch up with what was committed without it;
@@ -669,6 +716,7 @@ class PostgresStore:
             try:
                 listener = await asyncpg.connect(self.dsn)
                 await listener.add_listener(self._channel, self._notified)
+                listener.add_termination_listener(self._lost)
             except Exception:
                 logger.warning("cannot listen for changes again: PostgreSQL does not answer")
                 return False
@@ -706,6 +754,19 @@ def _settle(future: asyncio.Future[Any], result: Any) -> None:
         future.set_exception(result)
     else:
         future.set_result(result)
+
+
+def _cut(rows: list[Any], max_bytes: int) -> list[dict[str, Any]]:
+    """The objects of a page's rows, up to the one whose JSON passes ``max_bytes``."""
+    page: list[dict[str, Any]] = []
+    size = 0
+    for row in rows:
+        obj = orjson.loads(row[0])
+        page.append(obj)
+        size += len(orjson.dumps(obj))
+        if size > max_bytes:
+            break
+    return page
 
 
 def _failure(exc: BaseException) -> FlowBusError:
@@ -754,13 +815,6 @@ def _merged(current: dict[str, Any], changes: dict[str, Any], prepare: Prepare) 
 
 def _text(text: str) -> str:
     return text.replace("\x00", " ")  # PostgreSQL text holds no NUL; it separates words anyway
-
-
-def _check_version(current: dict[str, Any], expect: int | None) -> None:
-    if expect is not None and current.get("version") != expect:
-        raise Conflict(
-            f"Object {current.get('id')!r} has changed: its version is {current.get('version')}, not {expect}"
-        )
 
 
 def _field_sql(name: str) -> str:

@@ -500,3 +500,47 @@ async def test_namespaces_and_collections_are_apart(store: SQLiteStore) -> None:
     assert await store.get("other/collection", "a", "same") == other
     with pytest.raises(DoesNotExist):
         await store.delete(C, "", "same")
+
+
+# -- waiting for changes ------------------------------------------------------------------------
+
+
+def _lookers() -> list[asyncio.Task[Any]]:
+    return [task for task in asyncio.all_tasks() if task.get_name() == "flowbus-change-watcher"]
+
+
+async def test_many_waiters_share_one_look_at_the_log(store: SQLiteStore, tmp_path: Path) -> None:
+    """However many wait for changes, one task looks at the log for other processes' commits;
+    all wake when another store on the file commits, and the look stops once nobody waits.
+    A commit of this store wakes its waiters too."""
+    other = SQLiteStore(tmp_path / "data" / "flowbus.db")
+    await other.open()
+    try:
+        assert _lookers() == []
+        since = await store.last_seq()
+        waiters = [asyncio.create_task(store.wait_changed(since, 600)) for _ in range(20)]
+        await asyncio.sleep(0)  # they all start waiting
+        lookers = _lookers()
+        assert len(lookers) == 1
+        await insert(other, "theirs")
+        await asyncio.wait_for(asyncio.gather(*waiters), 30)  # a hang guard, not a speed assertion
+        await asyncio.wait_for(lookers[0], 30)  # with nobody waiting, it stops looking
+        assert _lookers() == []
+        since = await store.last_seq()
+        mine = [asyncio.create_task(store.wait_changed(since, 600)) for _ in range(3)]
+        await asyncio.sleep(0)
+        await insert(store, "mine")
+        await asyncio.wait_for(asyncio.gather(*mine), 30)
+        assert [c.objectid for c in await store.changes(since)] == ["mine"]
+    finally:
+        await other.close()
+
+
+async def test_closing_the_store_ends_every_wait(store: SQLiteStore) -> None:
+    """Waits for changes return when the store closes, and its look at the log stops."""
+    since = await store.last_seq()
+    waiters = [asyncio.create_task(store.wait_changed(since, 600)) for _ in range(3)]
+    await asyncio.sleep(0)
+    await store.close()
+    await asyncio.wait_for(asyncio.gather(*waiters), 30)
+    assert _lookers() == []

@@ -115,6 +115,20 @@ async def test_concurrent_patches_all_land(store: Store) -> None:
     assert final is not None and all(final[f"f{i}"] == i for i in range(10))
 
 
+async def test_patches_of_one_object_from_two_stores_all_land(open_store: Opener) -> None:
+    """Patches of one object made at once through two stores (processes) on the same data: the
+    one whose object moved between its read and its write merges again, so every patch lands."""
+    store = await open_store()
+    other = await open_store()
+    await put(store, "x")
+    writers = [store, other] * 5
+    results = await asyncio.gather(*(w.patch(C, "", "x", {f"f{i}": i}, text) for i, w in enumerate(writers)))
+    assert sorted(r["version"] for r in results) == list(range(2, 12))
+    for reader in (store, other):  # query: a cache learns of the other store's writes only later
+        (final,), _ = await reader.query(C, "", Query())
+        assert final["version"] == 11 and all(final[f"f{i}"] == i for i in range(10))
+
+
 # -- queries ----------------------------------------------------------------------------------
 
 
@@ -151,6 +165,42 @@ async def test_search_ranks_and_keeps_namespaces(store: Store) -> None:
     assert total == 1 and items[0]["id"] == "a"
     items, total = await store.search(C, "", Query(q="router"))
     assert [o["id"] for o in items] == ["b"]
+
+
+# -- namespaces -------------------------------------------------------------------------------
+
+
+async def test_namespaces_of_a_collection(store: Store) -> None:
+    """The namespaces holding an object of the collection, sorted, each once; other collections'
+    namespaces are not among them."""
+    assert await store.namespaces(C) == []
+    await put(store, "a", namespace="tenant-b")
+    await put(store, "b", namespace="tenant-b")
+    await put(store, "c", namespace="")
+    await put(store, "d", namespace="tenant-a")
+    await store.insert("other/kind", "elsewhere", {"id": "e"}, text)
+    assert await store.namespaces(C) == ["", "tenant-a", "tenant-b"]
+    assert await store.namespaces("other/kind") == ["elsewhere"]
+    assert await store.namespaces("no/such") == []
+
+
+async def test_namespaces_follow_writes(open_store: Opener) -> None:
+    """A namespace goes once its last object of the collection is deleted, comes with a
+    transaction's insert, and the namespaces of objects written by another store (process) on
+    the same data are listed too."""
+    store = await open_store()
+    other = await open_store()
+    await put(store, "a", namespace="n1")
+    await put(store, "b", namespace="n1")
+    await put(other, "c", namespace="n2")
+    assert await store.namespaces(C) == ["n1", "n2"]
+    await store.delete(C, "n1", "a")
+    assert await store.namespaces(C) == ["n1", "n2"]
+    await store.transaction([Delete(C, "n1", "b"), Insert(C, "n0", {"id": "d"}, text)])
+    assert await store.namespaces(C) == ["n0", "n2"]
+    assert await other.namespaces(C) == ["n0", "n2"]
+    await other.delete(C, "n2", "c")
+    assert await store.namespaces(C) == ["n0"]
 
 
 # -- transactions -----------------------------------------------------------------------------

@@ -214,6 +214,25 @@ async def test_wait_changed_listens_again_after_losing_its_connection(opened):
     assert waiter._listener.get_server_pid() != pid
 
 
+async def test_a_wait_whose_listening_connection_is_lost_listens_again(opened):
+    """The listening connection lost while wait_changed waits (a long while) wakes it: it
+    listens again on a new connection, and wakes for a commit made after (or while) it was lost."""
+    waiter, writer = await opened(), await opened()
+    since = await waiter.last_seq()
+    waiting = asyncio.create_task(waiter.wait_changed(since, 600))
+    await asyncio.sleep(0.05)
+    pid = waiter._listener.get_server_pid()
+    conn = await asyncpg.connect(DSN)
+    try:
+        await conn.execute("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await conn.close()
+    await writer.insert("c", "", {"id": "after"}, text_of)
+    await asyncio.wait_for(waiting, 30)  # a hang guard: without a wakeup it would wait 600 s
+    assert waiter._listener.get_server_pid() != pid
+    assert [c.objectid for c in await waiter.changes(since)] == ["after"]
+
+
 async def test_many_concurrent_patches_of_one_object_in_one_store_all_land(opened):
     """Fifty concurrent patches of one object through one store all succeed, one version each."""
     store = await opened()
