@@ -16,7 +16,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from endpoints.flows import Clock, CronObjects, Schedule, SystemClock, note_namespace
+from endpoints.flows import Clock, CronObjects, Schedule, SystemClock
 from flowbus import (
     Application,
     Call,
@@ -94,7 +94,6 @@ class Jobs(Collection):
         if isinstance(call.data, dict):
             call.data = {**call.data, "owner": call.identity.subject}
         job = await super().create(call)
-        await note_namespace(call.store, call.namespace)  # where a restarted process looks for jobs
         self.runner.armed(call.namespace, job)  # here at once; other processes by the change feed
         return job
 

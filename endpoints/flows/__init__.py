@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from endpoints.flows.api import Commands, Events, Executions, FlowDefinitions, FlowStatus
 from endpoints.flows.clock import Clock, ManualClock, SystemClock
-from endpoints.flows.cron import CronObjects, note_namespace
+from endpoints.flows.cron import CronObjects
 from endpoints.flows.engine import Engine
 from endpoints.flows.schedule import Schedule
 from endpoints.flows.schedules import FlowSchedules
@@ -27,7 +27,6 @@ __all__ = [
     "Schedule",
     "SystemClock",
     "create_app",
-    "note_namespace",
 ]
 
 

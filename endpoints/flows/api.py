@@ -125,7 +125,6 @@ class FlowDefinitions(Collection):
         if isinstance(call.data, list):
             return await self._create_flows(call, call.data)
         obj = self._new(call, _object(call.data))
-        await self.engine.note_namespace(call.namespace)
         stored = await call.store.transaction(self._inserts(call, obj))
         return self._armed(call, stored[0])
 
@@ -154,7 +153,6 @@ class FlowDefinitions(Collection):
                     f"[{index}]: {exc.message}", field=f"[{index}].{exc.field or ''}".rstrip(".")
                 ) from None
             writes.extend(self._inserts(call, obj))
-        await self.engine.note_namespace(call.namespace)
         stored = await call.store.transaction(writes)
         return [self._armed(call, flow) for flow in stored[::2]]
 

@@ -154,7 +154,7 @@ class Engine:
         record = new_record(flow, revision, definition, start, owner, data, tags, event, parent, now)
         if objectid is not None:
             record["id"] = objectid
-        await self.repository.note_namespace(namespace)
+        self.repository.noted(namespace)
         take = self.queue.take_slot()
         record["status"] = RUNNING if take else QUEUED
         try:
@@ -168,10 +168,6 @@ class Engine:
         else:
             self.queue.queued()
         return stored
-
-    async def note_namespace(self, namespace: str) -> None:
-        """Remember that ``namespace`` holds flows or executions (for recovery and schedules)."""
-        await self.repository.note_namespace(namespace)
 
     # -- waiting for an execution ------------------------------------------------------------
 

@@ -3,8 +3,8 @@
 An execution moves only by :meth:`Repository.transition`: a write conditional on the version
 the caller read (``patch(..., expect=version, base=record)``), so that of two writers (two
 tasks, two processes sharing one store) exactly one wins and the other gets ``Conflict``. The
-repository also keeps the definitions as executions run them (revisions), and the namespaces
-that hold executions.
+repository also keeps the definitions as executions run them (revisions), and knows the
+namespaces that hold executions (``Store.namespaces``).
 
 **Its own commits on the change feed.** The engine acts on a commit of its own at once (it
 settles waiters, arms timers, starts what follows), so the feed's event of that commit must be
@@ -28,8 +28,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from endpoints.flows.cron import note_namespace
-from endpoints.flows.model import EXECUTIONS, NAMESPACES, QUEUED, REVISIONS, no_text
+from endpoints.flows.model import EXECUTIONS, QUEUED, REVISIONS, no_text
 from flowbus import Conflict, Event, Query, Store, every
 
 __all__ = ["Repository"]
@@ -227,21 +226,18 @@ class Repository:
     # -- namespaces --------------------------------------------------------------------------
 
     async def namespaces(self) -> list[str]:
-        """The namespaces that hold executions (or flows): where recovery looks."""
-        records = await every(self.store, NAMESPACES, "")
-        self._namespaces.update(str(r.get("namespace", "")) for r in records)
+        """The namespaces that hold executions: where recovery looks."""
+        self._namespaces.update(await self.store.namespaces(EXECUTIONS))
         return sorted(self._namespaces)
 
     @property
     def known_namespaces(self) -> list[str]:
-        """The namespaces seen so far: found at start, or written here since."""
+        """The namespaces known to hold executions: found at start, or written here since."""
         return sorted(self._namespaces)
 
-    async def note_namespace(self, namespace: str) -> None:
-        """Remember that ``namespace`` holds flows or executions (for recovery and schedules)."""
-        if namespace not in self._namespaces:
-            await note_namespace(self.store, namespace)
-            self._namespaces.add(namespace)
+    def noted(self, namespace: str) -> None:
+        """``namespace`` holds an execution started here (where the queue looks)."""
+        self._namespaces.add(namespace)
 
 
 def _ignore(event: Event) -> None:
