@@ -13,12 +13,13 @@ until the feed brings that version back: an event of that version or an older on
 nothing the engine has not seen (a later version was written on top of it), and is passed over
 without decoding its record; a newer one is another writer's. The entry goes when its version
 (or a later one) comes back. The feed may also bring a commit back before its writer hears that
-it committed: an event of an execution that this process is writing is held until the write
-ends, then judged by the version written (or, if the write failed, acted on), in the order the
-events came. So what is kept is one number per execution whose latest commit here is still on
-its way through the feed, and the events held during a write: no table of past commits. (An
-event that never comes, from a change log trimmed past a process that was paused, leaves its
-entry until the execution's next change or the engine's stop.)
+it committed: an event of an execution that this process is writing, newer than what it wrote
+so far, is held until the write ends, then judged by the version written (or, if the write
+failed, acted on), in the order the events came. So what is kept is one number per execution
+whose latest commit here is still on its way through the feed, and the few events newer than
+it that came during a write: no table of past commits. (An event that never comes, from a
+change log trimmed past a process that was paused, leaves its entry until the execution's next
+change or the engine's stop.)
 """
 
 from __future__ import annotations
@@ -170,15 +171,18 @@ class Repository:
         if event.version is None or event.event == "DELETED":
             return False
         key = (event.namespace, event.objectid)
-        if key in self._writing or key in self._held:
+        if self._echo(key, event.version):
+            return True
+        if key in self._writing or key in self._held:  # newer than what was written here so far
             self._held.setdefault(key, []).append(event)
             return True
-        return self._echo(key, event.version)
+        return False
 
     @property
     def in_flight(self) -> int:
-        """Executions whose latest commit made here has not come back from the feed yet."""
-        return len(self._written)
+        """Executions whose latest commit made here has not come back from the feed yet, or whose
+        feed events are held during a write."""
+        return len(self._written.keys() | self._held.keys())
 
     def _echo(self, key: Key, version: int) -> bool:
         written = self._written.get(key)
@@ -205,13 +209,16 @@ class Repository:
                 asyncio.get_running_loop().call_soon(self._release, key)
 
     def _release(self, key: Key) -> None:
-        """Judge the events held during writes that have ended (unless another write began)."""
+        """Judge the events held during a write that has ended: those of a version written here
+        (or older) are passed over, the others acted on, unless another write began meanwhile:
+        they then wait for it, as they may be its own."""
+        newer = [event for event in self._held.pop(key, ()) if not self._echo(key, event.version or 0)]
         if key in self._writing:
+            if newer:
+                self._held[key] = newer
             return
-        for event in self._held.pop(key, ()):
-            assert event.version is not None
-            if not self._echo(key, event.version):
-                self._act(event)
+        for event in newer:
+            self._act(event)
 
     # -- revisions ---------------------------------------------------------------------------
 

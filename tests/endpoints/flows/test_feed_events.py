@@ -41,6 +41,30 @@ async def test_commits_the_feed_brought_back_leave_nothing_behind(clocked: Clock
     await until_nothing_in_flight(clocked)
 
 
+def looping(name: str, times: int) -> dict[str, Any]:
+    """A flow of ``set`` states that commits ``times`` steps back to back, with no wait between."""
+    again = [{"on": "success", "to": "loop", "if": f"=vars.n < `{times}`"}, {"on": "success", "to": "end"}]
+    return {
+        "name": name,
+        "startState": "init",
+        "states": {
+            "init": {"action": "set", "vars": {"n": 0}, "transitions": [{"on": "success", "to": "loop"}]},
+            "loop": {"action": "set", "vars": {"n": "=sum([vars.n, `1`])"}, "transitions": again},
+            "end": {"action": "end", "output": "=vars.n"},
+        },
+    }
+
+
+async def test_commits_made_back_to_back_leave_nothing_behind(clocked: Clocked, cws: ClientConnection) -> None:
+    """Each step's commit follows the last at once: the feed brings them back while the next
+    one is being written."""
+    flow = await ok(cws, "CREATE", FLOW, data=looping(unique("loop"), 60))
+    started = await ok(cws, "RUN", FLOW, objectid=flow["id"])
+    done = await settle(cws, started["id"])
+    assert (done["status"], done["output"], done["version"]) == ("SUCCESS", 60, 63)
+    await until_nothing_in_flight(clocked)
+
+
 async def test_a_stop_committed_elsewhere_reaches_an_execution_last_written_here(
     clocked: Clocked, cws: ClientConnection
 ) -> None:
