@@ -6,7 +6,8 @@ seconds first), a ``timezone`` and an ``envelope`` (``endpoint``, ``method``, ``
 it) in its namespace, through the dispatcher like any call. Each firing is claimed by storing
 a record named after the job and the time, so that of several processes sharing a store one
 sends it. ``scheduler/queue`` lists the QUEUED and RUNNING flow executions, oldest first;
-DELETE cancels one.
+DELETE cancels one. It reads them through the ``flows/execution`` endpoint, as the caller:
+the flows application's authorization applies, as to a client's call.
 """
 
 from __future__ import annotations
@@ -14,10 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from endpoints.flows.clock import Clock, SystemClock
-from endpoints.flows.cron import CronObjects, note_namespace
-from endpoints.flows.model import EXECUTIONS, QUEUED, RUNNING, no_text, progress_view
-from endpoints.flows.schedule import Schedule
+from endpoints.flows import Clock, CronObjects, Schedule, SystemClock
 from flowbus import (
     Application,
     Call,
@@ -28,7 +26,6 @@ from flowbus import (
     InvalidData,
     Page,
     Query,
-    every,
     iso,
 )
 
@@ -38,6 +35,11 @@ logger = logging.getLogger("flowbus.scheduler")
 
 JOBS = "scheduler/job"
 FIRED = "scheduler/fired"
+EXECUTIONS = "flows/execution"
+ACTIVE = ("RUNNING", "QUEUED")
+"""The statuses of the executions in the queue."""
+COUNT_PAGE = 500
+"""Executions read at once when the queue's total has to be counted."""
 JOB_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["schedule", "envelope"],
@@ -59,6 +61,11 @@ JOB_SCHEMA: dict[str, Any] = {
         },
     },
 }
+
+
+def _no_text(obj: dict[str, Any]) -> str:
+    """The search text of a job patched by its firing: none."""
+    return ""
 
 
 class Jobs(Collection):
@@ -83,7 +90,6 @@ class Jobs(Collection):
         if isinstance(call.data, dict):
             call.data = {**call.data, "owner": call.identity.subject}
         job = await super().create(call)
-        await note_namespace(call.store, call.namespace)  # where a restarted process looks for jobs
         self.runner.armed(call.namespace, job)  # here at once; other processes by the change feed
         return job
 
@@ -110,7 +116,7 @@ class Runner(CronObjects):
 
     async def fire(self, namespace: str, job: dict[str, Any], when: float) -> None:
         outcome = await self._send(namespace, job)
-        await self.services.store.patch(JOBS, namespace, job["id"], {"lastRun": iso(when), **outcome}, no_text)
+        await self.services.store.patch(JOBS, namespace, job["id"], {"lastRun": iso(when), **outcome}, _no_text)
 
     async def _send(self, namespace: str, job: dict[str, Any]) -> dict[str, Any]:
         envelope = job["envelope"]
@@ -133,7 +139,12 @@ class Runner(CronObjects):
 
 
 class Queue(Endpoint):
-    """``scheduler/queue``: QUEUED and RUNNING executions, oldest first; DELETE cancels one."""
+    """``scheduler/queue``: QUEUED and RUNNING executions, oldest first; DELETE cancels one.
+
+    Every read is a call to ``flows/execution`` as the caller. A call inside the bus answers a
+    LIST's items, not its total: when the page does not tell the total (it is full, or past the
+    end), the executions of each status are counted through the same endpoint.
+    """
 
     description = "Queued and running flow executions"
 
@@ -142,19 +153,30 @@ class Queue(Endpoint):
 
     async def list(self, call: Call) -> Page:
         query = Query.from_parameters({k: v for k, v in call.parameters.items() if k in ("limit", "page", "offset")})
-        found: list[dict[str, Any]] = []
-        for status in (RUNNING, QUEUED):
-            found.extend(await every(call.store, EXECUTIONS, call.namespace, {"status": status}))
-        found.sort(key=lambda r: (r["created"], r["id"]))
-        page = found[query.offset : query.offset + query.limit]
-        return Page([progress_view(r) for r in page], query.limit, query.offset, len(found))
+        page = {"status": list(ACTIVE), "sort": "created", "limit": query.limit, "offset": query.offset}
+        items = await _executions(call, page)
+        if len(items) < query.limit and (items or query.offset == 0):
+            total = query.offset + len(items)
+        else:
+            total = sum([await _count(call, status) for status in ACTIVE])
+        return Page(items, query.limit, query.offset, total)
 
     async def open(self, call: Call) -> Any:
         assert call.objectid is not None
-        record = await call.store.get(EXECUTIONS, call.namespace, call.objectid)
-        if record is None or record["status"] not in (QUEUED, RUNNING):
+        try:
+            found = await call.services.call(
+                call.identity,
+                "OPEN",
+                EXECUTIONS,
+                objectid=call.objectid,
+                namespace=call.namespace,
+                parameters={"view": "progress"},
+            )
+        except DoesNotExist:
+            found = None
+        if not isinstance(found, dict) or found.get("status") not in ACTIVE:
             raise DoesNotExist("No such queued or running execution")
-        return progress_view(record)
+        return found
 
     async def delete(self, call: Call) -> Any:
         assert call.objectid is not None
@@ -162,6 +184,24 @@ class Queue(Endpoint):
         return await call.services.call(
             call.identity, "DELETE", EXECUTIONS, objectid=call.objectid, namespace=call.namespace
         )
+
+
+async def _executions(call: Call, parameters: dict[str, Any]) -> list[Any]:
+    """A page of ``LIST flows/execution`` (their short form), as the caller."""
+    items = await call.services.call(
+        call.identity, "LIST", EXECUTIONS, namespace=call.namespace, parameters={**parameters, "view": "progress"}
+    )
+    return list(items)
+
+
+async def _count(call: Call, status: str) -> int:
+    """How many executions of ``status`` the caller can list, counted a page at a time."""
+    counted = 0
+    while True:
+        items = await _executions(call, {"status": status, "limit": COUNT_PAGE, "offset": counted})
+        counted += len(items)
+        if len(items) < COUNT_PAGE:
+            return counted
 
 
 def create_app(clock: Clock | None = None) -> Application:

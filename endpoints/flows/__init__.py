@@ -3,17 +3,31 @@
 Definitions (``flows/flow``), executions (``flows/execution``), events (``flows/event``), flow
 commands (``flows/command``) and status (``flows/status``); the :class:`Engine` runs
 executions in the background. See docs/FLOWS.md.
+
+This module is the application's public face: other applications import only what it exports
+(the clock, cron schedules and the timers of scheduled objects), never its modules, and reach
+its executions through its endpoints, as a client does (``services.call``).
 """
 
 from __future__ import annotations
 
 from endpoints.flows.api import Commands, Events, Executions, FlowDefinitions, FlowStatus
 from endpoints.flows.clock import Clock, ManualClock, SystemClock
+from endpoints.flows.cron import CronObjects
 from endpoints.flows.engine import Engine
+from endpoints.flows.schedule import Schedule
 from endpoints.flows.schedules import FlowSchedules
 from flowbus import Application
 
-__all__ = ["Clock", "Engine", "ManualClock", "SystemClock", "create_app"]
+__all__ = [
+    "Clock",
+    "CronObjects",
+    "Engine",
+    "ManualClock",
+    "Schedule",
+    "SystemClock",
+    "create_app",
+]
 
 
 def create_app(concurrency: int = 64, clock: Clock | None = None) -> Application:
@@ -30,7 +44,7 @@ def create_app(concurrency: int = 64, clock: Clock | None = None) -> Application
     app.add(Executions(engine))
     app.add(Events(engine))
     app.add(Commands(engine, schedules))
-    app.add(FlowStatus())
+    app.add(FlowStatus(engine))
     app.run(engine)
     app.run(schedules)
     return app

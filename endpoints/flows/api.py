@@ -68,6 +68,21 @@ def _words(value: Any, name: str) -> list[str]:
     raise InvalidRequest(f"'{name}' must be a list of strings or a comma-separated string")
 
 
+def _statuses(value: Any) -> list[str]:
+    """The statuses a LIST asks for: one, several (a JSON array or a comma list), or any (none)."""
+    if value is None:
+        return []
+    parts = value if isinstance(value, list) else [value]
+    names = [name for part in parts for name in _split(part)]
+    if not names or any(name not in STATUSES for name in names):
+        raise InvalidRequest(f"'status' must be one of {', '.join(STATUSES)}")
+    return list(dict.fromkeys(names))
+
+
+def _split(part: Any) -> list[Any]:
+    return [name.strip() for name in part.split(",")] if isinstance(part, str) and "," in part else [part]
+
+
 def _object(data: Any) -> dict[str, Any]:
     if data is None:
         return {}
@@ -110,7 +125,6 @@ class FlowDefinitions(Collection):
         if isinstance(call.data, list):
             return await self._create_flows(call, call.data)
         obj = self._new(call, _object(call.data))
-        await self.engine.note_namespace(call.namespace)
         stored = await call.store.transaction(self._inserts(call, obj))
         return self._armed(call, stored[0])
 
@@ -139,7 +153,6 @@ class FlowDefinitions(Collection):
                     f"[{index}]: {exc.message}", field=f"[{index}].{exc.field or ''}".rstrip(".")
                 ) from None
             writes.extend(self._inserts(call, obj))
-        await self.engine.note_namespace(call.namespace)
         stored = await call.store.transaction(writes)
         return [self._armed(call, flow) for flow in stored[::2]]
 
@@ -235,7 +248,7 @@ async def start(engine: Engine, call: Call, flow: dict[str, Any]) -> dict[str, A
 async def _stream(engine: Engine, call: Call, record: dict[str, Any]) -> dict[str, Any]:
     """Send the progress after each commit (``status: 1``) until the execution settles."""
     with engine.watch(call.namespace, record["id"]) as queue:
-        fresh = await call.store.get(EXECUTIONS, call.namespace, record["id"])
+        fresh = await engine.repository.get(call.namespace, record["id"])
         record = fresh or record
         call.progress(progress_view(record))
         while record["status"] in ACTIVE:
@@ -255,26 +268,23 @@ class Executions(Endpoint):
         self.engine = engine
 
     async def list(self, call: Call) -> Page:
+        """Executions matching the filters, newest first (``sort=created``: oldest first); each
+        as its context, or its short form with ``view=progress``. ``status`` may name several."""
         parameters = dict(call.parameters)
         tags = _words(parameters.pop("tag", None), "tag")
+        statuses = _statuses(parameters.pop("status", None))
         filters: dict[str, Any] = {}
         renames = {"flow": "flowId", "flowName": "flowName", "fluxName": "flowName"}
-        for key in ("flow", "flowName", "fluxName", "status", "currentState", "startState"):
+        for key in ("flow", "flowName", "fluxName", "currentState", "startState"):
             if parameters.get(key) is not None:
                 filters[renames.get(key, key)] = parameters.pop(key)
         query = Query.from_parameters({k: v for k, v in parameters.items() if k in ("limit", "page", "offset")})
-        if "status" in filters and filters["status"] not in STATUSES:
-            raise InvalidRequest(f"'status' must be one of {', '.join(STATUSES)}")
-        if not tags:
-            sized = Query(query.limit, query.offset, "created", True, filters)
-            items, total = await call.store.query(EXECUTIONS, call.namespace, sized)
-        else:
-            found = [
-                r for r in await self.engine.find(call.namespace, filters) if set(tags) <= set(r.get("tags") or [])
-            ]
-            found.reverse()
-            total, items = len(found), found[query.offset : query.offset + query.limit]
-        return Page([context_view(r) for r in items], query.limit, query.offset, total)
+        oldest = parameters.get("sort") in ("created", "+created")
+        view = progress_view if parameters.get("view") == "progress" else context_view
+        items, total = await self.engine.repository.page(
+            call.namespace, filters, statuses=statuses, tags=tags, limit=query.limit, offset=query.offset, oldest=oldest
+        )
+        return Page([view(r) for r in items], query.limit, query.offset, total)
 
     async def open(self, call: Call) -> Any:
         record = await self._get(call)
@@ -303,7 +313,7 @@ class Executions(Endpoint):
                 raise InvalidData("'type' must be 0 (soft) or 1 (hard)", field="type")
             if data["command"] not in ("pause", "resume", "stop"):
                 raise InvalidData("'command' must be pause, resume or stop", field="command")
-            record = await self.engine.command(call.namespace, record, data["command"], int(kind))
+            record = await self.engine.runner.command(call.namespace, record, data["command"], int(kind))
             return context_view(record)
         add, remove = _words(data.get("addTags"), "addTags"), _words(data.get("removeTags"), "removeTags")
         if not add and not remove:
@@ -315,16 +325,14 @@ class Executions(Endpoint):
     ) -> dict[str, Any]:
         while True:
             tags = [t for t in dict.fromkeys([*(record.get("tags") or []), *add]) if t not in remove]
-            try:
-                return await call.store.patch(
-                    EXECUTIONS, call.namespace, record["id"], {"tags": tags}, no_text, expect=record["version"]
-                )
+            try:  # the engine hears of it from the feed, as of a change made elsewhere
+                return await self.engine.repository.transition(call.namespace, record, {"tags": tags}, handled=False)
             except Conflict:
                 record = await self._get(call)
 
     async def delete(self, call: Call) -> Any:
         record = await self._get(call)
-        return context_view(await self.engine.command(call.namespace, record, "stop", 1))
+        return context_view(await self.engine.runner.command(call.namespace, record, "stop", 1))
 
     async def run(self, call: Call) -> Any:
         record = await self._get(call)
@@ -341,7 +349,7 @@ class Executions(Endpoint):
         schema = record.get("schema")
         if isinstance(schema, dict):
             Schema(schema).validate(call.object)
-        moved = await self.engine.resume_waiting(call.namespace, record, "success", result=call.data)
+        moved = await self.engine.runner.resume_waiting(call.namespace, record, "success", result=call.data)
         if moved is None:
             raise Conflict("The execution was answered or moved meanwhile")
         return moved
@@ -355,9 +363,7 @@ class Executions(Endpoint):
         child = new_objectid()
         changes = {"status": WAITING, "child": child, "choices": None, "message": f"Running {name}"}
         try:
-            parent = await call.store.patch(
-                EXECUTIONS, call.namespace, record["id"], changes, no_text, expect=record["version"]
-            )
+            parent = await self.engine.repository.transition(call.namespace, record, changes, handled=False)
         except Conflict:
             raise Conflict("The execution was answered or moved meanwhile") from None
         owner = record.get("owner") or call.identity.subject
@@ -368,7 +374,7 @@ class Executions(Endpoint):
 
     async def _get(self, call: Call) -> dict[str, Any]:
         assert call.objectid is not None
-        record = await call.store.get(EXECUTIONS, call.namespace, call.objectid)
+        record = await self.engine.repository.get(call.namespace, call.objectid)
         if record is None:
             raise DoesNotExist()
         return record
@@ -401,16 +407,16 @@ class Events(Endpoint):
         self, call: Call, name: str, event: dict[str, Any], tags: list[str], context_id: str | None
     ) -> list[dict[str, Any]]:
         if context_id is not None:
-            record = await call.store.get(EXECUTIONS, call.namespace, context_id)
+            record = await self.engine.repository.get(call.namespace, context_id)
             if record is None:
                 raise DoesNotExist(f"No execution {context_id[:128]!r}")
             waiting = [record] if record["status"] == WAITING and record.get("waitEvent") == name else []
         else:
-            found = await self.engine.find(call.namespace, {"status": WAITING, "waitEvent": name})
+            found = await self.engine.repository.find(call.namespace, {"status": WAITING, "waitEvent": name})
             waiting = [r for r in found if set(tags) <= set(r.get("tags") or [])]
         moved = []
         for record in waiting:
-            stored = await self.engine.resume_waiting(call.namespace, record, name, event=event)
+            stored = await self.engine.runner.resume_waiting(call.namespace, record, name, event=event)
             if stored is not None:
                 moved.append({"contextId": record["id"], "state": stored["currentState"]})
         return moved
@@ -476,9 +482,9 @@ class Commands(Endpoint):
         return {"flow_id": flow["id"], "status": "disabled" if flow.get("disabled") else state}
 
     async def _each(self, call: Call, flow: dict[str, Any], status: str, command: str, kind: int) -> None:
-        for record in await self.engine.find(call.namespace, {"flowId": flow["id"], "status": status}):
+        for record in await self.engine.repository.find(call.namespace, {"flowId": flow["id"], "status": status}):
             with contextlib.suppress(Conflict, DoesNotExist):
-                await self.engine.command(call.namespace, record, command, kind)
+                await self.engine.runner.command(call.namespace, record, command, kind)
 
 
 class FlowStatus(Endpoint):
@@ -486,8 +492,9 @@ class FlowStatus(Endpoint):
 
     description = "Each flow's state and its executions by status"
 
-    def __init__(self) -> None:
+    def __init__(self, engine: Engine) -> None:
         super().__init__("flows/status")
+        self.engine = engine
 
     async def list(self, call: Call) -> Page:
         query = Query.from_parameters({k: v for k, v in call.parameters.items() if k in ("limit", "page", "offset")})
@@ -501,8 +508,8 @@ class FlowStatus(Endpoint):
     async def _status(self, call: Call, flow: dict[str, Any]) -> dict[str, Any]:
         counts = {}
         for status in STATUSES:
-            query = Query(limit=1, filters={"flowId": flow["id"], "status": status})
-            _, total = await call.store.query(EXECUTIONS, call.namespace, query)
-            counts[status] = total
+            counts[status] = await self.engine.repository.count(
+                call.namespace, {"flowId": flow["id"], "status": status}
+            )
         state = "disabled" if flow.get("disabled") else flow.get("state", "running")
         return {"flow_id": flow["id"], "name": flow.get("name"), "state": state, "executions": counts}

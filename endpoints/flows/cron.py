@@ -1,9 +1,9 @@
 """Objects that fire on a cron schedule: scheduled flows, scheduler jobs.
 
 :class:`CronObjects` keeps a timer for every object of one collection whose schedule says it
-should fire, in every namespace that holds the engine's records: armed at start from the store,
-re-armed when an object is written here (:meth:`~CronObjects.armed`) or in another process (the
-change feed). When a timer fires, the process claims the firing in ``claims``, in a record named
+should fire, in every namespace that holds one (``Store.namespaces``): armed at start from the
+store, re-armed when an object is written here (:meth:`~CronObjects.armed`) or in another
+process (the change feed). When a timer fires, the process claims the firing in ``claims``, in a record named
 after the object that holds the latest firing claimed: of several processes sharing a store, the
 one whose conditional write moves it forward fires it. A firing missed while no process ran is
 not made up for: the next one is armed.
@@ -17,20 +17,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from endpoints.flows.clock import Clock, Timer
-from endpoints.flows.model import NAMESPACES, no_text
+from endpoints.flows.model import no_text
 from endpoints.flows.schedule import Schedule
-from flowbus import Conflict, DoesNotExist, Event, Services, Store, every, every_object, iso
+from flowbus import Conflict, DoesNotExist, Event, Services, every, every_object, iso
 
-__all__ = ["CronObjects", "note_namespace"]
+__all__ = ["CronObjects"]
 
 Key = tuple[str, str]
-
-
-async def note_namespace(store: Store, namespace: str) -> None:
-    """Remember that ``namespace`` holds the engine's or the scheduler's records (where a
-    restarted process looks for them)."""
-    with contextlib.suppress(Conflict):
-        await store.insert(NAMESPACES, "", {"id": namespace or "-", "namespace": namespace}, no_text)
 
 
 class CronObjects:
@@ -64,8 +57,7 @@ class CronObjects:
     async def start(self, services: Services) -> None:
         self._services = services
         self._unsubscribe = services.backplane.subscribe(every_object(self.collection), self._changed)
-        found = await every(services.store, NAMESPACES, "")
-        for namespace in sorted({"", *(str(r.get("namespace", "")) for r in found)}):
+        for namespace in await services.store.namespaces(self.collection):
             for obj in await every(services.store, self.collection, namespace):
                 self.armed(namespace, obj)
 

@@ -14,7 +14,6 @@ __all__ = [
     "FIRED",
     "FLOWS",
     "INTERRUPTED",
-    "NAMESPACES",
     "PAUSED",
     "QUEUED",
     "REVISIONS",
@@ -36,8 +35,6 @@ FLOWS = "flows/flow"
 EXECUTIONS = "flows/execution"
 REVISIONS = "flows/revision"
 """Definitions as they were when an execution started, by ``<flow id>@<version>``."""
-NAMESPACES = "flows/namespace"
-"""The namespaces that hold executions (in the default namespace): where recovery looks."""
 FIRED = "flows/fired"
 """One record per scheduled flow (its id), holding the latest firing claimed: several processes
 sharing a store fire each firing once."""

@@ -18,7 +18,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 
 from endpoints import create_inventory
-from endpoints.flows import ManualClock, create_app as create_flows
+from endpoints.flows import Engine, ManualClock, create_app as create_flows
 from endpoints.scheduler import create_app as create_scheduler
 from flowbus import Application, Call, Endpoint
 from flowbus.bus import Bus
@@ -87,6 +87,7 @@ class Clocked:
     clock: ManualClock
     gates: Gates
     token: str
+    engine: Engine
 
     def connect(self, token: str | None = None) -> Any:
         return ws_connect(self.bus.url("websocket"), token=token or self.token)
@@ -102,7 +103,9 @@ async def clocked(tmp_path: Path) -> AsyncIterator[Clocked]:
     gates = Gates()
     flags = {"data": tmp_path, "ws_port": 0, "http_port": 0, "admin_password": PASSWORD}
     settings = Settings.load(flags, env={})
-    apps = [create_inventory(), create_flows(4, clock), create_scheduler(clock), testing_app(gates)]
+    flows = create_flows(4, clock)
+    engine = next(work for work in flows.background if isinstance(work, Engine))
+    apps = [create_inventory(), flows, create_scheduler(clock), testing_app(gates)]
     bus, _ = build_bus(settings, apps)
     await bus.start()
     try:
@@ -110,7 +113,7 @@ async def clocked(tmp_path: Path) -> AsyncIterator[Clocked]:
             answer = await rpc(
                 ws, {"method": "CREATE", "endpoint": "auth/token", "data": {"username": "admin", "password": PASSWORD}}
             )
-        yield Clocked(bus, clock, gates, answer["data"]["token"])
+        yield Clocked(bus, clock, gates, answer["data"]["token"], engine)
     finally:
         for event in gates.opened.values():
             event.set()

@@ -203,6 +203,50 @@ async def test_a_job_is_armed_again_after_a_restart(tmp_path: Any) -> None:
             await bus.stop()
 
 
+async def test_what_any_namespace_holds_is_picked_up_after_a_restart(tmp_path: Any) -> None:
+    """After a restart, the engine finds a waiting execution in a namespace that holds no flow any
+    more, and the schedules find a scheduled flow in another: the store says which namespaces
+    hold executions and flows; nothing keeps a list of namespaces beside them."""
+    from endpoints import create_inventory
+    from endpoints.flows import ManualClock, create_app as create_flows
+    from endpoints.scheduler import create_app as create_scheduler
+    from flowbus.cli import build_bus
+    from flowbus.config import Settings
+    from tests.endpoints.flows.conftest import PASSWORD
+    from tests.support import rpc, ws_connect
+
+    settings = Settings.load({"data": tmp_path, "ws_port": 0, "http_port": 0, "admin_password": PASSWORD}, env={})
+    hourly = {"name": "hourly", "startState": "end", "states": {"end": {"action": "end"}}, "schedule": "0 * * * *"}
+    login = {"method": "CREATE", "endpoint": "auth/token", "data": {"username": "admin", "password": PASSWORD}}
+    waiting: dict[str, Any] = {}
+    for attempt in range(2):
+        clock = ManualClock(START)
+        bus, _ = build_bus(settings, [create_inventory(), create_flows(4, clock), create_scheduler(clock)])
+        await bus.start()
+        try:
+            async with ws_connect(bus.url("websocket")) as ws:
+                token = (await rpc(ws, login))["data"]["token"]
+            async with ws_connect(bus.url("websocket"), token=token) as ws:
+                if attempt == 0:
+                    flow = await ok(ws, "CREATE", FLOW, data=sleeper("nap", {"seconds": 600}), namespace="orphans")
+                    started = await ok(ws, "RUN", FLOW, objectid=flow["id"], namespace="orphans")
+                    waiting = await settle(ws, started["id"], "orphans")
+                    assert waiting["status"] == "WAITING_UNTIL"
+                    await ok(ws, "DELETE", FLOW, objectid=flow["id"], namespace="orphans")
+                    await ok(ws, "CREATE", FLOW, data=hourly, namespace="scheduled")
+                    continue
+                clock.advance(3600)
+                for _ in range(500):
+                    woke = await ok(ws, "OPEN", EXECUTION, objectid=waiting["id"], namespace="orphans")
+                    fired = await ok(ws, "LIST", EXECUTION, namespace="scheduled")
+                    if woke["status"] == "SUCCESS" and fired:
+                        break
+                    await _settled_feed(ws)
+                assert (woke["status"], [f["flowName"] for f in fired]) == ("SUCCESS", ["hourly"])
+        finally:
+            await bus.stop()
+
+
 async def _claims(clocked: Clocked, collection: str) -> list[dict[str, Any]]:
     from flowbus import Query
 
