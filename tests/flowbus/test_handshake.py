@@ -1,32 +1,11 @@
-"""The eager task factory and the pure handshake rules."""
+"""The pure handshake rules shared by both websocket entries, and their one connection cap."""
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from pathlib import Path
 
 from flowbus.config import Settings
 from flowbus.handshake import Connections, Handshake, connection_defaults
-from flowbus.tasks import use_eager_tasks
-
-
-async def test_tasks_are_eager_where_python_has_them() -> None:
-    """On 3.12+ a task started on the bus's loop runs up to its first await at once; on 3.11 it waits its turn."""
-    loop = asyncio.get_running_loop()
-    ran: list[str] = []
-
-    async def call() -> None:
-        ran.append("started")
-
-    use_eager_tasks(loop)
-    try:
-        task = loop.create_task(call())
-        assert ran == (["started"] if sys.version_info >= (3, 12) else [])
-        await task
-        assert ran == ["started"]
-    finally:
-        loop.set_task_factory(None)
 
 
 def test_connections_cap_takes_and_gives_back_places() -> None:
