@@ -73,7 +73,7 @@ class Dispatcher:
         self.call_timeout = call_timeout
         self.closing = False
         self.deadlines = Deadlines(call_timeout)
-        self._known: Callable[[Credentials], Identity | None] = getattr(authenticator, "known", _unknown)
+        self._known: Callable[[Credentials], Identity | None] = authenticator.known
         services.call = self.call
 
     async def call(

@@ -28,7 +28,8 @@ class Credentials(NamedTuple):
 
     ``peer`` is the client's address, for rate limiting and logs. Immutable; a named tuple
     rather than a frozen dataclass because every HTTP call makes one, and a tuple is made in
-    half the time.
+    half the time. Build it with keywords (``Credentials(token=..., peer=...)``): the order of
+    the fields is not part of the programming model.
     """
 
     token: str | None = None
@@ -70,13 +71,14 @@ ANONYMOUS = Identity("anonymous")
 class Authenticator(Protocol):
     """Turns credentials into an identity.
 
-    ``known`` is the fast path: the identity of credentials already verified (a token seen
-    before, still valid), answered without waiting, or None when :meth:`authenticate` must
-    run. An authenticator without it is awaited on every call.
+    :meth:`known` is the fast path the dispatcher asks first, on every call: the identity of
+    credentials already verified (a token seen before, still valid), answered without waiting.
+    An authenticator that keeps nothing answers None, and :meth:`authenticate` runs every time.
     """
 
     def known(self, credentials: Credentials) -> Identity | None:
-        """The identity of credentials verified before and still valid, else None."""
+        """The identity of credentials verified before and still valid, else None (then
+        :meth:`authenticate` decides). Synchronous and quick: no I/O."""
         ...
 
     async def authenticate(self, credentials: Credentials) -> Identity:
@@ -107,6 +109,7 @@ class OpenAuthenticator:
     """Lets everyone in as :data:`ANONYMOUS` (the default until an engine is plugged in)."""
 
     def known(self, credentials: Credentials) -> Identity | None:
+        """Everyone is known at once: as :data:`ANONYMOUS`."""
         return ANONYMOUS
 
     async def authenticate(self, credentials: Credentials) -> Identity:
