@@ -8,13 +8,15 @@ answers an :class:`Identity` (or raises AuthRequired / AuthFailed), then asks an
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 __all__ = [
     "ANONYMOUS",
     "NO_CREDENTIALS",
     "AllowAll",
+    "AuthAdmin",
     "Authenticator",
     "Authorizer",
     "Credentials",
@@ -123,3 +125,90 @@ class AllowAll:
         self, identity: Identity, method: str, endpoint: str, namespace: str, permission: str | None = None
     ) -> None:
         return None
+
+
+class AuthAdmin(Protocol):
+    """What the auth application (``auth/token``, ``auth/user``, ``auth/apikey``, ``auth/role``)
+    asks of the bus's auth: logins and tokens, and users, API keys and roles.
+
+    The bus's implementation keeps users, roles, keys and token records in the store; a change
+    applies at once to the calls that follow, in every process sharing the store. Methods raise
+    the FlowBusError their answer is (``InvalidData``, ``Conflict``, ``DoesNotExist``,
+    ``AuthFailed``, ``RateLimited``). Records are the stored ones: password and key hashes
+    included, for the application to leave out.
+    """
+
+    def is_admin(self, identity: Identity) -> bool:
+        """Whether ``identity`` may act on other users' tokens and API keys."""
+        ...
+
+    async def login(self, username: str, password: str, peer: str) -> Identity:
+        """The identity of a user whose password is right (failures from ``peer`` are throttled)."""
+        ...
+
+    async def issue_token(self, identity: Identity) -> dict[str, Any]:
+        """A new token for ``identity``: ``{"token", "expires", "id"}``."""
+        ...
+
+    async def revoke_token(self, token_id: str, by: Identity) -> dict[str, Any]:
+        """Revoke a token of ``by`` (an admin: anyone's); answers its record."""
+        ...
+
+    async def token_records(self) -> list[dict[str, Any]]:
+        """Every token record (never the tokens themselves)."""
+        ...
+
+    def users(self) -> list[dict[str, Any]]:
+        """Every user record, by username."""
+        ...
+
+    def user(self, username: str) -> dict[str, Any] | None:
+        """The record of user ``username``, or None."""
+        ...
+
+    async def add_user(
+        self, username: str, password: str, roles: Iterable[str], namespaces: list[str] | None = None
+    ) -> dict[str, Any]:
+        """Create a user; answers its record."""
+        ...
+
+    async def change_user(self, username: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Change a user's ``password``, ``roles``, ``namespaces`` or ``disabled``, revoking its
+        tokens; answers its record."""
+        ...
+
+    async def remove_user(self, username: str) -> dict[str, Any]:
+        """Delete a user, its tokens and its API keys; answers its last record."""
+        ...
+
+    async def apikey_records(self) -> list[dict[str, Any]]:
+        """Every API key record (prefix, owner, label; the hash, never the key)."""
+        ...
+
+    async def add_apikey(self, owner: str, label: str = "") -> tuple[str, dict[str, Any]]:
+        """Make an API key for ``owner``: the key (shown once) and its record."""
+        ...
+
+    async def remove_apikey(self, prefix: str) -> dict[str, Any]:
+        """Revoke an API key by prefix; answers its record."""
+        ...
+
+    def apikey_last_used(self, prefix: str) -> str | None:
+        """When an API key was last used (RFC 3339), or None if never."""
+        ...
+
+    def roles(self) -> list[dict[str, Any]]:
+        """Every role as ``auth/role`` shows it, by name."""
+        ...
+
+    def role(self, name: str) -> dict[str, Any] | None:
+        """Role ``name`` as ``auth/role`` shows it, or None."""
+        ...
+
+    async def save_role(self, raw: dict[str, Any], *, new: bool) -> dict[str, Any]:
+        """Create (``new``) or replace a role ``{"id", "rules", "permissions"}``; answers it as shown."""
+        ...
+
+    async def delete_role(self, name: str) -> dict[str, Any]:
+        """Delete a role defined as data; answers it as it was shown."""
+        ...

@@ -36,8 +36,8 @@ async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
         await opened.close()
 
 
-def engine_on(store: SQLiteStore) -> AuthEngine:
-    return AuthEngine(store, TokenIssuer(secrets.token_bytes(32), 3600))
+def engine_on(store: SQLiteStore, issuer: TokenIssuer | None = None) -> AuthEngine:
+    return AuthEngine(store, issuer or TokenIssuer(secrets.token_bytes(32), 3600))
 
 
 async def record(store: SQLiteStore, token_id: str, expires_in: float, revoked: bool = False) -> None:
@@ -66,16 +66,15 @@ async def test_a_revoked_token_stays_refused_after_a_restart(store: SQLiteStore)
     """Pruning keeps what revocation needs: a live revoked token is still refused by a new engine."""
     engine = engine_on(store)
     await engine.load()
-    await engine.bootstrap("a-password-for-tests")
+    await engine.admin.bootstrap("a-password-for-tests")
     identity = Identity("admin", frozenset({"admin"}), None)
-    issued = await engine.issue_token(identity)
-    await engine.revoke_token(issued["id"], identity)
+    issued = await engine.tokens.issue(identity)
+    await engine.tokens.revoke(issued["id"], identity)
     await record(store, "expired", -3600, revoked=True)
-    restarted = engine_on(store)
-    restarted.issuer = engine.issuer
+    restarted = engine_on(store, engine.tokens.issuer)
     await restarted.load()
     with pytest.raises(AuthFailed, match="revoked"):
-        restarted.claims_of(issued["token"])
+        restarted.tokens.claims_of(issued["token"])
     assert "expired" not in await stored_ids(store)
 
 
