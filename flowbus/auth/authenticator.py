@@ -9,8 +9,10 @@ against the users and API keys the auth state keeps current, and logs users in (
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hmac
+import logging
 import secrets
 import time
 
@@ -22,10 +24,14 @@ from flowbus.auth.token_service import TokenService
 from flowbus.auth.tokens import hash_apikey, hash_password, split_apikey, verify_password
 from flowbus.errors import AuthFailed, AuthRequired, DoesNotExist
 
-__all__ = ["APIKEY_REMEMBERED", "UserAuthenticator"]
+__all__ = ["APIKEY_REMEMBERED", "SAVE_USE_AFTER", "UserAuthenticator"]
+
+logger = logging.getLogger("flowbus.auth")
 
 APIKEY_REMEMBERED = 60.0
 """Seconds a checked API key is answered from the cache (so its last use is exact to about this)."""
+SAVE_USE_AFTER = 2.0
+"""Seconds after an API key's use before when it was last used is saved in the store."""
 
 
 class UserAuthenticator:
@@ -43,6 +49,8 @@ class UserAuthenticator:
         self.throttle = throttle
         self._cache = tokens.cache
         self._used: set[str] = set()  # API keys used since their last use was saved
+        self._save_timer: asyncio.TimerHandle | None = None
+        self._saving: asyncio.Task[None] | None = None
 
     def known(self, credentials: Credentials) -> Identity | None:
         """The identity of a token or API key verified before, unexpired and not revoked, else None."""
@@ -78,7 +86,7 @@ class UserAuthenticator:
         if user is None or user.get("disabled"):
             raise AuthFailed("The API key's owner no longer exists or is disabled")
         record["last_used_at"] = time.time()
-        self._used.add(prefix)
+        self._used_now(prefix)
         identity = user_identity(user)
         self._cache.remember(key, identity, f"apikey:{prefix}", time.time() + APIKEY_REMEMBERED)
         return identity
@@ -106,9 +114,28 @@ class UserAuthenticator:
 
     # -- when API keys were last used ----------------------------------------------------------
 
+    def _used_now(self, prefix: str) -> None:
+        self._used.add(prefix)
+        if self._save_timer is None and self._saving is None:
+            loop = asyncio.get_running_loop()
+            self._save_timer = loop.call_later(SAVE_USE_AFTER, self._save_due)
+
+    def _save_due(self) -> None:
+        self._save_timer = None
+        self._saving = asyncio.create_task(self._save_logged(), name="auth: save API key use")
+
+    async def _save_logged(self) -> None:
+        try:
+            await self.save_apikey_use()
+        except Exception:
+            logger.error("could not save when API keys were last used", exc_info=True)
+        self._saving = None
+        if self._used:  # used again while saving
+            self._save_timer = asyncio.get_running_loop().call_later(SAVE_USE_AFTER, self._save_due)
+
     async def save_apikey_use(self) -> None:
         """Write when each API key used since the last save was last used into its stored record
-        (the engine does it every few seconds, and when the bus stops)."""
+        (:data:`SAVE_USE_AFTER` seconds after a use, and when the bus stops)."""
         used, self._used = self._used, set()
         for prefix in used:
             record = self.state.apikeys.get(prefix)
@@ -118,6 +145,17 @@ class UserAuthenticator:
                 await self.state.store.patch(APIKEYS, "", prefix, {"last_used_at": record["last_used_at"]}, no_text)
             except DoesNotExist:  # removed meanwhile, by this process or another
                 pass
+
+    async def stop(self) -> None:
+        """Save when API keys were last used, now, and stop saving later."""
+        if self._saving is not None:  # let a save under way finish (it may set the timer again)
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._saving
+            self._saving = None
+        if self._save_timer is not None:
+            self._save_timer.cancel()
+            self._save_timer = None
+        await self.save_apikey_use()
 
 
 @functools.cache

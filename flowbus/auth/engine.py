@@ -10,10 +10,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import time
 from collections.abc import Callable
 
 from flowbus.auth.admin import Admin
@@ -27,12 +23,7 @@ from flowbus.auth.tokens import TokenIssuer
 from flowbus.backplane import Backplane
 from flowbus.store.base import Store
 
-__all__ = ["SYNC_EVERY", "AuthEngine"]
-
-logger = logging.getLogger("flowbus.auth")
-
-SYNC_EVERY = 2.0
-"""Seconds between two looks at the store for users changed by another process (``flowbus user``)."""
+__all__ = ["AuthEngine"]
 
 
 class AuthEngine:
@@ -46,10 +37,10 @@ class AuthEngine:
         backplane: where the change feed publishes the store's changes; while started, the state
             follows the auth collections' changes there (made by this process or another one
             sharing the store). Without it (``flowbus user``) the state is read once.
+        prune_every: seconds between two prunings of the records of expired tokens.
 
     :meth:`start` follows the changes, reads the store, creates ``admin`` on an empty store and
-    runs the timers (users changed elsewhere, saving API-key use, pruning token records) until
-    :meth:`stop`, which also saves when API keys were last used.
+    arms the pruning timer; :meth:`stop` undoes that and saves when API keys were last used.
     The parts are :attr:`authenticator` and :attr:`authorizer` for the dispatcher, :attr:`admin`
     for the auth application and :meth:`identity_of` for the endpoints' services.
     """
@@ -64,11 +55,12 @@ class AuthEngine:
         *,
         admin_password: str | None = None,
         backplane: Backplane | None = None,
+        prune_every: float = PRUNE_EVERY,
     ) -> None:
         self.backplane = backplane
         self.admin_password = admin_password
         self.state = AuthState(store)
-        self.tokens = TokenService(store, issuer, self.state)
+        self.tokens = TokenService(store, issuer, self.state, prune_every)
         self.authorizer = RoleAuthorizer(self.state.roles)
         self.authenticator = UserAuthenticator(
             self.state, self.tokens, throttle if throttle is not None else LoginThrottle()
@@ -77,58 +69,32 @@ class AuthEngine:
         self.state.listen(identities=self.tokens.cache.forget, roles=self.authorizer.forget)
         self.generated_password: str | None = None
         self._unsubscribe: list[Callable[[], None]] = []
-        self._timers: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:  # the admin password stays out of logs
         return f"AuthEngine(store={self.state.store!r}, backplane={self.backplane!r})"
 
     async def start(self) -> None:
-        """Follow the changes, read the store, create ``admin`` if needed, start the timers."""
+        """Follow the changes, read the store, create ``admin`` if needed, arm the pruning timer."""
         if self.backplane is not None:
             # Subscribed before loading: a change committed meanwhile is applied twice, never missed.
             self._unsubscribe = self.state.follow(self.backplane)
         await self.load()
         self.generated_password = await self.admin.bootstrap(self.admin_password)
-        self._timers = asyncio.create_task(self.watch(), name="auth timers")
+        self.tokens.start()
 
     async def stop(self) -> None:
-        """Stop following changes and the timers; save when API keys were last used."""
+        """Stop following changes and pruning; save when API keys were last used."""
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe = []
-        if self._timers is not None:
-            self._timers.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._timers
-            self._timers = None
-        await self.authenticator.save_apikey_use()
+        await self.tokens.stop()
+        await self.authenticator.stop()
 
     async def load(self) -> None:
         """Read users, roles, API keys and token revocations from the store (deleting the records
         of expired tokens on the way)."""
         await self.state.load()
         await self.tokens.load()
-
-    async def watch(self, every: float = SYNC_EVERY, prune_every: float = PRUNE_EVERY) -> None:
-        """Every ``every`` seconds, catch up with users changed elsewhere and save API-key use; every
-        ``prune_every`` seconds, prune the records of expired tokens; until cancelled."""
-        pruned = time.monotonic()
-        while True:
-            await asyncio.sleep(every)
-            try:
-                await self.state.sync()
-            except Exception:
-                logger.error("could not read the users from the store", exc_info=True)
-            try:
-                await self.authenticator.save_apikey_use()
-            except Exception:
-                logger.error("could not save when API keys were last used", exc_info=True)
-            if time.monotonic() - pruned >= prune_every:
-                pruned = time.monotonic()
-                try:
-                    await self.tokens.prune()
-                except Exception:
-                    logger.error("could not delete the records of expired tokens", exc_info=True)
 
     def identity_of(self, subject: str) -> Identity | None:
         """The identity of user ``subject`` as it is now, or None (``Services.identify``)."""

@@ -1,10 +1,11 @@
 """What the auth parts know of the store: users, roles, API keys and revoked tokens, kept current.
 
-:class:`AuthState` reads the auth collections (namespace ``""``) when the bus starts, and then
-follows their changes on the backplane, where the change feed publishes every change committed
-to the store, by this process or by another one sharing it (``flowbus user``, a second
-``flowbus serve``). The other parts answer calls from this state without I/O, and hear from it
-when what they derived from it (identities they cached, calls they allowed) may be stale.
+:class:`AuthState` reads the auth collections (namespace ``""``) once, when the bus starts, and
+then follows their changes on the backplane, where the change feed publishes every change
+committed to the store, by this process or by another one sharing it (``flowbus user``, a second
+``flowbus serve``). Nothing rereads the store on a timer. The other parts answer calls from this
+state without I/O, and hear from it when what they derived from it (identities they cached,
+calls they allowed) may be stale.
 """
 
 from __future__ import annotations
@@ -92,13 +93,6 @@ class AuthState:
         apikeys = await read_all(self.store, APIKEYS)
         self.apikeys.update((k["prefix"], k) for k in apikeys)
         self._roles_changed()
-
-    async def sync(self) -> None:
-        """Catch up with users added or changed in the store by another process (``flowbus user``
-        while the bus runs), and with the token revocations such a change made."""
-        async with self.users_lock:
-            for user in await read_all(self.store, USERS):
-                await self.refresh_user(user)
 
     async def stored_user(self, username: str) -> dict[str, Any] | None:
         """The user record as the store holds it now (not as a cache may remember it)."""

@@ -10,6 +10,8 @@ their expiry (and :data:`~flowbus.auth.tokens.LEEWAY`) are deleted when the bus 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +25,8 @@ from flowbus.errors import AuthFailed, DoesNotExist
 from flowbus.store.base import Patch, Store
 
 __all__ = ["PRUNE_EVERY", "TokenCache", "TokenService", "rfc3339"]
+
+logger = logging.getLogger("flowbus.auth")
 
 PRUNE_EVERY = 3600.0
 """Seconds between two deletions of the records of expired tokens."""
@@ -77,13 +81,17 @@ class TokenService:
         store: where token records live.
         issuer: signs and verifies JWTs.
         state: the auth state (its set of revoked token ids).
+        prune_every: seconds between two prunings while running.
     """
 
-    def __init__(self, store: Store, issuer: TokenIssuer, state: AuthState) -> None:
+    def __init__(self, store: Store, issuer: TokenIssuer, state: AuthState, prune_every: float = PRUNE_EVERY) -> None:
         self.store = store
         self.issuer = issuer
         self.state = state
+        self.prune_every = prune_every
         self.cache = TokenCache(state.revoked)
+        self._timer: asyncio.TimerHandle | None = None
+        self._pruning: asyncio.Task[None] | None = None
 
     async def issue(self, identity: Identity) -> dict[str, Any]:
         """Issue a token for ``identity`` and record it (so it can be listed and revoked)."""
@@ -157,6 +165,33 @@ class TokenService:
             if failed:
                 raise failed[0]
         return live
+
+    def start(self) -> None:
+        """Prune every :attr:`prune_every` seconds from now on (a timer: nothing runs between)."""
+        self._timer = asyncio.get_running_loop().call_later(self.prune_every, self._prune_due)
+
+    async def stop(self) -> None:
+        """Stop pruning (a pruning under way is cancelled; the next start prunes)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._pruning is not None:
+            self._pruning.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pruning
+            self._pruning = None
+
+    def _prune_due(self) -> None:
+        self._timer = None
+        self._pruning = asyncio.create_task(self._prune_then_wait(), name="auth: prune token records")
+
+    async def _prune_then_wait(self) -> None:
+        try:
+            await self.prune()
+        except Exception:
+            logger.error("could not delete the records of expired tokens", exc_info=True)
+        self._pruning = None
+        self.start()
 
 
 def rfc3339(epoch: float) -> str:
