@@ -76,7 +76,8 @@ class AuthEngine:
     async def start(self) -> None:
         """Follow the changes, read the store, create ``admin`` if needed, arm the pruning timer."""
         if self.backplane is not None:
-            # Subscribed before loading: a change committed meanwhile is applied twice, never missed.
+            # Subscribed before reading: a change committed meanwhile is applied after the
+            # reading, never missed.
             self._unsubscribe = self.state.follow(self.backplane)
         await self.load()
         self.generated_password = await self.admin.bootstrap(self.admin_password)
@@ -93,8 +94,9 @@ class AuthEngine:
     async def load(self) -> None:
         """Read users, roles, API keys and token revocations from the store (deleting the records
         of expired tokens on the way)."""
-        await self.state.load()
-        await self.tokens.load()
+        with self.state.loading():
+            await self.state.load()
+            await self.tokens.load()
 
     def identity_of(self, subject: str) -> Identity | None:
         """The identity of user ``subject`` as it is now, or None (``Services.identify``)."""

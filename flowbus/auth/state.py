@@ -11,9 +11,10 @@ calls they allowed) may be stale.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from flowbus.auth.authorizer import BUILTIN_ROLES, Role, role_from
@@ -54,6 +55,7 @@ class AuthState:
         self.users_lock = asyncio.Lock()
         self._identity_listeners: list[Callable[[str | None], None]] = []
         self._role_listeners: list[Callable[[], None]] = []
+        self._held: list[tuple[Callable[[Event], None], Event]] | None = None
 
     # -- who hears of changes ------------------------------------------------------------------
 
@@ -94,6 +96,19 @@ class AuthState:
         self.apikeys.update((k["prefix"], k) for k in apikeys)
         self._roles_changed()
 
+    @contextlib.contextmanager
+    def loading(self) -> Iterator[None]:
+        """Hold back the changes that arrive while the block reads the store, then apply them in
+        the order they came: a change committed during the reading is applied after it, whatever
+        the reading saw, so none is lost."""
+        self._held = []
+        try:
+            yield
+        finally:
+            held, self._held = self._held, None
+            for apply, event in held:
+                apply(event)
+
     async def stored_user(self, username: str) -> dict[str, Any] | None:
         """The user record as the store holds it now (not as a cache may remember it)."""
         found, _ = await self.store.query(USERS, "", Query(limit=1, filters={"id": username}))
@@ -128,8 +143,18 @@ class AuthState:
             APIKEYS: self._apikey_changed,
         }
         return [
-            backplane.subscribe(f"{token('')}.{token(name)}.*", _handler(apply)) for name, apply in appliers.items()
+            backplane.subscribe(f"{token('')}.{token(name)}.*", self._handler(apply))
+            for name, apply in appliers.items()
         ]
+
+    def _handler(self, apply: Callable[[Event], None]) -> Callable[[str, Event], None]:
+        def handle(subject: str, event: Event) -> None:
+            if self._held is not None:
+                self._held.append((apply, event))
+            else:
+                apply(event)
+
+        return handle
 
     def _user_changed(self, event: Event) -> None:
         before = self.users.get(event.objectid)
@@ -176,13 +201,6 @@ class AuthState:
             return
         last_used = (self.apikeys.get(prefix) or {}).get("last_used_at")
         self.apikeys[prefix] = {**event.data, "last_used_at": last_used}
-
-
-def _handler(apply: Callable[[Event], None]) -> Callable[[str, Event], None]:
-    def handle(subject: str, event: Event) -> None:
-        apply(event)
-
-    return handle
 
 
 async def read_all(store: Store, collection: str, filters: dict[str, Any] | None = None) -> list[dict[str, Any]]:

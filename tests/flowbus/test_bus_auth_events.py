@@ -112,3 +112,26 @@ async def test_an_api_key_added_elsewhere_is_accepted(engine: AuthEngine) -> Non
     await engine.admin.remove_apikey(record["id"])
     publish(engine, "CREATED", AUTH_APIKEYS, record["id"], record, version=1)
     assert (await engine.authenticator.authenticate(Credentials(apikey=key))).subject == "admin"
+
+
+async def test_a_change_published_while_the_store_is_read_is_applied_after_the_reading(tmp_path: Path) -> None:
+    """A change committed while the state reads the store wins over what the reading saw: it is
+    held back and applied after, so a start never ends with an older record than the store's."""
+    store = SQLiteStore(tmp_path / "flowbus.db")
+    await store.open()
+    try:
+        rules = [{"endpoints": "inventory/*", "methods": ["LIST"]}]
+        await store.insert(AUTH_ROLES, "", {"id": "reader", "rules": rules, "permissions": []}, lambda obj: "")
+        backplane = LocalBackplane()
+        engine = AuthEngine(store, TokenIssuer(secrets.token_bytes(32), 3600), backplane=backplane)
+        unsubscribe = engine.state.follow(backplane)
+        with engine.state.loading():
+            newer = Event("UPDATED", AUTH_ROLES, "reader", "", {"id": "reader", "rules": []}, seq=2, version=2)
+            backplane.publish(newer.subject, newer)
+            assert "reader" not in engine.state.roles  # held back
+            await engine.state.load()  # reads the older definition
+        assert engine.state.roles["reader"].rules == ()
+        for stop in unsubscribe:
+            stop()
+    finally:
+        await store.close()
