@@ -18,7 +18,7 @@ from flowbus import (
     AUTH_TOKENS,
     AUTH_USERS,
     Application,
-    AuthEngine,
+    AuthAdmin,
     Call,
     DoesNotExist,
     Endpoint,
@@ -72,10 +72,10 @@ ROLE_SCHEMA: dict[str, Any] = {
         "permissions": _STRINGS,
     },
 }
-"""The data of an ``auth/role`` CREATE or UPDATE; the engine then checks names and method names."""
+"""The data of an ``auth/role`` CREATE or UPDATE; the bus's auth then checks names and method names."""
 
-# Compiled once: the checks run before the engine sees the data, so a wrong type is INVALID_DATA
-# naming its field rather than an error deep inside the engine.
+# Compiled once: the checks run before the bus's auth sees the data, so a wrong type is
+# INVALID_DATA naming its field rather than an error deep inside it.
 _USER, _APIKEY, _ROLE = Schema(USER_SCHEMA), Schema(APIKEY_SCHEMA), Schema(ROLE_SCHEMA)
 
 
@@ -102,29 +102,29 @@ class Tokens(Endpoint):
     description = "Tokens: CREATE with username and password to log in"
     public = frozenset({Method.CREATE})
 
-    def __init__(self, engine: AuthEngine) -> None:
-        # The engine is a component of the bus: it is started (its state loaded) before any
+    def __init__(self, auth: AuthAdmin) -> None:
+        # The bus's auth is a component of the bus: it is started (its state loaded) before any
         # endpoint and stopped after them.
         super().__init__(AUTH_TOKENS)
-        self.engine = engine
+        self.auth = auth
 
     async def create(self, call: Call) -> dict[str, Any]:
         username, password = _strings(call.object, "username", "password")
-        identity = await self.engine.login(username, password, call.peer)
-        return await self.engine.issue_token(identity)
+        identity = await self.auth.login(username, password, call.peer)
+        return await self.auth.issue_token(identity)
 
     async def delete(self, call: Call) -> dict[str, Any]:
         assert call.objectid is not None
-        return await self.engine.revoke_token(call.objectid, call.identity)
+        return await self.auth.revoke_token(call.objectid, call.identity)
 
     async def run(self, call: Call) -> dict[str, Any]:
         if call.objectid != "refresh":
             raise DoesNotExist("The only operation of auth/token is 'refresh'")
-        return await self.engine.issue_token(call.identity)
+        return await self.auth.issue_token(call.identity)
 
     async def list(self, call: Call) -> Page:
-        rows = await self.engine.token_records()
-        mine = [r for r in rows if self.engine.is_admin(call.identity) or r["username"] == call.identity.subject]
+        rows = await self.auth.token_records()
+        mine = [r for r in rows if self.auth.is_admin(call.identity) or r["username"] == call.identity.subject]
         return _page(mine, call.parameters)
 
 
@@ -133,15 +133,15 @@ class Users(Endpoint):
 
     description = "Users and their roles and namespaces"
 
-    def __init__(self, engine: AuthEngine) -> None:
+    def __init__(self, auth: AuthAdmin) -> None:
         super().__init__(AUTH_USERS)
-        self.engine = engine
+        self.auth = auth
 
     async def list(self, call: Call) -> Page:
-        return _page([_public(u) for u in sorted(self.engine.users.values(), key=lambda u: u["id"])], call.parameters)
+        return _page([_public(u) for u in self.auth.users()], call.parameters)
 
     async def open(self, call: Call) -> dict[str, Any]:
-        user = self.engine.users.get(call.objectid or "")
+        user = self.auth.user(call.objectid or "")
         if user is None:
             raise DoesNotExist()
         return _public(user)
@@ -150,16 +150,16 @@ class Users(Endpoint):
         data = call.object
         _USER.validate(data)
         username, password = _strings(data, "username", "password")
-        user = await self.engine.add_user(username, password, data.get("roles", ["viewer"]), data.get("namespaces"))
+        user = await self.auth.add_user(username, password, data.get("roles", ["viewer"]), data.get("namespaces"))
         return _public(user)
 
     async def update(self, call: Call) -> dict[str, Any]:
         data = call.object
         _USER.validate(data)
-        return _public(await self.engine.change_user(call.objectid or "", data))
+        return _public(await self.auth.change_user(call.objectid or "", data))
 
     async def delete(self, call: Call) -> dict[str, Any]:
-        return _public(await self.engine.remove_user(call.objectid or ""))
+        return _public(await self.auth.remove_user(call.objectid or ""))
 
 
 class ApiKeys(Endpoint):
@@ -167,38 +167,38 @@ class ApiKeys(Endpoint):
 
     description = "API keys (X-API-Key over HTTP, or the envelope token)"
 
-    def __init__(self, engine: AuthEngine) -> None:
+    def __init__(self, auth: AuthAdmin) -> None:
         super().__init__(AUTH_APIKEYS)
-        self.engine = engine
+        self.auth = auth
 
     async def create(self, call: Call) -> dict[str, Any]:
         data = call.object
         _APIKEY.validate(data)
         owner = data.get("owner") or call.identity.subject
-        if owner != call.identity.subject and not self.engine.is_admin(call.identity):
+        if owner != call.identity.subject and not self.auth.is_admin(call.identity):
             raise InvalidData("Only an admin may make keys for another user", field="owner")
-        if owner not in self.engine.users:
+        if self.auth.user(owner) is None:
             raise InvalidData(f"No user {owner!r}", field="owner")
         label = data.get("label", "")
         if not isinstance(label, str):
             raise InvalidData("'label' must be a string", field="label")
-        key, record = await self.engine.add_apikey(owner, label)
+        key, record = await self.auth.add_apikey(owner, label)
         return {**self._show(record), "key": key}
 
     async def list(self, call: Call) -> Page:
-        rows = [self._show(r) for r in await self.engine.apikey_records()]
-        mine = [r for r in rows if self.engine.is_admin(call.identity) or r["owner"] == call.identity.subject]
+        rows = [self._show(r) for r in await self.auth.apikey_records()]
+        mine = [r for r in rows if self.auth.is_admin(call.identity) or r["owner"] == call.identity.subject]
         return _page(mine, call.parameters)
 
     async def delete(self, call: Call) -> dict[str, Any]:
-        rows = await self.engine.apikey_records()
+        rows = await self.auth.apikey_records()
         record = next((r for r in rows if r["id"] == call.objectid), None)
-        if record is None or (record["owner"] != call.identity.subject and not self.engine.is_admin(call.identity)):
+        if record is None or (record["owner"] != call.identity.subject and not self.auth.is_admin(call.identity)):
             raise DoesNotExist("No such API key")
-        return self._show(await self.engine.remove_apikey(record["id"]))
+        return self._show(await self.auth.remove_apikey(record["id"]))
 
     def _show(self, record: dict[str, Any]) -> dict[str, Any]:
-        return {**_public(record), "last_used": self.engine.apikey_last_used(record["id"])}
+        return {**_public(record), "last_used": self.auth.apikey_last_used(record["id"])}
 
 
 class Roles(Endpoint):
@@ -206,35 +206,36 @@ class Roles(Endpoint):
 
     description = "Roles: rules {endpoints: glob, methods: [...], namespaces: [...]} and RUN permissions"
 
-    def __init__(self, engine: AuthEngine) -> None:
+    def __init__(self, auth: AuthAdmin) -> None:
         super().__init__(AUTH_ROLES)
-        self.engine = engine
+        self.auth = auth
 
     async def list(self, call: Call) -> Page:
-        return _page([self.engine.describe_role(name) for name in sorted(self.engine.roles)], call.parameters)
+        return _page(self.auth.roles(), call.parameters)
 
     async def open(self, call: Call) -> dict[str, Any]:
-        if call.objectid not in self.engine.roles:
+        role = self.auth.role(call.objectid or "")
+        if role is None:
             raise DoesNotExist()
-        return self.engine.describe_role(call.objectid)
+        return role
 
     async def create(self, call: Call) -> dict[str, Any]:
         data = call.object
         _ROLE.validate(data)
-        return await self.engine.save_role(data, new=True)
+        return await self.auth.save_role(data, new=True)
 
     async def update(self, call: Call) -> dict[str, Any]:
         data = call.object
         _ROLE.validate(data)
-        return await self.engine.save_role({**data, "id": call.objectid}, new=False)
+        return await self.auth.save_role({**data, "id": call.objectid}, new=False)
 
     async def delete(self, call: Call) -> dict[str, Any]:
-        return await self.engine.delete_role(call.objectid or "")
+        return await self.auth.delete_role(call.objectid or "")
 
 
-def create_app(engine: AuthEngine) -> Application:
-    """Build the auth application around the bus's engine."""
+def create_app(auth: AuthAdmin) -> Application:
+    """Build the auth application around the bus's auth (:class:`flowbus.AuthAdmin`)."""
     app = Application("auth", description="Authentication: tokens, users, API keys and roles")
-    for endpoint in (Tokens(engine), Users(engine), ApiKeys(engine), Roles(engine)):
+    for endpoint in (Tokens(auth), Users(auth), ApiKeys(auth), Roles(auth)):
         app.add(endpoint)
     return app

@@ -3,8 +3,7 @@
 This module exports the programming model an application needs.
 """
 
-from flowbus.auth.base import Credentials, Identity
-from flowbus.auth.engine import AuthEngine
+from flowbus.auth.base import AuthAdmin, Credentials, Identity
 from flowbus.auth.names import AUTH_APIKEYS, AUTH_COLLECTIONS, AUTH_ROLES, AUTH_TOKENS, AUTH_USERS
 from flowbus.backplane import Event, every_object
 from flowbus.endpoint import (
@@ -52,7 +51,7 @@ __all__ = [
     "AUTH_TOKENS",
     "AUTH_USERS",
     "Application",
-    "AuthEngine",
+    "AuthAdmin",
     "AuthFailed",
     "AuthRequired",
     "Background",

@@ -22,8 +22,9 @@ from typing import Any
 import orjson
 
 from flowbus.auth.base import AllowAll, Authenticator, Authorizer, Identity, OpenAuthenticator
-from flowbus.auth.engine import AuthEngine, LoginThrottle
+from flowbus.auth.engine import AuthEngine
 from flowbus.auth.names import AUTH_TOKENS
+from flowbus.auth.throttle import LoginThrottle
 from flowbus.auth.tokens import TokenIssuer, load_secret
 from flowbus.backplane import Backplane, LocalBackplane
 from flowbus.bus import Bus, Transport
@@ -236,8 +237,8 @@ def build_bus(
 
     In order: the store, the backplane, the auth engine, the registry, the dispatcher and the
     transports named in ``transports`` (``websocket``, ``http``; none for a bus that only runs
-    its components). The engine is the authenticator and authorizer unless others are given, or
-    ``settings.no_auth`` lets every call in.
+    its components). The engine's authenticator and authorizer serve unless others are given, or
+    ``settings.no_auth`` lets every call in; the auth application is given the engine's admin.
     """
     from endpoints.auth import create_app as create_auth
     from gateway import HttpGateway
@@ -249,14 +250,14 @@ def build_bus(
         store.follow = False
         backplane.subscribe(">", applier(store.changed))
     engine = _engine(settings, store, backplane)
-    registry = Registry([create_auth(engine), *apps])
+    registry = Registry([create_auth(engine.admin), *apps])
     identify = _anyone if settings.no_auth else engine.identity_of
     services = Services(store, backplane, registry.describe, identify=identify, functions=registry.functions)
     dispatcher = Dispatcher(
         registry,
         services,
-        authenticator or (OpenAuthenticator() if settings.no_auth else engine),
-        authorizer or (AllowAll() if settings.no_auth else engine),
+        authenticator or (OpenAuthenticator() if settings.no_auth else engine.authenticator),
+        authorizer or (AllowAll() if settings.no_auth else engine.authorizer),
         call_timeout=settings.call_timeout,
     )
     connections = Connections(settings.max_connections)  # one cap for every websocket entry
@@ -389,9 +390,9 @@ async def _change_user(settings: Settings, args: argparse.Namespace, password: s
         engine = _engine(settings, store)
         await engine.load()
         if args.action == "add":
-            await engine.add_user(args.name, password, args.roles or ["viewer"], args.namespaces)
+            await engine.admin.add_user(args.name, password, args.roles or ["viewer"], args.namespaces)
         else:
-            await engine.change_user(args.name, {"password": password})
+            await engine.admin.change_user(args.name, {"password": password})
     finally:
         await store.close()
 

@@ -3,6 +3,7 @@
 from flowbus.auth.base import (
     ANONYMOUS,
     AllowAll,
+    AuthAdmin,
     Authenticator,
     Authorizer,
     Credentials,
@@ -13,6 +14,7 @@ from flowbus.auth.base import (
 __all__ = [
     "ANONYMOUS",
     "AllowAll",
+    "AuthAdmin",
     "Authenticator",
     "Authorizer",
     "Credentials",

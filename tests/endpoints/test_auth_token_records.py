@@ -7,7 +7,6 @@ as the bus is used. These tests run the auth engine on a real SQLite file.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -36,8 +35,8 @@ async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
         await opened.close()
 
 
-def engine_on(store: SQLiteStore) -> AuthEngine:
-    return AuthEngine(store, TokenIssuer(secrets.token_bytes(32), 3600))
+def engine_on(store: SQLiteStore, issuer: TokenIssuer | None = None, prune_every: float = 3600) -> AuthEngine:
+    return AuthEngine(store, issuer or TokenIssuer(secrets.token_bytes(32), 3600), prune_every=prune_every)
 
 
 async def record(store: SQLiteStore, token_id: str, expires_in: float, revoked: bool = False) -> None:
@@ -66,35 +65,32 @@ async def test_a_revoked_token_stays_refused_after_a_restart(store: SQLiteStore)
     """Pruning keeps what revocation needs: a live revoked token is still refused by a new engine."""
     engine = engine_on(store)
     await engine.load()
-    await engine.bootstrap("a-password-for-tests")
+    await engine.admin.bootstrap("a-password-for-tests")
     identity = Identity("admin", frozenset({"admin"}), None)
-    issued = await engine.issue_token(identity)
-    await engine.revoke_token(issued["id"], identity)
+    issued = await engine.tokens.issue(identity)
+    await engine.tokens.revoke(issued["id"], identity)
     await record(store, "expired", -3600, revoked=True)
-    restarted = engine_on(store)
-    restarted.issuer = engine.issuer
+    restarted = engine_on(store, engine.tokens.issuer)
     await restarted.load()
     with pytest.raises(AuthFailed, match="revoked"):
-        restarted.claims_of(issued["token"])
+        restarted.tokens.claims_of(issued["token"])
     assert "expired" not in await stored_ids(store)
 
 
 async def test_the_running_bus_prunes_from_time_to_time(store: SQLiteStore) -> None:
-    """``watch`` deletes records that expired while the bus ran (polled in a bounded loop)."""
-    engine = engine_on(store)
-    await engine.load()
-    await record(store, "expired-while-running", -3600)
-    await record(store, "live", 600)
-    watching = asyncio.create_task(engine.watch(every=0.01, prune_every=0))
+    """A started engine deletes records that expired while it ran, every ``prune_every`` seconds
+    (polled in a bounded loop)."""
+    engine = engine_on(store, prune_every=0.01)
+    await engine.start()
     try:
+        await record(store, "expired-while-running", -3600)
+        await record(store, "live", 600)
         for _ in range(500):
             if "expired-while-running" not in await stored_ids(store):
                 break
             await asyncio.sleep(0.01)
     finally:
-        watching.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watching
+        await engine.stop()
     assert await stored_ids(store) == {"live"}
 
 

@@ -1,5 +1,5 @@
-"""A custom authenticator without the ``known()`` fast path: every call is authenticated by it,
-OPENs of cached objects included (the fast path must not let anyone in unasked)."""
+"""A custom authenticator whose ``known()`` fast path knows no one: every call is authenticated by
+it, OPENs of cached objects included (the fast path must not let anyone in unasked)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from endpoints.inventory import create_app as create_inventory
 from flowbus.answers import encode
-from flowbus.auth.base import AllowAll, Credentials, Identity
+from flowbus.auth.base import ANONYMOUS, AllowAll, Credentials, Identity, OpenAuthenticator
 from flowbus.bus import Bus
 from flowbus.cli import build_bus
 from flowbus.config import Settings
@@ -24,8 +24,10 @@ class OnlyAlice:
 
     def __init__(self) -> None:
         self.asked = 0
+        self.known_asked = 0
 
     def known(self, credentials: Credentials) -> Identity | None:
+        self.known_asked += 1
         return None
 
     async def authenticate(self, credentials: Credentials) -> Identity:
@@ -64,9 +66,22 @@ async def test_an_authenticator_that_knows_nobody_is_asked_on_every_call(bus: tu
     created = await call(served, "alice", method="CREATE", data={"name": "sw"})
     assert created["success"] is True
     objectid = created["data"]["id"]  # type: ignore[index]
-    asked = auth.asked
+    asked, known_asked = auth.asked, auth.known_asked
     for _ in range(3):  # the object is cached: the OPEN fast path would answer without asking
         assert (await call(served, "alice", method="OPEN", objectid=objectid))["success"] is True
     assert auth.asked == asked + 3
+    assert auth.known_asked >= known_asked + 3  # the dispatcher asks known() first, every time
     refused = await call(served, "mallory", method="OPEN", objectid=objectid)
     assert refused["errorcode"] == "AUTH_FAILED"
+
+
+async def test_every_authenticator_of_the_bus_answers_known() -> None:
+    """``known()`` is part of the seam: the open authenticator knows everyone at once, as anonymous,
+    whatever the credentials; credentials are built with keywords."""
+    open_auth = OpenAuthenticator()
+    for credentials in (Credentials(), Credentials(token="t", peer="10.0.0.1"), Credentials(apikey="k", peer="p")):
+        assert open_auth.known(credentials) is ANONYMOUS
+        assert await open_auth.authenticate(credentials) is ANONYMOUS
+    given = Credentials(token="t", username="u", password="pw", apikey="k", peer="10.0.0.1")
+    assert (given.token, given.username, given.password, given.apikey, given.peer) == ("t", "u", "pw", "k", "10.0.0.1")
+    assert "pw" not in repr(given)
