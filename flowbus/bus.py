@@ -1,8 +1,8 @@
 """The bus: already-built components, started in order and stopped in reverse.
 
-The bus builds nothing: the composition root (``flowbus serve``, :mod:`flowbus.cli`) builds the
-store, the backplane, the change feed, the auth engine, the registry, the dispatcher and the
-transports, and hands them in. A bus may have no transports at all (a worker).
+The bus builds nothing: the composition root (:mod:`flowbus.node`) builds every component (the
+store, the change feed, the auth engine, the endpoints, the transports, admission) and hands
+them in, in order. A bus may have no transports at all (a worker).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from flowbus.endpoint import Services
 from flowbus.registry import Registry
 from flowbus.store.base import Store
 
-__all__ = ["Bus", "Component", "Endpoints", "StoreComponent", "Transport"]
+__all__ = ["Admission", "Bus", "Component", "Endpoints", "StoreComponent", "Transport", "Transports"]
 
 logger = logging.getLogger("flowbus.bus")
 
@@ -79,7 +79,6 @@ class Endpoints:
         self._stack = contextlib.AsyncExitStack()
 
     async def start(self) -> None:
-        self.registry.freeze()
         async with contextlib.AsyncExitStack() as stack:
             for entry in self.registry.entries():
                 await entry.endpoint.startup(self.services)
@@ -95,17 +94,58 @@ class Endpoints:
         await self._stack.aclose()
 
 
+class Transports:
+    """The ways in, as one component: started in turn, stopped together (each lets its calls in
+    flight finish within the grace period, so that shutdown takes it once, not once per transport)."""
+
+    name = "transports"
+
+    def __init__(self, transports: Mapping[str, Transport]) -> None:
+        self.transports = transports
+        self._running: list[Transport] = []
+
+    async def start(self) -> None:
+        try:
+            for transport in self.transports.values():
+                await transport.start()
+                self._running.append(transport)
+        except BaseException:  # one cannot start (a port in use): the others stop again
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        running, self._running = self._running, []
+        await asyncio.gather(*(transport.stop() for transport in running))
+
+
+class Admission:
+    """The dispatcher's admission of calls, as the last component: left first when the bus stops,
+    so that every call made from then on is refused UNAVAILABLE while the transports let the
+    calls in flight finish."""
+
+    name = "admission"
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
+
+    async def start(self) -> None:
+        self.dispatcher.open()
+
+    async def stop(self) -> None:
+        self.dispatcher.close()
+
+
 class Bus:
-    """One bus: its components, started in the order given, then its transports.
+    """One bus: its components, entered in the order the composition root gives and left in
+    reverse (:mod:`flowbus.node`).
 
     Args:
-        store: the storage (opened first, closed last).
+        store: the storage.
         backplane: where events go.
         registry: the applications' endpoints.
         dispatcher: routes calls to endpoints; its services are the ones endpoints get.
-        components: started after the store and before the endpoints, in order (the change feed,
-            the auth engine).
-        transports: the ways in, by name (``"websocket"``, ``"http"``); none for a worker.
+        resources: every component, in the order they start.
+        transports: the ways in, by name (``"websocket"``, ``"http"``), for :meth:`url`.
     """
 
     def __init__(
@@ -115,23 +155,19 @@ class Bus:
         backplane: Backplane,
         registry: Registry,
         dispatcher: Dispatcher,
-        components: Sequence[Component] = (),
+        resources: Sequence[Component],
         transports: Mapping[str, Transport] | None = None,
     ) -> None:
         self.store = store
         self.backplane = backplane
         self.registry = registry
         self.dispatcher = dispatcher
-        self.components: list[Component] = [
-            StoreComponent(store),
-            *components,
-            Endpoints(registry, dispatcher.services),
-        ]
+        self.components = list(resources)
         self.transports: dict[str, Transport] = dict(transports or {})
         self._stack = contextlib.AsyncExitStack()
 
     async def start(self) -> None:
-        """Start every component, then every transport.
+        """Start every component in order.
 
         If one fails, what was started is stopped again in reverse order (the store's threads
         would otherwise keep the process alive), then the error is raised.
@@ -141,17 +177,19 @@ class Bus:
                 logger.debug("starting %s", component.name)
                 await component.start()
                 stack.push_async_callback(self._stop_component, component)
-            running: list[Transport] = []
-            stack.push_async_callback(self._stop_transports, running)
-            for transport in self.transports.values():
-                await transport.start()
-                running.append(transport)
             self._stack = stack.pop_all()
 
     async def stop(self) -> None:
-        """Stop the transports (in-flight calls finish or answer UNAVAILABLE), then the components
-        in reverse order: the endpoints, ..., the store last."""
+        """Stop the components in reverse order: admission first (new calls are refused), then
+        the transports (in-flight calls finish or answer UNAVAILABLE), ..., the store last."""
         await self._stack.aclose()
+
+    async def __aenter__(self) -> Bus:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
 
     def url(self, transport: str) -> str:
         """The URL of the transport named ``transport``.
@@ -160,10 +198,6 @@ class Bus:
             KeyError: the bus has no such transport.
         """
         return self.transports[transport].url
-
-    async def _stop_transports(self, running: list[Transport]) -> None:
-        self.dispatcher.closing = True
-        await asyncio.gather(*(transport.stop() for transport in running))
 
     @staticmethod
     async def _stop_component(component: Component) -> None:

@@ -36,6 +36,7 @@ from typing import Any
 
 from flowbus.answers import failure, internal_failure
 from flowbus.auth.base import ANONYMOUS, Authenticator, Authorizer, Credentials, Identity
+from flowbus.backplane import Backplane
 from flowbus.endpoint import Call, Services, Sink
 from flowbus.errors import (
     FlowBusError,
@@ -47,6 +48,7 @@ from flowbus.errors import (
 )
 from flowbus.protocol import NEEDS_OBJECTID, Method, Page, Request, Response, parse_method
 from flowbus.registry import Entry, Registry
+from flowbus.store.base import Store
 
 __all__ = ["Dispatcher", "Exchange", "Middleware", "Next"]
 
@@ -79,29 +81,34 @@ class Dispatcher:
 
     Args:
         registry: the frozen registry.
-        services: what endpoints get in their Call (``services.call`` makes calls through this
-            dispatcher: see :meth:`call`).
         authenticator: turns credentials into an identity.
         authorizer: decides whether an identity may make a call.
+        store: the store endpoints get in their :class:`~flowbus.endpoint.Services`.
+        backplane: the backplane endpoints get likewise.
+        identify: the current identity of a user by subject (None: nobody is known).
         call_timeout: seconds an endpoint may take before the call answers TIMEOUT.
     """
 
     def __init__(
         self,
         registry: Registry,
-        services: Services,
         authenticator: Authenticator,
         authorizer: Authorizer,
         *,
+        store: Store,
+        backplane: Backplane,
+        identify: Callable[[str], Identity | None] | None = None,
         call_timeout: float = 30.0,
     ) -> None:
         self.registry = registry
-        self.services = services
         self.authenticator = authenticator
         self.authorizer = authorizer
         self.call_timeout = call_timeout
         self.closing = False
-        services.call = self.call
+        self.services = Services(
+            store, backplane, registry.describe, self.call, identify or _nobody, registry.functions
+        )
+        """What endpoints get in their Call; its ``call`` makes calls through this dispatcher."""
         stages: Sequence[Middleware] = (
             self._admit,
             self._route,
@@ -114,6 +121,14 @@ class Dispatcher:
         for stage in reversed(stages):
             pipeline = stage(pipeline)
         self._pipeline = pipeline
+
+    def open(self) -> None:
+        """Admit calls (a dispatcher is made open)."""
+        self.closing = False
+
+    def close(self) -> None:
+        """Refuse every call from now on (UNAVAILABLE): the bus is shutting down."""
+        self.closing = True
 
     async def handle(self, request: Request, credentials: Credentials, sink: Sink | None = None) -> Response:
         """Answer one call; never raises (but for the cancellation of its task).
@@ -291,3 +306,7 @@ class Dispatcher:
         except FlowBusError:
             return False
         return True
+
+
+def _nobody(subject: str) -> Identity | None:
+    return None

@@ -32,16 +32,20 @@ __all__ = [
 ]
 
 
-def create_store(settings: Settings) -> Store:
+def create_store(settings: Settings, *, follow: bool = True) -> CachedStore:
     """The store ``settings.store`` names: empty for the SQLite file in the data dir, a
     ``postgresql://`` (or ``postgres://``) URL for PostgreSQL; its ``?schema=`` parameter picks
-    the schema (default ``public``), the others go to the driver.
+    the schema (default ``public``), the others go to the driver. Behind the read cache, which
+    follows the store's change log itself unless ``follow`` is False (a change feed tells it
+    of every change instead: :meth:`CachedStore.changed`).
 
     Raises:
         ValueError: a store that is neither.
     """
     if not settings.store:
-        return CachedStore(SQLiteStore(settings.database, synchronous=settings.sync), settings.cache_bytes)
+        return CachedStore(
+            SQLiteStore(settings.database, synchronous=settings.sync), settings.cache_bytes, follow=follow
+        )
     parts = urlsplit(settings.store)
     if parts.scheme not in ("postgresql", "postgres"):
         raise ValueError("store must be empty (the SQLite file in the data dir) or a postgresql:// URL")
@@ -50,4 +54,5 @@ def create_store(settings: Settings) -> Store:
     params = parse_qsl(parts.query, keep_blank_values=True)
     schema = next((value for name, value in params if name == "schema"), "public")
     rest = urlencode([(name, value) for name, value in params if name != "schema"])
-    return CachedStore(PostgresStore(urlunsplit(parts._replace(query=rest)), schema=schema), settings.cache_bytes)
+    inner = PostgresStore(urlunsplit(parts._replace(query=rest)), schema=schema)
+    return CachedStore(inner, settings.cache_bytes, follow=follow)

@@ -20,9 +20,9 @@ import pytest
 import flowbus.auth
 from endpoints.inventory import create_app as create_inventory
 from flowbus.bus import Bus
-from flowbus.cli import build_bus
 from flowbus.config import Settings
 from flowbus.feed import ChangeFeed
+from flowbus.node import build_bus
 from tests.support import ADMIN_PASSWORD, Served, rpc, serve, ws_connect
 
 DEVICE = "inventory/device"

@@ -13,9 +13,9 @@ from endpoints.inventory import create_app as create_inventory
 from flowbus.answers import encode
 from flowbus.auth.base import ANONYMOUS, AllowAll, Credentials, Identity, OpenAuthenticator
 from flowbus.bus import Bus
-from flowbus.cli import build_bus
 from flowbus.config import Settings
 from flowbus.errors import AuthFailed
+from flowbus.node import build_bus
 from flowbus.protocol import parse_request
 
 

@@ -9,9 +9,8 @@ import pytest
 from endpoints import create_inventory
 from flowbus.auth.base import AllowAll, Credentials, OpenAuthenticator
 from flowbus.backplane import LocalBackplane
-from flowbus.bus import Bus
+from flowbus.bus import Admission, Bus, Component, Endpoints, StoreComponent, Transports
 from flowbus.dispatcher import Dispatcher
-from flowbus.endpoint import Services
 from flowbus.protocol import Method, Request
 from flowbus.registry import Registry
 from flowbus.store import SQLiteStore
@@ -42,13 +41,21 @@ def _bus(tmp_path: Path, components: list[Recorder], transports: dict[str, Recor
     store = SQLiteStore(tmp_path / "bus.db")
     backplane = LocalBackplane()
     registry = Registry([create_inventory()])
-    dispatcher = Dispatcher(registry, Services(store, backplane, registry.describe), OpenAuthenticator(), AllowAll())
+    registry.freeze()
+    dispatcher = Dispatcher(registry, OpenAuthenticator(), AllowAll(), store=store, backplane=backplane)
+    resources: list[Component] = [
+        StoreComponent(store),
+        *components,
+        Endpoints(registry, dispatcher.services),
+        Transports(transports or {}),
+        Admission(dispatcher),
+    ]
     return Bus(
         store=store,
         backplane=backplane,
         registry=registry,
         dispatcher=dispatcher,
-        components=components,
+        resources=resources,
         transports=transports,
     )
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from flowbus import cli
+from flowbus import node
 from tests.support import ROOT, Served, rpc, serve
 
 
@@ -156,8 +156,8 @@ def test_a_started_bus_freezes_what_startup_made_and_collects_young_objects_less
     """What `flowbus serve` does to the garbage collector once the bus is up (then undone here)."""
     before = gc.get_threshold()
     try:
-        cli._settle_collector()
-        assert gc.get_threshold() == (cli.GC_FIRST_GENERATION, *before[1:])
+        node._settle_collector()
+        assert gc.get_threshold() == (node.GC_FIRST_GENERATION, *before[1:])
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()

@@ -15,10 +15,10 @@ from endpoints import create_inventory
 from flowbus.answers import failure
 from flowbus.auth.base import Credentials, Identity
 from flowbus.bus import Bus
-from flowbus.cli import build_bus
 from flowbus.config import Settings
 from flowbus.endpoint import Application, Call, Endpoint
 from flowbus.errors import FlowBusError, InternalError, NoSuchEndpoint
+from flowbus.node import build_bus
 from flowbus.protocol import Method, Request, Response
 from tests.apps import create_app as make_testing_app
 

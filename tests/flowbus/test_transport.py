@@ -18,8 +18,8 @@ from websockets.exceptions import InvalidStatus
 from websockets.uri import parse_uri
 
 from flowbus.bus import Bus
-from flowbus.cli import build_bus
 from flowbus.config import Settings
+from flowbus.node import build_bus
 from flowbus.server import WebSocketServer
 from tests.apps import create_app as make_testing_app
 from tests.flowbus.transport_app import create_app as make_transport_app

@@ -16,8 +16,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from openapi_spec_validator import validate
 
 from flowbus.auth.base import AllowAll, OpenAuthenticator
-from flowbus.cli import build_bus
 from flowbus.config import Settings
+from flowbus.node import build_bus
 from gateway import create_app
 from tests.apps import create_app as create_testing_app
 from tests.gateway.helpers import DEVICES, fetch

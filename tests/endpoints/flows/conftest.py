@@ -22,9 +22,9 @@ from endpoints.flows import Engine, ManualClock, create_app as create_flows
 from endpoints.scheduler import create_app as create_scheduler
 from flowbus import Application, Call, Endpoint
 from flowbus.bus import Bus
-from flowbus.cli import build_bus
 from flowbus.config import Settings
 from flowbus.errors import Unavailable
+from flowbus.node import build_bus
 from tests.support import rpc, ws_connect
 
 PASSWORD = "flow-tests-password"

@@ -170,8 +170,8 @@ async def test_a_job_is_armed_again_after_a_restart(tmp_path: Any) -> None:
     from endpoints import create_inventory
     from endpoints.flows import ManualClock, create_app as create_flows
     from endpoints.scheduler import create_app as create_scheduler
-    from flowbus.cli import build_bus
     from flowbus.config import Settings
+    from flowbus.node import build_bus
     from tests.endpoints.flows.conftest import PASSWORD
     from tests.support import rpc, ws_connect
 
@@ -210,8 +210,8 @@ async def test_what_any_namespace_holds_is_picked_up_after_a_restart(tmp_path: A
     from endpoints import create_inventory
     from endpoints.flows import ManualClock, create_app as create_flows
     from endpoints.scheduler import create_app as create_scheduler
-    from flowbus.cli import build_bus
     from flowbus.config import Settings
+    from flowbus.node import build_bus
     from tests.endpoints.flows.conftest import PASSWORD
     from tests.support import rpc, ws_connect
 
@@ -287,8 +287,8 @@ async def test_every_flow_of_a_namespace_is_reached_past_one_page(cws: ClientCon
 async def test_two_buses_on_one_store_fire_each_firing_once(tmp_path: Any) -> None:
     """Both buses arm the schedule and both timers go off; one claim lands per firing."""
     from endpoints.flows import ManualClock, create_app as create_flows
-    from flowbus.cli import build_bus
     from flowbus.config import Settings
+    from flowbus.node import build_bus
     from tests.endpoints.flows.conftest import PASSWORD
     from tests.support import rpc, ws_connect
 
