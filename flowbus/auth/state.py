@@ -25,6 +25,7 @@ from flowbus.backplane import Backplane, Event, token
 from flowbus.errors import FlowBusError
 from flowbus.params import Query
 from flowbus.store.base import DELETED, Store
+from flowbus.store.paging import every
 
 __all__ = ["REVOKING", "AuthState", "no_text", "read_all", "user_identity"]
 
@@ -204,14 +205,9 @@ class AuthState:
 
 
 async def read_all(store: Store, collection: str, filters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Every record of an auth collection (matching ``filters``), read a page at a time."""
-    out: list[dict[str, Any]] = []
-    while True:
-        query = Query(limit=1000, offset=len(out), filters=filters or {})
-        page, total = await store.query(collection, "", query)
-        out.extend(page)
-        if not page or len(out) >= total:
-            return out
+    """Every record of an auth collection (matching ``filters``), oldest first, read page after
+    page by cursor (stable while others write)."""
+    return await every(store, collection, "", filters, sort="created")
 
 
 def user_identity(user: dict[str, Any]) -> Identity:
