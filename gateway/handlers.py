@@ -39,14 +39,22 @@ def make_api(dispatcher: Dispatcher, tables: Tables) -> Handler:
         accept = headers.get(hdrs.ACCEPT, "")
         peer = request.remote or ""
         call: Request | None = None
+        # a plain GET of an object (the commonest request) is read without the rest of to_call
+        plain = plain_open(request.method, request.raw_path, headers, tables.apps)
         try:
-            call, credentials = await _read(request, tables, peer)
+            if plain is not None:
+                call = Request(Method.OPEN, plain[0], plain[1], plain[2])
+                credentials = Credentials(token=plain[2], peer=peer)
+            else:
+                call, credentials = await _read(request, tables, peer)
         except FlowBusError as exc:
             response = failure(exc, None, peer=peer)
         else:
             if wants_events(call):
                 return await stream_events(request, dispatcher, call, credentials)
-            response = await dispatcher.handle(call, credentials)
+            # the pipeline's one fast path (an OPEN the cache answers), else the pipeline
+            answered = dispatcher.answer_now(call, credentials)
+            response = answered if answered is not None else await dispatcher.handle(call, credentials)
         method = call.method if call is not None else None
         status, answer_headers, body = render(response, accept, method=method)
         if status == 405:
@@ -57,13 +65,8 @@ def make_api(dispatcher: Dispatcher, tables: Tables) -> Handler:
 
 
 async def _read(request: web.Request, tables: Tables, peer: str) -> tuple[Request, Credentials]:
-    """The call an HTTP request makes, and the caller's credentials."""
+    """The call an HTTP request (other than a plain GET) makes, and the caller's credentials."""
     headers = request.headers
-    # a plain GET of an object (the commonest request) is read without the rest of to_call
-    plain = plain_open(request.method, request.raw_path, headers, tables.apps)
-    if plain is not None:
-        endpoint, objectid, token = plain
-        return Request(Method.OPEN, endpoint, objectid, token), Credentials(token=token, peer=peer)
     call, credentials = to_call(request.method, _tail(request), headers, _query(request), tables.apps, peer)
     if call.method in BODY_METHODS:
         call.data = read_data(call.method, await _body(request), headers.get(hdrs.CONTENT_TYPE, ""))

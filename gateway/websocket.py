@@ -97,8 +97,14 @@ async def _serve(request: web.Request, ws: web.WebSocketResponse, calls: Calls) 
             if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
                 answer = session.receive(message.data)
                 if answer is not None:  # answered at once: sent by this (the reading) task
-                    with contextlib.suppress(*_CLOSED):
-                        await send(answer)
+                    keeper.pending += 1  # as send() counts, without a coroutine of its own per answer
+                    try:
+                        await ws.send_frame(answer, WSMsgType.TEXT)
+                    except _CLOSED:
+                        pass
+                    finally:
+                        keeper.pending -= 1
+                        keeper.done += 1
                 if session.full:
                     await session.room()
             elif kind is WSMsgType.PING:
