@@ -169,9 +169,14 @@ class Dispatcher:
         entry = self.registry.get(request.endpoint)
         if entry is None or entry.peek is None:
             return None
-        identity = ANONYMOUS if Method.OPEN in entry.public else self.authenticator.known(credentials)
-        if identity is None or not self._allowed(entry, request, identity):
-            return None
+        if Method.OPEN not in entry.public:
+            identity = self.authenticator.known(credentials)
+            if identity is None:
+                return None
+            try:  # as _check does for an OPEN (named permissions are RUN's alone)
+                self.authorizer.authorize(identity, Method.OPEN, request.endpoint, request.namespace, None)
+            except FlowBusError:
+                return None
         assert request.objectid is not None  # parse_request refuses an OPEN without one
         stored = entry.peek(request.namespace, request.objectid)
         if stored is None:
@@ -297,15 +302,6 @@ class Dispatcher:
         permissions = entry.endpoint.permissions  # named permissions of RUN operations, if any
         permission = permissions.get(request.objectid or "") if permissions and method is Method.RUN else None
         self.authorizer.authorize(identity, method, request.endpoint, request.namespace, permission)
-
-    def _allowed(self, entry: Entry, request: Request, identity: Identity) -> bool:
-        if request.method in entry.public:
-            return True
-        try:
-            self._check(entry, request, identity)
-        except FlowBusError:
-            return False
-        return True
 
 
 def _nobody(subject: str) -> Identity | None:
