@@ -38,8 +38,6 @@ FIRED = "scheduler/fired"
 EXECUTIONS = "flows/execution"
 ACTIVE = ("RUNNING", "QUEUED")
 """The statuses of the executions in the queue."""
-COUNT_PAGE = 500
-"""Executions read at once when the queue's total has to be counted."""
 JOB_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["schedule", "envelope"],
@@ -141,9 +139,7 @@ class Runner(CronObjects):
 class Queue(Endpoint):
     """``scheduler/queue``: QUEUED and RUNNING executions, oldest first; DELETE cancels one.
 
-    Every read is a call to ``flows/execution`` as the caller. A call inside the bus answers a
-    LIST's items, not its total: when the page does not tell the total (it is full, or past the
-    end), the executions of each status are counted through the same endpoint.
+    Every read is a call to ``flows/execution`` as the caller: a page of it, with its total.
     """
 
     description = "Queued and running flow executions"
@@ -153,13 +149,17 @@ class Queue(Endpoint):
 
     async def list(self, call: Call) -> Page:
         query = Query.from_parameters({k: v for k, v in call.parameters.items() if k in ("limit", "page", "offset")})
-        page = {"status": list(ACTIVE), "sort": "created", "limit": query.limit, "offset": query.offset}
-        items = await _executions(call, page)
-        if len(items) < query.limit and (items or query.offset == 0):
-            total = query.offset + len(items)
-        else:
-            total = sum([await _count(call, status) for status in ACTIVE])
-        return Page(items, query.limit, query.offset, total)
+        parameters = {"status": list(ACTIVE), "sort": "created", "limit": query.limit, "offset": query.offset}
+        page = await call.services.call(
+            call.identity,
+            "LIST",
+            EXECUTIONS,
+            namespace=call.namespace,
+            parameters={**parameters, "view": "progress"},
+            whole=True,
+        )
+        assert isinstance(page, Page)  # a LIST answers a page
+        return page
 
     async def open(self, call: Call) -> Any:
         assert call.objectid is not None
@@ -184,24 +184,6 @@ class Queue(Endpoint):
         return await call.services.call(
             call.identity, "DELETE", EXECUTIONS, objectid=call.objectid, namespace=call.namespace
         )
-
-
-async def _executions(call: Call, parameters: dict[str, Any]) -> list[Any]:
-    """A page of ``LIST flows/execution`` (their short form), as the caller."""
-    items = await call.services.call(
-        call.identity, "LIST", EXECUTIONS, namespace=call.namespace, parameters={**parameters, "view": "progress"}
-    )
-    return list(items)
-
-
-async def _count(call: Call, status: str) -> int:
-    """How many executions of ``status`` the caller can list, counted a page at a time."""
-    counted = 0
-    while True:
-        items = await _executions(call, {"status": status, "limit": COUNT_PAGE, "offset": counted})
-        counted += len(items)
-        if len(items) < COUNT_PAGE:
-            return counted
 
 
 def create_app(clock: Clock | None = None) -> Application:

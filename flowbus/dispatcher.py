@@ -147,17 +147,21 @@ class Dispatcher:
         namespace: str = "",
         data: Any = None,
         parameters: dict[str, Any] | None = None,
+        whole: bool = False,
     ) -> Any:
         """A call made inside the bus on behalf of ``identity`` (a flow's step, a scheduled job).
 
         It takes the path of every call (:meth:`handle`), with ``identity`` as the caller's.
-        Answers the result's data (a LIST's or INDEX's items); raises the call's FlowBusError.
+        Answers the result's data (a LIST's or INDEX's items, or with ``whole`` its whole
+        :class:`Page`); raises the call's FlowBusError.
         """
         request = Request(parse_method(method), endpoint, objectid or None, None, namespace, parameters or {}, data)
         exchange = Exchange(request, Credentials(peer=identity.subject), None, identity)
         response = await self._handle(exchange)
         if response.error is not None:
             raise response.error
+        if whole and response.page is not None:
+            return response.page
         return response.result()
 
     def answer_now(self, request: Request, credentials: Credentials) -> Response | None:

@@ -81,6 +81,7 @@ class Caller(Protocol):
         namespace: str = "",
         data: Any = None,
         parameters: dict[str, Any] | None = None,
+        whole: bool = False,
     ) -> Any: ...
 
 
@@ -103,7 +104,8 @@ class Services:
     Attributes:
         call: makes a call to any endpoint as a given identity, through the one dispatcher:
             authorized like a client's call, under the call timeout; answers the result's data
-            (a LIST's items) or raises the call's FlowBusError. Set by the dispatcher.
+            (a LIST's items; with ``whole=True`` a LIST's or INDEX's whole :class:`Page`, its
+            total included) or raises the call's FlowBusError. Made by the dispatcher.
         identify: the current identity of a user by subject (its roles and namespaces as they
             are now), or None when there is no such user; for work done later on a user's behalf.
         functions: the Python callables applications registered by name (:meth:`Application.function`).

@@ -19,7 +19,7 @@ from flowbus.config import Settings
 from flowbus.endpoint import Application, Call, Endpoint
 from flowbus.errors import FlowBusError, InternalError, NoSuchEndpoint
 from flowbus.node import build_bus
-from flowbus.protocol import Method, Request, Response
+from flowbus.protocol import Method, Page, Request, Response
 from tests.apps import create_app as make_testing_app
 
 ADMIN = Identity("admin", frozenset({"admin"}))
@@ -118,6 +118,9 @@ async def test_a_call_made_inside_the_bus_takes_the_pipeline(bus: Bus) -> None:
     call = bus.dispatcher.services.call
     created = await call(ADMIN, "CREATE", "inventory/device", data={"name": "inner"})
     assert (await call(ADMIN, "OPEN", "inventory/device", objectid=created["id"]))["name"] == "inner"
+    assert [item["id"] for item in await call(ADMIN, "LIST", "inventory/device")] == [created["id"]]
+    page = await call(ADMIN, "LIST", "inventory/device", parameters={"limit": 1}, whole=True)
+    assert isinstance(page, Page) and (page.total, page.limit, len(page.items)) == (1, 1, 1)
     with pytest.raises(FlowBusError) as refused:
         await call(ADMIN, "RUN", "testing/slow", objectid="x", data={"seconds": 30})
     assert refused.value.errorcode == "TIMEOUT"
