@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+from datetime import UTC, datetime
 from typing import Any
 
 from endpoints.flows.definition import validate_definition
@@ -77,6 +78,36 @@ def _statuses(value: Any) -> list[str]:
     if not names or any(name not in STATUSES for name in names):
         raise InvalidRequest(f"'status' must be one of {', '.join(STATUSES)}")
     return list(dict.fromkeys(names))
+
+
+_LIST_FILTERS = ("flow", "flowName", "fluxName", "tag", "status", "currentState", "startState", "owner")
+_LIST_OTHERS = ("createdAfter", "createdBefore", "sort", "view", "limit", "page", "offset")
+_LIST_PARAMETERS = frozenset(_LIST_FILTERS + _LIST_OTHERS)
+_LIST_TAKES = ", ".join(_LIST_FILTERS + _LIST_OTHERS)
+
+
+def _oldest_first(sort: Any) -> bool:
+    """A LIST's order: ``created`` (or ``+created``) oldest first; ``-created`` (the default) newest first."""
+    if sort in (None, "", "-created"):
+        return False
+    if sort in ("created", "+created"):
+        return True
+    raise InvalidRequest("'sort' must be 'created' (oldest first) or '-created' (newest first)")
+
+
+def _moment(parameters: dict[str, Any], name: str) -> float | None:
+    """A time bound of a LIST (ISO 8601: a date, or a time with or without its offset; UTC if
+    none), as seconds since the epoch."""
+    value = parameters.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        if not isinstance(value, str):
+            raise ValueError(value)
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidRequest(f"'{name}' must be an ISO 8601 date or time, as 2030-01-01T00:00:00Z") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def _split(part: Any) -> list[Any]:
@@ -269,20 +300,34 @@ class Executions(Endpoint):
 
     async def list(self, call: Call) -> Page:
         """Executions matching the filters, newest first (``sort=created``: oldest first); each
-        as its context, or its short form with ``view=progress``. ``status`` may name several."""
+        as its context, or its short form with ``view=progress``. ``status`` may name several.
+        Any other parameter is refused by name (it would otherwise filter nothing)."""
         parameters = dict(call.parameters)
+        unknown = sorted(str(key)[:64] for key in parameters if key not in _LIST_PARAMETERS)
+        if unknown:
+            raise InvalidRequest(
+                f"LIST of executions does not take {', '.join(map(repr, unknown[:8]))}: it takes {_LIST_TAKES}"
+            )
         tags = _words(parameters.pop("tag", None), "tag")
         statuses = _statuses(parameters.pop("status", None))
         filters: dict[str, Any] = {}
         renames = {"flow": "flowId", "flowName": "flowName", "fluxName": "flowName"}
-        for key in ("flow", "flowName", "fluxName", "currentState", "startState"):
+        for key in ("flow", "flowName", "fluxName", "currentState", "startState", "owner"):
             if parameters.get(key) is not None:
                 filters[renames.get(key, key)] = parameters.pop(key)
         query = Query.from_parameters({k: v for k, v in parameters.items() if k in ("limit", "page", "offset")})
-        oldest = parameters.get("sort") in ("created", "+created")
+        oldest = _oldest_first(parameters.get("sort"))
+        after, before = _moment(parameters, "createdAfter"), _moment(parameters, "createdBefore")
         view = progress_view if parameters.get("view") == "progress" else context_view
         items, total = await self.engine.repository.page(
-            call.namespace, filters, statuses=statuses, tags=tags, limit=query.limit, offset=query.offset, oldest=oldest
+            call.namespace,
+            filters,
+            statuses=statuses,
+            tags=tags,
+            limit=query.limit,
+            offset=query.offset,
+            oldest=oldest,
+            created=(after, before),
         )
         return Page([view(r) for r in items], query.limit, query.offset, total)
 
