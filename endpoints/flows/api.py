@@ -110,6 +110,18 @@ def _moment(parameters: dict[str, Any], name: str) -> float | None:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
+def _stop_type(value: Any) -> int:
+    """The ``type`` of a stop (0: after the current state, 1: now), for an execution's UPDATE and
+    for flows/command alike: the number, or its decimal string (as an XML or a form client sends it).
+
+    Raises:
+        InvalidData: anything else.
+    """
+    if value in (0, 1) or value in ("0", "1"):
+        return int(value)
+    raise InvalidData("'type' must be 0 (soft) or 1 (hard)", field="type")
+
+
 def _split(part: Any) -> list[Any]:
     return [name.strip() for name in part.split(",")] if isinstance(part, str) and "," in part else [part]
 
@@ -353,12 +365,10 @@ class Executions(Endpoint):
         data = _object(call.data)
         record = await self._get(call)
         if "command" in data:
-            kind = data.get("type", 0)
-            if kind not in (0, 1, "0", "1"):
-                raise InvalidData("'type' must be 0 (soft) or 1 (hard)", field="type")
+            kind = _stop_type(data.get("type", 0))
             if data["command"] not in ("pause", "resume", "stop"):
                 raise InvalidData("'command' must be pause, resume or stop", field="command")
-            record = await self.engine.runner.command(call.namespace, record, data["command"], int(kind))
+            record = await self.engine.runner.command(call.namespace, record, data["command"], kind)
             return context_view(record)
         add, remove = _words(data.get("addTags"), "addTags"), _words(data.get("removeTags"), "removeTags")
         if not add and not remove:
@@ -499,9 +509,7 @@ class Commands(Endpoint):
         if command not in _VERBS:
             raise InvalidRequest("The command (objectid) must be start, stop, pause or resume")
         data = _object(call.data)
-        kind = data.get("type", 0)
-        if kind not in (0, 1):
-            raise InvalidData("'type' must be 0 (soft) or 1 (hard)", field="type")
+        kind = _stop_type(data.get("type", 0))
         flows = await self._flows(call, data.get("flow_ids"))
         details = [await self._command(call, flow, command, kind) for flow in flows]
         return {"status": f"Flows {_VERBS[command]}", "details": details}
