@@ -363,26 +363,34 @@ class Executions(Endpoint):
 
     async def update(self, call: Call) -> Any:
         data = _object(call.data)
+        expect = expected_version(call.parameters)
         record = await self._get(call)
+        if expect is not None and record["version"] != expect:
+            raise Conflict(f"The execution is at version {record['version']}, not {expect}")
         if "command" in data:
             kind = _stop_type(data.get("type", 0))
             if data["command"] not in ("pause", "resume", "stop"):
                 raise InvalidData("'command' must be pause, resume or stop", field="command")
-            record = await self.engine.runner.command(call.namespace, record, data["command"], kind)
+            runner = self.engine.runner
+            record = await runner.command(call.namespace, record, data["command"], kind, again=expect is None)
             return context_view(record)
         add, remove = _words(data.get("addTags"), "addTags"), _words(data.get("removeTags"), "removeTags")
         if not add and not remove:
             raise InvalidData("UPDATE takes 'command', 'addTags' or 'removeTags'")
-        return context_view(await self._retag(call, record, add, remove))
+        return context_view(await self._retag(call, record, add, remove, again=expect is None))
 
     async def _retag(
-        self, call: Call, record: dict[str, Any], add: builtins.list[str], remove: builtins.list[str]
+        self, call: Call, record: dict[str, Any], add: builtins.list[str], remove: builtins.list[str], *, again: bool
     ) -> dict[str, Any]:
+        """Change the tags on the version read; ``again``: when another writer came between, on
+        the fresh version (else: Conflict, as a write made on a given version)."""
         while True:
             tags = [t for t in dict.fromkeys([*(record.get("tags") or []), *add]) if t not in remove]
             try:  # the engine hears of it from the feed, as of a change made elsewhere
                 return await self.engine.repository.transition(call.namespace, record, {"tags": tags}, handled=False)
             except Conflict:
+                if not again:
+                    raise
                 record = await self._get(call)
 
     async def delete(self, call: Call) -> Any:

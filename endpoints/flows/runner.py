@@ -157,8 +157,13 @@ class Runner:
 
     # -- commands ----------------------------------------------------------------------------
 
-    async def command(self, namespace: str, record: dict[str, Any], command: str, kind: int = 0) -> dict[str, Any]:
+    async def command(
+        self, namespace: str, record: dict[str, Any], command: str, kind: int = 0, *, again: bool = True
+    ) -> dict[str, Any]:
         """Pause, resume or stop an execution (``kind`` 0: after its current state, 1: now).
+
+        ``again``: when another writer changed the execution since ``record`` was read, judge the
+        command again on the fresh record; False for a command made on a given version.
 
         Raises:
             Conflict: the command does not fit the execution's status (nothing is changed), or
@@ -170,6 +175,8 @@ class Runner:
                 stored = await self.engine.repository.transition(namespace, record, changes)
                 break
             except Conflict:  # the runner committed a step meanwhile: judge the command again
+                if not again:
+                    raise
                 fresh = await self.engine.repository.get(namespace, record["id"])
                 if fresh is None:
                     raise DoesNotExist() from None
