@@ -372,7 +372,9 @@ class Executions(Endpoint):
             if data["command"] not in ("pause", "resume", "stop"):
                 raise InvalidData("'command' must be pause, resume or stop", field="command")
             runner = self.engine.runner
-            record = await runner.command(call.namespace, record, data["command"], kind, again=expect is None)
+            record = await runner.command(
+                call.namespace, record, data["command"], kind, again=expect is None, by=call.identity.subject
+            )
             return context_view(record)
         add, remove = _words(data.get("addTags"), "addTags"), _words(data.get("removeTags"), "removeTags")
         if not add and not remove:
@@ -387,7 +389,9 @@ class Executions(Endpoint):
         while True:
             tags = [t for t in dict.fromkeys([*(record.get("tags") or []), *add]) if t not in remove]
             try:  # the engine hears of it from the feed, as of a change made elsewhere
-                return await self.engine.repository.transition(call.namespace, record, {"tags": tags}, handled=False)
+                return await self.engine.repository.transition(
+                    call.namespace, record, {"tags": tags}, handled=False, by=call.identity.subject
+                )
             except Conflict:
                 if not again:
                     raise
@@ -395,7 +399,8 @@ class Executions(Endpoint):
 
     async def delete(self, call: Call) -> Any:
         record = await self._get(call)
-        return context_view(await self.engine.runner.command(call.namespace, record, "stop", 1))
+        stopped = await self.engine.runner.command(call.namespace, record, "stop", 1, by=call.identity.subject)
+        return context_view(stopped)
 
     async def run(self, call: Call) -> Any:
         record = await self._get(call)
@@ -412,7 +417,9 @@ class Executions(Endpoint):
         schema = record.get("schema")
         if isinstance(schema, dict):
             Schema(schema).validate(call.object)
-        moved = await self.engine.runner.resume_waiting(call.namespace, record, "success", result=call.data)
+        moved = await self.engine.runner.resume_waiting(
+            call.namespace, record, "success", result=call.data, by=call.identity.subject
+        )
         if moved is None:
             raise Conflict("The execution was answered or moved meanwhile")
         return moved
@@ -426,7 +433,9 @@ class Executions(Endpoint):
         child = new_objectid()
         changes = {"status": WAITING, "child": child, "choices": None, "message": f"Running {name}"}
         try:
-            parent = await self.engine.repository.transition(call.namespace, record, changes, handled=False)
+            parent = await self.engine.repository.transition(
+                call.namespace, record, changes, handled=False, by=call.identity.subject
+            )
         except Conflict:
             raise Conflict("The execution was answered or moved meanwhile") from None
         owner = record.get("owner") or call.identity.subject
@@ -479,7 +488,9 @@ class Events(Endpoint):
             waiting = [r for r in found if set(tags) <= set(r.get("tags") or [])]
         moved = []
         for record in waiting:
-            stored = await self.engine.runner.resume_waiting(call.namespace, record, name, event=event)
+            stored = await self.engine.runner.resume_waiting(
+                call.namespace, record, name, event=event, by=call.identity.subject
+            )
             if stored is not None:
                 moved.append({"contextId": record["id"], "state": stored["currentState"]})
         return moved
@@ -545,7 +556,7 @@ class Commands(Endpoint):
     async def _each(self, call: Call, flow: dict[str, Any], status: str, command: str, kind: int) -> None:
         for record in await self.engine.repository.find(call.namespace, {"flowId": flow["id"], "status": status}):
             with contextlib.suppress(Conflict, DoesNotExist):
-                await self.engine.runner.command(call.namespace, record, command, kind)
+                await self.engine.runner.command(call.namespace, record, command, kind, by=call.identity.subject)
 
 
 class FlowStatus(Endpoint):

@@ -80,18 +80,27 @@ class Repository:
         )
 
     async def transition(
-        self, namespace: str, record: dict[str, Any], changes: dict[str, Any], *, handled: bool = True
+        self,
+        namespace: str,
+        record: dict[str, Any],
+        changes: dict[str, Any],
+        *,
+        handled: bool = True,
+        by: str | None = None,
     ) -> dict[str, Any]:
         """Write ``changes`` on the execution as ``record`` has it (its version), and answer the
         record as committed.
 
         ``handled``: the caller acts on the commit itself, so its feed event is passed over;
         False for a change the engine learns of from the feed like any other (a tag, an answer).
+        ``by``: the user the change is made as, kept as ``modifiedBy``; the execution's own user
+        (its ``owner``, as whom it runs) when not given.
 
         Raises:
             Conflict: another writer moved the execution since ``record`` was read.
             DoesNotExist: the execution is gone.
         """
+        changes = {**changes, "modifiedBy": by or record.get("owner")}
         write = self.store.patch(
             EXECUTIONS, namespace, record["id"], changes, no_text, expect=record["version"], base=record
         )

@@ -60,7 +60,7 @@ async def test_created_after_and_before(cws: ClientConnection) -> None:
     created = datetime.fromisoformat(records[0]["created"])
     second = timedelta(seconds=1)
 
-    async def between(**bounds: str) -> list[str]:
+    async def between(**bounds: Any) -> list[str]:
         return sorted(await listed(cws, namespace, **bounds))
 
     assert await between(createdAfter="2030-01-01") == []
