@@ -25,6 +25,7 @@ from endpoints.flows.model import (
     state_view,
 )
 from endpoints.flows.schedules import FlowSchedules
+from endpoints.flows.xml_input import from_xml, is_xml
 from flowbus import (
     Call,
     Collection,
@@ -120,6 +121,16 @@ def _stop_type(value: Any) -> int:
     if value in (0, 1) or value in ("0", "1"):
         return int(value)
     raise InvalidData("'type' must be 0 (soft) or 1 (hard)", field="type")
+
+
+def _typed(call: Call, schema: Any) -> Any:
+    """The call's ``data``; with ``parameters.dataType=XML`` (it came from XML, all text), read
+    as ``schema`` asks (:mod:`endpoints.flows.xml_input`)."""
+    try:
+        xml = is_xml(call.parameters)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
+    return from_xml(call.data, schema) if xml else call.data
 
 
 def _split(part: Any) -> list[Any]:
@@ -278,8 +289,9 @@ async def start(engine: Engine, call: Call, flow: dict[str, Any]) -> dict[str, A
     start_state = parameters.get("startState")
     if start_state is not None and not isinstance(start_state, str):
         raise InvalidRequest("'startState' must be a state name")
+    data = _typed(call, flow.get("input"))
     record = await engine.start_execution(
-        call.namespace, flow, call.identity.subject, call.data, start_state=start_state, tags=tags
+        call.namespace, flow, call.identity.subject, data, start_state=start_state, tags=tags
     )
     if _flag(parameters, "stream") and call.streams:
         return await _stream(engine, call, record)
@@ -415,10 +427,11 @@ class Executions(Endpoint):
 
     async def _answer(self, call: Call, record: dict[str, Any]) -> dict[str, Any]:  # USER_INPUT
         schema = record.get("schema")
+        data = _typed(call, schema)
         if isinstance(schema, dict):
-            Schema(schema).validate(call.object)
+            Schema(schema).validate(call.object if data is call.data else data)
         moved = await self.engine.runner.resume_waiting(
-            call.namespace, record, "success", result=call.data, by=call.identity.subject
+            call.namespace, record, "success", result=data, by=call.identity.subject
         )
         if moved is None:
             raise Conflict("The execution was answered or moved meanwhile")

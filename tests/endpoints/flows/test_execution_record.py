@@ -1,8 +1,9 @@
 """What an execution's record tells besides its state: the stages it ran, who changed it last,
-and the form a USER_INPUT state shows."""
+the form a USER_INPUT state shows, and input that came from XML."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -10,6 +11,7 @@ from websockets.asyncio.client import ClientConnection
 
 from tests.endpoints.flows.conftest import Clocked
 from tests.endpoints.flows.helpers import EXECUTION, FLOW, approval, settle
+from tests.endpoints.flows.test_transports import http
 from tests.flowbus.helpers import fails, ok, unique
 from tests.support import rpc
 
@@ -129,3 +131,47 @@ async def test_a_user_input_state_shows_its_form(cws: ClientConnection) -> None:
     }
     answer = await fails(cws, "INVALID_DATA", "CREATE", FLOW, data=bad, namespace=namespace)
     assert answer["field"] == "states.again.form"
+
+
+async def test_input_from_xml_is_read_by_the_schema(clocked: Clocked, cws: ClientConnection) -> None:
+    namespace = unique("ns")
+    flow = await ok(cws, "CREATE", FLOW, data=COUNTED, namespace=namespace)
+    text = {"count": "3", "urgent": "true", "who": "12"}
+    await fails(cws, "INVALID_DATA", "RUN", FLOW, objectid=flow["id"], data=text, namespace=namespace)
+    await fails(
+        cws,
+        "INVALID_REQUEST",
+        "RUN",
+        FLOW,
+        objectid=flow["id"],
+        data=text,
+        parameters={"dataType": "YAML"},
+        namespace=namespace,
+    )
+    answer = await fails(
+        cws,
+        "INVALID_DATA",
+        "RUN",
+        FLOW,
+        objectid=flow["id"],
+        data={**text, "count": "three"},
+        parameters={"dataType": "XML"},
+        namespace=namespace,
+    )
+    assert "three" in answer["message"]
+    started = await ok(
+        cws, "RUN", FLOW, objectid=flow["id"], data=text, parameters={"dataType": "XML"}, namespace=namespace
+    )
+    record = await settle(cws, started["id"], namespace)
+    assert record["input"] == {"count": 3, "urgent": True, "who": "12"}
+    # over HTTP, an XML body; the answer of a USER_INPUT state too
+    body = b'<?xml version="1.0" encoding="utf-8"?><answer><confirmed>3</confirmed></answer>'
+    headers = {"Content-Type": 'application/xml; charset="utf-8"', "Flow-Request-Method": "RUN"}
+    path = f"/api/flows/flows/execution/{record['id']}?operation=input&dataType=XML&namespace={namespace}"
+    status, answered = await asyncio.to_thread(http, clocked, "POST", path, body, headers)
+    assert (status, answered["data"]["currentState"]) == (200, "again"), answered
+    body = b"<data><count>4</count><urgent>0</urgent></data>"
+    path = f"/api/flows/flows/flow/{flow['id']}?dataType=XML&namespace={namespace}"
+    status, run = await asyncio.to_thread(http, clocked, "POST", path, body, headers)
+    assert status == 200, run
+    assert (await settle(cws, run["data"]["id"], namespace))["input"] == {"count": 4, "urgent": False}
