@@ -16,6 +16,7 @@ from flowbus import __version__
 from flowbus.errors import error_class
 from flowbus.protocol import NEEDS_DATA, Method
 from flowbus.registry import Entry, Registry
+from gateway import smart_flows
 
 __all__ = ["build_openapi"]
 
@@ -84,6 +85,9 @@ def build_openapi(registry: Registry) -> dict[str, Any]:
             paths[base] = collection
         if item:
             paths[base + "{objectid}"] = {"parameters": [{"$ref": "#/components/parameters/objectid"}], **item}
+    if registry.get("flows/flow") is not None and registry.get("flows/execution") is not None:
+        paths.update(smart_flows.OPENAPI_PATHS)  # the Smart Flows API, served over those endpoints
+        schemas.update(smart_flows.OPENAPI_SCHEMAS)
     return {
         "openapi": "3.1.0",
         "info": {

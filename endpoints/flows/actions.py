@@ -128,7 +128,8 @@ def _wait(state: StateSpec, values: dict[str, Any], now: float) -> Outcome:
         deadline = _deadline(values, now)
     elif state.action == "input":
         outcome.wait = USER_INPUT
-        outcome.waiting = {"schema": state.spec.get("schema")}
+        model = values.get("model") if "model" in state.spec else {}
+        outcome.waiting = {"schema": state.spec.get("schema"), "model": model, "form": state.spec.get("form", ["*"])}
     else:
         outcome.wait = SELECT_FLOW
         outcome.waiting = {"choices": list(state.spec.get("flows") or [])}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+from datetime import UTC, datetime
 from typing import Any
 
 from endpoints.flows.definition import validate_definition
@@ -24,6 +25,7 @@ from endpoints.flows.model import (
     state_view,
 )
 from endpoints.flows.schedules import FlowSchedules
+from endpoints.flows.xml_input import from_xml, is_xml
 from flowbus import (
     Call,
     Collection,
@@ -77,6 +79,58 @@ def _statuses(value: Any) -> list[str]:
     if not names or any(name not in STATUSES for name in names):
         raise InvalidRequest(f"'status' must be one of {', '.join(STATUSES)}")
     return list(dict.fromkeys(names))
+
+
+_LIST_FILTERS = ("flow", "flowName", "fluxName", "tag", "status", "currentState", "startState", "owner")
+_LIST_OTHERS = ("createdAfter", "createdBefore", "sort", "view", "limit", "page", "offset")
+_LIST_PARAMETERS = frozenset(_LIST_FILTERS + _LIST_OTHERS)
+_LIST_TAKES = ", ".join(_LIST_FILTERS + _LIST_OTHERS)
+
+
+def _oldest_first(sort: Any) -> bool:
+    """A LIST's order: ``created`` (or ``+created``) oldest first; ``-created`` (the default) newest first."""
+    if sort in (None, "", "-created"):
+        return False
+    if sort in ("created", "+created"):
+        return True
+    raise InvalidRequest("'sort' must be 'created' (oldest first) or '-created' (newest first)")
+
+
+def _moment(parameters: dict[str, Any], name: str) -> float | None:
+    """A time bound of a LIST (ISO 8601: a date, or a time with or without its offset; UTC if
+    none), as seconds since the epoch."""
+    value = parameters.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        if not isinstance(value, str):
+            raise ValueError(value)
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidRequest(f"'{name}' must be an ISO 8601 date or time, as 2030-01-01T00:00:00Z") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def _stop_type(value: Any) -> int:
+    """The ``type`` of a stop (0: after the current state, 1: now), for an execution's UPDATE and
+    for flows/command alike: the number, or its decimal string (as an XML or a form client sends it).
+
+    Raises:
+        InvalidData: anything else.
+    """
+    if value in (0, 1) or value in ("0", "1"):
+        return int(value)
+    raise InvalidData("'type' must be 0 (soft) or 1 (hard)", field="type")
+
+
+def _typed(call: Call, schema: Any) -> Any:
+    """The call's ``data``; with ``parameters.dataType=XML`` (it came from XML, all text), read
+    as ``schema`` asks (:mod:`endpoints.flows.xml_input`)."""
+    try:
+        xml = is_xml(call.parameters)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
+    return from_xml(call.data, schema) if xml else call.data
 
 
 def _split(part: Any) -> list[Any]:
@@ -235,8 +289,9 @@ async def start(engine: Engine, call: Call, flow: dict[str, Any]) -> dict[str, A
     start_state = parameters.get("startState")
     if start_state is not None and not isinstance(start_state, str):
         raise InvalidRequest("'startState' must be a state name")
+    data = _typed(call, flow.get("input"))
     record = await engine.start_execution(
-        call.namespace, flow, call.identity.subject, call.data, start_state=start_state, tags=tags
+        call.namespace, flow, call.identity.subject, data, start_state=start_state, tags=tags
     )
     if _flag(parameters, "stream") and call.streams:
         return await _stream(engine, call, record)
@@ -269,20 +324,34 @@ class Executions(Endpoint):
 
     async def list(self, call: Call) -> Page:
         """Executions matching the filters, newest first (``sort=created``: oldest first); each
-        as its context, or its short form with ``view=progress``. ``status`` may name several."""
+        as its context, or its short form with ``view=progress``. ``status`` may name several.
+        Any other parameter is refused by name (it would otherwise filter nothing)."""
         parameters = dict(call.parameters)
+        unknown = sorted(str(key)[:64] for key in parameters if key not in _LIST_PARAMETERS)
+        if unknown:
+            raise InvalidRequest(
+                f"LIST of executions does not take {', '.join(map(repr, unknown[:8]))}: it takes {_LIST_TAKES}"
+            )
         tags = _words(parameters.pop("tag", None), "tag")
         statuses = _statuses(parameters.pop("status", None))
         filters: dict[str, Any] = {}
         renames = {"flow": "flowId", "flowName": "flowName", "fluxName": "flowName"}
-        for key in ("flow", "flowName", "fluxName", "currentState", "startState"):
+        for key in ("flow", "flowName", "fluxName", "currentState", "startState", "owner"):
             if parameters.get(key) is not None:
                 filters[renames.get(key, key)] = parameters.pop(key)
         query = Query.from_parameters({k: v for k, v in parameters.items() if k in ("limit", "page", "offset")})
-        oldest = parameters.get("sort") in ("created", "+created")
+        oldest = _oldest_first(parameters.get("sort"))
+        after, before = _moment(parameters, "createdAfter"), _moment(parameters, "createdBefore")
         view = progress_view if parameters.get("view") == "progress" else context_view
         items, total = await self.engine.repository.page(
-            call.namespace, filters, statuses=statuses, tags=tags, limit=query.limit, offset=query.offset, oldest=oldest
+            call.namespace,
+            filters,
+            statuses=statuses,
+            tags=tags,
+            limit=query.limit,
+            offset=query.offset,
+            oldest=oldest,
+            created=(after, before),
         )
         return Page([view(r) for r in items], query.limit, query.offset, total)
 
@@ -306,33 +375,44 @@ class Executions(Endpoint):
 
     async def update(self, call: Call) -> Any:
         data = _object(call.data)
+        expect = expected_version(call.parameters)
         record = await self._get(call)
+        if expect is not None and record["version"] != expect:
+            raise Conflict(f"The execution is at version {record['version']}, not {expect}")
         if "command" in data:
-            kind = data.get("type", 0)
-            if kind not in (0, 1, "0", "1"):
-                raise InvalidData("'type' must be 0 (soft) or 1 (hard)", field="type")
+            kind = _stop_type(data.get("type", 0))
             if data["command"] not in ("pause", "resume", "stop"):
                 raise InvalidData("'command' must be pause, resume or stop", field="command")
-            record = await self.engine.runner.command(call.namespace, record, data["command"], int(kind))
+            runner = self.engine.runner
+            record = await runner.command(
+                call.namespace, record, data["command"], kind, again=expect is None, by=call.identity.subject
+            )
             return context_view(record)
         add, remove = _words(data.get("addTags"), "addTags"), _words(data.get("removeTags"), "removeTags")
         if not add and not remove:
             raise InvalidData("UPDATE takes 'command', 'addTags' or 'removeTags'")
-        return context_view(await self._retag(call, record, add, remove))
+        return context_view(await self._retag(call, record, add, remove, again=expect is None))
 
     async def _retag(
-        self, call: Call, record: dict[str, Any], add: builtins.list[str], remove: builtins.list[str]
+        self, call: Call, record: dict[str, Any], add: builtins.list[str], remove: builtins.list[str], *, again: bool
     ) -> dict[str, Any]:
+        """Change the tags on the version read; ``again``: when another writer came between, on
+        the fresh version (else: Conflict, as a write made on a given version)."""
         while True:
             tags = [t for t in dict.fromkeys([*(record.get("tags") or []), *add]) if t not in remove]
             try:  # the engine hears of it from the feed, as of a change made elsewhere
-                return await self.engine.repository.transition(call.namespace, record, {"tags": tags}, handled=False)
+                return await self.engine.repository.transition(
+                    call.namespace, record, {"tags": tags}, handled=False, by=call.identity.subject
+                )
             except Conflict:
+                if not again:
+                    raise
                 record = await self._get(call)
 
     async def delete(self, call: Call) -> Any:
         record = await self._get(call)
-        return context_view(await self.engine.runner.command(call.namespace, record, "stop", 1))
+        stopped = await self.engine.runner.command(call.namespace, record, "stop", 1, by=call.identity.subject)
+        return context_view(stopped)
 
     async def run(self, call: Call) -> Any:
         record = await self._get(call)
@@ -347,9 +427,12 @@ class Executions(Endpoint):
 
     async def _answer(self, call: Call, record: dict[str, Any]) -> dict[str, Any]:  # USER_INPUT
         schema = record.get("schema")
+        data = _typed(call, schema)
         if isinstance(schema, dict):
-            Schema(schema).validate(call.object)
-        moved = await self.engine.runner.resume_waiting(call.namespace, record, "success", result=call.data)
+            Schema(schema).validate(call.object if data is call.data else data)
+        moved = await self.engine.runner.resume_waiting(
+            call.namespace, record, "success", result=data, by=call.identity.subject
+        )
         if moved is None:
             raise Conflict("The execution was answered or moved meanwhile")
         return moved
@@ -363,7 +446,9 @@ class Executions(Endpoint):
         child = new_objectid()
         changes = {"status": WAITING, "child": child, "choices": None, "message": f"Running {name}"}
         try:
-            parent = await self.engine.repository.transition(call.namespace, record, changes, handled=False)
+            parent = await self.engine.repository.transition(
+                call.namespace, record, changes, handled=False, by=call.identity.subject
+            )
         except Conflict:
             raise Conflict("The execution was answered or moved meanwhile") from None
         owner = record.get("owner") or call.identity.subject
@@ -416,7 +501,9 @@ class Events(Endpoint):
             waiting = [r for r in found if set(tags) <= set(r.get("tags") or [])]
         moved = []
         for record in waiting:
-            stored = await self.engine.runner.resume_waiting(call.namespace, record, name, event=event)
+            stored = await self.engine.runner.resume_waiting(
+                call.namespace, record, name, event=event, by=call.identity.subject
+            )
             if stored is not None:
                 moved.append({"contextId": record["id"], "state": stored["currentState"]})
         return moved
@@ -454,9 +541,7 @@ class Commands(Endpoint):
         if command not in _VERBS:
             raise InvalidRequest("The command (objectid) must be start, stop, pause or resume")
         data = _object(call.data)
-        kind = data.get("type", 0)
-        if kind not in (0, 1):
-            raise InvalidData("'type' must be 0 (soft) or 1 (hard)", field="type")
+        kind = _stop_type(data.get("type", 0))
         flows = await self._flows(call, data.get("flow_ids"))
         details = [await self._command(call, flow, command, kind) for flow in flows]
         return {"status": f"Flows {_VERBS[command]}", "details": details}
@@ -484,7 +569,7 @@ class Commands(Endpoint):
     async def _each(self, call: Call, flow: dict[str, Any], status: str, command: str, kind: int) -> None:
         for record in await self.engine.repository.find(call.namespace, {"flowId": flow["id"], "status": status}):
             with contextlib.suppress(Conflict, DoesNotExist):
-                await self.engine.runner.command(call.namespace, record, command, kind)
+                await self.engine.runner.command(call.namespace, record, command, kind, by=call.identity.subject)
 
 
 class FlowStatus(Endpoint):

@@ -28,7 +28,8 @@ STATE_FIELDS, common to every state:
 Per action: ``call`` (``endpoint``, ``method`` of :data:`METHODS` in any case, stored upper case;
 ``objectid``, ``data``, ``parameters``, ``namespace``, ``result``); ``set`` (``vars``); ``wait``
 (exactly one of ``event``, ``seconds`` >= 0, ``until`` an ISO 8601 time; the last two may be
-expressions); ``input`` (``schema``, ``result``); ``choose`` (``flows``, ``result``); ``log``
+expressions); ``input`` (``schema``, ``model`` (the form's first values, may be an expression),
+``form`` (an array, the form's layout), ``result``); ``choose`` (``flows``, ``result``); ``log``
 (``message``, ``level`` of :data:`LEVELS`); ``invoke`` (``name``, ``args``, ``result``); ``end``
 (``output``, ``status`` SUCCESS or ERROR).
 
@@ -68,7 +69,7 @@ _EVALUATED = {
     "call": ("endpoint", "method", "objectid", "data", "parameters", "namespace"),
     "set": ("vars",),
     "wait": ("event", "seconds", "until"),
-    "input": (),
+    "input": ("model",),
     "choose": (),
     "log": ("message",),
     "invoke": ("args",),
@@ -270,6 +271,8 @@ def _check_action(name: str, action: str, raw: dict[str, Any], where: str) -> No
         _check_wait(name, raw, where)
     elif action == "input":
         _schema(raw["schema"], f"{where}.schema")
+        if "form" in raw and not isinstance(raw["form"], list):
+            raise InvalidData(f"state {name!r}: 'form' must be an array (a form layout)", field=f"{where}.form")
     elif action == "choose":
         _strings(raw, "flows", f"{where}.")
         if not raw["flows"]:

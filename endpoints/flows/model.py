@@ -68,7 +68,12 @@ WAITS = frozenset({WAITING, WAITING_UNTIL, USER_INPUT, SELECT_FLOW})
 """Statuses of an execution that waits for something from outside (an event, a time, an answer)."""
 ACTIVE = frozenset({QUEUED, RUNNING})
 
-_INTERNAL = ("revision", "waitEvent", "command", "pausedFrom", "flowId", "deadline", "choices", "schema", "parent")
+_INTERNAL = (
+    *("revision", "waitEvent", "command", "pausedFrom", "flowId", "deadline", "choices", "schema", "parent"),
+    *("model", "form"),
+)
+_FORM = ("schema", "model", "form")
+"""What a USER_INPUT execution shows so that a GUI can draw its form (xd-schema-form's three parts)."""
 
 
 def no_text(obj: dict[str, Any]) -> str:
@@ -80,7 +85,7 @@ def context_view(record: dict[str, Any]) -> dict[str, Any]:
     """An execution's context as OPEN answers it (the engine's bookkeeping left out)."""
     view = {k: v for k, v in record.items() if k not in _INTERNAL}
     if record.get("status") == USER_INPUT:
-        view["schema"] = record.get("schema")
+        view.update((key, record.get(key)) for key in _FORM)
     if record.get("status") == SELECT_FLOW:
         view["flows"] = record.get("choices")
     if record.get("parent"):
@@ -99,7 +104,7 @@ def progress_view(record: dict[str, Any]) -> dict[str, Any]:
         "currentState": record.get("currentState"),
     }
     if record.get("status") == USER_INPUT:
-        view["schema"] = record.get("schema")
+        view.update((key, record.get(key)) for key in _FORM)
     if record.get("status") == SELECT_FLOW:
         view["flows"] = record.get("choices")
     if record.get("status") in FINAL:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from endpoints.flows.model import EXECUTIONS, QUEUED, REVISIONS, no_text
@@ -79,18 +80,27 @@ class Repository:
         )
 
     async def transition(
-        self, namespace: str, record: dict[str, Any], changes: dict[str, Any], *, handled: bool = True
+        self,
+        namespace: str,
+        record: dict[str, Any],
+        changes: dict[str, Any],
+        *,
+        handled: bool = True,
+        by: str | None = None,
     ) -> dict[str, Any]:
         """Write ``changes`` on the execution as ``record`` has it (its version), and answer the
         record as committed.
 
         ``handled``: the caller acts on the commit itself, so its feed event is passed over;
         False for a change the engine learns of from the feed like any other (a tag, an answer).
+        ``by``: the user the change is made as, kept as ``modifiedBy``; the execution's own user
+        (its ``owner``, as whom it runs) when not given.
 
         Raises:
             Conflict: another writer moved the execution since ``record`` was read.
             DoesNotExist: the execution is gone.
         """
+        changes = {**changes, "modifiedBy": by or record.get("owner")}
         write = self.store.patch(
             EXECUTIONS, namespace, record["id"], changes, no_text, expect=record["version"], base=record
         )
@@ -121,12 +131,15 @@ class Repository:
         limit: int,
         offset: int,
         oldest: bool,
+        created: tuple[float | None, float | None] = (None, None),
     ) -> tuple[list[dict[str, Any]], int]:
         """A page of the executions matching ``filters``, whose status is one of ``statuses``
-        (any, when empty) and whose tags include all of ``tags``; newest first unless ``oldest``.
-        Answers the page and the count of all that match."""
-        if tags:
-            return await self._tagged(namespace, filters, statuses, tags, limit, offset, oldest)
+        (any, when empty), whose tags include all of ``tags`` and that were created strictly
+        between the bounds of ``created`` (seconds since the epoch; None: unbounded); newest
+        first unless ``oldest``. Answers the page and the count of all that match."""
+        if tags or created != (None, None):
+            keep = _kept(tags, *created)
+            return await self._scanned(namespace, filters, statuses, keep, limit, offset, oldest)
         if len(statuses) <= 1:
             query = Query(limit, offset, "created", not oldest, filters | _status(statuses[:1]))
             return await self.store.query(EXECUTIONS, namespace, query)
@@ -141,23 +154,24 @@ class Repository:
         found.sort(key=_age, reverse=not oldest)
         return found[offset : offset + limit], total
 
-    async def _tagged(
+    async def _scanned(
         self,
         namespace: str,
         filters: dict[str, Any],
         statuses: list[str],
-        tags: list[str],
+        keep: Callable[[dict[str, Any]], bool],
         limit: int,
         offset: int,
         oldest: bool,
     ) -> tuple[list[dict[str, Any]], int]:
+        """A page of what the store cannot filter (tags, times): the executions matching the exact
+        filters, read whole, those ``keep`` keeps."""
         found: list[dict[str, Any]] = []
         for status in statuses or [""]:
             found.extend(await self.find(namespace, filters | _status([status] if status else [])))
         if len(statuses) > 1:
             found.sort(key=_age)
-        wanted = set(tags)
-        found = [r for r in found if wanted <= set(r.get("tags") or [])]
+        found = [r for r in found if keep(r)]
         if not oldest:
             found.reverse()
         return found[offset : offset + limit], len(found)
@@ -253,6 +267,21 @@ def _ignore(event: Event) -> None:
 
 def _status(statuses: list[str]) -> dict[str, Any]:
     return {"status": statuses[0]} if statuses else {}
+
+
+def _kept(tags: list[str], after: float | None, before: float | None) -> Callable[[dict[str, Any]], bool]:
+    """Whether an execution has all of ``tags`` and was created strictly between ``after`` and ``before``."""
+    wanted = set(tags)
+
+    def keep(record: dict[str, Any]) -> bool:
+        if not wanted <= set(record.get("tags") or []):
+            return False
+        if after is None and before is None:
+            return True
+        created = datetime.fromisoformat(str(record.get("created"))).timestamp()
+        return (after is None or created > after) and (before is None or created < before)
+
+    return keep
 
 
 def _age(record: dict[str, Any]) -> tuple[Any, Any]:

@@ -157,8 +157,21 @@ class Runner:
 
     # -- commands ----------------------------------------------------------------------------
 
-    async def command(self, namespace: str, record: dict[str, Any], command: str, kind: int = 0) -> dict[str, Any]:
-        """Pause, resume or stop an execution (``kind`` 0: after its current state, 1: now).
+    async def command(
+        self,
+        namespace: str,
+        record: dict[str, Any],
+        command: str,
+        kind: int = 0,
+        *,
+        again: bool = True,
+        by: str | None = None,
+    ) -> dict[str, Any]:
+        """Pause, resume or stop an execution (``kind`` 0: after its current state, 1: now), as
+        the user ``by`` (see :meth:`Repository.transition <endpoints.flows.repository.Repository.transition>`).
+
+        ``again``: when another writer changed the execution since ``record`` was read, judge the
+        command again on the fresh record; False for a command made on a given version.
 
         Raises:
             Conflict: the command does not fit the execution's status (nothing is changed), or
@@ -167,9 +180,11 @@ class Runner:
         for _ in range(20):
             changes = _command_changes(command, kind, record["status"], record, iso(self.engine.clock.now()))
             try:
-                stored = await self.engine.repository.transition(namespace, record, changes)
+                stored = await self.engine.repository.transition(namespace, record, changes, by=by)
                 break
             except Conflict:  # the runner committed a step meanwhile: judge the command again
+                if not again:
+                    raise
                 fresh = await self.engine.repository.get(namespace, record["id"])
                 if fresh is None:
                     raise DoesNotExist() from None
@@ -196,8 +211,10 @@ class Runner:
         *,
         event: dict[str, Any] | None = None,
         result: Any = None,
+        by: str | None = None,
     ) -> dict[str, Any] | None:
-        """Move a waiting execution on ``on`` (an event name, ``success``, ``timeout``); None when
+        """Move a waiting execution on ``on`` (an event name, ``success``, ``timeout``), as the
+        user ``by`` (who sent the event or the answer; its own user when None); None when
         another writer moved it first (it is no longer waiting at the version read)."""
         engine = self.engine
         definition = await engine.definition(record["revision"])
@@ -206,7 +223,7 @@ class Runner:
         if changes.get("status") == RUNNING and engine.queue.full():
             changes["status"] = QUEUED
         try:
-            stored = await engine.repository.transition(namespace, record, changes)
+            stored = await engine.repository.transition(namespace, record, changes, by=by)
         except (Conflict, DoesNotExist):
             return None
         engine.committed(namespace, stored)

@@ -76,6 +76,7 @@ def new_record(
     now: float,
 ) -> dict[str, Any]:
     """The record of an execution of ``flow`` about to start in state ``start`` (no status yet)."""
+    message = message_of(definition.states[start], {})
     return {
         "id": new_objectid(),
         "flow": {"id": flow["id"], "name": flow.get("name")},
@@ -88,7 +89,7 @@ def new_record(
         "nextRun": None,
         "deadline": None,
         "percentage": 0,
-        "message": message_of(definition.states[start], {}),
+        "message": message,
         "input": data,
         "output": None,
         "vars": {},
@@ -97,7 +98,9 @@ def new_record(
         "stateContexts": [],
         "executionHistory": [history_entry(definition, flow.get("name"), start)],
         "report": [],
+        "stages": [stage(start, message, now)],
         "owner": owner,
+        "modifiedBy": owner,
         "parent": parent,
         "child": None,
         "error": None,
@@ -146,7 +149,7 @@ def resumed(
     moved = transition(definition, state, base, outcome, changes.get("vars", record["vars"]), now)
     changes = taken(changes, moved, on, now)
     changes |= {"waiting": False, "waitEvent": None, "deadline": None, "nextRun": None}
-    changes |= {"schema": None, "choices": None, "child": None}
+    changes |= {"schema": None, "model": None, "form": None, "choices": None, "child": None}
     if event is not None:
         changes["event"] = event
     return changes
@@ -185,6 +188,20 @@ def message_of(state: StateSpec, context: dict[str, Any]) -> str:
 
 def history_entry(definition: Definition, flow_name: Any, state: str) -> dict[str, Any]:
     return {"flowName": flow_name, "stateName": state, "stateIndex": definition.order.index(state)}
+
+
+def stage(name: str, message: str, now: float) -> dict[str, Any]:
+    """An entry of ``stages``: a state the execution entered, the message it showed, and when
+    it was entered and left (``ended`` is None while it runs or waits, or if it was cut short)."""
+    return {"name": name, "message": message, "started": iso(now), "ended": None}
+
+
+def stages_closed(record: dict[str, Any], now: float) -> list[dict[str, Any]]:
+    """The record's ``stages`` with the latest ended at ``now``, if it has not ended yet."""
+    stages = list(record.get("stages") or [])
+    if stages and stages[-1].get("ended") is None:
+        stages[-1] = {**stages[-1], "ended": iso(now)}
+    return stages
 
 
 def next_state(state: StateSpec, on: str, context: dict[str, Any]) -> str | None:
@@ -228,6 +245,7 @@ def recorded(
     }
     changes["stateContexts"] = [*record.get("stateContexts", [])[-HISTORY + 1 :], context]
     changes["report"] = [*record.get("report", [])[-HISTORY + 1 :], line]
+    changes["stages"] = stages_closed(record, now)
     return changes
 
 
@@ -242,12 +260,14 @@ def entered(
     ]
     visited = {entry["stateName"] for entry in history}
     percentage = min(99, round(100 * len(visited) / max(1, len(states))))
+    message = message_of(states[target], context)
     changes: dict[str, Any] = {
         "status": RUNNING,
         "currentState": target,
         "executionHistory": history,
         "percentage": percentage,
-        "message": message_of(states[target], context),
+        "message": message,
+        "stages": [*stages_closed(record, now)[-HISTORY + 1 :], stage(target, message, now)],
     }
     return changes
 
