@@ -3,6 +3,8 @@ of an execution record that the API answers."""
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "context_view",
     "no_text",
     "progress_view",
+    "stamp",
     "state_view",
 ]
 
@@ -69,6 +72,13 @@ WAITS = frozenset({WAITING, WAITING_UNTIL, USER_INPUT, SELECT_FLOW})
 ACTIVE = frozenset({QUEUED, RUNNING})
 
 _INTERNAL = ("revision", "waitEvent", "command", "pausedFrom", "flowId", "deadline", "choices", "schema", "parent")
+
+
+def stamp(moment: float | None = None) -> str:
+    """A flow's ``createdAt`` or ``lastModified``: RFC 3339 in UTC to the millisecond, with ``Z``
+    (``2017-06-19T21:27:09.945Z``, as integration platforms write it); now unless ``moment`` is given."""
+    when = datetime.fromtimestamp(time.time() if moment is None else moment, UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 
 def no_text(obj: dict[str, Any]) -> str:
