@@ -176,13 +176,14 @@ class FlowDefinitions(Collection):
         ]
 
     async def update(self, call: Call) -> Any:
-        """UPDATE by id, or by name (as OPEN and RUN)."""
+        """UPDATE by id, or by name (as OPEN and RUN). ``owner`` and ``state`` are the bus's: given
+        as they are, they are ignored; changed, refused."""
         assert call.objectid is not None
         changes = {k: v for k, v in _object(call.data).items() if k not in _SERVERS}
-        for name in _READ_ONLY:
-            if name in changes:
-                raise InvalidData(f"'{name}' is kept by the bus (see flows/command)", field=name)
         current = await find_flow(call, call.namespace, call.objectid)
+        for name in _READ_ONLY:  # sent back as they are (a flow as it was opened), they are ignored
+            if name in changes and changes.pop(name) != current.get(name):
+                raise InvalidData(f"'{name}' is kept by the bus (see flows/command)", field=name)
         flow_id = current["id"]
         expect = expected_version(call.parameters)
         changes["lastModified"] = stamp()

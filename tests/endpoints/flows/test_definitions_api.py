@@ -94,6 +94,22 @@ async def test_update_and_delete_take_the_name_as_open_and_run_do(ws: ClientConn
     await ok(ws, "CREATE", FLOW, data=approval("renamed"), namespace=namespace)  # the name is free again
 
 
+async def test_a_flow_sent_back_as_opened_updates(ws: ClientConnection) -> None:
+    """owner and state are the bus's: sent back unchanged they are ignored, changed they are refused."""
+    namespace = unique("ns")
+    flow = await ok(ws, "CREATE", FLOW, data=approval("round-trip"), namespace=namespace)
+    opened = await ok(ws, "OPEN", FLOW, objectid=flow["id"], namespace=namespace)
+    changed = await ok(
+        ws, "UPDATE", FLOW, objectid=flow["id"], data={**opened, "description": "again"}, namespace=namespace
+    )
+    assert (changed["description"], changed["owner"], changed["state"]) == ("again", "admin", "running")
+    for field, value in (("owner", "someone"), ("state", "stopped")):
+        answer = await fails(
+            ws, "INVALID_DATA", "UPDATE", FLOW, objectid=flow["id"], data={**opened, field: value}, namespace=namespace
+        )
+        assert answer["field"] == field
+
+
 # -- clones -------------------------------------------------------------------------------------
 
 
