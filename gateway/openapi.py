@@ -16,6 +16,7 @@ from flowbus import __version__
 from flowbus.errors import error_class
 from flowbus.protocol import NEEDS_DATA, Method
 from flowbus.registry import Entry, Registry
+from gateway import integrator
 
 __all__ = ["build_openapi"]
 
@@ -84,6 +85,7 @@ def build_openapi(registry: Registry) -> dict[str, Any]:
             paths[base] = collection
         if item:
             paths[base + "{objectid}"] = {"parameters": [{"$ref": "#/components/parameters/objectid"}], **item}
+    paths.update(integrator.PATHS)  # the surfaces of other products, over the same calls
     return {
         "openapi": "3.1.0",
         "info": {
