@@ -294,3 +294,23 @@ async def test_the_openapi_document_describes_the_api(client: aiohttp.ClientSess
     assert set(paths["/flows/status"]) == {"get"} and set(paths["/flows/status/{flow_id}"]) == {"parameters", "get"}
     assert set(paths["/flows/commands"]) == {"patch"}
     assert "400" in paths["/flows/{flow_id}"]["delete"]["responses"]
+
+
+async def test_configurations_named_like_the_documents_paths(client: aiohttp.ClientSession) -> None:
+    """GET /flows/status is every status; a configuration with the id ``status`` is read by its
+    name, and written by its id; ``commands`` is an id like any other but for PATCH."""
+    namespace = unique("ns")
+    status, added = await call(
+        client, "POST", "/flows", [configuration("s", id="status"), configuration("c", id="commands")], namespace
+    )
+    assert status == 201
+    status, statuses = await call(client, "GET", "/flows/status", namespace=namespace)
+    assert list(statuses) == ["status", "commands"]
+    status, by_name = await call(client, "GET", "/flows/s", namespace=namespace)
+    assert (status, by_name["id"]) == (200, "status")
+    status, changed = await call(client, "PUT", "/flows/status", {"description": "d"}, namespace)
+    assert (status, changed["description"]) == (200, "d")
+    status, opened = await call(client, "GET", "/flows/commands", namespace=namespace)
+    assert (status, opened["id"]) == (200, "commands")
+    status, deleted = await call(client, "DELETE", "/flows/commands", namespace=namespace)
+    assert (status, deleted["id"]) == (200, "commands")
