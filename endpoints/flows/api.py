@@ -8,7 +8,7 @@ import itertools
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from endpoints.flows.definition import runnable, validate_definition
+from endpoints.flows.definition import not_runnable, runnable, validate_definition
 from endpoints.flows.engine import Engine
 from endpoints.flows.model import (
     ACTIVE,
@@ -408,6 +408,8 @@ class Executions(Endpoint):
         if name not in (record.get("choices") or []):
             raise InvalidData(f"'flow' must be one of {record.get('choices')}", field="flow")
         flow = await find_flow(call, call.namespace, str(name))
+        if not runnable(flow):  # refused before the parent waits for a child that cannot start
+            raise not_runnable(flow)
         child = new_objectid()
         changes = {"status": WAITING, "child": child, "choices": None, "message": f"Running {name}"}
         try:

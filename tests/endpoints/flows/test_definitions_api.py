@@ -10,7 +10,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 
 from tests.endpoints.flows.conftest import Clocked
-from tests.endpoints.flows.helpers import EXECUTION, FLOW, approval
+from tests.endpoints.flows.helpers import EXECUTION, FLOW, approval, settle
 from tests.flowbus.helpers import DEVICE, fails, ok, unique
 
 MILLISECONDS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
@@ -220,3 +220,51 @@ async def test_schedules_and_triggers_of_a_flow_without_states_start_nothing(
     assert len(await ok(cws, "LIST", EXECUTION, parameters={"flow": busy["id"]})) == 2
     assert await ok(cws, "LIST", EXECUTION, parameters={"flow": idle["id"]}) == []
     assert "could not start" not in caplog.text  # never armed: nothing tried to start it
+
+
+async def test_choosing_a_flow_without_states_is_refused_and_the_choice_stays_open(ws: ClientConnection) -> None:
+    namespace = unique("ns")
+    await ok(ws, "CREATE", FLOW, data=EXPORTS_AND_IMPORTS, namespace=namespace)
+    child = {"name": "child", "startState": "s", "states": {"s": {"action": "end", "output": "=input"}}}
+    await ok(ws, "CREATE", FLOW, data=child, namespace=namespace)
+    chooser = {
+        "name": "chooser",
+        "startState": "pick",
+        "states": {
+            "pick": {
+                "action": "choose",
+                "flows": [EXPORTS_AND_IMPORTS["name"], "child"],
+                "result": "picked",
+                "transitions": [{"on": "success", "to": "done"}],
+            },
+            "done": {"action": "end", "output": "=vars.picked"},
+        },
+    }
+    await ok(ws, "CREATE", FLOW, data=chooser, namespace=namespace)
+    started = await ok(ws, "RUN", FLOW, objectid="chooser", namespace=namespace)
+    waiting = await settle(ws, started["id"], namespace)
+    assert waiting["status"] == "SELECT_FLOW"
+    choice = {"operation": "input"}
+    answer = await fails(
+        ws,
+        "CONFLICT",
+        "RUN",
+        EXECUTION,
+        objectid=waiting["id"],
+        parameters=choice,
+        data={"flow": EXPORTS_AND_IMPORTS["name"]},
+        namespace=namespace,
+    )
+    assert "no states" in answer["message"]
+    assert (await ok(ws, "OPEN", EXECUTION, objectid=waiting["id"], namespace=namespace))["status"] == "SELECT_FLOW"
+    await ok(
+        ws,
+        "RUN",
+        EXECUTION,
+        objectid=waiting["id"],
+        parameters=choice,
+        data={"flow": "child", "input": 3},
+        namespace=namespace,
+    )
+    done = await settle(ws, waiting["id"], namespace, until=("SUCCESS", "ERROR"))
+    assert (done["status"], done["output"]) == ("SUCCESS", 3)
