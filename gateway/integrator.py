@@ -18,6 +18,7 @@ A refusal answers the bus's HTTP status with ``{"errors": [{"code", "message", "
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -46,7 +47,7 @@ def _as_run(obj: dict[str, Any]) -> dict[str, Any]:
     return {"_id": obj["id"], **{k: v for k, v in obj.items() if k != "id"}}
 
 
-def _answer(response: Response, success: int, shape: Any = as_flow) -> web.Response:
+def _answer(response: Response, success: int, shape: Callable[[dict[str, Any]], Any] = as_flow) -> web.Response:
     error = response.error
     if error is not None:
         return _error(error)
