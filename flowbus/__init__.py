@@ -14,6 +14,7 @@ from flowbus.endpoint import (
     Collection,
     Endpoint,
     Services,
+    check_objectid,
     expected_version,
     new_objectid,
 )
@@ -88,6 +89,7 @@ __all__ = [
     "Timeout",
     "TooLarge",
     "Unavailable",
+    "check_objectid",
     "cursor_of",
     "every",
     "every_object",

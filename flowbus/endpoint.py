@@ -42,6 +42,7 @@ __all__ = [
     "Sink",
     "Subscriptions",
     "check_endpoint_name",
+    "check_objectid",
     "expected_version",
 ]
 
@@ -512,11 +513,24 @@ def _page(items: list[Any], query: Query, total: int) -> Page:
     return Page(items, query.limit, query.offset, total, truncated)
 
 
+def check_objectid(value: Any, field: str = "id") -> str:
+    """Return ``value`` if it can be the id of a new object: 1-128 characters of ``[A-Za-z0-9._:-]``.
+
+    The one rule of ids that a caller gives (an empty id is refused, not replaced by a fresh one).
+
+    Raises:
+        InvalidData: anything else, naming ``field``.
+    """
+    if not isinstance(value, str) or not _OBJECT_ID.fullmatch(value):
+        raise InvalidData(f"'{field}' must be 1-128 characters of [A-Za-z0-9._:-]", field=field)
+    return value
+
+
 def _new_object(data: dict[str, Any]) -> dict[str, Any]:
-    """A new object of a collection: the caller's fields and its id (given, or a fresh one)."""
-    objectid = data.get("id") or new_objectid()
-    if not isinstance(objectid, str) or not _OBJECT_ID.fullmatch(objectid):
-        raise InvalidData("'id' must be 1-128 characters of [A-Za-z0-9._:-]", field="id")
+    """A new object of a collection: the caller's fields and its id (given, or a fresh one when
+    ``id`` is absent or null)."""
+    given = data.get("id")
+    objectid = new_objectid() if given is None else check_objectid(given)
     return {"id": objectid, **_user_fields(data)}
 
 

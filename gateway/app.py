@@ -13,7 +13,7 @@ from flowbus.config import Settings
 from flowbus.dispatcher import Dispatcher
 from flowbus.handshake import Connections, Handshake
 from flowbus.registry import Registry
-from gateway import smart_flows
+from gateway import flows_config, integrator, smart_flows
 from gateway.handlers import make_api, openapi
 from gateway.keys import DISPATCHER, REGISTRY, SETTINGS, SOCKETS, TABLES, Sockets, Tables
 from gateway.middlewares import cors, failures, no_auth_guard, quiet_client_mistakes
@@ -57,6 +57,8 @@ def create_app(
     app.router.add_static("/console/", STATIC / "console")
     smart_flows.add_routes(app.router)
     app.router.add_route("*", "/api/{tail:.*}", make_api(dispatcher, tables))
+    app.router.add_routes(integrator.ROUTES)  # integrator.io's Flow API, /v1/flows
+    app.router.add_routes(flows_config.ROUTES)  # the flows configuration API, /flows
     return app
 
 

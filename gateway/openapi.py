@@ -3,7 +3,8 @@
 Each endpoint gets two paths: ``/api/<app>/<endpoint>/`` (LIST by GET, CREATE by POST) and
 ``/api/<app>/<endpoint>/{objectid}`` (OPEN by GET, UPDATE by POST/PUT/PATCH, DELETE by DELETE;
 RUN by POST and INDEX by GET with ``Flow-Request-Method``). An operation appears only when
-the endpoint supports a method its verb can carry there.
+the endpoint supports a method its verb can carry there. The REST surfaces of other products
+(:mod:`gateway.integrator`, :mod:`gateway.flows_config`) add their own paths.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from flowbus import __version__
 from flowbus.errors import error_class
 from flowbus.protocol import NEEDS_DATA, Method
 from flowbus.registry import Entry, Registry
-from gateway import smart_flows
+from gateway import flows_config, integrator, smart_flows
 
 __all__ = ["build_openapi"]
 
@@ -85,6 +86,8 @@ def build_openapi(registry: Registry) -> dict[str, Any]:
             paths[base] = collection
         if item:
             paths[base + "{objectid}"] = {"parameters": [{"$ref": "#/components/parameters/objectid"}], **item}
+    paths.update(integrator.PATHS)  # the surfaces of other products, over the same calls
+    paths.update(flows_config.PATHS)
     if registry.get("flows/flow") is not None and registry.get("flows/execution") is not None:
         paths.update(smart_flows.OPENAPI_PATHS)  # the Smart Flows API, served over those endpoints
         schemas.update(smart_flows.OPENAPI_SCHEMAS)

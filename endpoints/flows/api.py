@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import itertools
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from endpoints.flows.definition import validate_definition
+from endpoints.flows.definition import not_runnable, runnable, validate_definition
 from endpoints.flows.engine import Engine
 from endpoints.flows.model import (
     ACTIVE,
@@ -22,6 +24,7 @@ from endpoints.flows.model import (
     context_view,
     no_text,
     progress_view,
+    stamp,
     state_view,
 )
 from endpoints.flows.schedules import FlowSchedules
@@ -40,6 +43,7 @@ from flowbus import (
     Patch,
     Query,
     Schema,
+    check_objectid,
     every,
     expected_version,
     new_objectid,
@@ -51,6 +55,10 @@ NAMES = "flows/name"
 """One record per flow name in a namespace (its id is the name): names stay unique."""
 MAX_BATCH = 1000
 _READ_ONLY = ("owner", "state")
+_SERVERS = ("id", "flow_id", "created", "updated", "version", "createdAt", "lastModified")
+"""Fields of CREATE and UPDATE data that are the bus's, or name the id: never stored as given."""
+_MAX_CLONE_RACES = 100
+T = TypeVar("T")
 _TRUE = (True, "true", "1", "yes")
 
 
@@ -196,26 +204,21 @@ class FlowDefinitions(Collection):
         for index, item in enumerate(items):
             if not isinstance(item, dict):
                 raise InvalidData(f"[{index}]: each flow must be a JSON object", field=f"[{index}]")
-            obj = self._new(call, item)
+            obj = _at(index, self._new, call, item)
             if obj.get("name") in names:
                 raise Conflict(f"[{index}]: the name {obj.get('name')!r} is given twice")
             names.add(str(obj.get("name")))
-            try:
-                self.prepare(obj)
-            except InvalidData as exc:
-                raise InvalidData(
-                    f"[{index}]: {exc.message}", field=f"[{index}].{exc.field or ''}".rstrip(".")
-                ) from None
+            _at(index, self.prepare, obj)
             writes.extend(self._inserts(call, obj))
         stored = await call.store.transaction(writes)
         return [self._armed(call, flow) for flow in stored[::2]]
 
     def _new(self, call: Call, data: dict[str, Any]) -> dict[str, Any]:
-        objectid = data.get("id") or new_objectid()
-        if not isinstance(objectid, str) or not objectid or len(objectid) > 128:
-            raise InvalidData("'id' must be a string of 1-128 characters", field="id")
-        fields = {k: v for k, v in data.items() if k not in ("id", "created", "updated", "version", *_READ_ONLY)}
-        return {**fields, "id": objectid, "owner": call.identity.subject, "state": "running"}
+        objectid = _given_id(data)
+        fields = {k: v for k, v in data.items() if k not in (*_SERVERS, *_READ_ONLY)}
+        now = stamp()
+        owner = call.identity.subject
+        return {**fields, "id": objectid, "owner": owner, "state": "running", "createdAt": now, "lastModified": now}
 
     def _inserts(self, call: Call, obj: dict[str, Any]) -> list[Any]:
         name = obj.get("name")
@@ -227,37 +230,38 @@ class FlowDefinitions(Collection):
         ]
 
     async def update(self, call: Call) -> Any:
+        """UPDATE by id, or by name (as OPEN and RUN). ``owner`` and ``state`` are the bus's: given
+        as they are, they are ignored; changed, refused."""
         assert call.objectid is not None
-        changes = {k: v for k, v in _object(call.data).items() if k not in ("id", "created", "updated", "version")}
-        for name in _READ_ONLY:
-            if name in changes:
+        changes = {k: v for k, v in _object(call.data).items() if k not in _SERVERS}
+        current = await find_flow(call, call.namespace, call.objectid)
+        for name in _READ_ONLY:  # sent back as they are (a flow as it was opened), they are ignored
+            if name in changes and changes.pop(name) != current.get(name):
                 raise InvalidData(f"'{name}' is kept by the bus (see flows/command)", field=name)
-        current = await call.store.get(FLOWS, call.namespace, call.objectid)
-        if current is None:
-            raise DoesNotExist()
+        flow_id = current["id"]
         expect = expected_version(call.parameters)
-        writes: list[Any] = [Patch(FLOWS, call.namespace, call.objectid, changes, self.prepare, expect=expect)]
+        changes["lastModified"] = stamp()
+        writes: list[Any] = [Patch(FLOWS, call.namespace, flow_id, changes, self.prepare, expect=expect)]
         new_name = changes.get("name", current["name"])
         if new_name != current["name"]:
             if not isinstance(new_name, str) or not new_name:
                 raise InvalidData("'name' must be a non-empty string", field="name")
             writes.append(Delete(NAMES, call.namespace, current["name"]))
-            writes.append(Insert(NAMES, call.namespace, {"id": new_name, "flow": call.objectid}, no_text))
+            writes.append(Insert(NAMES, call.namespace, {"id": new_name, "flow": flow_id}, no_text))
         stored = await call.store.transaction(writes)
         return self._armed(call, stored[0])
 
     async def delete(self, call: Call) -> Any:
+        """DELETE by id, or by name (as OPEN and RUN)."""
         assert call.objectid is not None
-        current = await call.store.get(FLOWS, call.namespace, call.objectid)
-        if current is None:
-            raise DoesNotExist()
+        current = await find_flow(call, call.namespace, call.objectid)
         expect = expected_version(call.parameters)
         writes = [
-            Delete(FLOWS, call.namespace, call.objectid, expect=expect),
+            Delete(FLOWS, call.namespace, current["id"], expect=expect),
             Delete(NAMES, call.namespace, current["name"]),
         ]
         stored = await call.store.transaction(writes)
-        self.schedules.disarmed(call.namespace, call.objectid)
+        self.schedules.disarmed(call.namespace, current["id"])
         return stored[0]
 
     async def run(self, call: Call) -> Any:
@@ -271,11 +275,55 @@ class FlowDefinitions(Collection):
         return await start(self.engine, call, flow)
 
     async def _clone(self, call: Call, flow: dict[str, Any]) -> dict[str, Any]:
-        data = {k: v for k, v in flow.items() if k not in ("id", "created", "updated", "version", *_READ_ONLY)}
-        copy = self._new(call, {**data, "name": f"{flow['name']} (copy)", "disabled": True})
-        stored = await call.store.transaction(self._inserts(call, copy))
-        assert stored[0] is not None
-        return stored[0]
+        """A disabled copy with a new id, named ``data.name`` or the first free of ``<name> (copy)``,
+        ``<name> (copy 2)``, ... (so a flow is cloned as often as asked)."""
+        given = _object(call.data).get("name")
+        if given is not None and (not isinstance(given, str) or not given):
+            raise InvalidData("'name' must be a non-empty string: the clone's name", field="name")
+        data = {k: v for k, v in flow.items() if k not in (*_SERVERS, *_READ_ONLY)}
+        names = iter([given]) if given is not None else _copy_names(flow["name"])
+        races = 0
+        for name in names:
+            if await call.store.get(NAMES, call.namespace, name) is not None:
+                if given is not None:
+                    raise Conflict(f"A flow named {given[:256]!r} exists already")
+                continue
+            copy = self._new(call, {**data, "name": name, "disabled": True})
+            try:
+                stored = await call.store.transaction(self._inserts(call, copy))
+            except Conflict:  # the name was taken meanwhile
+                races += 1
+                if given is not None or races > _MAX_CLONE_RACES:
+                    raise
+                continue
+            return self._armed(call, stored[0])
+        raise AssertionError("unreachable: copy names never run out")
+
+
+def _at(index: int, check: Callable[..., T], *args: Any) -> T:
+    """``check(*args)``, its INVALID_DATA naming the place of the flow in the array (``[1].id``)."""
+    try:
+        return check(*args)
+    except InvalidData as exc:
+        raise InvalidData(f"[{index}]: {exc.message}", field=f"[{index}].{exc.field or ''}".rstrip(".")) from None
+
+
+def _given_id(data: dict[str, Any]) -> str:
+    """The id of a new flow: ``id``, or ``flow_id`` (flows-config's name for it), by the rule of
+    every id; a fresh one when neither is given."""
+    given, alias = data.get("id"), data.get("flow_id")
+    if alias is not None:
+        check_objectid(alias, "flow_id")
+        if given is not None and given != alias:
+            raise InvalidData("'flow_id' is another name of 'id': give one of them, or the same", field="flow_id")
+        given = alias
+    return new_objectid() if given is None else check_objectid(given)
+
+
+def _copy_names(name: str) -> Iterator[str]:
+    yield f"{name} (copy)"
+    for n in itertools.count(2):
+        yield f"{name} (copy {n})"
 
 
 async def start(engine: Engine, call: Call, flow: dict[str, Any]) -> dict[str, Any]:
@@ -443,6 +491,8 @@ class Executions(Endpoint):
         if name not in (record.get("choices") or []):
             raise InvalidData(f"'flow' must be one of {record.get('choices')}", field="flow")
         flow = await find_flow(call, call.namespace, str(name))
+        if not runnable(flow):  # refused before the parent waits for a child that cannot start
+            raise not_runnable(flow)
         child = new_objectid()
         changes = {"status": WAITING, "child": child, "choices": None, "message": f"Running {name}"}
         try:
@@ -513,7 +563,7 @@ class Events(Endpoint):
         for flow in await every(call.store, FLOWS, call.namespace, sort="created"):
             if name not in (flow.get("triggers") or []) or flow.get("disabled"):
                 continue
-            if flow.get("state", "running") != "running":
+            if flow.get("state", "running") != "running" or not runnable(flow):
                 continue
             with contextlib.suppress(InvalidData):  # an event whose input the flow refuses starts nothing
                 record = await self.engine.start_execution(
@@ -555,7 +605,8 @@ class Commands(Endpoint):
 
     async def _command(self, call: Call, flow: dict[str, Any], command: str, kind: int) -> dict[str, Any]:
         state = {"start": "running", "resume": "running", "stop": "stopped", "pause": "paused"}[command]
-        patched = await call.store.patch(FLOWS, call.namespace, flow["id"], {"state": state}, no_text)
+        changes = {"state": state, "lastModified": stamp()}
+        patched = await call.store.patch(FLOWS, call.namespace, flow["id"], changes, no_text)
         self.schedules.armed(call.namespace, patched)
         if command in ("stop", "pause"):
             await self._each(call, flow, RUNNING, "pause" if command == "pause" else "stop", kind)

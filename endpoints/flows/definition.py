@@ -33,6 +33,12 @@ expressions); ``input`` (``schema``, ``model`` (the form's first values, may be 
 (``message``, ``level`` of :data:`LEVELS`); ``invoke`` (``name``, ``args``, ``result``); ``end``
 (``output``, ``status`` SUCCESS or ERROR).
 
+A flow of an integration platform (integrator.io) names its exports and imports (``_exportId``,
+``_importId``, ``pageGenerators``, ``pageProcessors``) instead of states: such a flow may leave out
+both ``startState`` and ``states``. It is stored as it is and checked like any other, but it runs
+nothing here (:func:`runnable`): RUN answers CONFLICT saying so (:func:`not_runnable`), and its
+schedule and triggers start nothing. Give it states and it runs.
+
 Values are literal, or ``=`` expressions (:mod:`endpoints.flows.expressions`).
 :func:`validate_definition` refuses a definition with INVALID_DATA naming the fault and its
 field (``states.approval.transitions[1].to``): no or an unknown start state, a transition to an
@@ -49,7 +55,7 @@ from typing import Any
 
 from endpoints.flows.expressions import ExpressionError, Value, compile_value
 from endpoints.flows.schedule import Schedule, zone
-from flowbus import InvalidData, Schema
+from flowbus import Conflict, InvalidData, Schema
 
 __all__ = [
     "ACTIONS",
@@ -59,7 +65,9 @@ __all__ = [
     "Retry",
     "StateSpec",
     "Transition",
+    "not_runnable",
     "order_of_states",
+    "runnable",
     "validate_definition",
 ]
 
@@ -84,6 +92,8 @@ _REQUIRED = {
     "invoke": ("name",),
 }
 LEVELS = ("debug", "info", "warning", "error")
+_PARTS = ("_exportId", "_importId", "pageGenerators", "pageProcessors")
+"""The fields of a flow that name an integration platform's exports and imports."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +148,8 @@ def validate_definition(data: dict[str, Any]) -> Definition:
     if not isinstance(data, dict):
         raise InvalidData("A flow definition is a JSON object")
     _check_top(data)
+    if "states" not in data and "startState" not in data and any(data.get(key) for key in _PARTS):
+        return Definition(data, "", {}, ())  # exports and imports only: stored, run nothing here
     states_raw = data.get("states")
     if not isinstance(states_raw, dict) or not states_raw:
         raise InvalidData("'states' is required: an object of states by name", field="states")
@@ -155,6 +167,27 @@ def validate_definition(data: dict[str, Any]) -> Definition:
         )
     normalized = {**data, "states": {name: state.spec for name, state in states.items()}}
     return Definition(normalized, start, states, tuple(order))
+
+
+def runnable(flow: dict[str, Any]) -> bool:
+    """Whether a stored flow has states to run (a flow of exports and imports alone has none)."""
+    return bool(flow.get("states"))
+
+
+def not_runnable(flow: dict[str, Any]) -> Conflict:
+    """The refusal of a RUN of a flow that has no states: what it names runs nowhere on this bus."""
+    parts = [f"{key} {flow[key]}" for key in ("_exportId", "_importId") if isinstance(flow.get(key), str)]
+    for key in ("pageGenerators", "pageProcessors"):
+        steps = flow.get(key)
+        for step in steps if isinstance(steps, list) else ():
+            if isinstance(step, dict):
+                parts += [f"{k} {step[k]}" for k in ("_exportId", "_importId") if isinstance(step.get(k), str)]
+    named = list(dict.fromkeys(parts))
+    what = ", ".join(named[:4]) + (", ..." if len(named) > 4 else "")
+    return Conflict(
+        f"The flow {str(flow.get('name'))[:256]!r} has no states to run: its exports and imports"
+        f"{f' ({what})' if what else ''} name nothing runnable on this bus; give it 'startState' and 'states' to run it"
+    )
 
 
 def order_of_states(defn: Definition) -> list[str]:

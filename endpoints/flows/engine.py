@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from endpoints.flows.clock import Clock, SystemClock
-from endpoints.flows.definition import Definition, validate_definition
+from endpoints.flows.definition import Definition, not_runnable, runnable, validate_definition
 from endpoints.flows.model import ACTIVE, CANCELED, EXECUTIONS, FINAL, QUEUED, RUNNING, WAITS, progress_view
 from endpoints.flows.queue import Queue
 from endpoints.flows.recovery import Recovery
@@ -141,7 +141,10 @@ class Engine:
         Raises:
             InvalidData: ``data`` does not satisfy the flow's ``input`` schema, or
                 ``start_state`` is not a state of the flow.
+            Conflict: the flow has no states (its exports and imports run nothing here).
         """
+        if not runnable(flow):
+            raise not_runnable(flow)
         revision = await self.revision_of(flow)
         definition = await self.definition(revision)
         schema = self.input_schema(revision, definition)

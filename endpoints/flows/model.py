@@ -3,6 +3,8 @@ of an execution record that the API answers."""
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "context_view",
     "no_text",
     "progress_view",
+    "stamp",
     "state_view",
 ]
 
@@ -74,6 +77,13 @@ _INTERNAL = (
 )
 _FORM = ("schema", "model", "form")
 """What a USER_INPUT execution shows so that a GUI can draw its form (xd-schema-form's three parts)."""
+
+
+def stamp(moment: float | None = None) -> str:
+    """A flow's ``createdAt`` or ``lastModified``: RFC 3339 in UTC to the millisecond, with ``Z``
+    (``2017-06-19T21:27:09.945Z``, as integration platforms write it); now unless ``moment`` is given."""
+    when = datetime.fromtimestamp(time.time() if moment is None else moment, UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 
 def no_text(obj: dict[str, Any]) -> str:

@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 from endpoints.flows.cron import CronObjects
+from endpoints.flows.definition import runnable
 from endpoints.flows.engine import Engine
 from endpoints.flows.model import FIRED, FLOWS
 from endpoints.flows.schedule import Schedule
@@ -32,7 +33,7 @@ class FlowSchedules(CronObjects):
 
     def schedule_of(self, flow: dict[str, Any]) -> Schedule | None:
         expression = flow.get("schedule")
-        if not expression or flow.get("disabled") or flow.get("state", "running") != "running":
+        if not expression or flow.get("disabled") or flow.get("state", "running") != "running" or not runnable(flow):
             return None
         return Schedule(expression, flow.get("timezone") or "UTC")
 
