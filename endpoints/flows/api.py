@@ -395,9 +395,7 @@ class Events(Endpoint):
         name = call.objectid
         data = _object(call.data)
         tags = _words(data.get("tags"), "tags")
-        context_id = data.get("contextId")
-        if context_id is not None and not isinstance(context_id, str):
-            raise InvalidData("'contextId' must be an execution id", field="contextId")
+        context_id = _aimed(data, call.parameters)
         event = {"name": name, "input": data.get("input"), "tags": tags}
         transitions = await self._move(call, name, event, tags, context_id)
         executions = [] if context_id is not None else await self._trigger(call, name, event)
@@ -434,6 +432,20 @@ class Events(Endpoint):
                 )
                 started.append({"contextId": record["id"], "state": record["currentState"]})
         return started
+
+
+def _aimed(data: dict[str, Any], parameters: dict[str, Any]) -> str | None:
+    """The execution an event is sent to: ``contextId`` in its data or in its parameters (over
+    HTTP, the query string), which must agree when both are given; None for every waiting one."""
+    given = data.get("contextId")
+    if given is not None and not isinstance(given, str):
+        raise InvalidData("'contextId' must be an execution id", field="contextId")
+    named = parameters.get("contextId")
+    if named is not None and not isinstance(named, str):
+        raise InvalidRequest("'contextId' must be one execution id")
+    if given is not None and named is not None and given != named:
+        raise InvalidRequest("'contextId' is given in the data and in the parameters, with different values")
+    return given if given is not None else named
 
 
 _VERBS = {"start": "started", "stop": "stopped", "pause": "paused", "resume": "resumed"}
