@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import dataclasses
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from endpoints.flows.contexts import context_id_of
 from endpoints.flows.definition import validate_definition
 from endpoints.flows.engine import Engine
 from endpoints.flows.model import (
@@ -36,6 +39,7 @@ from flowbus import (
     InvalidRequest,
     Page,
     Patch,
+    PermissionDenied,
     Query,
     Schema,
     every,
@@ -287,6 +291,30 @@ class Executions(Endpoint):
         return Page([view(r) for r in items], query.limit, query.offset, total)
 
     async def open(self, call: Call) -> Any:
+        return await self._located(call, self._open)
+
+    async def update(self, call: Call) -> Any:
+        return await self._located(call, self._update)
+
+    async def delete(self, call: Call) -> Any:
+        return await self._located(call, self._delete)
+
+    async def run(self, call: Call) -> Any:
+        return await self._located(call, self._run)
+
+    async def _located(self, call: Call, handler: Callable[[Call], Awaitable[Any]]) -> Any:
+        """Serve ``call`` on the execution its objectid names: an id, or a context id, which
+        finds the execution in any namespace the caller may use (the call is then made again
+        there, through the dispatcher, and so authorized for that namespace)."""
+        number = context_id_of(call.objectid)
+        if number is None:
+            return await handler(call)
+        namespace, objectid = await _locate(self.engine, number)
+        if namespace == call.namespace:
+            return await handler(dataclasses.replace(call, objectid=objectid))
+        return await _forwarded(call, namespace, objectid, call.data, call.parameters, number)
+
+    async def _open(self, call: Call) -> Any:
         record = await self._get(call)
         view = call.parameters.get("view")
         state = call.parameters.get("state")
@@ -304,7 +332,7 @@ class Executions(Endpoint):
             raise InvalidRequest("'view' must be 'context', 'progress' or 'definition'")
         return context_view(record)
 
-    async def update(self, call: Call) -> Any:
+    async def _update(self, call: Call) -> Any:
         data = _object(call.data)
         record = await self._get(call)
         if "command" in data:
@@ -330,11 +358,11 @@ class Executions(Endpoint):
             except Conflict:
                 record = await self._get(call)
 
-    async def delete(self, call: Call) -> Any:
+    async def _delete(self, call: Call) -> Any:
         record = await self._get(call)
         return context_view(await self.engine.runner.command(call.namespace, record, "stop", 1))
 
-    async def run(self, call: Call) -> Any:
+    async def _run(self, call: Call) -> Any:
         record = await self._get(call)
         operation = call.parameters.get("operation")
         if operation != "input":
@@ -395,14 +423,23 @@ class Events(Endpoint):
         name = call.objectid
         data = _object(call.data)
         tags = _words(data.get("tags"), "tags")
+        ids = call.parameters.get("ids", "id")
+        if ids not in ("id", "contextId"):
+            raise InvalidRequest("'ids' must be 'id' (executions' ids) or 'contextId' (their context ids)")
         context_id = _aimed(data, call.parameters)
+        if (number := context_id_of(context_id)) is not None:
+            namespace, context_id = await _locate(self.engine, number)
+            if namespace != call.namespace:
+                parameters = {k: v for k, v in call.parameters.items() if k != "contextId"}
+                return await _forwarded(call, namespace, name, {**data, "contextId": context_id}, parameters, number)
+        assert context_id is None or isinstance(context_id, str)
         event = {"name": name, "input": data.get("input"), "tags": tags}
-        transitions = await self._move(call, name, event, tags, context_id)
-        executions = [] if context_id is not None else await self._trigger(call, name, event)
+        transitions = await self._move(call, name, event, tags, context_id, ids)
+        executions = [] if context_id is not None else await self._trigger(call, name, event, ids)
         return {"message": f"Event {name} has been sent", "transitions": transitions, "executions": executions}
 
     async def _move(
-        self, call: Call, name: str, event: dict[str, Any], tags: list[str], context_id: str | None
+        self, call: Call, name: str, event: dict[str, Any], tags: list[str], context_id: str | None, ids: str
     ) -> list[dict[str, Any]]:
         if context_id is not None:
             record = await self.engine.repository.get(call.namespace, context_id)
@@ -416,10 +453,10 @@ class Events(Endpoint):
         for record in waiting:
             stored = await self.engine.runner.resume_waiting(call.namespace, record, name, event=event)
             if stored is not None:
-                moved.append({"contextId": record["id"], "state": stored["currentState"]})
+                moved.append({"contextId": _named(record, ids), "state": stored["currentState"]})
         return moved
 
-    async def _trigger(self, call: Call, name: str, event: dict[str, Any]) -> list[dict[str, Any]]:
+    async def _trigger(self, call: Call, name: str, event: dict[str, Any], ids: str) -> list[dict[str, Any]]:
         started = []
         for flow in await every(call.store, FLOWS, call.namespace, sort="created"):
             if name not in (flow.get("triggers") or []) or flow.get("disabled"):
@@ -430,22 +467,58 @@ class Events(Endpoint):
                 record = await self.engine.start_execution(
                     call.namespace, flow, flow.get("owner") or call.identity.subject, event.get("input"), event=event
                 )
-                started.append({"contextId": record["id"], "state": record["currentState"]})
+                started.append({"contextId": _named(record, ids), "state": record["currentState"]})
         return started
 
 
-def _aimed(data: dict[str, Any], parameters: dict[str, Any]) -> str | None:
+def _aimed(data: dict[str, Any], parameters: dict[str, Any]) -> str | int | None:
     """The execution an event is sent to: ``contextId`` in its data or in its parameters (over
-    HTTP, the query string), which must agree when both are given; None for every waiting one."""
+    HTTP, the query string), which must agree when both are given; None for every waiting one.
+    Either spells an execution's id or its context id."""
     given = data.get("contextId")
-    if given is not None and not isinstance(given, str):
-        raise InvalidData("'contextId' must be an execution id", field="contextId")
+    if given is not None and not isinstance(given, str) and context_id_of(given) is None:
+        raise InvalidData("'contextId' must be an execution id or a context id", field="contextId")
     named = parameters.get("contextId")
-    if named is not None and not isinstance(named, str):
-        raise InvalidRequest("'contextId' must be one execution id")
-    if given is not None and named is not None and given != named:
+    if named is not None and not isinstance(named, str) and context_id_of(named) is None:
+        raise InvalidRequest("'contextId' must be one execution id or context id")
+    if given is not None and named is not None and str(given) != str(named):
         raise InvalidRequest("'contextId' is given in the data and in the parameters, with different values")
-    return given if given is not None else named
+    aimed: str | int | None = given if given is not None else named
+    return aimed
+
+
+def _named(record: dict[str, Any], ids: str) -> Any:
+    """How an event's answer names an execution: its id, or (``ids=contextId``) its context id
+    (its id if it has none: it was stored before context ids)."""
+    return record.get("contextId", record["id"]) if ids == "contextId" else record["id"]
+
+
+async def _locate(engine: Engine, number: int) -> tuple[str, str]:
+    """The namespace and id of the execution whose context id is ``number``."""
+    found = await engine.repository.locate(number)
+    if found is None:
+        raise DoesNotExist(f"No execution with the context id {number}")
+    return found
+
+
+async def _forwarded(
+    call: Call, namespace: str, objectid: str, data: Any, parameters: dict[str, Any], number: int
+) -> Any:
+    """``call`` made again in ``namespace``, through the dispatcher as the caller: found by its
+    context id, the execution is in another namespace than the call's, which the caller may or
+    may not use. One it may not use is not there for it."""
+    try:
+        return await call.services.call(
+            call.identity,
+            call.method,
+            call.endpoint,
+            objectid=objectid,
+            namespace=namespace,
+            data=data,
+            parameters=parameters,
+        )
+    except PermissionDenied:
+        raise DoesNotExist(f"No execution with the context id {number}") from None
 
 
 _VERBS = {"start": "started", "stop": "stopped", "pause": "paused", "resume": "resumed"}
