@@ -133,7 +133,8 @@ async def test_bad_and_unknown_context_ids(cws: ClientConnection) -> None:
         await fails(cws, "DO_NOT_EXIST", "OPEN", EXECUTION, objectid=objectid)
     await fails(cws, "DO_NOT_EXIST", "RUN", EVENT, objectid="go", data={"contextId": 999999999})
     await fails(cws, "DO_NOT_EXIST", "RUN", EVENT, objectid="go", parameters={"contextId": "999999999"}, data={})
-    for bad in (0, -1, 2**63, 1.5, True, ["1"], {}):
+    bads: list[Any] = [0, -1, 2**63, 1.5, True, ["1"], {}]
+    for bad in bads:
         await fails(cws, "INVALID_DATA", "RUN", EVENT, objectid="go", data={"contextId": bad})
     await fails(
         cws,
