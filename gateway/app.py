@@ -13,6 +13,7 @@ from flowbus.config import Settings
 from flowbus.dispatcher import Dispatcher
 from flowbus.handshake import Connections, Handshake
 from flowbus.registry import Registry
+from gateway.flux import PREFIX as FLUX_PREFIX, Flux
 from gateway.handlers import make_api, openapi
 from gateway.keys import DISPATCHER, REGISTRY, SETTINGS, SOCKETS, TABLES, Sockets, Tables
 from gateway.middlewares import cors, failures, no_auth_guard, quiet_client_mistakes
@@ -55,6 +56,7 @@ def create_app(
     app.router.add_get("/", console_page)
     app.router.add_static("/console/", STATIC / "console")
     app.router.add_route("*", "/api/{tail:.*}", make_api(dispatcher, tables))
+    app.router.add_route("*", FLUX_PREFIX + "{tail:.*}", Flux(dispatcher).handle)  # docs/FLOWS.md
     return app
 
 

@@ -16,6 +16,7 @@ from flowbus import __version__
 from flowbus.errors import error_class
 from flowbus.protocol import NEEDS_DATA, Method
 from flowbus.registry import Entry, Registry
+from gateway import flux
 
 __all__ = ["build_openapi"]
 
@@ -84,6 +85,8 @@ def build_openapi(registry: Registry) -> dict[str, Any]:
             paths[base] = collection
         if item:
             paths[base + "{objectid}"] = {"parameters": [{"$ref": "#/components/parameters/objectid"}], **item}
+    paths.update(flux.openapi_paths())  # the Flux REST API (docs/FLOWS.md)
+    schemas.update(flux.OPENAPI_SCHEMAS)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -92,7 +95,8 @@ def build_openapi(registry: Registry) -> dict[str, Any]:
             "description": "Every bus endpoint mirrored as /api/<application>/<endpoint>/<objectid>. "
             "Answers are the bus's JSON envelopes (XML with Accept: application/xml).",
         },
-        "tags": [{"name": name, "description": app.description} for name, app in sorted(registry.apps.items())],
+        "tags": [{"name": name, "description": app.description} for name, app in sorted(registry.apps.items())]
+        + [{"name": "flux", "description": "The Flux REST API: flows executed and followed by context id"}],
         "paths": paths,
         "components": {
             "schemas": schemas,
