@@ -31,7 +31,7 @@ from typing import Any
 
 from endpoints.flows.contexts import context_record
 from endpoints.flows.model import CONTEXTS, EXECUTIONS, QUEUED, REVISIONS, no_text
-from flowbus import Conflict, Event, Insert, Query, Store, every
+from flowbus import Conflict, Event, Insert, Patch, Query, Store, every
 
 __all__ = ["Repository"]
 
@@ -83,6 +83,23 @@ class Repository:
         stored = await self.store.transaction([execution, context_record(namespace, record)])
         assert stored[0] is not None
         return stored[0]
+
+    async def number(self, namespace: str, record: dict[str, Any], context_id: int) -> dict[str, Any]:
+        """Give ``context_id`` to an execution stored before context ids (it has none), with the
+        record that finds it, in one commit conditional on the version read.
+
+        Raises:
+            Conflict: another writer moved the execution since ``record`` was read.
+        """
+        numbered = {**record, "contextId": context_id}
+        patch = Patch(EXECUTIONS, namespace, record["id"], {"contextId": context_id}, no_text, expect=record["version"])
+
+        async def write() -> dict[str, Any]:
+            stored = await self.store.transaction([patch, context_record(namespace, numbered)])
+            assert stored[0] is not None
+            return stored[0]
+
+        return await self._written_here(namespace, record["id"], write())
 
     async def locate(self, context_id: int) -> tuple[str, str] | None:
         """The namespace and id of the execution numbered ``context_id``, or None."""

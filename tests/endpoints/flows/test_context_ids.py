@@ -12,12 +12,16 @@ import aiohttp
 import orjson
 from websockets.asyncio.client import ClientConnection
 
+from endpoints.flows import Engine, ManualClock, create_app as create_flows
 from endpoints.flows.contexts import ContextIds, context_id_of
+from flowbus.config import Settings
+from flowbus.node import build_bus
 from flowbus.store.cache import CachedStore
 from flowbus.store.sqlite import SQLiteStore
-from tests.endpoints.flows.conftest import Clocked
+from tests.endpoints.flows.conftest import PASSWORD, START, Clocked
 from tests.endpoints.flows.helpers import EVENT, EXECUTION, FLOW
 from tests.flowbus.helpers import fails, ok, unique
+from tests.support import ws_connect
 
 
 def listener(name: str) -> dict[str, Any]:
@@ -230,3 +234,42 @@ def test_what_spells_a_context_id() -> None:
     assert [context_id_of(v) for v in (1, "1", "0042", 2**63 - 1, str(2**63 - 1))] == [1, 1, 42, 2**63 - 1, 2**63 - 1]
     for value in (0, -1, 2**63, "0", "", "-1", "1.0", " 1", "1 ", "٣", "1e3", True, 1.0, None, [1], "x" * 20):
         assert context_id_of(value) is None, value
+
+
+async def test_a_restart_numbers_the_unfinished_executions_stored_before_context_ids(tmp_path: Path) -> None:
+    """A bus that starts on a store holding executions without context ids (from before them)
+    gives one to each that has not ended; the ended ones stay reachable by their id."""
+    flags = {"data": tmp_path, "ws_port": 0, "http_port": 0, "admin_password": PASSWORD}
+    olds: dict[str, dict[str, Any]] = {}
+    for run in range(2):
+        flows = create_flows(4, ManualClock(START))
+        engine = next(work for work in flows.background if isinstance(work, Engine))
+        bus, _ = build_bus(Settings.load(flags, env={}), [flows])
+        await bus.start()
+        try:
+            async with ws_connect(bus.url("websocket")) as ws:
+                login = {"username": "admin", "password": PASSWORD}
+                token = (await ok(ws, "CREATE", "auth/token", data=login))["token"]
+            async with ws_connect(bus.url("websocket"), token=token) as ws:
+                if run == 0:
+                    flow = await ok(ws, "CREATE", FLOW, data=listener("old-flow"))
+                    current = await waiting(ws, flow)
+                    stored = await engine.repository.store.get(EXECUTION, "", current["id"])
+                    assert stored is not None
+                    for status in ("WAITING", "SUCCESS"):
+                        old = {
+                            k: v for k, v in stored.items() if k not in ("contextId", "created", "updated", "version")
+                        }
+                        olds[status] = old | {"id": unique("old"), "status": status}
+                        await engine.repository.store.insert(EXECUTION, "", olds[status], lambda obj: "")
+                    continue
+                numbered = await ok(ws, "OPEN", EXECUTION, objectid=olds["WAITING"]["id"])
+                assert type(numbered["contextId"]) is int
+                by_number = await ok(ws, "OPEN", EXECUTION, objectid=str(numbered["contextId"]))
+                assert by_number["id"] == olds["WAITING"]["id"]
+                moved = await ok(ws, "RUN", EVENT, objectid="go", data={"contextId": numbered["contextId"]})
+                assert moved["transitions"] == [{"contextId": olds["WAITING"]["id"], "state": "heard"}]
+                ended = await ok(ws, "OPEN", EXECUTION, objectid=olds["SUCCESS"]["id"])
+                assert "contextId" not in ended
+        finally:
+            await bus.stop()
