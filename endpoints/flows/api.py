@@ -8,7 +8,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from endpoints.flows.contexts import context_id_of
+from endpoints.flows.contexts import aimed, context_id_of, forwarded, located, named
 from endpoints.flows.definition import validate_definition
 from endpoints.flows.engine import Engine
 from endpoints.flows.model import (
@@ -39,7 +39,6 @@ from flowbus import (
     InvalidRequest,
     Page,
     Patch,
-    PermissionDenied,
     Query,
     Schema,
     every,
@@ -309,10 +308,10 @@ class Executions(Endpoint):
         number = context_id_of(call.objectid)
         if number is None:
             return await handler(call)
-        namespace, objectid = await _locate(self.engine, number)
+        namespace, objectid = await located(self.engine.repository, number)
         if namespace == call.namespace:
             return await handler(dataclasses.replace(call, objectid=objectid))
-        return await _forwarded(call, namespace, objectid, call.data, call.parameters, number)
+        return await forwarded(call, namespace, objectid, call.data, call.parameters, number)
 
     async def _open(self, call: Call) -> Any:
         record = await self._get(call)
@@ -426,12 +425,12 @@ class Events(Endpoint):
         ids = call.parameters.get("ids", "id")
         if ids not in ("id", "contextId"):
             raise InvalidRequest("'ids' must be 'id' (executions' ids) or 'contextId' (their context ids)")
-        context_id = _aimed(data, call.parameters)
+        context_id = aimed(data, call.parameters)
         if (number := context_id_of(context_id)) is not None:
-            namespace, context_id = await _locate(self.engine, number)
+            namespace, context_id = await located(self.engine.repository, number)
             if namespace != call.namespace:
                 parameters = {k: v for k, v in call.parameters.items() if k != "contextId"}
-                return await _forwarded(call, namespace, name, {**data, "contextId": context_id}, parameters, number)
+                return await forwarded(call, namespace, name, {**data, "contextId": context_id}, parameters, number)
         assert context_id is None or isinstance(context_id, str)
         event = {"name": name, "input": data.get("input"), "tags": tags}
         transitions = await self._move(call, name, event, tags, context_id, ids)
@@ -453,7 +452,7 @@ class Events(Endpoint):
         for record in waiting:
             stored = await self.engine.runner.resume_waiting(call.namespace, record, name, event=event)
             if stored is not None:
-                moved.append({"contextId": _named(record, ids), "state": stored["currentState"]})
+                moved.append({"contextId": named(record, ids), "state": stored["currentState"]})
         return moved
 
     async def _trigger(self, call: Call, name: str, event: dict[str, Any], ids: str) -> list[dict[str, Any]]:
@@ -467,58 +466,8 @@ class Events(Endpoint):
                 record = await self.engine.start_execution(
                     call.namespace, flow, flow.get("owner") or call.identity.subject, event.get("input"), event=event
                 )
-                started.append({"contextId": _named(record, ids), "state": record["currentState"]})
+                started.append({"contextId": named(record, ids), "state": record["currentState"]})
         return started
-
-
-def _aimed(data: dict[str, Any], parameters: dict[str, Any]) -> str | int | None:
-    """The execution an event is sent to: ``contextId`` in its data or in its parameters (over
-    HTTP, the query string), which must agree when both are given; None for every waiting one.
-    Either spells an execution's id or its context id."""
-    given = data.get("contextId")
-    if given is not None and not isinstance(given, str) and context_id_of(given) is None:
-        raise InvalidData("'contextId' must be an execution id or a context id", field="contextId")
-    named = parameters.get("contextId")
-    if named is not None and not isinstance(named, str) and context_id_of(named) is None:
-        raise InvalidRequest("'contextId' must be one execution id or context id")
-    if given is not None and named is not None and str(given) != str(named):
-        raise InvalidRequest("'contextId' is given in the data and in the parameters, with different values")
-    aimed: str | int | None = given if given is not None else named
-    return aimed
-
-
-def _named(record: dict[str, Any], ids: str) -> Any:
-    """How an event's answer names an execution: its id, or (``ids=contextId``) its context id
-    (its id if it has none: it was stored before context ids)."""
-    return record.get("contextId", record["id"]) if ids == "contextId" else record["id"]
-
-
-async def _locate(engine: Engine, number: int) -> tuple[str, str]:
-    """The namespace and id of the execution whose context id is ``number``."""
-    found = await engine.repository.locate(number)
-    if found is None:
-        raise DoesNotExist(f"No execution with the context id {number}")
-    return found
-
-
-async def _forwarded(
-    call: Call, namespace: str, objectid: str, data: Any, parameters: dict[str, Any], number: int
-) -> Any:
-    """``call`` made again in ``namespace``, through the dispatcher as the caller: found by its
-    context id, the execution is in another namespace than the call's, which the caller may or
-    may not use. One it may not use is not there for it."""
-    try:
-        return await call.services.call(
-            call.identity,
-            call.method,
-            call.endpoint,
-            objectid=objectid,
-            namespace=namespace,
-            data=data,
-            parameters=parameters,
-        )
-    except PermissionDenied:
-        raise DoesNotExist(f"No execution with the context id {number}") from None
 
 
 _VERBS = {"start": "started", "stop": "stopped", "pause": "paused", "resume": "resumed"}

@@ -17,19 +17,47 @@ interleave by blocks.
 **Finding an execution by its number.** Beside each execution, in the same commit as its
 record, a small record ``flows/context`` ``<number>`` (default namespace) names its namespace
 and id: a call by contextId reads that one record (usually from the cache), whatever the
-namespace of the call. Executions stored before context ids existed have none and are reached
-by their id alone.
+namespace of the call. When that namespace is not the call's, the call is made again there
+through the dispatcher, as the caller (:func:`forwarded`), so the caller's permissions decide;
+a namespace it may not use hides the execution (DO_NOT_EXIST, as for a number that names none).
+
+Executions stored before context ids existed are reached by their id; recovery gives those
+that have not ended a number when a bus starts on the store.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from endpoints.flows.model import CONTEXTS, COUNTERS, no_text
-from flowbus import Conflict, Get, Insert, Store, Unavailable
+from flowbus import (
+    Call,
+    Conflict,
+    DoesNotExist,
+    Get,
+    Insert,
+    InvalidData,
+    InvalidRequest,
+    PermissionDenied,
+    Store,
+    Unavailable,
+)
 
-__all__ = ["BLOCK", "MAX_CONTEXT_ID", "ContextIds", "context_id_of", "context_record"]
+if TYPE_CHECKING:
+    from endpoints.flows.repository import Repository
+
+__all__ = [
+    "BLOCK",
+    "MAX_CONTEXT_ID",
+    "ContextIds",
+    "aimed",
+    "context_id_of",
+    "context_record",
+    "forwarded",
+    "located",
+    "named",
+]
 
 BLOCK = 100
 """How many numbers one reservation takes."""
@@ -107,3 +135,60 @@ def context_record(namespace: str, record: dict[str, Any]) -> Insert:
     """The write of the record that finds ``record`` (an execution) by its context id."""
     objectid = str(record["contextId"])
     return Insert(CONTEXTS, "", {"id": objectid, "namespace": namespace, "execution": record["id"]}, no_text)
+
+
+# -- calls that name an execution by its context id ----------------------------------------------
+
+
+def aimed(data: dict[str, Any], parameters: dict[str, Any]) -> str | int | None:
+    """The execution an event is sent to: ``contextId`` in its data or in its parameters (over
+    HTTP, the query string), which must agree when both are given; None for every waiting one.
+    Either spells an execution's id or its context id."""
+    given = data.get("contextId")
+    if given is not None and not isinstance(given, str) and context_id_of(given) is None:
+        raise InvalidData("'contextId' must be an execution id or a context id", field="contextId")
+    parameter = parameters.get("contextId")
+    if parameter is not None and not isinstance(parameter, str) and context_id_of(parameter) is None:
+        raise InvalidRequest("'contextId' must be one execution id or context id")
+    if given is not None and parameter is not None and str(given) != str(parameter):
+        raise InvalidRequest("'contextId' is given in the data and in the parameters, with different values")
+    target: str | int | None = given if given is not None else parameter
+    return target
+
+
+def named(record: dict[str, Any], ids: str) -> Any:
+    """How an event's answer names an execution: its id, or (``ids=contextId``) its context id
+    (its id if it has none: it was stored before context ids)."""
+    return record.get("contextId", record["id"]) if ids == "contextId" else record["id"]
+
+
+async def located(repository: Repository, number: int) -> tuple[str, str]:
+    """The namespace and id of the execution whose context id is ``number``.
+
+    Raises:
+        DoesNotExist: no execution has that context id.
+    """
+    found = await repository.locate(number)
+    if found is None:
+        raise DoesNotExist(f"No execution with the context id {number}")
+    return found
+
+
+async def forwarded(
+    call: Call, namespace: str, objectid: str, data: Any, parameters: dict[str, Any], number: int
+) -> Any:
+    """``call`` made again in ``namespace``, through the dispatcher as the caller: found by its
+    context id, the execution is in another namespace than the call's, which the caller may or
+    may not use. One it may not use is not there for it."""
+    try:
+        return await call.services.call(
+            call.identity,
+            call.method,
+            call.endpoint,
+            objectid=objectid,
+            namespace=namespace,
+            data=data,
+            parameters=parameters,
+        )
+    except PermissionDenied:
+        raise DoesNotExist(f"No execution with the context id {number}") from None
