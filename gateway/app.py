@@ -14,6 +14,7 @@ from flowbus.dispatcher import Dispatcher
 from flowbus.handshake import Connections, Handshake
 from flowbus.registry import Registry
 from gateway import flows_config, integrator, smart_flows
+from gateway.flux import PREFIX as FLUX_PREFIX, Flux
 from gateway.handlers import make_api, openapi
 from gateway.keys import DISPATCHER, REGISTRY, SETTINGS, SOCKETS, TABLES, Sockets, Tables
 from gateway.middlewares import cors, failures, no_auth_guard, quiet_client_mistakes
@@ -59,6 +60,7 @@ def create_app(
     app.router.add_route("*", "/api/{tail:.*}", make_api(dispatcher, tables))
     app.router.add_routes(integrator.ROUTES)  # integrator.io's Flow API, /v1/flows
     app.router.add_routes(flows_config.ROUTES)  # the flows configuration API, /flows
+    app.router.add_route("*", FLUX_PREFIX + "{tail:.*}", Flux(dispatcher).handle)  # docs/FLOWS.md
     return app
 
 

@@ -17,7 +17,7 @@ from flowbus import __version__
 from flowbus.errors import error_class
 from flowbus.protocol import NEEDS_DATA, Method
 from flowbus.registry import Entry, Registry
-from gateway import flows_config, integrator, smart_flows
+from gateway import flows_config, flux, integrator, smart_flows
 
 __all__ = ["build_openapi"]
 
@@ -91,6 +91,8 @@ def build_openapi(registry: Registry) -> dict[str, Any]:
     if registry.get("flows/flow") is not None and registry.get("flows/execution") is not None:
         paths.update(smart_flows.OPENAPI_PATHS)  # the Smart Flows API, served over those endpoints
         schemas.update(smart_flows.OPENAPI_SCHEMAS)
+    paths.update(flux.openapi_paths())  # the Flux REST API (docs/FLOWS.md)
+    schemas.update(flux.OPENAPI_SCHEMAS)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -99,7 +101,8 @@ def build_openapi(registry: Registry) -> dict[str, Any]:
             "description": "Every bus endpoint mirrored as /api/<application>/<endpoint>/<objectid>. "
             "Answers are the bus's JSON envelopes (XML with Accept: application/xml).",
         },
-        "tags": [{"name": name, "description": app.description} for name, app in sorted(registry.apps.items())],
+        "tags": [{"name": name, "description": app.description} for name, app in sorted(registry.apps.items())]
+        + [{"name": "flux", "description": "The Flux REST API: flows executed and followed by context id"}],
         "paths": paths,
         "components": {
             "schemas": schemas,

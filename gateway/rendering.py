@@ -99,14 +99,19 @@ def _quality(params: list[str]) -> float:
     return 1.0
 
 
-def to_xml(envelope: dict[str, Any]) -> bytes:
-    """Render an envelope as XML: root ``response``, one element per field.
+def to_xml(envelope: dict[str, Any] | list[Any]) -> bytes:
+    """Render an envelope as XML: root ``response``, one element per field (or, for a list,
+    one ``item`` element per value).
 
     Lists are repeated ``item`` elements, booleans ``true``/``false``, null an empty element.
     A key that is not an XML name becomes ``<entry key="...">``.
     """
     parts = ['<?xml version="1.0" encoding="UTF-8"?>\n<response>']
-    _xml_fields(envelope, parts)
+    if isinstance(envelope, list):
+        for item in envelope:
+            _xml_element("item", "", item, parts)
+    else:
+        _xml_fields(envelope, parts)
     parts.append("</response>")
     return "".join(parts).encode("utf-8")
 

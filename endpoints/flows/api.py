@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import dataclasses
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from endpoints.flows.contexts import aimed, context_id_of, forwarded, located, named
 from endpoints.flows.definition import not_runnable, runnable, validate_definition
 from endpoints.flows.engine import Engine
 from endpoints.flows.model import (
@@ -404,6 +406,30 @@ class Executions(Endpoint):
         return Page([view(r) for r in items], query.limit, query.offset, total)
 
     async def open(self, call: Call) -> Any:
+        return await self._located(call, self._open)
+
+    async def update(self, call: Call) -> Any:
+        return await self._located(call, self._update)
+
+    async def delete(self, call: Call) -> Any:
+        return await self._located(call, self._delete)
+
+    async def run(self, call: Call) -> Any:
+        return await self._located(call, self._run)
+
+    async def _located(self, call: Call, handler: Callable[[Call], Awaitable[Any]]) -> Any:
+        """Serve ``call`` on the execution its objectid names: an id, or a context id, which
+        finds the execution in any namespace the caller may use (the call is then made again
+        there, through the dispatcher, and so authorized for that namespace)."""
+        number = context_id_of(call.objectid)
+        if number is None:
+            return await handler(call)
+        namespace, objectid = await located(self.engine.repository, number)
+        if namespace == call.namespace:
+            return await handler(dataclasses.replace(call, objectid=objectid))
+        return await forwarded(call, namespace, objectid, call.data, call.parameters, number)
+
+    async def _open(self, call: Call) -> Any:
         record = await self._get(call)
         view = call.parameters.get("view")
         state = call.parameters.get("state")
@@ -421,7 +447,7 @@ class Executions(Endpoint):
             raise InvalidRequest("'view' must be 'context', 'progress' or 'definition'")
         return context_view(record)
 
-    async def update(self, call: Call) -> Any:
+    async def _update(self, call: Call) -> Any:
         data = _object(call.data)
         expect = expected_version(call.parameters)
         record = await self._get(call)
@@ -457,12 +483,12 @@ class Executions(Endpoint):
                     raise
                 record = await self._get(call)
 
-    async def delete(self, call: Call) -> Any:
+    async def _delete(self, call: Call) -> Any:
         record = await self._get(call)
         stopped = await self.engine.runner.command(call.namespace, record, "stop", 1, by=call.identity.subject)
         return context_view(stopped)
 
-    async def run(self, call: Call) -> Any:
+    async def _run(self, call: Call) -> Any:
         record = await self._get(call)
         operation = call.parameters.get("operation")
         if operation != "input":
@@ -530,16 +556,23 @@ class Events(Endpoint):
         name = call.objectid
         data = _object(call.data)
         tags = _words(data.get("tags"), "tags")
-        context_id = data.get("contextId")
-        if context_id is not None and not isinstance(context_id, str):
-            raise InvalidData("'contextId' must be an execution id", field="contextId")
+        ids = call.parameters.get("ids", "id")
+        if ids not in ("id", "contextId"):
+            raise InvalidRequest("'ids' must be 'id' (executions' ids) or 'contextId' (their context ids)")
+        context_id = aimed(data, call.parameters)
+        if (number := context_id_of(context_id)) is not None:
+            namespace, context_id = await located(self.engine.repository, number)
+            if namespace != call.namespace:
+                parameters = {k: v for k, v in call.parameters.items() if k != "contextId"}
+                return await forwarded(call, namespace, name, {**data, "contextId": context_id}, parameters, number)
+        assert context_id is None or isinstance(context_id, str)
         event = {"name": name, "input": data.get("input"), "tags": tags}
-        transitions = await self._move(call, name, event, tags, context_id)
-        executions = [] if context_id is not None else await self._trigger(call, name, event)
+        transitions = await self._move(call, name, event, tags, context_id, ids)
+        executions = [] if context_id is not None else await self._trigger(call, name, event, ids)
         return {"message": f"Event {name} has been sent", "transitions": transitions, "executions": executions}
 
     async def _move(
-        self, call: Call, name: str, event: dict[str, Any], tags: list[str], context_id: str | None
+        self, call: Call, name: str, event: dict[str, Any], tags: list[str], context_id: str | None, ids: str
     ) -> list[dict[str, Any]]:
         if context_id is not None:
             record = await self.engine.repository.get(call.namespace, context_id)
@@ -555,10 +588,10 @@ class Events(Endpoint):
                 call.namespace, record, name, event=event, by=call.identity.subject
             )
             if stored is not None:
-                moved.append({"contextId": record["id"], "state": stored["currentState"]})
+                moved.append({"contextId": named(record, ids), "state": stored["currentState"]})
         return moved
 
-    async def _trigger(self, call: Call, name: str, event: dict[str, Any]) -> list[dict[str, Any]]:
+    async def _trigger(self, call: Call, name: str, event: dict[str, Any], ids: str) -> list[dict[str, Any]]:
         started = []
         for flow in await every(call.store, FLOWS, call.namespace, sort="created"):
             if name not in (flow.get("triggers") or []) or flow.get("disabled"):
@@ -569,7 +602,7 @@ class Events(Endpoint):
                 record = await self.engine.start_execution(
                     call.namespace, flow, flow.get("owner") or call.identity.subject, event.get("input"), event=event
                 )
-                started.append({"contextId": record["id"], "state": record["currentState"]})
+                started.append({"contextId": named(record, ids), "state": record["currentState"]})
         return started
 
 

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from endpoints.flows.clock import Clock, SystemClock
+from endpoints.flows.contexts import ContextIds
 from endpoints.flows.definition import Definition, not_runnable, runnable, validate_definition
 from endpoints.flows.model import ACTIVE, CANCELED, EXECUTIONS, FINAL, QUEUED, RUNNING, WAITS, progress_view
 from endpoints.flows.queue import Queue
@@ -54,6 +55,7 @@ class Engine:
         self.clock: Clock = clock or SystemClock()
         self.stopping = False
         self.repository = Repository()
+        self.context_ids = ContextIds()
         self.queue = Queue(self, concurrency)
         self.runner = Runner(self)
         self.timers = Timers(self)
@@ -79,6 +81,7 @@ class Engine:
         self._services = services
         self.stopping = False
         self.repository.open(services.store, self._follow)
+        self.context_ids.open(services.store)
         self._unsubscribe.append(services.backplane.subscribe(every_object(EXECUTIONS), self._changed))
         self.queue.start()
         await Recovery(self).recover()
@@ -157,6 +160,7 @@ class Engine:
         record = new_record(flow, revision, definition, start, owner, data, tags, event, parent, now)
         if objectid is not None:
             record["id"] = objectid
+        record = {"id": record["id"], "contextId": await self.context_ids.take(), **record}
         self.repository.noted(namespace)
         take = self.queue.take_slot()
         record["status"] = RUNNING if take else QUEUED

@@ -10,6 +10,8 @@ from typing import Any
 __all__ = [
     "ACTIVE",
     "CANCELED",
+    "CONTEXTS",
+    "COUNTERS",
     "ERROR",
     "EXECUTIONS",
     "FINAL",
@@ -38,6 +40,11 @@ FLOWS = "flows/flow"
 EXECUTIONS = "flows/execution"
 REVISIONS = "flows/revision"
 """Definitions as they were when an execution started, by ``<flow id>@<version>``."""
+CONTEXTS = "flows/context"
+"""One record per execution that has a context id (its id is the number, in the default
+namespace): the execution's namespace and id (see :mod:`endpoints.flows.contexts`)."""
+COUNTERS = "flows/counter"
+"""Counters of the flows application: ``contextId``, the first context id no process reserved."""
 FIRED = "flows/fired"
 """One record per scheduled flow (its id), holding the latest firing claimed: several processes
 sharing a store fire each firing once."""
@@ -113,6 +120,8 @@ def progress_view(record: dict[str, Any]) -> dict[str, Any]:
         "flow": record.get("flow"),
         "currentState": record.get("currentState"),
     }
+    if record.get("contextId") is not None:
+        view["contextId"] = record["contextId"]
     if record.get("status") == USER_INPUT:
         view.update((key, record.get(key)) for key in _FORM)
     if record.get("status") == SELECT_FLOW:

@@ -9,7 +9,9 @@ execution stands. At start, in every namespace that holds executions:
 - a waiting one (WAITING, WAITING_UNTIL, USER_INPUT, SELECT_FLOW, or PAUSED from one) keeps
   waiting: its timer is armed again, and fires at once if it fell due meanwhile;
 - a parent waiting for a child that ended meanwhile takes its transition;
-- QUEUED executions start as room allows (the queue looks once recovery is done).
+- QUEUED executions start as room allows (the queue looks once recovery is done);
+- an execution stored before context ids existed that has not ended gets its context id (ended
+  ones keep none, and are reached by their id).
 
 An execution RUNNING in a process that is still alive is resumed too by a process that starts
 on the same store: a second runner, whose commits the version check keeps from clashing, but
@@ -21,7 +23,17 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-from endpoints.flows.model import FINAL, INTERRUPTED, PAUSED, RUNNING, SELECT_FLOW, USER_INPUT, WAITING, WAITING_UNTIL
+from endpoints.flows.model import (
+    FINAL,
+    INTERRUPTED,
+    PAUSED,
+    QUEUED,
+    RUNNING,
+    SELECT_FLOW,
+    USER_INPUT,
+    WAITING,
+    WAITING_UNTIL,
+)
 from endpoints.flows.steps import iso
 from flowbus import Conflict, DoesNotExist
 
@@ -47,8 +59,25 @@ class Recovery:
         for namespace in await repository.namespaces():
             for status in RECOVERED:
                 for record in await repository.find(namespace, {"status": status}):
-                    await self._recover_one(namespace, record)
+                    numbered = await self._numbered(namespace, record)
+                    if numbered is not None:
+                        await self._recover_one(namespace, numbered)
+            for record in await repository.find(namespace, {"status": QUEUED}):
+                await self._numbered(namespace, record)
         self.engine.queue.look()
+
+    async def _numbered(self, namespace: str, record: dict[str, Any]) -> dict[str, Any] | None:
+        """The execution with a context id: given one now if it was stored before context ids
+        (None if it is gone meanwhile)."""
+        if record.get("contextId") is not None:
+            return record
+        engine = self.engine
+        try:
+            return await engine.repository.number(namespace, record, await engine.context_ids.take())
+        except Conflict:  # moved meanwhile (by another process, which may have numbered it): as it is now
+            return await engine.repository.get(namespace, record["id"])
+        except DoesNotExist:
+            return None
 
     async def _recover_one(self, namespace: str, record: dict[str, Any]) -> None:
         engine = self.engine

@@ -30,8 +30,9 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from endpoints.flows.model import EXECUTIONS, QUEUED, REVISIONS, no_text
-from flowbus import Conflict, Event, Query, Store, every
+from endpoints.flows.contexts import context_record
+from endpoints.flows.model import CONTEXTS, EXECUTIONS, QUEUED, REVISIONS, no_text
+from flowbus import Conflict, Event, Insert, Patch, Query, Store, every
 
 __all__ = ["Repository"]
 
@@ -74,10 +75,39 @@ class Repository:
         return await self.store.get(EXECUTIONS, namespace, objectid)
 
     async def insert(self, namespace: str, record: dict[str, Any]) -> dict[str, Any]:
-        """Store a new execution; the engine acts on it at once (its CREATED event is passed over)."""
-        return await self._written_here(
-            namespace, record["id"], self.store.insert(EXECUTIONS, namespace, record, no_text)
-        )
+        """Store a new execution, and the record that finds it by its context id, in one commit;
+        the engine acts on it at once (its CREATED event is passed over)."""
+        return await self._written_here(namespace, record["id"], self._insert(namespace, record))
+
+    async def _insert(self, namespace: str, record: dict[str, Any]) -> dict[str, Any]:
+        execution = Insert(EXECUTIONS, namespace, record, no_text)
+        stored = await self.store.transaction([execution, context_record(namespace, record)])
+        assert stored[0] is not None
+        return stored[0]
+
+    async def number(self, namespace: str, record: dict[str, Any], context_id: int) -> dict[str, Any]:
+        """Give ``context_id`` to an execution stored before context ids (it has none), with the
+        record that finds it, in one commit conditional on the version read.
+
+        Raises:
+            Conflict: another writer moved the execution since ``record`` was read.
+        """
+        numbered = {**record, "contextId": context_id}
+        patch = Patch(EXECUTIONS, namespace, record["id"], {"contextId": context_id}, no_text, expect=record["version"])
+
+        async def write() -> dict[str, Any]:
+            stored = await self.store.transaction([patch, context_record(namespace, numbered)])
+            assert stored[0] is not None
+            return stored[0]
+
+        return await self._written_here(namespace, record["id"], write())
+
+    async def locate(self, context_id: int) -> tuple[str, str] | None:
+        """The namespace and id of the execution numbered ``context_id``, or None."""
+        found = await self.store.get(CONTEXTS, "", str(context_id))
+        if found is None:
+            return None
+        return str(found["namespace"]), str(found["execution"])
 
     async def transition(
         self,

@@ -18,7 +18,7 @@ from tests.flowbus.helpers import fails, ok, unique
 from tests.support import rpc
 
 QUEUE = "scheduler/queue"
-PROGRESS = {"id", "status", "percentage", "message", "flow", "currentState"}
+PROGRESS = {"id", "contextId", "status", "percentage", "message", "flow", "currentState"}
 
 
 @pytest.fixture
