@@ -3,7 +3,10 @@
 ``0 2 * * *`` and ``? 0 2 ? * *`` (seconds first, ``?`` for "no specific value") both mean every
 day at 02:00 in the schedule's time zone. In the Quartz form a seconds field of ``?`` or ``*``
 means 0 and the 7th field (the year) may only be ``*`` or ``?``. ``?`` is allowed in the
-day-of-month and day-of-week fields only, where it means ``*``.
+day-of-month and day-of-week fields only, where it means ``*``. The days of the week are
+numbered as each form does: 0 (or 7) is Sunday in the 5-field form, while the Quartz form
+counts 1 (Sunday) to 7 (Saturday), so ``0 0 12 ? * 2`` is Mondays at noon and ``6#3`` the
+third Friday; names (``MON``) mean the same in both.
 
 Daylight saving time is the zone's: a schedule at 02:30 on the night the clocks skip that hour
 fires at the first moment after it, and a schedule with a fixed hour fires once on the night an
@@ -82,7 +85,9 @@ def _normalized(expression: str) -> tuple[str, bool]:
             raise ValueError(f"bad cron expression {expression!r}: only '*' or '?' is supported as the year")
         fields = fields[:6]
     seconds = "0" if fields[0] in ("?", "*") else fields[0]
-    return " ".join([seconds, *_days(fields[1:], expression)]), True
+    days = _days(fields[1:], expression)
+    days[4] = _quartz_days_of_week(days[4], expression)
+    return " ".join([seconds, *days]), True
 
 
 def _days(fields: list[str], expression: str) -> list[str]:
@@ -91,6 +96,30 @@ def _days(fields: list[str], expression: str) -> list[str]:
         if text == "?" and index not in (2, 4):
             raise ValueError(f"bad cron expression {expression!r}: '?' only as the day of the month or week")
     return ["*" if text == "?" else text for text in fields]
+
+
+def _quartz_days_of_week(text: str, expression: str) -> str:
+    """The day-of-week field of the Quartz form as croniter reads it: Quartz numbers the days
+    1 (Sunday) to 7 (Saturday), croniter 0 (Sunday) to 6. Names (``MON``), steps (after ``/``)
+    and the nth weekday of the month (after ``#``) keep their meaning; only day numbers move."""
+    items = []
+    for item in text.split(","):
+        days, slash, step = item.partition("/")
+        days, hash_, nth = days.partition("#")
+        days = "-".join(_quartz_day(part, expression) for part in days.split("-"))
+        items.append(f"{days}{hash_}{nth}{slash}{step}")
+    return ",".join(items)
+
+
+def _quartz_day(part: str, expression: str) -> str:
+    if not part.isdigit():
+        return part  # a name, '*' or '?': croniter reads them as Quartz does
+    if not 1 <= int(part) <= 7:
+        raise ValueError(
+            f"bad cron expression {expression!r}: day of the week {part} is out of range "
+            "(1-7, 1 = Sunday, in the form with seconds)"
+        )
+    return str(int(part) - 1)
 
 
 def _reason(exc: Exception) -> str:
