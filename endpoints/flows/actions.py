@@ -15,6 +15,7 @@ from typing import Any
 
 from endpoints.flows.clock import Clock
 from endpoints.flows.definition import StateSpec
+from endpoints.flows.durations import seconds
 from endpoints.flows.expressions import ExpressionError
 from endpoints.flows.model import SELECT_FLOW, USER_INPUT, WAITING, WAITING_UNTIL
 from endpoints.flows.steps import Outcome, context_of
@@ -34,6 +35,8 @@ async def attempt(
     """One try of ``state``'s work for the execution ``record``, within the state's ``timeout``."""
     context = context_of(record, state.name)
     try:
+        if state.timeout is not None:  # within the bound for a flow stored before it
+            seconds(state.timeout, "timeout", positive=True)
         if state.timeout is not None and state.action not in _WAITS:
             async with asyncio.timeout(state.timeout):
                 return await _act(services, clock, namespace, record, state, context)
@@ -139,10 +142,7 @@ def _wait(state: StateSpec, values: dict[str, Any], now: float) -> Outcome:
 def _deadline(values: dict[str, Any], now: float) -> float:
     """When a ``wait`` state for a time ends: ``seconds`` from now, or the time ``until``."""
     if values.get("seconds") is not None:
-        seconds = values["seconds"]
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
-            raise InvalidData(f"'seconds' must be a number of seconds, not {seconds!r}")
-        return now + float(seconds)
+        return now + seconds(values["seconds"], "seconds")
     until = values.get("until")
     try:
         moment = datetime.fromisoformat(str(until).replace("Z", "+00:00"))

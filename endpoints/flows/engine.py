@@ -102,7 +102,7 @@ class Engine:
             snapshot = {k: v for k, v in flow.items() if k not in ("created", "updated", "version")}
             snapshot["id"] = revision
             await self.repository.save_revision(snapshot)
-            self._definitions[revision] = validate_definition(definition_data(flow))
+            self._definitions[revision] = validate_definition(definition_data(flow), bounded=False)
         return revision
 
     async def definition(self, revision: str) -> Definition:
@@ -112,7 +112,7 @@ class Engine:
             stored = await self.repository.revision(revision)
             if stored is None:
                 raise DoesNotExist(f"The definition {revision!r} is gone")
-            found = self._definitions[revision] = validate_definition(definition_data(stored))
+            found = self._definitions[revision] = validate_definition(definition_data(stored), bounded=False)
         return found
 
     def input_schema(self, revision: str, definition: Definition) -> Schema | None:

@@ -11,6 +11,10 @@ third Friday; names (``MON``) mean the same in both.
 Daylight saving time is the zone's: a schedule at 02:30 on the night the clocks skip that hour
 fires at the first moment after it, and a schedule with a fixed hour fires once on the night an
 hour repeats (at its first occurrence); one whose hour field has a ``*`` fires in both.
+
+A schedule that never fires (``0 0 30 2 *``), or whose next firing is further than the bound of
+every flow duration (366 days, :mod:`endpoints.flows.durations`), is refused when a flow or a
+job is written (:meth:`Schedule.check_bound`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
-from croniter.croniter import CroniterError
+from croniter.croniter import CroniterBadDateError, CroniterError
+
+from endpoints.flows.durations import MAX_SECONDS
 
 __all__ = ["Schedule", "zone"]
 
@@ -63,10 +69,24 @@ class Schedule:
         if moment.tzinfo is None:
             raise ValueError("next_after needs an aware datetime")
         cron = croniter(self._cron, moment.astimezone(self.zone), second_at_beginning=self._seconds)
-        fire: datetime = cron.get_next(datetime)
-        while self._fixed_hour and _repeated(fire):
-            fire = cron.get_next(datetime)
+        try:
+            fire: datetime = cron.get_next(datetime)
+            while self._fixed_hour and _repeated(fire):
+                fire = cron.get_next(datetime)
+        except CroniterBadDateError:
+            raise ValueError(f"bad cron expression {self.expression!r}: it never fires") from None
         return fire.astimezone(UTC)
+
+    def check_bound(self, moment: datetime) -> None:
+        """Check that the schedule fires within the bound of every duration
+        (:data:`~endpoints.flows.durations.MAX_SECONDS`) after ``moment``.
+
+        Raises:
+            ValueError: it never fires, or not that soon.
+        """
+        if (self.next_after(moment) - moment).total_seconds() > MAX_SECONDS:
+            days = MAX_SECONDS // 86400
+            raise ValueError(f"bad cron expression {self.expression!r}: it does not fire within {days} days")
 
 
 def _normalized(expression: str) -> tuple[str, bool]:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from websockets.asyncio.client import ClientConnection
 
 from tests.endpoints.flows.conftest import START, Clocked
 from tests.endpoints.flows.helpers import EVENT, EXECUTION, FLOW, approval, settle
-from tests.flowbus.helpers import ok
+from tests.flowbus.helpers import fails, ok, unique
 
 
 def sleeper(name: str, wait: dict[str, Any]) -> dict[str, Any]:
@@ -316,3 +317,102 @@ async def test_two_buses_on_one_store_fire_each_firing_once(tmp_path: Any) -> No
                 await second.stop()
     finally:
         await first.stop()
+
+
+@pytest.mark.parametrize(
+    ("seconds", "given"),
+    [
+        ("=input.s", 1e300),
+        ("=input.s", -5),
+        ("=input.s", "soon"),
+        ("=sum(input.s)", [1e308, 1e308]),  # infinity
+        ("=input.s", 366 * 86400 + 1),
+    ],
+    ids=["huge", "negative", "not-a-number", "infinite", "past-the-bound"],
+)
+async def test_a_wait_for_a_duration_out_of_bounds_is_the_states_error(
+    cws: ClientConnection, seconds: str, given: Any
+) -> None:
+    definition = sleeper(unique("bad-nap"), {"seconds": seconds})
+    flow = await ok(cws, "CREATE", FLOW, data=definition)
+    started = await ok(cws, "RUN", FLOW, objectid=flow["id"], data={"s": given})
+    done = await settle(cws, started["id"])
+    assert (done["status"], done["currentState"]) == ("ERROR", "nap")
+    assert "'seconds' must be a number of seconds from 0 to 31622400" in done["error"]
+    assert "internal error" not in done["error"]
+
+    definition["name"] = unique("bad-nap-caught")
+    definition["states"]["nap"]["transitions"].append({"on": "error", "to": "caught"})
+    definition["states"]["caught"] = {"action": "end", "output": "caught"}
+    flow = await ok(cws, "CREATE", FLOW, data=definition)
+    started = await ok(cws, "RUN", FLOW, objectid=flow["id"], data={"s": given})
+    done = await settle(cws, started["id"])
+    assert (done["status"], done["output"]) == ("SUCCESS", "caught")
+
+
+async def test_durations_stored_before_the_bound_end_in_a_clear_error(clocked: Clocked, cws: ClientConnection) -> None:
+    """A flow stored before the bound existed (written here straight to the store) runs; a
+    duration beyond the bound is its state's error when evaluated, never an internal error."""
+    from endpoints.flows.model import FLOWS, no_text
+
+    for wait in ({"seconds": 1e300}, {"event": "go", "timeout": 1e300}):
+        name = unique("stored")
+        flow = {**sleeper(name, wait), "id": name, "owner": "admin", "state": "running"}
+        await clocked.bus.store.insert(FLOWS, "", flow, no_text)
+        await clocked.bus.store.insert("flows/name", "", {"id": name, "flow": name}, no_text)
+        started = await ok(cws, "RUN", FLOW, objectid=name)
+        done = await settle(cws, started["id"])
+        assert (done["status"], done["currentState"]) == ("ERROR", "nap")
+        assert "must be a number of seconds" in done["error"] and "internal error" not in done["error"]
+
+
+async def test_a_schedule_that_never_fires_is_refused(cws: ClientConnection) -> None:
+    namespace = unique("ns")
+    answer = await fails(
+        cws,
+        "INVALID_DATA",
+        "CREATE",
+        FLOW,
+        data={**sleeper("feb-30", {"seconds": 1}), "schedule": "0 0 30 2 *"},
+        namespace=namespace,
+    )
+    assert answer["field"] == "schedule"
+    assert await ok(cws, "LIST", FLOW, namespace=namespace) == []
+    job = {"schedule": "0 0 0 31 4 ?", "envelope": {"endpoint": "inventory/device", "method": "LIST"}}
+    answer = await fails(cws, "INVALID_DATA", "CREATE", "scheduler/job", data=job, namespace=namespace)
+    assert answer["field"] == "schedule"
+
+
+async def test_a_stored_schedule_that_never_fires_does_not_stop_the_bus(tmp_path: Any) -> None:
+    """A flow and a job stored before schedules were bounded are not armed; the bus starts."""
+    from endpoints import create_inventory
+    from endpoints.flows import ManualClock, create_app as create_flows
+    from endpoints.flows.model import FLOWS, no_text
+    from endpoints.scheduler import create_app as create_scheduler
+    from flowbus.config import Settings
+    from flowbus.node import build_bus
+    from tests.endpoints.flows.conftest import PASSWORD
+    from tests.support import rpc, ws_connect
+
+    settings = Settings.load({"data": tmp_path, "ws_port": 0, "http_port": 0, "admin_password": PASSWORD}, env={})
+    login = {"method": "CREATE", "endpoint": "auth/token", "data": {"username": "admin", "password": PASSWORD}}
+    never = {**sleeper("feb-30", {"seconds": 1}), "id": "feb-30", "schedule": "0 0 30 2 *", "state": "running"}
+    job = {"id": "apr-31", "schedule": "0 0 31 4 *", "envelope": {"endpoint": "inventory/device", "method": "LIST"}}
+    for attempt in range(2):
+        clock = ManualClock(START)
+        bus, _ = build_bus(settings, [create_inventory(), create_flows(4, clock), create_scheduler(clock)])
+        await bus.start()
+        try:
+            if attempt == 0:
+                await bus.store.insert(FLOWS, "", never, no_text)
+                await bus.store.insert("scheduler/job", "", job, no_text)
+                continue
+            async with ws_connect(bus.url("websocket")) as ws:
+                token = (await rpc(ws, login))["data"]["token"]
+            async with ws_connect(bus.url("websocket"), token=token) as ws:
+                flow = await ok(ws, "CREATE", FLOW, data={**sleeper("hourly", {"seconds": 1}), "schedule": "0 * * * *"})
+                clock.advance(3600)
+                assert len(await _eventually(ws, {"flow": flow["id"]}, 1)) == 1
+                assert await ok(ws, "LIST", EXECUTION, parameters={"flow": "feb-30"}) == []
+        finally:
+            await bus.stop()
