@@ -23,7 +23,8 @@ STATE_FIELDS, common to every state:
 - ``transitions``: an array of ``{"on": "success" | "error" | "timeout" | <event name>, "to": <state>,
   "if"?: "=<expression>"}``; required (non-empty) for every state but ``end``, refused on ``end``.
 - ``timeout``: seconds > 0, at most :data:`~endpoints.flows.durations.MAX_SECONDS`.
-  ``retry``: ``{"max": int >= 0 (0), "delay": seconds >= 0 (1), "backoff": >= 1 (2)}``.
+  ``retry``: ``{"max": int >= 0 (0), "delay": seconds from 0 to the bound (1), "backoff": >= 1 (2)}``;
+  the delays grow by ``backoff`` up to the bound, and stay there.
 - ``proceedOnFailure``: bool. ``message``: a string, may be an expression.
 
 Per action: ``call`` (``endpoint``, ``method`` of :data:`METHODS` in any case, stored upper case;
@@ -98,7 +99,8 @@ class Transition:
 
 @dataclass(frozen=True, slots=True)
 class Retry:
-    """How often a failed state is tried again: ``max`` more times, after ``delay * backoff**n`` seconds."""
+    """How often a failed state is tried again: ``max`` more times, after ``delay * backoff**n``
+    seconds (at most :data:`~endpoints.flows.durations.MAX_SECONDS`)."""
 
     max: int = 0
     delay: float = 1.0
@@ -172,6 +174,11 @@ def _check_bounds(data: dict[str, Any], states: dict[str, StateSpec]) -> None:
             raise InvalidData(
                 f"state {name!r}: 'timeout' must be a number of seconds > 0, at most {MAX_SECONDS}",
                 field=f"{where}.timeout",
+            )
+        if not within_bound(state.retry.delay):
+            raise InvalidData(
+                f"state {name!r}: 'retry.delay' must be a number of seconds from 0 to {MAX_SECONDS}",
+                field=f"{where}.retry.delay",
             )
         seconds = state.spec.get("seconds") if state.action == "wait" else None
         if seconds is not None and not _expression(seconds) and not within_bound(seconds):

@@ -292,6 +292,12 @@ FAULTS = [
     ),
     pytest.param(state("create", timeout=1e300), "states.create.timeout", "timeout", id="timeout-huge"),
     pytest.param(state("approval", timeout=MAX_SECONDS + 0.5), "states.approval.timeout", "timeout", id="wait-timeout"),
+    pytest.param(
+        state("create", retry={"max": 3, "delay": 1e308}), "states.create.retry.delay", "delay", id="delay-huge"
+    ),
+    pytest.param(
+        state("create", retry={"delay": MAX_SECONDS + 1}), "states.create.retry.delay", "delay", id="delay-max"
+    ),
     pytest.param(lambda f: f.update(schedule="0 0 30 2 *"), "schedule", "never fires", id="cron-never-fires"),
     pytest.param(lambda f: f.update(schedule="0 0 0 ? 2 MON#5"), "schedule", "366 days", id="cron-too-far"),
 ]

@@ -6,6 +6,8 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 
+from endpoints.flows.durations import MAX_SECONDS
+from endpoints.flows.model import FLOWS, no_text
 from tests.endpoints.flows.conftest import Clocked
 from tests.endpoints.flows.helpers import EXECUTION, FLOW, settle
 from tests.flowbus.helpers import fails, ok, unique
@@ -98,6 +100,37 @@ async def test_retry_delay_backs_off_on_the_clock(clocked: Clocked, cws: ClientC
     clocked.clock.advance(29.9)
     assert clocked.gates.calls[key] == 2
     clocked.clock.advance(0.1)
+    assert (await settle(cws, started["id"]))["status"] == "SUCCESS"
+
+
+async def test_retry_delays_grow_no_further_than_the_bound(clocked: Clocked, cws: ClientConnection) -> None:
+    """``delay * backoff**n`` stops growing at the bound of every duration (366 days)."""
+    key = unique("flaky")
+    state: dict[str, Any] = {"action": "call", "endpoint": "testflows/flaky", "method": "RUN", "objectid": key}
+    state |= {"data": {"failures": 2}, "retry": {"max": 2, "delay": MAX_SECONDS / 2, "backoff": 1e300}}
+    flow = await ok(cws, "CREATE", FLOW, data=one_state("capped", state))
+    started = await ok(cws, "RUN", FLOW, objectid=flow["id"])
+    await _until_calls(clocked, key, 1)
+    clocked.clock.advance(MAX_SECONDS / 2)
+    await _until_calls(clocked, key, 2)
+    clocked.clock.advance(MAX_SECONDS)
+    await _until_calls(clocked, key, 3)
+    assert (await settle(cws, started["id"]))["status"] == "SUCCESS"
+
+
+async def test_a_stored_retry_delay_beyond_the_bound_waits_the_bound(clocked: Clocked, cws: ClientConnection) -> None:
+    """A flow stored before delays were bounded (written here straight to the store): its retry
+    waits 366 days at most, instead of holding its slot for good."""
+    key, name = unique("flaky"), unique("stored-retry")
+    state: dict[str, Any] = {"action": "call", "endpoint": "testflows/flaky", "method": "RUN", "objectid": key}
+    state |= {"data": {"failures": 1}, "retry": {"max": 3, "delay": 1e308}}
+    flow = {**one_state(name, state), "id": name, "owner": "admin", "state": "running"}
+    await clocked.bus.store.insert(FLOWS, "", flow, no_text)
+    await clocked.bus.store.insert("flows/name", "", {"id": name, "flow": name}, no_text)
+    started = await ok(cws, "RUN", FLOW, objectid=name)
+    await _until_calls(clocked, key, 1)
+    clocked.clock.advance(MAX_SECONDS)
+    await _until_calls(clocked, key, 2)
     assert (await settle(cws, started["id"]))["status"] == "SUCCESS"
 
 
