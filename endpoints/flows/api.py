@@ -31,6 +31,7 @@ from flowbus import (
     Delete,
     DoesNotExist,
     Endpoint,
+    FlowBusError,
     Insert,
     InvalidData,
     InvalidRequest,
@@ -360,6 +361,7 @@ class Executions(Endpoint):
         if name not in (record.get("choices") or []):
             raise InvalidData(f"'flow' must be one of {record.get('choices')}", field="flow")
         flow = await find_flow(call, call.namespace, str(name))
+        await self.engine.check_start(flow, data.get("input"))  # a refused answer writes nothing
         child = new_objectid()
         changes = {"status": WAITING, "child": child, "choices": None, "message": f"Running {name}"}
         try:
@@ -367,9 +369,20 @@ class Executions(Endpoint):
         except Conflict:
             raise Conflict("The execution was answered or moved meanwhile") from None
         owner = record.get("owner") or call.identity.subject
-        await self.engine.start_execution(
-            call.namespace, flow, owner, data.get("input"), parent=record["id"], objectid=child
-        )
+        try:
+            await self.engine.start_execution(
+                call.namespace, flow, owner, data.get("input"), parent=record["id"], objectid=child
+            )
+        except FlowBusError:  # refused after all (changed meanwhile): the parent waits for an answer again
+            undo = {
+                "status": SELECT_FLOW,
+                "child": None,
+                "choices": record.get("choices"),
+                "message": record["message"],
+            }
+            with contextlib.suppress(Conflict, DoesNotExist):
+                await self.engine.repository.transition(call.namespace, parent, undo, handled=False)
+            raise
         return parent
 
     async def _get(self, call: Call) -> dict[str, Any]:

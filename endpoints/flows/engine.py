@@ -142,14 +142,7 @@ class Engine:
             InvalidData: ``data`` does not satisfy the flow's ``input`` schema, or
                 ``start_state`` is not a state of the flow.
         """
-        revision = await self.revision_of(flow)
-        definition = await self.definition(revision)
-        schema = self.input_schema(revision, definition)
-        if schema is not None:
-            schema.validate(data if data is not None else {})
-        start = start_state or definition.start
-        if start not in definition.states:
-            raise InvalidData(f"'startState': the flow has no state {start!r}", field="startState")
+        revision, definition, start = await self.check_start(flow, data, start_state)
         now = self.clock.now()
         record = new_record(flow, revision, definition, start, owner, data, tags, event, parent, now)
         if objectid is not None:
@@ -168,6 +161,25 @@ class Engine:
         else:
             self.queue.queued()
         return stored
+
+    async def check_start(
+        self, flow: dict[str, Any], data: Any, start_state: str | None = None
+    ) -> tuple[str, Definition, str]:
+        """What :meth:`start_execution` checks before it writes anything: answers the revision,
+        the definition and the start state an execution of ``flow`` with input ``data`` gets.
+
+        Raises:
+            InvalidData: as :meth:`start_execution`.
+        """
+        revision = await self.revision_of(flow)
+        definition = await self.definition(revision)
+        schema = self.input_schema(revision, definition)
+        if schema is not None:
+            schema.validate(data if data is not None else {})
+        start = start_state or definition.start
+        if start not in definition.states:
+            raise InvalidData(f"'startState': the flow has no state {start!r}", field="startState")
+        return revision, definition, start
 
     # -- waiting for an execution ------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from endpoints.flows.model import FLOWS, no_text
 from tests.endpoints.flows.conftest import Clocked
 from tests.endpoints.flows.helpers import EXECUTION, FLOW, settle
 from tests.flowbus.helpers import fails, ok, unique
+from tests.support import rpc
 
 
 def one_state(name: str, state: dict[str, Any], **more: Any) -> dict[str, Any]:
@@ -243,6 +244,40 @@ async def test_select_flow_runs_the_chosen_flow_as_a_child(cws: ClientConnection
     assert done["vars"]["chosen"] == {"got": 7}
     children = await ok(cws, "LIST", EXECUTION, parameters={"flowName": "child-flow"})
     assert [c["parent"] for c in children] == [waiting["id"]]
+
+
+TYPED_CHILD = {
+    "name": "typed-child",
+    "input": {"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}},
+    "startState": "s",
+    "states": {"s": {"action": "end", "output": "=input"}},
+}
+
+
+async def choose(ws: ClientConnection, execution: str, data: Any) -> dict[str, Any]:
+    message = {"method": "RUN", "endpoint": EXECUTION, "objectid": execution, "data": data}
+    return await rpc(ws, {**message, "parameters": {"operation": "input"}})
+
+
+async def test_a_choice_whose_input_the_child_refuses_changes_nothing(cws: ClientConnection) -> None:
+    child = await ok(cws, "CREATE", FLOW, data=TYPED_CHILD)
+    waiting = await run(cws, one_state("choose-typed", {"action": "choose", "flows": ["typed-child"]}))
+    assert waiting["status"] == "SELECT_FLOW"
+
+    refused = await choose(cws, waiting["id"], {"flow": "typed-child", "input": {"n": "seven"}})
+    assert (refused["success"], refused["errorcode"]) == (False, "INVALID_DATA")
+    unchanged = await ok(cws, "OPEN", EXECUTION, objectid=waiting["id"])
+    assert (unchanged["status"], unchanged["version"], unchanged.get("flows")) == (
+        "SELECT_FLOW",
+        waiting["version"],
+        ["typed-child"],
+    )
+    assert await ok(cws, "LIST", EXECUTION, parameters={"flow": child["id"]}) == []
+
+    answered = await choose(cws, waiting["id"], {"flow": "typed-child", "input": {"n": 7}})
+    assert answered["success"] is True, answered
+    done = await settle(cws, waiting["id"], until=("SUCCESS", "ERROR"))
+    assert (done["status"], done["currentState"]) == ("SUCCESS", "ok")
 
 
 async def _until_calls(clocked: Clocked, key: str, count: int) -> None:
