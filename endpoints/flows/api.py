@@ -441,7 +441,7 @@ class Events(Endpoint):
                 continue
             if flow.get("state", "running") != "running":
                 continue
-            with contextlib.suppress(InvalidData):  # an event whose input the flow refuses starts nothing
+            with contextlib.suppress(InvalidData, Conflict):  # refused input, or a flow stopped meanwhile
                 record = await self.engine.start_execution(
                     call.namespace, flow, flow.get("owner") or call.identity.subject, event.get("input"), event=event
                 )

@@ -33,7 +33,7 @@ from endpoints.flows.repository import Repository
 from endpoints.flows.runner import Runner
 from endpoints.flows.steps import definition_data, new_record
 from endpoints.flows.timers import Timers
-from flowbus import DoesNotExist, Event, InvalidData, Schema, Services, every_object
+from flowbus import Conflict, DoesNotExist, Event, InvalidData, Schema, Services, every_object
 
 __all__ = ["Engine"]
 
@@ -139,6 +139,7 @@ class Engine:
         """Start an execution of ``flow`` acting as ``owner``; answers its record as committed.
 
         Raises:
+            Conflict: the flow is disabled, stopped or paused.
             InvalidData: ``data`` does not satisfy the flow's ``input`` schema, or
                 ``start_state`` is not a state of the flow.
         """
@@ -169,8 +170,13 @@ class Engine:
         the definition and the start state an execution of ``flow`` with input ``data`` gets.
 
         Raises:
+            Conflict: the flow is disabled, stopped or paused: it starts nothing.
             InvalidData: as :meth:`start_execution`.
         """
+        if flow.get("disabled"):
+            raise Conflict(f"The flow {flow['name']!r} is disabled")
+        if flow.get("state", "running") != "running":
+            raise Conflict(f"The flow {flow['name']!r} is {flow.get('state')}: start or resume it first")
         revision = await self.revision_of(flow)
         definition = await self.definition(revision)
         schema = self.input_schema(revision, definition)

@@ -280,6 +280,30 @@ async def test_a_choice_whose_input_the_child_refuses_changes_nothing(cws: Clien
     assert (done["status"], done["currentState"]) == ("SUCCESS", "ok")
 
 
+async def test_a_choice_of_a_stopped_or_disabled_flow_is_refused(cws: ClientConnection) -> None:
+    child = await ok(cws, "CREATE", FLOW, data={**TYPED_CHILD, "name": "sometimes-off"})
+    waiting = await run(cws, one_state("choose-off", {"action": "choose", "flows": ["sometimes-off"]}))
+    answer = {"flow": "sometimes-off", "input": {"n": 2}}
+
+    await ok(cws, "RUN", "flows/command", objectid="stop", data={"flow_ids": [child["id"]]})
+    refused = await choose(cws, waiting["id"], answer)
+    assert (refused["success"], refused["errorcode"]) == (False, "CONFLICT")
+    assert "'sometimes-off' is stopped" in refused["message"]
+    await ok(cws, "RUN", "flows/command", objectid="start", data={"flow_ids": [child["id"]]})
+    await ok(cws, "UPDATE", FLOW, objectid=child["id"], data={"disabled": True})
+    refused = await choose(cws, waiting["id"], answer)
+    assert (refused["success"], refused["errorcode"]) == (False, "CONFLICT")
+    assert "'sometimes-off' is disabled" in refused["message"]
+
+    unchanged = await ok(cws, "OPEN", EXECUTION, objectid=waiting["id"])
+    assert (unchanged["status"], unchanged["version"]) == ("SELECT_FLOW", waiting["version"])
+    assert await ok(cws, "LIST", EXECUTION, parameters={"flow": child["id"]}) == []
+    await ok(cws, "UPDATE", FLOW, objectid=child["id"], data={"disabled": False})
+    assert (await choose(cws, waiting["id"], answer))["success"] is True
+    done = await settle(cws, waiting["id"], until=("SUCCESS", "ERROR"))
+    assert (done["status"], done["output"]["vars"]) == ("SUCCESS", {})
+
+
 async def _until_calls(clocked: Clocked, key: str, count: int) -> None:
     import asyncio
 
