@@ -20,8 +20,20 @@ from typing import TYPE_CHECKING, Any
 
 from endpoints.flows.actions import attempt
 from endpoints.flows.definition import Definition, StateSpec
+from endpoints.flows.expressions import ExpressionError
 from endpoints.flows.model import CANCELED, FINAL, PAUSED, QUEUED, RUNNING, SUCCESS, WAITING, WAITS
-from endpoints.flows.steps import Outcome, failed, iso, recorded, resumed, same_place, taken, transition
+from endpoints.flows.steps import (
+    Outcome,
+    context_of,
+    failed,
+    iso,
+    next_state,
+    recorded,
+    resumed,
+    same_place,
+    taken,
+    transition,
+)
 from endpoints.flows.timers import retry_delays
 from flowbus import Conflict, DoesNotExist
 
@@ -198,10 +210,14 @@ class Runner:
         result: Any = None,
     ) -> dict[str, Any] | None:
         """Move a waiting execution on ``on`` (an event name, ``success``, ``timeout``); None when
-        another writer moved it first (it is no longer waiting at the version read)."""
+        another writer moved it first (it is no longer waiting at the version read), or when
+        ``event`` is given and none of the state's transitions on it holds (it leaves the
+        execution waiting, as an event it does not wait for would)."""
         engine = self.engine
         definition = await engine.definition(record["revision"])
         state = definition.states[record["currentState"]]
+        if event is not None and not _takes(state, record, on, event):
+            return None
         changes = resumed(definition, state, record, on, event, result, engine.clock.now())
         if changes.get("status") == RUNNING and engine.queue.full():
             changes["status"] = QUEUED
@@ -254,6 +270,15 @@ def _advance(
         }
     moved = transition(definition, state, record, outcome, changes.get("vars", record["vars"]), now)
     return taken(changes, moved, outcome.on, now)
+
+
+def _takes(state: StateSpec, record: dict[str, Any], on: str, event: dict[str, Any]) -> bool:
+    """Whether one of ``state``'s transitions on the event ``on`` holds for ``event``. A condition
+    that fails to evaluate counts as holding: taking the event makes it the state's error."""
+    try:
+        return next_state(state, on, context_of(record | {"event": event}, state.name)) is not None
+    except ExpressionError:
+        return True
 
 
 def _command_changes(command: str, kind: int, status: str, record: dict[str, Any], now: str) -> dict[str, Any]:
