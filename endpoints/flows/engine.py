@@ -60,7 +60,7 @@ class Engine:
         self._services: Services | None = None
         self._definitions: dict[str, Definition] = {}
         self._schemas: dict[str, Schema | None] = {}
-        self._settled: dict[Key, list[asyncio.Future[dict[str, Any]]]] = {}
+        self._settled: dict[Key, list[tuple[bool, asyncio.Future[dict[str, Any]]]]] = {}
         self._watchers: dict[Key, list[asyncio.Queue[dict[str, Any]]]] = {}
         self._unsubscribe: list[Any] = []
 
@@ -189,24 +189,51 @@ class Engine:
 
     # -- waiting for an execution ------------------------------------------------------------
 
-    async def settled(self, namespace: str, objectid: str, known: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The execution once it is neither RUNNING nor QUEUED (it ended, or it waits).
+    async def settled(
+        self, namespace: str, objectid: str, known: dict[str, Any] | None = None, *, ended: bool = False
+    ) -> dict[str, Any]:
+        """The execution once it is neither RUNNING nor QUEUED (it ended, or it waits); with
+        ``ended``, once it has ended (waits are waited through).
 
         ``known``: its record as the caller just got it from a commit (:meth:`start_execution`),
         with nothing awaited since: it is not read again.
         """
         key = (namespace, objectid)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._settled.setdefault(key, []).append(future)
+        entry = (ended, future)
+        self._settled.setdefault(key, []).append(entry)
         try:
             record = known if known is not None else await self.repository.get(namespace, objectid)
             if record is None:
                 raise DoesNotExist()
-            if record["status"] not in ACTIVE:
+            if record["status"] in FINAL or (not ended and record["status"] not in ACTIVE):
                 return record
             return await future  # the record as committed when it settled
         finally:
-            _drop(self._settled, key, future)
+            _drop(self._settled, key, entry)
+
+    async def ended(self, namespace: str, objectid: str) -> dict[str, Any]:
+        """The execution once it has ended, for a state of another execution that waits for it
+        (a ``call`` that RUNs a flow with ``wait``). That state's slot is lent back meanwhile, as
+        a waiting execution holds none. Should the wait be given up (the state's timeout, a hard
+        stop), the execution is stopped, unless the engine is stopping: it then goes on, and the
+        state that waited runs again on the next start."""
+        self.queue.release()
+        try:
+            return await self.settled(namespace, objectid, ended=True)
+        except asyncio.CancelledError:
+            if not self.stopping:
+                await self.abandon(namespace, objectid)
+            raise
+        finally:
+            self.queue.occupy()
+
+    async def abandon(self, namespace: str, objectid: str) -> None:
+        """Stop an execution now (a hard stop) that nobody waits for any more, unless it has ended."""
+        record = await self.repository.get(namespace, objectid)
+        if record is not None and record["status"] not in FINAL:
+            with contextlib.suppress(Conflict, DoesNotExist):
+                await self.runner.command(namespace, record, "stop", 1)
 
     @contextlib.contextmanager
     def watch(self, namespace: str, objectid: str) -> Iterator[asyncio.Queue[dict[str, Any]]]:
@@ -220,8 +247,9 @@ class Engine:
             _drop(self._watchers, key, queue)
 
     def _settle(self, key: Key, record: dict[str, Any]) -> None:
-        for future in self._settled.pop(key, ()):
-            if not future.done():
+        ended = record.get("status") in FINAL
+        for wants_end, future in self._settled.get(key, ()):
+            if (ended or not wants_end) and not future.done():
                 future.set_result(record)
 
     # -- after a commit ----------------------------------------------------------------------

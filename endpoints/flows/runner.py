@@ -157,7 +157,7 @@ class Runner:
         engine = self.engine
         number = 1
         while True:
-            outcome = await attempt(engine.services, engine.clock, namespace, record, state)
+            outcome = await attempt(engine, namespace, record, state)
             outcome.attempts = number
             if outcome.on != "error" or number > len(delays):
                 break

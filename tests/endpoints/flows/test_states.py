@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection
@@ -304,9 +305,83 @@ async def test_a_choice_of_a_stopped_or_disabled_flow_is_refused(cws: ClientConn
     assert (done["status"], done["output"]["vars"]) == ("SUCCESS", {})
 
 
-async def _until_calls(clocked: Clocked, key: str, count: int) -> None:
-    import asyncio
+def runs_a_child(name: str, child: str, **call: Any) -> dict[str, Any]:
+    """A flow whose first state RUNs the flow ``child`` with ``wait=true``; its result is the output."""
+    state = {"action": "call", "endpoint": "flows/flow", "method": "RUN", "objectid": child, "result": "child"}
+    return one_state(name, {**state, "parameters": {"wait": True}, **call})
 
+
+def child_waiting_for(name: str, event: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "startState": "w",
+        "states": {
+            "w": {"action": "wait", "event": event, "transitions": [{"on": event, "to": "e"}]},
+            "e": {"action": "end", "output": {"got": "=event.input"}},
+        },
+    }
+
+
+async def executions_of(ws: ClientConnection, flow: str, status: str) -> list[dict[str, Any]]:
+    for _ in range(2000):
+        found: list[dict[str, Any]] = await ok(ws, "LIST", EXECUTION, parameters={"flowName": flow})
+        if found and all(e["status"] == status for e in found):
+            return found
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the executions of {flow} are not {status}: {found}")
+
+
+async def test_a_call_that_runs_a_flow_and_waits_gets_its_output(cws: ClientConnection) -> None:
+    child, parent = unique("child"), unique("parent")
+    await ok(cws, "CREATE", FLOW, data=child_waiting_for(child, "go"))
+    flow = await ok(cws, "CREATE", FLOW, data=runs_a_child(parent, child))
+    started = await ok(cws, "RUN", FLOW, objectid=flow["id"])
+    [waiting] = await executions_of(cws, child, "WAITING")
+    assert (await ok(cws, "OPEN", EXECUTION, objectid=started["id"]))["status"] == "RUNNING"
+    await ok(cws, "RUN", "flows/event", objectid="go", data={"contextId": waiting["id"], "input": 5})
+    done = await settle(cws, started["id"])
+    assert (done["status"], done["currentState"]) == ("SUCCESS", "ok")
+    assert done["vars"]["child"] == {"got": 5}
+
+
+async def test_a_call_that_runs_a_flow_that_fails_fails_with_its_error(cws: ClientConnection) -> None:
+    child, parent = unique("child"), unique("parent")
+    missing = {"action": "call", "endpoint": "inventory/device", "method": "OPEN", "objectid": "missing"}
+    failing = one_state(child, {**missing, "transitions": [{"on": "success", "to": "ok"}]})
+    del failing["states"]["bad"]
+    await ok(cws, "CREATE", FLOW, data=failing)
+    flow = await ok(cws, "CREATE", FLOW, data=runs_a_child(parent, child))
+    started = await ok(cws, "RUN", FLOW, objectid=flow["id"])
+    done = await settle(cws, started["id"])
+    assert (done["status"], done["currentState"]) == ("ERROR", "bad")
+    error = next(c for c in done["stateContexts"] if c["name"] == "first")["error"]
+    assert "ended ERROR" in error and "DO_NOT_EXIST" in error
+    assert "child" not in done["vars"]
+
+
+async def test_a_child_still_running_when_the_call_gives_up_is_stopped(cws: ClientConnection) -> None:
+    child, parent = unique("child"), unique("parent")
+    await ok(cws, "CREATE", FLOW, data=child_waiting_for(child, "never"))
+    definition = runs_a_child(parent, child, timeout=0.5)
+    definition["states"]["first"]["transitions"].append({"on": "timeout", "to": "bad"})
+    flow = await ok(cws, "CREATE", FLOW, data=definition)
+    started = await ok(cws, "RUN", FLOW, objectid=flow["id"])
+    done = await settle(cws, started["id"])
+    assert (done["status"], done["currentState"]) == ("ERROR", "bad")
+    assert [e["status"] for e in await ok(cws, "LIST", EXECUTION, parameters={"flowName": child})] == ["CANCELED"]
+
+
+async def test_a_hard_stop_of_the_caller_stops_the_child(cws: ClientConnection) -> None:
+    child, parent = unique("child"), unique("parent")
+    await ok(cws, "CREATE", FLOW, data=child_waiting_for(child, "never"))
+    flow = await ok(cws, "CREATE", FLOW, data=runs_a_child(parent, child))
+    started = await ok(cws, "RUN", FLOW, objectid=flow["id"])
+    await executions_of(cws, child, "WAITING")
+    await ok(cws, "UPDATE", EXECUTION, objectid=started["id"], data={"command": "stop", "type": 1})
+    await executions_of(cws, child, "CANCELED")
+
+
+async def _until_calls(clocked: Clocked, key: str, count: int) -> None:
     for _ in range(500):
         if clocked.gates.calls.get(key, 0) >= count:
             assert clocked.gates.calls[key] == count
