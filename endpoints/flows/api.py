@@ -6,6 +6,7 @@ import builtins
 import contextlib
 from typing import Any
 
+from endpoints.flows import health
 from endpoints.flows.definition import validate_definition
 from endpoints.flows.engine import Engine
 from endpoints.flows.model import (
@@ -41,6 +42,7 @@ from flowbus import (
     Schema,
     every,
     expected_version,
+    iso,
     new_objectid,
 )
 
@@ -205,6 +207,7 @@ class FlowDefinitions(Collection):
         ]
         stored = await call.store.transaction(writes)
         self.schedules.disarmed(call.namespace, call.objectid)
+        await health.forget(call.store, call.namespace, call.objectid)
         return stored[0]
 
     async def run(self, call: Call) -> Any:
@@ -441,11 +444,17 @@ class Events(Endpoint):
                 continue
             if flow.get("state", "running") != "running":
                 continue
-            with contextlib.suppress(InvalidData, Conflict):  # refused input, or a flow stopped meanwhile
+            try:
                 record = await self.engine.start_execution(
                     call.namespace, flow, flow.get("owner") or call.identity.subject, event.get("input"), event=event
                 )
-                started.append({"contextId": record["id"], "state": record["currentState"]})
+            except Conflict:  # stopped meanwhile
+                continue
+            except InvalidData as exc:  # its input refused: counted in the flow's status
+                at = iso(self.engine.clock.now())
+                await health.skipped(call.store, call.namespace, flow["id"], at, name, exc.message)
+                continue
+            started.append({"contextId": record["id"], "state": record["currentState"]})
         return started
 
 
@@ -525,4 +534,5 @@ class FlowStatus(Endpoint):
                 call.namespace, {"flowId": flow["id"], "status": status}
             )
         state = "disabled" if flow.get("disabled") else flow.get("state", "running")
-        return {"flow_id": flow["id"], "name": flow.get("name"), "state": state, "executions": counts}
+        told = health.health_of(await call.store.get(health.HEALTH, call.namespace, flow["id"]))
+        return {"flow_id": flow["id"], "name": flow.get("name"), "state": state, "executions": counts, **told}

@@ -416,3 +416,73 @@ async def test_a_stored_schedule_that_never_fires_does_not_stop_the_bus(tmp_path
                 assert await ok(ws, "LIST", EXECUTION, parameters={"flow": "feb-30"}) == []
         finally:
             await bus.stop()
+
+
+NEEDS_A_NAME = {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}
+
+
+async def _status_until(ws: ClientConnection, flow: str, key: str) -> dict[str, Any]:
+    import asyncio
+
+    for _ in range(500):
+        status: dict[str, Any] = await ok(ws, "OPEN", "flows/status", objectid=flow)
+        if status.get(key):
+            return status
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the status of {flow} has no {key}: {status}")
+
+
+async def test_a_scheduled_flow_that_cannot_start_says_why_in_its_status(
+    clocked: Clocked, cws: ClientConnection
+) -> None:
+    definition = {**sleeper("needs-input", {"seconds": 1}), "schedule": "*/5 * * * *", "input": NEEDS_A_NAME}
+    flow = await ok(cws, "CREATE", FLOW, data=definition)
+    fresh = await ok(cws, "OPEN", "flows/status", objectid=flow["id"])
+    assert (fresh["lastError"], fresh["skipped"], fresh["lastSkip"]) == (None, 0, None)
+    clocked.clock.advance(300)
+    status = await _status_until(cws, flow["id"], "lastError")
+    assert status["lastError"]["at"] == "2026-01-01T00:05:00Z"
+    assert status["lastError"]["message"].startswith("INVALID_DATA") and "name" in status["lastError"]["message"]
+    listed = await ok(cws, "LIST", "flows/status")
+    assert next(s for s in listed if s["flow_id"] == flow["id"])["lastError"] == status["lastError"]
+    assert await ok(cws, "LIST", EXECUTION, parameters={"flow": flow["id"]}) == []
+
+    clocked.clock.advance(300)
+    for _ in range(500):
+        status = await ok(cws, "OPEN", "flows/status", objectid=flow["id"])
+        if status["lastError"]["at"] == "2026-01-01T00:10:00Z":
+            break
+        await _settled_feed(cws)
+    assert status["lastError"]["at"] == "2026-01-01T00:10:00Z"
+
+    await ok(cws, "UPDATE", FLOW, objectid=flow["id"], data={"input": None})
+    clocked.clock.advance(300)
+    await _eventually(cws, {"flow": flow["id"]}, 1)
+    for _ in range(500):
+        status = await ok(cws, "OPEN", "flows/status", objectid=flow["id"])
+        if status["lastError"] is None:
+            break
+        await _settled_feed(cws)
+    assert status["lastError"] is None  # started since: cleared, as a job's lastError is
+
+
+async def test_a_trigger_a_flow_refuses_is_counted_in_its_status(cws: ClientConnection) -> None:
+    namespace = unique("ns")
+    definition = {**sleeper("picky", {"seconds": 1}), "triggers": ["ping"], "input": NEEDS_A_NAME}
+    flow = await ok(cws, "CREATE", FLOW, data=definition, namespace=namespace)
+    for number in (1, 2):
+        answer = await ok(cws, "RUN", EVENT, objectid="ping", data={"input": {"nom": 1}}, namespace=namespace)
+        assert answer["executions"] == []
+        status = await ok(cws, "OPEN", "flows/status", objectid=flow["id"], namespace=namespace)
+        assert status["skipped"] == number
+        assert status["lastSkip"]["event"] == "ping" and "name" in status["lastSkip"]["reason"]
+        assert status["lastSkip"]["at"] == "2026-01-01T00:00:00Z"
+    answer = await ok(cws, "RUN", EVENT, objectid="ping", data={"input": {"name": "n"}}, namespace=namespace)
+    assert len(answer["executions"]) == 1
+    status = await ok(cws, "OPEN", "flows/status", objectid=flow["id"], namespace=namespace)
+    assert (status["skipped"], status["lastError"]) == (2, None)
+
+    await ok(cws, "DELETE", FLOW, objectid=flow["id"], namespace=namespace)
+    again = await ok(cws, "CREATE", FLOW, data={**definition, "id": flow["id"]}, namespace=namespace)
+    status = await ok(cws, "OPEN", "flows/status", objectid=again["id"], namespace=namespace)
+    assert (status["skipped"], status["lastSkip"]) == (0, None)  # what a deleted flow skipped went with it
