@@ -415,21 +415,29 @@ class Events(Endpoint):
         if context_id is not None and not isinstance(context_id, str):
             raise InvalidData("'contextId' must be an execution id", field="contextId")
         event = {"name": name, "input": data.get("input"), "tags": tags}
-        transitions = await self._move(call, name, event, tags, context_id)
-        executions = [] if context_id is not None else await self._trigger(call, name, event)
+        if context_id is not None:
+            return await self._send(call, name, event, context_id)
+        transitions = await self._move(call, name, event, tags)
+        executions = await self._trigger(call, name, event)
         return {"message": f"Event {name} has been sent", "transitions": transitions, "executions": executions}
 
-    async def _move(
-        self, call: Call, name: str, event: dict[str, Any], tags: list[str], context_id: str | None
-    ) -> list[dict[str, Any]]:
-        if context_id is not None:
-            record = await self.engine.repository.get(call.namespace, context_id)
-            if record is None:
-                raise DoesNotExist(f"No execution {context_id[:128]!r}")
-            waiting = [record] if record["status"] == WAITING and record.get("waitEvent") == name else []
-        else:
-            found = await self.engine.repository.find(call.namespace, {"status": WAITING, "waitEvent": name})
-            waiting = [r for r in found if set(tags) <= set(r.get("tags") or [])]
+    async def _send(self, call: Call, name: str, event: dict[str, Any], context_id: str) -> dict[str, Any]:
+        """An event for one execution: it moves it, or is kept for its wait while it is paused or
+        resuming (the answer's ``queued``)."""
+        record = await self.engine.repository.get(call.namespace, context_id)
+        if record is None:
+            raise DoesNotExist(f"No execution {context_id[:128]!r}")
+        moved, kept = await self.engine.runner.send(call.namespace, record, name, event)
+        answer: dict[str, Any] = {"message": f"Event {name} has been sent", "transitions": [], "executions": []}
+        if moved is not None:
+            answer["transitions"] = [{"contextId": record["id"], "state": moved["currentState"]}]
+        if kept is not None:
+            answer["queued"] = [{"contextId": record["id"], "status": kept["status"]}]
+        return answer
+
+    async def _move(self, call: Call, name: str, event: dict[str, Any], tags: list[str]) -> list[dict[str, Any]]:
+        found = await self.engine.repository.find(call.namespace, {"status": WAITING, "waitEvent": name})
+        waiting = [r for r in found if set(tags) <= set(r.get("tags") or [])]
         moved = []
         for record in waiting:
             stored = await self.engine.runner.resume_waiting(call.namespace, record, name, event=event)

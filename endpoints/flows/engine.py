@@ -30,7 +30,7 @@ from endpoints.flows.model import ACTIVE, CANCELED, EXECUTIONS, FINAL, QUEUED, R
 from endpoints.flows.queue import Queue
 from endpoints.flows.recovery import Recovery
 from endpoints.flows.repository import Repository
-from endpoints.flows.runner import Runner
+from endpoints.flows.runner import Runner, has_queued_for_its_wait
 from endpoints.flows.steps import definition_data, new_record
 from endpoints.flows.timers import Timers
 from flowbus import Conflict, DoesNotExist, Event, InvalidData, Schema, Services, every_object
@@ -267,6 +267,8 @@ class Engine:
             self._settle(key, record)
         if record["status"] in FINAL and record.get("parent"):
             asyncio.get_running_loop().create_task(self.runner.child_ended(namespace, record))
+        if has_queued_for_its_wait(record):
+            asyncio.get_running_loop().create_task(self.runner.deliver_queued(namespace, record))
 
     def _changed(self, subject: str, event: Event) -> None:
         """A change of an execution, made here or by another process sharing the store."""
@@ -288,6 +290,8 @@ class Engine:
         self.timers.committed(event.namespace, record)
         if status == QUEUED:
             self.queue.queued()
+        if has_queued_for_its_wait(record) and not self.stopping:
+            asyncio.get_running_loop().create_task(self.runner.deliver_queued(event.namespace, record))
 
 
 def _drop(table: dict[Any, list[Any]], key: Any, item: Any) -> None:

@@ -68,7 +68,18 @@ WAITS = frozenset({WAITING, WAITING_UNTIL, USER_INPUT, SELECT_FLOW})
 """Statuses of an execution that waits for something from outside (an event, a time, an answer)."""
 ACTIVE = frozenset({QUEUED, RUNNING})
 
-_INTERNAL = ("revision", "waitEvent", "command", "pausedFrom", "flowId", "deadline", "choices", "schema", "parent")
+_INTERNAL = (
+    "revision",
+    "waitEvent",
+    "command",
+    "pausedFrom",
+    "flowId",
+    "deadline",
+    "choices",
+    "schema",
+    "parent",
+    "resuming",
+)
 
 
 def no_text(obj: dict[str, Any]) -> str:
