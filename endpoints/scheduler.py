@@ -13,6 +13,7 @@ the flows application's authorization applies, as to a client's call.
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from endpoints.flows import Clock, CronObjects, Schedule, SystemClock
@@ -78,7 +79,7 @@ class Jobs(Collection):
     def prepare(self, obj: dict[str, Any]) -> str:
         text = super().prepare(obj)
         try:
-            Schedule(obj.get("schedule", ""), obj.get("timezone") or "UTC")
+            Schedule(obj.get("schedule", ""), obj.get("timezone") or "UTC").check_bound(datetime.now(UTC))
         except ValueError as exc:
             field = "timezone" if "time zone" in str(exc) else "schedule"
             raise InvalidData(str(exc), field=field) from None

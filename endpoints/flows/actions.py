@@ -8,17 +8,21 @@ failures (a refused call, a failed expression, a function that raised): those ar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from endpoints.flows.clock import Clock
 from endpoints.flows.definition import StateSpec
+from endpoints.flows.durations import seconds
 from endpoints.flows.expressions import ExpressionError
-from endpoints.flows.model import SELECT_FLOW, USER_INPUT, WAITING, WAITING_UNTIL
+from endpoints.flows.model import SELECT_FLOW, SUCCESS, USER_INPUT, WAITING, WAITING_UNTIL
 from endpoints.flows.steps import Outcome, context_of
 from flowbus import FlowBusError, Identity, InvalidData, PermissionDenied, Services
+
+if TYPE_CHECKING:
+    from endpoints.flows.engine import Engine
 
 __all__ = ["attempt"]
 
@@ -26,18 +30,19 @@ logger = logging.getLogger("flowbus.flows")
 
 _WAITS = ("wait", "input", "choose")
 """Actions whose ``timeout`` bounds a wait (a timer) rather than the work."""
+_TRUE = (True, "true", "1", "yes")
 
 
-async def attempt(
-    services: Services, clock: Clock, namespace: str, record: dict[str, Any], state: StateSpec
-) -> Outcome:
+async def attempt(engine: Engine, namespace: str, record: dict[str, Any], state: StateSpec) -> Outcome:
     """One try of ``state``'s work for the execution ``record``, within the state's ``timeout``."""
     context = context_of(record, state.name)
     try:
+        if state.timeout is not None:  # within the bound for a flow stored before it
+            seconds(state.timeout, "timeout", positive=True)
         if state.timeout is not None and state.action not in _WAITS:
             async with asyncio.timeout(state.timeout):
-                return await _act(services, clock, namespace, record, state, context)
-        return await _act(services, clock, namespace, record, state, context)
+                return await _act(engine, namespace, record, state, context)
+        return await _act(engine, namespace, record, state, context)
     except TimeoutError:
         return Outcome("timeout", error=f"state {state.name!r} took longer than {state.timeout} s")
     except ExpressionError as exc:
@@ -50,15 +55,13 @@ async def attempt(
 
 
 async def _act(
-    services: Services,
-    clock: Clock,
-    namespace: str,
-    record: dict[str, Any],
-    state: StateSpec,
-    context: dict[str, Any],
+    engine: Engine, namespace: str, record: dict[str, Any], state: StateSpec, context: dict[str, Any]
 ) -> Outcome:
     action = state.action
+    services, clock = engine.services, engine.clock
     values = {name: value.evaluate(context) for name, value in state.values.items()}
+    if action == "call" and _runs_a_flow_to_its_end(values):
+        return await _run_flow(engine, namespace, record, values)
     if action == "call":
         return await _call(services, namespace, record, values)
     if action == "set":
@@ -94,6 +97,59 @@ async def _call(services: Services, namespace: str, record: dict[str, Any], valu
     )
     outcome = Outcome(result=result)
     outcome.input = {k: values.get(k) for k in ("endpoint", "method", "objectid", "data") if values.get(k) is not None}
+    return outcome
+
+
+def _runs_a_flow_to_its_end(values: dict[str, Any]) -> bool:
+    """Whether a ``call`` starts an execution of a flow and waits for it (``parameters.wait``)."""
+    parameters = values.get("parameters")
+    if values.get("endpoint") != "flows/flow" or str(values.get("method")).upper() != "RUN":
+        return False
+    if not isinstance(parameters, dict) or parameters.get("operation", "start") != "start":
+        return False
+    wait = parameters.get("wait", False)
+    return wait in _TRUE or (isinstance(wait, str) and wait.lower() in _TRUE)
+
+
+async def _run_flow(engine: Engine, namespace: str, record: dict[str, Any], values: dict[str, Any]) -> Outcome:
+    """A ``call`` that RUNs a flow with ``wait``: the execution it starts is waited for until it
+    ends (through its own waits), not only until it first waits as a client's RUN is. Its output
+    is the result; an execution that does not end in SUCCESS is the call's error. Should the call
+    be given up (its state's timeout, a hard stop), the execution is stopped."""
+    services = engine.services
+    target = str(values.get("namespace") or namespace)
+    parameters = {k: v for k, v in values["parameters"].items() if k not in ("wait", "stream")}
+    start = asyncio.ensure_future(
+        services.call(
+            _identity(services, record),
+            "RUN",
+            "flows/flow",
+            objectid=_text_or_none(values.get("objectid")),
+            namespace=target,
+            data=values.get("data"),
+            parameters=parameters,
+        )
+    )
+    try:
+        started = await asyncio.shield(start)  # given up meanwhile: what it started is stopped
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            child = await start
+            if not engine.stopping:
+                await engine.abandon(target, child["id"])
+        raise
+    outcome = Outcome(result=started)
+    outcome.input = {k: values.get(k) for k in ("endpoint", "method", "objectid", "data") if values.get(k) is not None}
+    if not isinstance(started, dict) or not isinstance(started.get("id"), str):
+        return outcome
+    ended = await engine.ended(target, started["id"])
+    if ended["status"] != SUCCESS:
+        reason = f": {ended['error']}" if ended.get("error") else ""
+        name = ended.get("flowName")
+        outcome.on, outcome.result = "error", None
+        outcome.error = f"the execution {ended['id']} of {name!r} ended {ended['status']}{reason}"
+        return outcome
+    outcome.result = ended.get("output")
     return outcome
 
 
@@ -140,10 +196,7 @@ def _wait(state: StateSpec, values: dict[str, Any], now: float) -> Outcome:
 def _deadline(values: dict[str, Any], now: float) -> float:
     """When a ``wait`` state for a time ends: ``seconds`` from now, or the time ``until``."""
     if values.get("seconds") is not None:
-        seconds = values["seconds"]
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
-            raise InvalidData(f"'seconds' must be a number of seconds, not {seconds!r}")
-        return now + float(seconds)
+        return now + seconds(values["seconds"], "seconds")
     until = values.get("until")
     try:
         moment = datetime.fromisoformat(str(until).replace("Z", "+00:00"))

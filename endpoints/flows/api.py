@@ -10,8 +10,9 @@ from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from endpoints.flows import health
 from endpoints.flows.contexts import aimed, context_id_of, forwarded, located, named
-from endpoints.flows.definition import not_runnable, runnable, validate_definition
+from endpoints.flows.definition import runnable, validate_definition
 from endpoints.flows.engine import Engine
 from endpoints.flows.model import (
     ACTIVE,
@@ -38,6 +39,7 @@ from flowbus import (
     Delete,
     DoesNotExist,
     Endpoint,
+    FlowBusError,
     Insert,
     InvalidData,
     InvalidRequest,
@@ -48,6 +50,7 @@ from flowbus import (
     check_objectid,
     every,
     expected_version,
+    iso,
     new_objectid,
 )
 
@@ -264,6 +267,7 @@ class FlowDefinitions(Collection):
         ]
         stored = await call.store.transaction(writes)
         self.schedules.disarmed(call.namespace, current["id"])
+        await health.forget(call.store, call.namespace, current["id"])
         return stored[0]
 
     async def run(self, call: Call) -> Any:
@@ -517,8 +521,7 @@ class Executions(Endpoint):
         if name not in (record.get("choices") or []):
             raise InvalidData(f"'flow' must be one of {record.get('choices')}", field="flow")
         flow = await find_flow(call, call.namespace, str(name))
-        if not runnable(flow):  # refused before the parent waits for a child that cannot start
-            raise not_runnable(flow)
+        await self.engine.check_start(flow, data.get("input"))  # a refused answer writes nothing
         child = new_objectid()
         changes = {"status": WAITING, "child": child, "choices": None, "message": f"Running {name}"}
         try:
@@ -528,9 +531,20 @@ class Executions(Endpoint):
         except Conflict:
             raise Conflict("The execution was answered or moved meanwhile") from None
         owner = record.get("owner") or call.identity.subject
-        await self.engine.start_execution(
-            call.namespace, flow, owner, data.get("input"), parent=record["id"], objectid=child
-        )
+        try:
+            await self.engine.start_execution(
+                call.namespace, flow, owner, data.get("input"), parent=record["id"], objectid=child
+            )
+        except FlowBusError:  # refused after all (changed meanwhile): the parent waits for an answer again
+            undo = {
+                "status": SELECT_FLOW,
+                "child": None,
+                "choices": record.get("choices"),
+                "message": record["message"],
+            }
+            with contextlib.suppress(Conflict, DoesNotExist):
+                await self.engine.repository.transition(call.namespace, parent, undo, handled=False)
+            raise
         return parent
 
     async def _get(self, call: Call) -> dict[str, Any]:
@@ -567,21 +581,31 @@ class Events(Endpoint):
                 return await forwarded(call, namespace, name, {**data, "contextId": context_id}, parameters, number)
         assert context_id is None or isinstance(context_id, str)
         event = {"name": name, "input": data.get("input"), "tags": tags}
-        transitions = await self._move(call, name, event, tags, context_id, ids)
-        executions = [] if context_id is not None else await self._trigger(call, name, event, ids)
+        if context_id is not None:
+            return await self._send(call, name, event, context_id, ids)
+        transitions = await self._move(call, name, event, tags, ids)
+        executions = await self._trigger(call, name, event, ids)
         return {"message": f"Event {name} has been sent", "transitions": transitions, "executions": executions}
 
+    async def _send(self, call: Call, name: str, event: dict[str, Any], context_id: str, ids: str) -> dict[str, Any]:
+        """An event for one execution: it moves it, or is kept for its wait while it is paused or
+        resuming (the answer's ``queued``)."""
+        record = await self.engine.repository.get(call.namespace, context_id)
+        if record is None:
+            raise DoesNotExist(f"No execution {context_id[:128]!r}")
+        moved, kept = await self.engine.runner.send(call.namespace, record, name, event, by=call.identity.subject)
+        answer: dict[str, Any] = {"message": f"Event {name} has been sent", "transitions": [], "executions": []}
+        if moved is not None:
+            answer["transitions"] = [{"contextId": named(record, ids), "state": moved["currentState"]}]
+        if kept is not None:
+            answer["queued"] = [{"contextId": named(record, ids), "status": kept["status"]}]
+        return answer
+
     async def _move(
-        self, call: Call, name: str, event: dict[str, Any], tags: list[str], context_id: str | None, ids: str
+        self, call: Call, name: str, event: dict[str, Any], tags: list[str], ids: str
     ) -> list[dict[str, Any]]:
-        if context_id is not None:
-            record = await self.engine.repository.get(call.namespace, context_id)
-            if record is None:
-                raise DoesNotExist(f"No execution {context_id[:128]!r}")
-            waiting = [record] if record["status"] == WAITING and record.get("waitEvent") == name else []
-        else:
-            found = await self.engine.repository.find(call.namespace, {"status": WAITING, "waitEvent": name})
-            waiting = [r for r in found if set(tags) <= set(r.get("tags") or [])]
+        found = await self.engine.repository.find(call.namespace, {"status": WAITING, "waitEvent": name})
+        waiting = [r for r in found if set(tags) <= set(r.get("tags") or [])]
         moved = []
         for record in waiting:
             stored = await self.engine.runner.resume_waiting(
@@ -598,11 +622,17 @@ class Events(Endpoint):
                 continue
             if flow.get("state", "running") != "running" or not runnable(flow):
                 continue
-            with contextlib.suppress(InvalidData):  # an event whose input the flow refuses starts nothing
+            try:
                 record = await self.engine.start_execution(
                     call.namespace, flow, flow.get("owner") or call.identity.subject, event.get("input"), event=event
                 )
-                started.append({"contextId": named(record, ids), "state": record["currentState"]})
+            except Conflict:  # stopped meanwhile
+                continue
+            except InvalidData as exc:  # its input refused: counted in the flow's status
+                at = iso(self.engine.clock.now())
+                await health.skipped(call.store, call.namespace, flow["id"], at, name, exc.message)
+                continue
+            started.append({"contextId": named(record, ids), "state": record["currentState"]})
         return started
 
 
@@ -681,4 +711,5 @@ class FlowStatus(Endpoint):
                 call.namespace, {"flowId": flow["id"], "status": status}
             )
         state = "disabled" if flow.get("disabled") else flow.get("state", "running")
-        return {"flow_id": flow["id"], "name": flow.get("name"), "state": state, "executions": counts}
+        told = health.health_of(await call.store.get(health.HEALTH, call.namespace, flow["id"]))
+        return {"flow_id": flow["id"], "name": flow.get("name"), "state": state, "executions": counts, **told}

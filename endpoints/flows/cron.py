@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +23,8 @@ from endpoints.flows.schedule import Schedule
 from flowbus import Conflict, DoesNotExist, Event, Services, every, every_object, iso
 
 __all__ = ["CronObjects"]
+
+logger = logging.getLogger("flowbus.flows")
 
 Key = tuple[str, str]
 
@@ -75,10 +78,14 @@ class CronObjects:
         """Arm (or re-arm, or disarm) the timer of an object just written."""
         key = (namespace, obj["id"])
         schedule = self._schedule(obj)
-        if schedule is None:
+        try:
+            when = schedule.next_after(datetime.fromtimestamp(self.clock.now(), UTC)).timestamp() if schedule else None
+        except ValueError as exc:  # it never fires: stored before schedules were checked for that
+            logger.warning("%s %r in %r is not armed: %s", self.collection, obj["id"], namespace, exc)
+            when = None
+        if when is None:
             self.disarmed(*key)
             return
-        when = schedule.next_after(datetime.fromtimestamp(self.clock.now(), UTC)).timestamp()
         planned = self._timers.get(key)
         if planned is not None and planned[0] == when:
             return

@@ -22,14 +22,16 @@ STATE_FIELDS, common to every state:
 - ``action``: required, one of :data:`ACTIONS`.
 - ``transitions``: an array of ``{"on": "success" | "error" | "timeout" | <event name>, "to": <state>,
   "if"?: "=<expression>"}``; required (non-empty) for every state but ``end``, refused on ``end``.
-- ``timeout``: seconds > 0. ``retry``: ``{"max": int >= 0 (0), "delay": seconds >= 0 (1), "backoff": >= 1 (2)}``.
+- ``timeout``: seconds > 0, at most :data:`~endpoints.flows.durations.MAX_SECONDS`.
+  ``retry``: ``{"max": int >= 0 (0), "delay": seconds from 0 to the bound (1), "backoff": >= 1 (2)}``;
+  the delays grow by ``backoff`` up to the bound, and stay there.
 - ``proceedOnFailure``: bool. ``message``: a string, may be an expression.
 
 Per action: ``call`` (``endpoint``, ``method`` of :data:`METHODS` in any case, stored upper case;
 ``objectid``, ``data``, ``parameters``, ``namespace``, ``result``); ``set`` (``vars``); ``wait``
-(exactly one of ``event``, ``seconds`` >= 0, ``until`` an ISO 8601 time; the last two may be
-expressions); ``input`` (``schema``, ``model`` (the form's first values, may be an expression),
-``form`` (an array, the form's layout), ``result``); ``choose`` (``flows``, ``result``); ``log``
+(exactly one of ``event``, ``seconds`` from 0 to the bound, ``until`` an ISO 8601 time; the last
+two may be expressions); ``input`` (``schema``, ``model`` (the form's first values, may be an
+expression), ``form`` (an array, the form's layout), ``result``); ``choose`` (``flows``, ``result``); ``log``
 (``message``, ``level`` of :data:`LEVELS`); ``invoke`` (``name``, ``args``, ``result``); ``end``
 (``output``, ``status`` SUCCESS or ERROR).
 
@@ -50,9 +52,10 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from endpoints.flows.durations import MAX_SECONDS, within_bound
 from endpoints.flows.expressions import ExpressionError, Value, compile_value
 from endpoints.flows.schedule import Schedule, zone
 from flowbus import Conflict, InvalidData, Schema
@@ -107,7 +110,8 @@ class Transition:
 
 @dataclass(frozen=True, slots=True)
 class Retry:
-    """How often a failed state is tried again: ``max`` more times, after ``delay * backoff**n`` seconds."""
+    """How often a failed state is tried again: ``max`` more times, after ``delay * backoff**n``
+    seconds (at most :data:`~endpoints.flows.durations.MAX_SECONDS`)."""
 
     max: int = 0
     delay: float = 1.0
@@ -139,8 +143,12 @@ class Definition:
     order: tuple[str, ...]
 
 
-def validate_definition(data: dict[str, Any]) -> Definition:
+def validate_definition(data: dict[str, Any], *, bounded: bool = True) -> Definition:
     """Check the whole definition and compile it.
+
+    ``bounded``: also check its durations and schedule against the bound of
+    :mod:`endpoints.flows.durations` (as CREATE and UPDATE do); the engine compiles the
+    definitions it runs without it, since it checks each duration when evaluated.
 
     Raises:
         InvalidData: the first fault found, with its ``field``.
@@ -165,6 +173,8 @@ def validate_definition(data: dict[str, Any]) -> Definition:
         raise InvalidData(
             f"state {unreachable[0]!r} cannot be reached from {start!r}", field=f"states.{unreachable[0]}"
         )
+    if bounded:
+        _check_bounds(data, states)
     normalized = {**data, "states": {name: state.spec for name, state in states.items()}}
     return Definition(normalized, start, states, tuple(order))
 
@@ -188,6 +198,33 @@ def not_runnable(flow: dict[str, Any]) -> Conflict:
         f"The flow {str(flow.get('name'))[:256]!r} has no states to run: its exports and imports"
         f"{f' ({what})' if what else ''} name nothing runnable on this bus; give it 'startState' and 'states' to run it"
     )
+
+
+def _check_bounds(data: dict[str, Any], states: dict[str, StateSpec]) -> None:
+    """Literal durations within the bound; a schedule whose next firing is within it."""
+    for name, state in states.items():
+        where = f"states.{name}"
+        if state.timeout is not None and not within_bound(state.timeout, positive=True):
+            raise InvalidData(
+                f"state {name!r}: 'timeout' must be a number of seconds > 0, at most {MAX_SECONDS}",
+                field=f"{where}.timeout",
+            )
+        if not within_bound(state.retry.delay):
+            raise InvalidData(
+                f"state {name!r}: 'retry.delay' must be a number of seconds from 0 to {MAX_SECONDS}",
+                field=f"{where}.retry.delay",
+            )
+        seconds = state.spec.get("seconds") if state.action == "wait" else None
+        if seconds is not None and not _expression(seconds) and not within_bound(seconds):
+            raise InvalidData(
+                f"state {name!r}: 'seconds' must be a number of seconds from 0 to {MAX_SECONDS}",
+                field=f"{where}.seconds",
+            )
+    if data.get("schedule") is not None:
+        try:
+            Schedule(data["schedule"], data.get("timezone", "UTC")).check_bound(datetime.now(UTC))
+        except ValueError as exc:
+            raise InvalidData(str(exc), field="schedule") from None
 
 
 def order_of_states(defn: Definition) -> list[str]:

@@ -31,10 +31,10 @@ from endpoints.flows.model import ACTIVE, CANCELED, EXECUTIONS, FINAL, QUEUED, R
 from endpoints.flows.queue import Queue
 from endpoints.flows.recovery import Recovery
 from endpoints.flows.repository import Repository
-from endpoints.flows.runner import Runner
+from endpoints.flows.runner import Runner, has_queued_for_its_wait
 from endpoints.flows.steps import definition_data, new_record
 from endpoints.flows.timers import Timers
-from flowbus import DoesNotExist, Event, InvalidData, Schema, Services, every_object
+from flowbus import Conflict, DoesNotExist, Event, InvalidData, Schema, Services, every_object
 
 __all__ = ["Engine"]
 
@@ -62,7 +62,7 @@ class Engine:
         self._services: Services | None = None
         self._definitions: dict[str, Definition] = {}
         self._schemas: dict[str, Schema | None] = {}
-        self._settled: dict[Key, list[asyncio.Future[dict[str, Any]]]] = {}
+        self._settled: dict[Key, list[tuple[bool, asyncio.Future[dict[str, Any]]]]] = {}
         self._watchers: dict[Key, list[asyncio.Queue[dict[str, Any]]]] = {}
         self._unsubscribe: list[Any] = []
 
@@ -105,7 +105,7 @@ class Engine:
             snapshot = {k: v for k, v in flow.items() if k not in ("created", "updated", "version")}
             snapshot["id"] = revision
             await self.repository.save_revision(snapshot)
-            self._definitions[revision] = validate_definition(definition_data(flow))
+            self._definitions[revision] = validate_definition(definition_data(flow), bounded=False)
         return revision
 
     async def definition(self, revision: str) -> Definition:
@@ -115,7 +115,7 @@ class Engine:
             stored = await self.repository.revision(revision)
             if stored is None:
                 raise DoesNotExist(f"The definition {revision!r} is gone")
-            found = self._definitions[revision] = validate_definition(definition_data(stored))
+            found = self._definitions[revision] = validate_definition(definition_data(stored), bounded=False)
         return found
 
     def input_schema(self, revision: str, definition: Definition) -> Schema | None:
@@ -142,20 +142,12 @@ class Engine:
         """Start an execution of ``flow`` acting as ``owner``; answers its record as committed.
 
         Raises:
+            Conflict: the flow is disabled, stopped or paused.
             InvalidData: ``data`` does not satisfy the flow's ``input`` schema, or
                 ``start_state`` is not a state of the flow.
             Conflict: the flow has no states (its exports and imports run nothing here).
         """
-        if not runnable(flow):
-            raise not_runnable(flow)
-        revision = await self.revision_of(flow)
-        definition = await self.definition(revision)
-        schema = self.input_schema(revision, definition)
-        if schema is not None:
-            schema.validate(data if data is not None else {})
-        start = start_state or definition.start
-        if start not in definition.states:
-            raise InvalidData(f"'startState': the flow has no state {start!r}", field="startState")
+        revision, definition, start = await self.check_start(flow, data, start_state)
         now = self.clock.now()
         record = new_record(flow, revision, definition, start, owner, data, tags, event, parent, now)
         if objectid is not None:
@@ -176,26 +168,79 @@ class Engine:
             self.queue.queued()
         return stored
 
+    async def check_start(
+        self, flow: dict[str, Any], data: Any, start_state: str | None = None
+    ) -> tuple[str, Definition, str]:
+        """What :meth:`start_execution` checks before it writes anything: answers the revision,
+        the definition and the start state an execution of ``flow`` with input ``data`` gets.
+
+        Raises:
+            Conflict: the flow has no states, or is disabled, stopped or paused: it starts nothing.
+            InvalidData: as :meth:`start_execution`.
+        """
+        if not runnable(flow):  # a flow of exports and imports alone: nothing to run here
+            raise not_runnable(flow)
+        if flow.get("disabled"):
+            raise Conflict(f"The flow {flow['name']!r} is disabled")
+        if flow.get("state", "running") != "running":
+            raise Conflict(f"The flow {flow['name']!r} is {flow.get('state')}: start or resume it first")
+        revision = await self.revision_of(flow)
+        definition = await self.definition(revision)
+        schema = self.input_schema(revision, definition)
+        if schema is not None:
+            schema.validate(data if data is not None else {})
+        start = start_state or definition.start
+        if start not in definition.states:
+            raise InvalidData(f"'startState': the flow has no state {start!r}", field="startState")
+        return revision, definition, start
+
     # -- waiting for an execution ------------------------------------------------------------
 
-    async def settled(self, namespace: str, objectid: str, known: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The execution once it is neither RUNNING nor QUEUED (it ended, or it waits).
+    async def settled(
+        self, namespace: str, objectid: str, known: dict[str, Any] | None = None, *, ended: bool = False
+    ) -> dict[str, Any]:
+        """The execution once it is neither RUNNING nor QUEUED (it ended, or it waits); with
+        ``ended``, once it has ended (waits are waited through).
 
         ``known``: its record as the caller just got it from a commit (:meth:`start_execution`),
         with nothing awaited since: it is not read again.
         """
         key = (namespace, objectid)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._settled.setdefault(key, []).append(future)
+        entry = (ended, future)
+        self._settled.setdefault(key, []).append(entry)
         try:
             record = known if known is not None else await self.repository.get(namespace, objectid)
             if record is None:
                 raise DoesNotExist()
-            if record["status"] not in ACTIVE:
+            if record["status"] in FINAL or (not ended and record["status"] not in ACTIVE):
                 return record
             return await future  # the record as committed when it settled
         finally:
-            _drop(self._settled, key, future)
+            _drop(self._settled, key, entry)
+
+    async def ended(self, namespace: str, objectid: str) -> dict[str, Any]:
+        """The execution once it has ended, for a state of another execution that waits for it
+        (a ``call`` that RUNs a flow with ``wait``). That state's slot is lent back meanwhile, as
+        a waiting execution holds none. Should the wait be given up (the state's timeout, a hard
+        stop), the execution is stopped, unless the engine is stopping: it then goes on, and the
+        state that waited runs again on the next start."""
+        self.queue.release()
+        try:
+            return await self.settled(namespace, objectid, ended=True)
+        except asyncio.CancelledError:
+            if not self.stopping:
+                await self.abandon(namespace, objectid)
+            raise
+        finally:
+            self.queue.occupy()
+
+    async def abandon(self, namespace: str, objectid: str) -> None:
+        """Stop an execution now (a hard stop) that nobody waits for any more, unless it has ended."""
+        record = await self.repository.get(namespace, objectid)
+        if record is not None and record["status"] not in FINAL:
+            with contextlib.suppress(Conflict, DoesNotExist):
+                await self.runner.command(namespace, record, "stop", 1)
 
     @contextlib.contextmanager
     def watch(self, namespace: str, objectid: str) -> Iterator[asyncio.Queue[dict[str, Any]]]:
@@ -209,8 +254,9 @@ class Engine:
             _drop(self._watchers, key, queue)
 
     def _settle(self, key: Key, record: dict[str, Any]) -> None:
-        for future in self._settled.pop(key, ()):
-            if not future.done():
+        ended = record.get("status") in FINAL
+        for wants_end, future in self._settled.get(key, ()):
+            if (ended or not wants_end) and not future.done():
                 future.set_result(record)
 
     # -- after a commit ----------------------------------------------------------------------
@@ -228,6 +274,8 @@ class Engine:
             self._settle(key, record)
         if record["status"] in FINAL and record.get("parent"):
             asyncio.get_running_loop().create_task(self.runner.child_ended(namespace, record))
+        if has_queued_for_its_wait(record):
+            asyncio.get_running_loop().create_task(self.runner.deliver_queued(namespace, record))
 
     def _changed(self, subject: str, event: Event) -> None:
         """A change of an execution, made here or by another process sharing the store."""
@@ -249,6 +297,8 @@ class Engine:
         self.timers.committed(event.namespace, record)
         if status == QUEUED:
             self.queue.queued()
+        if has_queued_for_its_wait(record) and not self.stopping:
+            asyncio.get_running_loop().create_task(self.runner.deliver_queued(event.namespace, record))
 
 
 def _drop(table: dict[Any, list[Any]], key: Any, item: Any) -> None:

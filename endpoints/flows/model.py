@@ -79,8 +79,18 @@ WAITS = frozenset({WAITING, WAITING_UNTIL, USER_INPUT, SELECT_FLOW})
 ACTIVE = frozenset({QUEUED, RUNNING})
 
 _INTERNAL = (
-    *("revision", "waitEvent", "command", "pausedFrom", "flowId", "deadline", "choices", "schema", "parent"),
-    *("model", "form"),
+    "revision",
+    "waitEvent",
+    "command",
+    "pausedFrom",
+    "flowId",
+    "deadline",
+    "choices",
+    "schema",
+    "parent",
+    "resuming",
+    "model",
+    "form",
 )
 _FORM = ("schema", "model", "form")
 """What a USER_INPUT execution shows so that a GUI can draw its form (xd-schema-form's three parts)."""

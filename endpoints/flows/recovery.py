@@ -9,6 +9,7 @@ execution stands. At start, in every namespace that holds executions:
 - a waiting one (WAITING, WAITING_UNTIL, USER_INPUT, SELECT_FLOW, or PAUSED from one) keeps
   waiting: its timer is armed again, and fires at once if it fell due meanwhile;
 - a parent waiting for a child that ended meanwhile takes its transition;
+- a WAITING execution that keeps an event for its wait (sent while it was paused) takes it;
 - QUEUED executions start as room allows (the queue looks once recovery is done);
 - an execution stored before context ids existed that has not ended gets its context id (ended
   ones keep none, and are reached by their id).
@@ -34,6 +35,7 @@ from endpoints.flows.model import (
     WAITING,
     WAITING_UNTIL,
 )
+from endpoints.flows.runner import has_queued_for_its_wait
 from endpoints.flows.steps import iso
 from flowbus import Conflict, DoesNotExist
 
@@ -91,6 +93,8 @@ class Recovery:
             return
         if record.get("deadline") is not None:
             engine.timers.arm(namespace, record)
+        if has_queued_for_its_wait(record):  # a resume committed, its kept events not yet delivered
+            await engine.runner.deliver_queued(namespace, record)
         child = record.get("child")
         if status == WAITING and child:
             found = await engine.repository.get(namespace, child)

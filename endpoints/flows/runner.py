@@ -20,19 +20,34 @@ from typing import TYPE_CHECKING, Any
 
 from endpoints.flows.actions import attempt
 from endpoints.flows.definition import Definition, StateSpec
+from endpoints.flows.expressions import ExpressionError
 from endpoints.flows.model import CANCELED, FINAL, PAUSED, QUEUED, RUNNING, SUCCESS, WAITING, WAITS
-from endpoints.flows.steps import Outcome, failed, iso, recorded, resumed, same_place, taken, transition
+from endpoints.flows.steps import (
+    Outcome,
+    context_of,
+    failed,
+    iso,
+    next_state,
+    recorded,
+    resumed,
+    same_place,
+    taken,
+    transition,
+)
 from endpoints.flows.timers import retry_delays
 from flowbus import Conflict, DoesNotExist
 
 if TYPE_CHECKING:
     from endpoints.flows.engine import Engine
 
-__all__ = ["Runner"]
+__all__ = ["MAX_QUEUED", "Runner", "has_queued_for_its_wait", "keeps_events"]
 
 logger = logging.getLogger("flowbus.flows")
 
 Key = tuple[str, str]
+
+MAX_QUEUED = 100
+"""The most events one execution keeps for its waits while it is paused or resuming."""
 
 
 class Runner:
@@ -125,6 +140,8 @@ class Runner:
         """Write a step's changes on the version read; when another writer came between (a tag, a
         command), read again and write once more if the execution still stands where it stood."""
         repository = self.engine.repository
+        if record.get("resuming") and changes.get("status", RUNNING) != RUNNING:
+            changes = changes | {"resuming": None}  # it waits, ends or pauses: resumed no longer
         while True:
             try:
                 stored = await repository.transition(namespace, record, changes)
@@ -145,7 +162,7 @@ class Runner:
         engine = self.engine
         number = 1
         while True:
-            outcome = await attempt(engine.services, engine.clock, namespace, record, state)
+            outcome = await attempt(engine, namespace, record, state)
             outcome.attempts = number
             if outcome.on != "error" or number > len(delays):
                 break
@@ -212,14 +229,20 @@ class Runner:
         event: dict[str, Any] | None = None,
         result: Any = None,
         by: str | None = None,
+        also: dict[str, Any] | None = None,
     ) -> dict[str, Any] | None:
         """Move a waiting execution on ``on`` (an event name, ``success``, ``timeout``), as the
         user ``by`` (who sent the event or the answer; its own user when None); None when
-        another writer moved it first (it is no longer waiting at the version read)."""
+        another writer moved it first (it is no longer waiting at the version read), or when
+        ``event`` is given and none of the state's transitions on it holds (it leaves the
+        execution waiting, as an event it does not wait for would). ``also``: more changes,
+        written in the same commit."""
         engine = self.engine
         definition = await engine.definition(record["revision"])
         state = definition.states[record["currentState"]]
-        changes = resumed(definition, state, record, on, event, result, engine.clock.now())
+        if event is not None and not _takes(state, record, on, event):
+            return None
+        changes = resumed(definition, state, record, on, event, result, engine.clock.now()) | (also or {})
         if changes.get("status") == RUNNING and engine.queue.full():
             changes["status"] = QUEUED
         try:
@@ -232,6 +255,68 @@ class Runner:
         elif stored["status"] == QUEUED:
             engine.queue.queued()
         return stored
+
+    # -- events addressed to one execution --------------------------------------------------
+
+    async def send(
+        self, namespace: str, record: dict[str, Any], name: str, event: dict[str, Any], by: str | None = None
+    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """An event addressed to one execution (by its id). Answers ``(moved, None)`` with the
+        record it moved to when the execution waits for the event (None when no transition on it
+        holds); ``(None, kept)`` with the record that keeps it in ``queuedEvents`` when the
+        execution is paused, or resumes and has not reached a wait since (it is delivered when
+        the execution waits for it: :meth:`deliver_queued`); ``(None, None)`` otherwise.
+
+        Raises:
+            Conflict: the execution keeps :data:`MAX_QUEUED` events already, or keeps changing.
+        """
+        repository = self.engine.repository
+        for _ in range(20):
+            if record["status"] == WAITING and record.get("waitEvent") == name:
+                return await self.resume_waiting(namespace, record, name, event=event, by=by), None
+            if not keeps_events(record):
+                return None, None
+            queued = record.get("queuedEvents") or []
+            if len(queued) >= MAX_QUEUED:
+                raise Conflict(f"The execution keeps {MAX_QUEUED} events for its waits already")
+            try:  # the engine hears of it from the feed, as of a change made elsewhere
+                kept = await repository.transition(namespace, record, {"queuedEvents": [*queued, event]}, handled=False)
+            except Conflict:  # it moved meanwhile: judge again
+                fresh = await repository.get(namespace, record["id"])
+                if fresh is None:
+                    return None, None
+                record = fresh
+                continue
+            return None, kept
+        raise Conflict("The execution keeps changing: try again")
+
+    async def deliver_queued(self, namespace: str, record: dict[str, Any]) -> None:
+        """A waiting execution that keeps events for the one it waits for: the first of them that
+        one of its transitions takes moves it; those before it, that none takes, are dropped (as
+        they would have been, had they come while it waited)."""
+        repository = self.engine.repository
+        for _ in range(MAX_QUEUED + 20):
+            if not has_queued_for_its_wait(record):
+                return
+            queued = record["queuedEvents"]
+            index = next(i for i, e in enumerate(queued) if e.get("name") == record["waitEvent"])
+            event, rest = queued[index], [*queued[:index], *queued[index + 1 :]]
+            definition = await self.engine.definition(record["revision"])
+            if _takes(definition.states[record["currentState"]], record, event["name"], event):
+                moved = await self.resume_waiting(
+                    namespace, record, event["name"], event=event, also={"queuedEvents": rest}
+                )
+                if moved is not None:
+                    return
+            else:
+                with contextlib.suppress(Conflict, DoesNotExist):
+                    record = await repository.transition(namespace, record, {"queuedEvents": rest})
+                    self.engine.committed(namespace, record)
+                    continue
+            fresh = await repository.get(namespace, record["id"])
+            if fresh is None:
+                return
+            record = fresh
 
     async def child_ended(self, namespace: str, child: dict[str, Any]) -> None:
         """A child execution (a ``choose`` state's) ended: its parent takes ``success`` or ``error``."""
@@ -273,6 +358,29 @@ def _advance(
     return taken(changes, moved, outcome.on, now)
 
 
+def keeps_events(record: dict[str, Any]) -> bool:
+    """Whether an event addressed to the execution is kept for its wait: it is paused, or it was
+    resumed and has not reached a wait since (``resuming``)."""
+    status = record.get("status")
+    return status == PAUSED or (status in (RUNNING, QUEUED) and bool(record.get("resuming")))
+
+
+def has_queued_for_its_wait(record: dict[str, Any]) -> bool:
+    """Whether the execution waits for an event it keeps in ``queuedEvents``."""
+    if record.get("status") != WAITING or not record.get("queuedEvents"):
+        return False
+    return any(event.get("name") == record.get("waitEvent") for event in record["queuedEvents"])
+
+
+def _takes(state: StateSpec, record: dict[str, Any], on: str, event: dict[str, Any]) -> bool:
+    """Whether one of ``state``'s transitions on the event ``on`` holds for ``event``. A condition
+    that fails to evaluate counts as holding: taking the event makes it the state's error."""
+    try:
+        return next_state(state, on, context_of(record | {"event": event}, state.name)) is not None
+    except ExpressionError:
+        return True
+
+
 def _command_changes(command: str, kind: int, status: str, record: dict[str, Any], now: str) -> dict[str, Any]:
     """The changes of a pause, resume or stop of an execution in ``status``.
 
@@ -287,7 +395,9 @@ def _command_changes(command: str, kind: int, status: str, record: dict[str, Any
             return {"status": PAUSED, "pausedFrom": status}
     elif command == "resume":
         if status == PAUSED:
-            return {"status": record.get("pausedFrom") or RUNNING, "pausedFrom": None}
+            back = record.get("pausedFrom") or RUNNING
+            changes = {"status": back, "pausedFrom": None}
+            return changes | {"resuming": True} if back in (RUNNING, QUEUED) else changes
         if status == RUNNING and record.get("command") == "pause":
             return {"command": None}
     elif command == "stop":

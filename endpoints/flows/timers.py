@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from endpoints.flows.clock import Timer
 from endpoints.flows.definition import StateSpec
+from endpoints.flows.durations import MAX_SECONDS, within_bound
 from endpoints.flows.model import WAITING_UNTIL, WAITS
 
 if TYPE_CHECKING:
@@ -29,12 +30,15 @@ Key = tuple[str, str]
 
 def retry_delays(state: StateSpec, skip: bool) -> list[float]:
     """The pauses before each new try of ``state``'s work: none when the flow skips retries;
-    else ``retry.max`` of them, from ``retry.delay``, each ``retry.backoff`` times the last."""
+    else ``retry.max`` of them, from ``retry.delay``, each ``retry.backoff`` times the last, none
+    longer than the bound of every duration (:data:`~endpoints.flows.durations.MAX_SECONDS`,
+    which also caps a delay stored before CREATE checked it)."""
     if skip:
         return []
     delays: list[float] = []
     delay = state.retry.delay
     for _ in range(state.retry.max):
+        delay = delay if within_bound(delay) else MAX_SECONDS
         delays.append(delay)
         delay *= state.retry.backoff
     return delays

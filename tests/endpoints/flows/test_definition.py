@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from endpoints.flows.definition import Definition, Retry, order_of_states, validate_definition
+from endpoints.flows.durations import MAX_SECONDS
 from flowbus import InvalidData
 from tests.endpoints.flows.helpers import DEVICE_APPROVAL
 
@@ -285,6 +286,20 @@ FAULTS = [
     pytest.param(with_state("v", action="invoke"), "states.v.name", "name", id="invoke-no-name"),
     pytest.param(with_state("v", action="invoke", name=3), "states.v.name", "name", id="invoke-name-type"),
     pytest.param(state("failed", status="FAILED"), "states.failed.status", "status", id="end-status"),
+    pytest.param(with_state("w", action="wait", seconds=1e300), "states.w.seconds", "seconds", id="wait-seconds-huge"),
+    pytest.param(
+        with_state("w", action="wait", seconds=MAX_SECONDS + 1), "states.w.seconds", "seconds", id="wait-seconds-max"
+    ),
+    pytest.param(state("create", timeout=1e300), "states.create.timeout", "timeout", id="timeout-huge"),
+    pytest.param(state("approval", timeout=MAX_SECONDS + 0.5), "states.approval.timeout", "timeout", id="wait-timeout"),
+    pytest.param(
+        state("create", retry={"max": 3, "delay": 1e308}), "states.create.retry.delay", "delay", id="delay-huge"
+    ),
+    pytest.param(
+        state("create", retry={"delay": MAX_SECONDS + 1}), "states.create.retry.delay", "delay", id="delay-max"
+    ),
+    pytest.param(lambda f: f.update(schedule="0 0 30 2 *"), "schedule", "never fires", id="cron-never-fires"),
+    pytest.param(lambda f: f.update(schedule="0 0 0 ? 2 MON#5"), "schedule", "366 days", id="cron-too-far"),
 ]
 
 
@@ -302,6 +317,25 @@ def test_the_first_unreachable_state_is_named() -> None:
         )
     )
     assert (fault.field, "'island' cannot be reached from 'create'" in str(fault)) == ("states.island", True)
+
+
+def test_durations_up_to_the_bound_are_accepted() -> None:
+    definition = validate_definition(
+        changed(
+            lambda f: (
+                with_state("w", action="wait", seconds=MAX_SECONDS, timeout=MAX_SECONDS)(f),
+                f["states"]["approval"].update(timeout=MAX_SECONDS),
+            )
+        )
+    )
+    assert (definition.states["w"].timeout, definition.states["approval"].timeout) == (MAX_SECONDS, MAX_SECONDS)
+    assert MAX_SECONDS == 366 * 86400
+
+
+def test_the_engine_compiles_a_stored_definition_beyond_the_bounds() -> None:
+    """A flow stored before the bounds still runs: its durations are checked when evaluated."""
+    flow = changed(state("approval", timeout=1e300))
+    assert validate_definition(flow, bounded=False).states["approval"].timeout == 1e300
 
 
 def test_a_definition_must_be_an_object() -> None:

@@ -206,3 +206,46 @@ async def test_flow_commands_and_status(ws: ClientConnection) -> None:
         namespace=namespace,
     )
     assert (await ok(ws, "OPEN", "flows/status", objectid=ids[1], namespace=namespace))["state"] == "running"
+
+
+async def test_an_event_no_transition_takes_leaves_the_execution_waiting(ws: ClientConnection) -> None:
+    namespace = unique("ns")
+    definition = {
+        "name": "pay-when-enough",
+        "startState": "W",
+        "states": {
+            "W": {
+                "action": "wait",
+                "event": "pay",
+                "transitions": [
+                    {"on": "pay", "to": "paid", "if": "=event.input.amount >= `10`"},
+                    {"on": "pay", "to": "refunded", "if": "=event.input.refund"},
+                ],
+            },
+            "paid": {"action": "end", "output": "=event.input.amount"},
+            "refunded": {"action": "end"},
+        },
+    }
+    flow = await ok(ws, "CREATE", FLOW, data=definition, namespace=namespace)
+    started = await ok(ws, "RUN", FLOW, objectid=flow["id"], namespace=namespace)
+    waiting = await settle(ws, started["id"], namespace)
+    assert waiting["status"] == "WAITING"
+
+    for data in ({"input": {"amount": 3}}, {"contextId": started["id"], "input": {"amount": 5, "refund": False}}):
+        answer = await ok(ws, "RUN", EVENT, objectid="pay", data=data, namespace=namespace)
+        assert answer["transitions"] == []
+        still = await ok(ws, "OPEN", EXECUTION, objectid=started["id"], namespace=namespace)
+        assert (still["status"], still["currentState"], still["version"]) == ("WAITING", "W", waiting["version"])
+        assert still["error"] is None
+
+    answer = await ok(
+        ws,
+        "RUN",
+        EVENT,
+        objectid="pay",
+        data={"contextId": started["id"], "input": {"amount": 12}},
+        namespace=namespace,
+    )
+    assert answer["transitions"] == [{"contextId": started["id"], "state": "paid"}]
+    done = await settle(ws, started["id"], namespace)
+    assert (done["status"], done["output"]) == ("SUCCESS", 12)

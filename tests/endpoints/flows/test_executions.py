@@ -290,3 +290,100 @@ async def test_a_paused_queued_execution_waits_its_resume(clocked: Clocked, cws:
     resumed = await ok(cws, "UPDATE", EXECUTION, objectid=started[4]["id"], data={"command": "resume"})
     assert resumed["status"] == "QUEUED"
     assert (await settle(cws, started[4]["id"]))["status"] == "SUCCESS"
+
+
+def gates_then_wait(name: str, gates: list[str]) -> dict[str, Any]:
+    """A flow that calls each gate of ``gates`` in turn (each runs until the test opens it), then
+    waits for the event ``go`` and ends with its input."""
+    names = [f"gate{n}" for n in range(len(gates))]
+    states: dict[str, Any] = {
+        state: {
+            "action": "call",
+            "endpoint": "testflows/gate",
+            "method": "RUN",
+            "objectid": gate,
+            "transitions": [{"on": "success", "to": following}],
+        }
+        for state, gate, following in zip(names, gates, [*names[1:], "wait"][: len(names)], strict=True)
+    }
+    states["wait"] = {"action": "wait", "event": "go", "transitions": [{"on": "go", "to": "end"}]}
+    states["end"] = {"action": "end", "output": "=event.input"}
+    return {"name": name, "startState": names[0] if names else "wait", "states": states}
+
+
+async def send_go(ws: ClientConnection, execution: str, value: Any) -> dict[str, Any]:
+    answer: dict[str, Any] = await ok(
+        ws, "RUN", "flows/event", objectid="go", data={"contextId": execution, "input": value}
+    )
+    return answer
+
+
+async def test_an_event_for_a_paused_execution_is_delivered_when_it_waits(
+    clocked: Clocked, cws: ClientConnection
+) -> None:
+    gate = unique("gate")
+    flow = await ok(cws, "CREATE", FLOW, data=gates_then_wait(unique("paused-event"), [gate]))
+    started = await ok(cws, "RUN", FLOW, objectid=flow["id"])
+    await asyncio.wait_for(clocked.gates.arrived(gate).wait(), 30)
+    await ok(cws, "UPDATE", EXECUTION, objectid=started["id"], data={"command": "pause"})
+    clocked.gates.gate(gate).set()
+    paused = await settle(cws, started["id"])
+    assert (paused["status"], paused["currentState"]) == ("PAUSED", "wait")
+
+    answer = await send_go(cws, started["id"], 1)
+    assert answer["transitions"] == []
+    assert answer["queued"] == [{"contextId": started["id"], "status": "PAUSED"}]
+    kept = await ok(cws, "OPEN", EXECUTION, objectid=started["id"])
+    assert [(e["name"], e["input"]) for e in kept["queuedEvents"]] == [("go", 1)]
+
+    await ok(cws, "UPDATE", EXECUTION, objectid=started["id"], data={"command": "resume"})
+    done = await settle(cws, started["id"], until=("SUCCESS", "ERROR"))
+    assert (done["status"], done["output"], done["queuedEvents"]) == ("SUCCESS", 1, [])
+    late = await send_go(cws, started["id"], 2)
+    assert (late["transitions"], "queued" in late) == ([], False)
+
+
+async def test_an_event_sent_while_resuming_is_delivered_when_it_waits(clocked: Clocked, cws: ClientConnection) -> None:
+    first, second = unique("gate"), unique("gate")
+    flow = await ok(cws, "CREATE", FLOW, data=gates_then_wait(unique("resuming-event"), [first, second]))
+    started = await ok(cws, "RUN", FLOW, objectid=flow["id"])
+    await asyncio.wait_for(clocked.gates.arrived(first).wait(), 30)
+    await ok(cws, "UPDATE", EXECUTION, objectid=started["id"], data={"command": "pause"})
+    clocked.gates.gate(first).set()
+    assert (await settle(cws, started["id"]))["status"] == "PAUSED"
+    resumed = await ok(cws, "UPDATE", EXECUTION, objectid=started["id"], data={"command": "resume"})
+    assert resumed["status"] == "RUNNING"
+    await asyncio.wait_for(clocked.gates.arrived(second).wait(), 30)  # resumed, not yet at its wait
+
+    answer = await send_go(cws, started["id"], "early")
+    assert answer["transitions"] == []
+    assert answer["queued"] == [{"contextId": started["id"], "status": "RUNNING"}]
+    clocked.gates.gate(second).set()
+    done = await settle(cws, started["id"], until=("SUCCESS", "ERROR"))
+    assert (done["status"], done["output"]) == ("SUCCESS", "early")
+
+
+async def test_an_event_for_an_execution_paused_while_waiting_is_delivered_on_resume(cws: ClientConnection) -> None:
+    flow = await ok(cws, "CREATE", FLOW, data=gates_then_wait(unique("waiting-paused"), []))
+    started = await ok(cws, "RUN", FLOW, objectid=flow["id"])
+    assert (await settle(cws, started["id"]))["status"] == "WAITING"
+    await ok(cws, "UPDATE", EXECUTION, objectid=started["id"], data={"command": "pause"})
+    answer = await send_go(cws, started["id"], "kept")
+    assert answer["queued"] == [{"contextId": started["id"], "status": "PAUSED"}]
+    resumed = await ok(cws, "UPDATE", EXECUTION, objectid=started["id"], data={"command": "resume"})
+    assert resumed["status"] == "WAITING"
+    done = await settle(cws, started["id"], until=("SUCCESS", "ERROR"))
+    assert (done["status"], done["output"]) == ("SUCCESS", "kept")
+
+
+async def test_an_event_for_a_running_execution_never_paused_is_not_queued(
+    clocked: Clocked, cws: ClientConnection
+) -> None:
+    gate = unique("gate")
+    flow = await ok(cws, "CREATE", FLOW, data=gates_then_wait(unique("running-event"), [gate]))
+    started = await ok(cws, "RUN", FLOW, objectid=flow["id"])
+    await asyncio.wait_for(clocked.gates.arrived(gate).wait(), 30)
+    answer = await send_go(cws, started["id"], 1)
+    assert (answer["transitions"], "queued" in answer) == ([], False)
+    clocked.gates.gate(gate).set()
+    assert (await settle(cws, started["id"]))["status"] == "WAITING"

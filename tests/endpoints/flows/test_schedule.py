@@ -43,6 +43,35 @@ def test_day_of_week_with_question_mark_for_the_day_of_month() -> None:
     assert fires(schedule, "2026-01-02T10:00:00+00:00", 2) == ["2026-01-05T09:30:00+00:00", "2026-01-06T09:30:00+00:00"]
 
 
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        # Quartz numbers the days 1 (Sunday) to 7 (Saturday); 2026-01-01 is a Thursday.
+        ("0 0 12 ? * 2", ["2026-01-05", "2026-01-12"]),  # Monday
+        ("0 0 12 ? * 1", ["2026-01-04", "2026-01-11"]),  # Sunday
+        ("0 0 12 ? * 7", ["2026-01-03", "2026-01-10"]),  # Saturday
+        ("0 0 12 ? * MON", ["2026-01-05", "2026-01-12"]),  # names were always right
+        ("0 0 12 ? * 6#3", ["2026-01-16", "2026-02-20"]),  # the third Friday
+        ("0 0 12 ? * 2-6", ["2026-01-01", "2026-01-02", "2026-01-05"]),  # Monday to Friday
+        ("0 0 12 ? * 1,7", ["2026-01-03", "2026-01-04", "2026-01-10"]),  # the weekend
+        ("0 0 12 ? * 7-1", ["2026-01-03", "2026-01-04", "2026-01-10"]),  # Saturday to Sunday
+        ("0 0 12 ? * MON-6", ["2026-01-01", "2026-01-02", "2026-01-05"]),  # MON to Friday
+        ("0 0 12 ? * 2/3", ["2026-01-01", "2026-01-05", "2026-01-08"]),  # Monday and Thursday
+        ("0 0 12 ? * 2 *", ["2026-01-05", "2026-01-12"]),  # with the year field
+        ("0 12 * * 1", ["2026-01-05", "2026-01-12"]),  # standard cron: 1 is Monday there
+    ],
+)
+def test_quartz_numbers_the_days_of_the_week_from_sunday(expression: str, expected: list[str]) -> None:
+    days = [fire[:10] for fire in fires(Schedule(expression), "2026-01-01T00:00:00+00:00", len(expected))]
+    assert days == expected
+
+
+@pytest.mark.parametrize("expression", ["0 0 12 ? * 0", "0 0 12 ? * 8", "0 0 12 ? * 0-3", "0 0 12 ? * 8#2"])
+def test_quartz_days_of_the_week_out_of_one_to_seven_are_refused(expression: str) -> None:
+    with pytest.raises(ValueError, match="out of range"):
+        Schedule(expression)
+
+
 def test_local_time_in_a_zone() -> None:
     schedule = Schedule("0 2 * * *", "Europe/Paris")
     assert schedule.next_after(at("2026-01-01T00:00:00+00:00")) == at("2026-01-01T01:00:00+00:00")

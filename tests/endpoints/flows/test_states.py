@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 
+from endpoints.flows.durations import MAX_SECONDS
+from endpoints.flows.model import FLOWS, no_text
 from tests.endpoints.flows.conftest import Clocked
 from tests.endpoints.flows.helpers import EXECUTION, FLOW, settle
 from tests.flowbus.helpers import fails, ok, unique
+from tests.support import rpc
 
 
 def one_state(name: str, state: dict[str, Any], **more: Any) -> dict[str, Any]:
@@ -98,6 +102,37 @@ async def test_retry_delay_backs_off_on_the_clock(clocked: Clocked, cws: ClientC
     clocked.clock.advance(29.9)
     assert clocked.gates.calls[key] == 2
     clocked.clock.advance(0.1)
+    assert (await settle(cws, started["id"]))["status"] == "SUCCESS"
+
+
+async def test_retry_delays_grow_no_further_than_the_bound(clocked: Clocked, cws: ClientConnection) -> None:
+    """``delay * backoff**n`` stops growing at the bound of every duration (366 days)."""
+    key = unique("flaky")
+    state: dict[str, Any] = {"action": "call", "endpoint": "testflows/flaky", "method": "RUN", "objectid": key}
+    state |= {"data": {"failures": 2}, "retry": {"max": 2, "delay": MAX_SECONDS / 2, "backoff": 1e300}}
+    flow = await ok(cws, "CREATE", FLOW, data=one_state("capped", state))
+    started = await ok(cws, "RUN", FLOW, objectid=flow["id"])
+    await _until_calls(clocked, key, 1)
+    clocked.clock.advance(MAX_SECONDS / 2)
+    await _until_calls(clocked, key, 2)
+    clocked.clock.advance(MAX_SECONDS)
+    await _until_calls(clocked, key, 3)
+    assert (await settle(cws, started["id"]))["status"] == "SUCCESS"
+
+
+async def test_a_stored_retry_delay_beyond_the_bound_waits_the_bound(clocked: Clocked, cws: ClientConnection) -> None:
+    """A flow stored before delays were bounded (written here straight to the store): its retry
+    waits 366 days at most, instead of holding its slot for good."""
+    key, name = unique("flaky"), unique("stored-retry")
+    state: dict[str, Any] = {"action": "call", "endpoint": "testflows/flaky", "method": "RUN", "objectid": key}
+    state |= {"data": {"failures": 1}, "retry": {"max": 3, "delay": 1e308}}
+    flow = {**one_state(name, state), "id": name, "owner": "admin", "state": "running"}
+    await clocked.bus.store.insert(FLOWS, "", flow, no_text)
+    await clocked.bus.store.insert("flows/name", "", {"id": name, "flow": name}, no_text)
+    started = await ok(cws, "RUN", FLOW, objectid=name)
+    await _until_calls(clocked, key, 1)
+    clocked.clock.advance(MAX_SECONDS)
+    await _until_calls(clocked, key, 2)
     assert (await settle(cws, started["id"]))["status"] == "SUCCESS"
 
 
@@ -212,9 +247,141 @@ async def test_select_flow_runs_the_chosen_flow_as_a_child(cws: ClientConnection
     assert [c["parent"] for c in children] == [waiting["id"]]
 
 
-async def _until_calls(clocked: Clocked, key: str, count: int) -> None:
-    import asyncio
+TYPED_CHILD = {
+    "name": "typed-child",
+    "input": {"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}},
+    "startState": "s",
+    "states": {"s": {"action": "end", "output": "=input"}},
+}
 
+
+async def choose(ws: ClientConnection, execution: str, data: Any) -> dict[str, Any]:
+    message = {"method": "RUN", "endpoint": EXECUTION, "objectid": execution, "data": data}
+    return await rpc(ws, {**message, "parameters": {"operation": "input"}})
+
+
+async def test_a_choice_whose_input_the_child_refuses_changes_nothing(cws: ClientConnection) -> None:
+    child = await ok(cws, "CREATE", FLOW, data=TYPED_CHILD)
+    waiting = await run(cws, one_state("choose-typed", {"action": "choose", "flows": ["typed-child"]}))
+    assert waiting["status"] == "SELECT_FLOW"
+
+    refused = await choose(cws, waiting["id"], {"flow": "typed-child", "input": {"n": "seven"}})
+    assert (refused["success"], refused["errorcode"]) == (False, "INVALID_DATA")
+    unchanged = await ok(cws, "OPEN", EXECUTION, objectid=waiting["id"])
+    assert (unchanged["status"], unchanged["version"], unchanged.get("flows")) == (
+        "SELECT_FLOW",
+        waiting["version"],
+        ["typed-child"],
+    )
+    assert await ok(cws, "LIST", EXECUTION, parameters={"flow": child["id"]}) == []
+
+    answered = await choose(cws, waiting["id"], {"flow": "typed-child", "input": {"n": 7}})
+    assert answered["success"] is True, answered
+    done = await settle(cws, waiting["id"], until=("SUCCESS", "ERROR"))
+    assert (done["status"], done["currentState"]) == ("SUCCESS", "ok")
+
+
+async def test_a_choice_of_a_stopped_or_disabled_flow_is_refused(cws: ClientConnection) -> None:
+    child = await ok(cws, "CREATE", FLOW, data={**TYPED_CHILD, "name": "sometimes-off"})
+    waiting = await run(cws, one_state("choose-off", {"action": "choose", "flows": ["sometimes-off"]}))
+    answer = {"flow": "sometimes-off", "input": {"n": 2}}
+
+    await ok(cws, "RUN", "flows/command", objectid="stop", data={"flow_ids": [child["id"]]})
+    refused = await choose(cws, waiting["id"], answer)
+    assert (refused["success"], refused["errorcode"]) == (False, "CONFLICT")
+    assert "'sometimes-off' is stopped" in refused["message"]
+    await ok(cws, "RUN", "flows/command", objectid="start", data={"flow_ids": [child["id"]]})
+    await ok(cws, "UPDATE", FLOW, objectid=child["id"], data={"disabled": True})
+    refused = await choose(cws, waiting["id"], answer)
+    assert (refused["success"], refused["errorcode"]) == (False, "CONFLICT")
+    assert "'sometimes-off' is disabled" in refused["message"]
+
+    unchanged = await ok(cws, "OPEN", EXECUTION, objectid=waiting["id"])
+    assert (unchanged["status"], unchanged["version"]) == ("SELECT_FLOW", waiting["version"])
+    assert await ok(cws, "LIST", EXECUTION, parameters={"flow": child["id"]}) == []
+    await ok(cws, "UPDATE", FLOW, objectid=child["id"], data={"disabled": False})
+    assert (await choose(cws, waiting["id"], answer))["success"] is True
+    done = await settle(cws, waiting["id"], until=("SUCCESS", "ERROR"))
+    assert (done["status"], done["output"]["vars"]) == ("SUCCESS", {})
+
+
+def runs_a_child(name: str, child: str, **call: Any) -> dict[str, Any]:
+    """A flow whose first state RUNs the flow ``child`` with ``wait=true``; its result is the output."""
+    state = {"action": "call", "endpoint": "flows/flow", "method": "RUN", "objectid": child, "result": "child"}
+    return one_state(name, {**state, "parameters": {"wait": True}, **call})
+
+
+def child_waiting_for(name: str, event: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "startState": "w",
+        "states": {
+            "w": {"action": "wait", "event": event, "transitions": [{"on": event, "to": "e"}]},
+            "e": {"action": "end", "output": {"got": "=event.input"}},
+        },
+    }
+
+
+async def executions_of(ws: ClientConnection, flow: str, status: str) -> list[dict[str, Any]]:
+    for _ in range(2000):
+        found: list[dict[str, Any]] = await ok(ws, "LIST", EXECUTION, parameters={"flowName": flow})
+        if found and all(e["status"] == status for e in found):
+            return found
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the executions of {flow} are not {status}: {found}")
+
+
+async def test_a_call_that_runs_a_flow_and_waits_gets_its_output(cws: ClientConnection) -> None:
+    child, parent = unique("child"), unique("parent")
+    await ok(cws, "CREATE", FLOW, data=child_waiting_for(child, "go"))
+    flow = await ok(cws, "CREATE", FLOW, data=runs_a_child(parent, child))
+    started = await ok(cws, "RUN", FLOW, objectid=flow["id"])
+    [waiting] = await executions_of(cws, child, "WAITING")
+    assert (await ok(cws, "OPEN", EXECUTION, objectid=started["id"]))["status"] == "RUNNING"
+    await ok(cws, "RUN", "flows/event", objectid="go", data={"contextId": waiting["id"], "input": 5})
+    done = await settle(cws, started["id"])
+    assert (done["status"], done["currentState"]) == ("SUCCESS", "ok")
+    assert done["vars"]["child"] == {"got": 5}
+
+
+async def test_a_call_that_runs_a_flow_that_fails_fails_with_its_error(cws: ClientConnection) -> None:
+    child, parent = unique("child"), unique("parent")
+    missing = {"action": "call", "endpoint": "inventory/device", "method": "OPEN", "objectid": "missing"}
+    failing = one_state(child, {**missing, "transitions": [{"on": "success", "to": "ok"}]})
+    del failing["states"]["bad"]
+    await ok(cws, "CREATE", FLOW, data=failing)
+    flow = await ok(cws, "CREATE", FLOW, data=runs_a_child(parent, child))
+    started = await ok(cws, "RUN", FLOW, objectid=flow["id"])
+    done = await settle(cws, started["id"])
+    assert (done["status"], done["currentState"]) == ("ERROR", "bad")
+    error = next(c for c in done["stateContexts"] if c["name"] == "first")["error"]
+    assert "ended ERROR" in error and "DO_NOT_EXIST" in error
+    assert "child" not in done["vars"]
+
+
+async def test_a_child_still_running_when_the_call_gives_up_is_stopped(cws: ClientConnection) -> None:
+    child, parent = unique("child"), unique("parent")
+    await ok(cws, "CREATE", FLOW, data=child_waiting_for(child, "never"))
+    definition = runs_a_child(parent, child, timeout=0.5)
+    definition["states"]["first"]["transitions"].append({"on": "timeout", "to": "bad"})
+    flow = await ok(cws, "CREATE", FLOW, data=definition)
+    started = await ok(cws, "RUN", FLOW, objectid=flow["id"])
+    done = await settle(cws, started["id"])
+    assert (done["status"], done["currentState"]) == ("ERROR", "bad")
+    assert [e["status"] for e in await ok(cws, "LIST", EXECUTION, parameters={"flowName": child})] == ["CANCELED"]
+
+
+async def test_a_hard_stop_of_the_caller_stops_the_child(cws: ClientConnection) -> None:
+    child, parent = unique("child"), unique("parent")
+    await ok(cws, "CREATE", FLOW, data=child_waiting_for(child, "never"))
+    flow = await ok(cws, "CREATE", FLOW, data=runs_a_child(parent, child))
+    started = await ok(cws, "RUN", FLOW, objectid=flow["id"])
+    await executions_of(cws, child, "WAITING")
+    await ok(cws, "UPDATE", EXECUTION, objectid=started["id"], data={"command": "stop", "type": 1})
+    await executions_of(cws, child, "CANCELED")
+
+
+async def _until_calls(clocked: Clocked, key: str, count: int) -> None:
     for _ in range(500):
         if clocked.gates.calls.get(key, 0) >= count:
             assert clocked.gates.calls[key] == count

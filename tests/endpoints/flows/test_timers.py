@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from websockets.asyncio.client import ClientConnection
 
 from tests.endpoints.flows.conftest import START, Clocked
 from tests.endpoints.flows.helpers import EVENT, EXECUTION, FLOW, approval, settle
-from tests.flowbus.helpers import ok
+from tests.flowbus.helpers import fails, ok, unique
 
 
 def sleeper(name: str, wait: dict[str, Any]) -> dict[str, Any]:
@@ -316,3 +317,172 @@ async def test_two_buses_on_one_store_fire_each_firing_once(tmp_path: Any) -> No
                 await second.stop()
     finally:
         await first.stop()
+
+
+@pytest.mark.parametrize(
+    ("seconds", "given"),
+    [
+        ("=input.s", 1e300),
+        ("=input.s", -5),
+        ("=input.s", "soon"),
+        ("=sum(input.s)", [1e308, 1e308]),  # infinity
+        ("=input.s", 366 * 86400 + 1),
+    ],
+    ids=["huge", "negative", "not-a-number", "infinite", "past-the-bound"],
+)
+async def test_a_wait_for_a_duration_out_of_bounds_is_the_states_error(
+    cws: ClientConnection, seconds: str, given: Any
+) -> None:
+    definition = sleeper(unique("bad-nap"), {"seconds": seconds})
+    flow = await ok(cws, "CREATE", FLOW, data=definition)
+    started = await ok(cws, "RUN", FLOW, objectid=flow["id"], data={"s": given})
+    done = await settle(cws, started["id"])
+    assert (done["status"], done["currentState"]) == ("ERROR", "nap")
+    assert "'seconds' must be a number of seconds from 0 to 31622400" in done["error"]
+    assert "internal error" not in done["error"]
+
+    definition["name"] = unique("bad-nap-caught")
+    definition["states"]["nap"]["transitions"].append({"on": "error", "to": "caught"})
+    definition["states"]["caught"] = {"action": "end", "output": "caught"}
+    flow = await ok(cws, "CREATE", FLOW, data=definition)
+    started = await ok(cws, "RUN", FLOW, objectid=flow["id"], data={"s": given})
+    done = await settle(cws, started["id"])
+    assert (done["status"], done["output"]) == ("SUCCESS", "caught")
+
+
+async def test_durations_stored_before_the_bound_end_in_a_clear_error(clocked: Clocked, cws: ClientConnection) -> None:
+    """A flow stored before the bound existed (written here straight to the store) runs; a
+    duration beyond the bound is its state's error when evaluated, never an internal error."""
+    from endpoints.flows.model import FLOWS, no_text
+
+    for wait in ({"seconds": 1e300}, {"event": "go", "timeout": 1e300}):
+        name = unique("stored")
+        flow = {**sleeper(name, wait), "id": name, "owner": "admin", "state": "running"}
+        await clocked.bus.store.insert(FLOWS, "", flow, no_text)
+        await clocked.bus.store.insert("flows/name", "", {"id": name, "flow": name}, no_text)
+        started = await ok(cws, "RUN", FLOW, objectid=name)
+        done = await settle(cws, started["id"])
+        assert (done["status"], done["currentState"]) == ("ERROR", "nap")
+        assert "must be a number of seconds" in done["error"] and "internal error" not in done["error"]
+
+
+async def test_a_schedule_that_never_fires_is_refused(cws: ClientConnection) -> None:
+    namespace = unique("ns")
+    answer = await fails(
+        cws,
+        "INVALID_DATA",
+        "CREATE",
+        FLOW,
+        data={**sleeper("feb-30", {"seconds": 1}), "schedule": "0 0 30 2 *"},
+        namespace=namespace,
+    )
+    assert answer["field"] == "schedule"
+    assert await ok(cws, "LIST", FLOW, namespace=namespace) == []
+    job = {"schedule": "0 0 0 31 4 ?", "envelope": {"endpoint": "inventory/device", "method": "LIST"}}
+    answer = await fails(cws, "INVALID_DATA", "CREATE", "scheduler/job", data=job, namespace=namespace)
+    assert answer["field"] == "schedule"
+
+
+async def test_a_stored_schedule_that_never_fires_does_not_stop_the_bus(tmp_path: Any) -> None:
+    """A flow and a job stored before schedules were bounded are not armed; the bus starts."""
+    from endpoints import create_inventory
+    from endpoints.flows import ManualClock, create_app as create_flows
+    from endpoints.flows.model import FLOWS, no_text
+    from endpoints.scheduler import create_app as create_scheduler
+    from flowbus.config import Settings
+    from flowbus.node import build_bus
+    from tests.endpoints.flows.conftest import PASSWORD
+    from tests.support import rpc, ws_connect
+
+    settings = Settings.load({"data": tmp_path, "ws_port": 0, "http_port": 0, "admin_password": PASSWORD}, env={})
+    login = {"method": "CREATE", "endpoint": "auth/token", "data": {"username": "admin", "password": PASSWORD}}
+    never = {**sleeper("feb-30", {"seconds": 1}), "id": "feb-30", "schedule": "0 0 30 2 *", "state": "running"}
+    job = {"id": "apr-31", "schedule": "0 0 31 4 *", "envelope": {"endpoint": "inventory/device", "method": "LIST"}}
+    for attempt in range(2):
+        clock = ManualClock(START)
+        bus, _ = build_bus(settings, [create_inventory(), create_flows(4, clock), create_scheduler(clock)])
+        await bus.start()
+        try:
+            if attempt == 0:
+                await bus.store.insert(FLOWS, "", never, no_text)
+                await bus.store.insert("scheduler/job", "", job, no_text)
+                continue
+            async with ws_connect(bus.url("websocket")) as ws:
+                token = (await rpc(ws, login))["data"]["token"]
+            async with ws_connect(bus.url("websocket"), token=token) as ws:
+                flow = await ok(ws, "CREATE", FLOW, data={**sleeper("hourly", {"seconds": 1}), "schedule": "0 * * * *"})
+                clock.advance(3600)
+                assert len(await _eventually(ws, {"flow": flow["id"]}, 1)) == 1
+                assert await ok(ws, "LIST", EXECUTION, parameters={"flow": "feb-30"}) == []
+        finally:
+            await bus.stop()
+
+
+NEEDS_A_NAME = {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}
+
+
+async def _status_until(ws: ClientConnection, flow: str, key: str) -> dict[str, Any]:
+    import asyncio
+
+    for _ in range(500):
+        status: dict[str, Any] = await ok(ws, "OPEN", "flows/status", objectid=flow)
+        if status.get(key):
+            return status
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the status of {flow} has no {key}: {status}")
+
+
+async def test_a_scheduled_flow_that_cannot_start_says_why_in_its_status(
+    clocked: Clocked, cws: ClientConnection
+) -> None:
+    definition = {**sleeper("needs-input", {"seconds": 1}), "schedule": "*/5 * * * *", "input": NEEDS_A_NAME}
+    flow = await ok(cws, "CREATE", FLOW, data=definition)
+    fresh = await ok(cws, "OPEN", "flows/status", objectid=flow["id"])
+    assert (fresh["lastError"], fresh["skipped"], fresh["lastSkip"]) == (None, 0, None)
+    clocked.clock.advance(300)
+    status = await _status_until(cws, flow["id"], "lastError")
+    assert status["lastError"]["at"] == "2026-01-01T00:05:00Z"
+    assert status["lastError"]["message"].startswith("INVALID_DATA") and "name" in status["lastError"]["message"]
+    listed = await ok(cws, "LIST", "flows/status")
+    assert next(s for s in listed if s["flow_id"] == flow["id"])["lastError"] == status["lastError"]
+    assert await ok(cws, "LIST", EXECUTION, parameters={"flow": flow["id"]}) == []
+
+    clocked.clock.advance(300)
+    for _ in range(500):
+        status = await ok(cws, "OPEN", "flows/status", objectid=flow["id"])
+        if status["lastError"]["at"] == "2026-01-01T00:10:00Z":
+            break
+        await _settled_feed(cws)
+    assert status["lastError"]["at"] == "2026-01-01T00:10:00Z"
+
+    await ok(cws, "UPDATE", FLOW, objectid=flow["id"], data={"input": None})
+    clocked.clock.advance(300)
+    await _eventually(cws, {"flow": flow["id"]}, 1)
+    for _ in range(500):
+        status = await ok(cws, "OPEN", "flows/status", objectid=flow["id"])
+        if status["lastError"] is None:
+            break
+        await _settled_feed(cws)
+    assert status["lastError"] is None  # started since: cleared, as a job's lastError is
+
+
+async def test_a_trigger_a_flow_refuses_is_counted_in_its_status(cws: ClientConnection) -> None:
+    namespace = unique("ns")
+    definition = {**sleeper("picky", {"seconds": 1}), "triggers": ["ping"], "input": NEEDS_A_NAME}
+    flow = await ok(cws, "CREATE", FLOW, data=definition, namespace=namespace)
+    for number in (1, 2):
+        answer = await ok(cws, "RUN", EVENT, objectid="ping", data={"input": {"nom": 1}}, namespace=namespace)
+        assert answer["executions"] == []
+        status = await ok(cws, "OPEN", "flows/status", objectid=flow["id"], namespace=namespace)
+        assert status["skipped"] == number
+        assert status["lastSkip"]["event"] == "ping" and "name" in status["lastSkip"]["reason"]
+        assert status["lastSkip"]["at"] == "2026-01-01T00:00:00Z"
+    answer = await ok(cws, "RUN", EVENT, objectid="ping", data={"input": {"name": "n"}}, namespace=namespace)
+    assert len(answer["executions"]) == 1
+    status = await ok(cws, "OPEN", "flows/status", objectid=flow["id"], namespace=namespace)
+    assert (status["skipped"], status["lastError"]) == (2, None)
+
+    await ok(cws, "DELETE", FLOW, objectid=flow["id"], namespace=namespace)
+    again = await ok(cws, "CREATE", FLOW, data={**definition, "id": flow["id"]}, namespace=namespace)
+    status = await ok(cws, "OPEN", "flows/status", objectid=again["id"], namespace=namespace)
+    assert (status["skipped"], status["lastSkip"]) == (0, None)  # what a deleted flow skipped went with it
