@@ -41,7 +41,7 @@ from flowbus.protocol import Method, Page, Request, Response
 from flowbus.schema import Schema
 from flowbus.store.base import Delete, Get, Insert, Patch, Store
 from flowbus.store.paging import cursor_of, every
-from flowbus.timestamps import iso, now_iso
+from flowbus.timestamps import iso, iso_ms, now_iso
 
 __version__ = "0.1.0"
 
@@ -95,6 +95,7 @@ __all__ = [
     "every_object",
     "expected_version",
     "iso",
+    "iso_ms",
     "new_objectid",
     "now_iso",
 ]

@@ -4,8 +4,9 @@ of an execution record that the API answers."""
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import Any
+
+from flowbus import iso_ms
 
 __all__ = [
     "ACTIVE",
@@ -99,8 +100,7 @@ _FORM = ("schema", "model", "form")
 def stamp(moment: float | None = None) -> str:
     """A flow's ``createdAt`` or ``lastModified``: RFC 3339 in UTC to the millisecond, with ``Z``
     (``2017-06-19T21:27:09.945Z``, as integration platforms write it); now unless ``moment`` is given."""
-    when = datetime.fromtimestamp(time.time() if moment is None else moment, UTC)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+    return iso_ms(time.time() if moment is None else moment)
 
 
 def no_text(obj: dict[str, Any]) -> str:

@@ -36,8 +36,7 @@ from endpoints.flows.model import (
     WAITING_UNTIL,
 )
 from endpoints.flows.runner import has_queued_for_its_wait
-from endpoints.flows.steps import iso
-from flowbus import Conflict, DoesNotExist
+from flowbus import Conflict, DoesNotExist, iso_ms
 
 if TYPE_CHECKING:
     from endpoints.flows.engine import Engine
@@ -107,7 +106,7 @@ class Recovery:
             "status": INTERRUPTED,
             "waiting": False,
             "message": "Interrupted: the bus stopped while it ran",
-            "ended": iso(self.engine.clock.now()),
+            "ended": iso_ms(self.engine.clock.now()),
         }
         with contextlib.suppress(Conflict, DoesNotExist):
             await self.engine.repository.transition(namespace, record, changes, handled=False)

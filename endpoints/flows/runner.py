@@ -26,7 +26,6 @@ from endpoints.flows.steps import (
     Outcome,
     context_of,
     failed,
-    iso,
     next_state,
     recorded,
     resumed,
@@ -35,7 +34,7 @@ from endpoints.flows.steps import (
     transition,
 )
 from endpoints.flows.timers import retry_delays
-from flowbus import Conflict, DoesNotExist
+from flowbus import Conflict, DoesNotExist, iso_ms
 
 if TYPE_CHECKING:
     from endpoints.flows.engine import Engine
@@ -133,7 +132,7 @@ class Runner:
         if command == "pause":
             changes: dict[str, Any] = {"status": PAUSED, "pausedFrom": RUNNING, "command": None}
         else:
-            changes = {"status": CANCELED, "command": None, "waiting": False, "ended": iso(self.engine.clock.now())}
+            changes = {"status": CANCELED, "command": None, "waiting": False, "ended": iso_ms(self.engine.clock.now())}
         return await self._commit(namespace, record, changes)
 
     async def _commit(self, namespace: str, record: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any] | None:
@@ -195,7 +194,7 @@ class Runner:
                 another writer changed it meanwhile.
         """
         for _ in range(20):
-            changes = _command_changes(command, kind, record["status"], record, iso(self.engine.clock.now()))
+            changes = _command_changes(command, kind, record["status"], record, iso_ms(self.engine.clock.now()))
             try:
                 stored = await self.engine.repository.transition(namespace, record, changes, by=by)
                 break
@@ -351,7 +350,7 @@ def _advance(
             "output": outcome.result,
             "percentage": 100,
             "waiting": False,
-            "ended": iso(now),
+            "ended": iso_ms(now),
             "message": "Finished" if status == SUCCESS else "Ended in error",
         }
     moved = transition(definition, state, record, outcome, changes.get("vars", record["vars"]), now)

@@ -7,15 +7,13 @@ store, the clock or the bus.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any
 
 from endpoints.flows.definition import Definition, StateSpec
 from endpoints.flows.expressions import ExpressionError
 from endpoints.flows.model import ERROR, RUNNING
-from flowbus import new_objectid
+from flowbus import iso_ms, new_objectid
 
 __all__ = [
     "HISTORY",
@@ -23,7 +21,6 @@ __all__ = [
     "context_of",
     "definition_data",
     "failed",
-    "iso",
     "new_record",
     "recorded",
     "resumed",
@@ -34,17 +31,6 @@ __all__ = [
 
 HISTORY = 1000
 """The latest entries of ``stateContexts``, ``executionHistory`` and ``report`` an execution keeps."""
-
-
-def iso(epoch: float) -> str:
-    """RFC 3339 in UTC, to the millisecond (many per second: each second is formatted once)."""
-    second, millisecond = divmod(int(epoch * 1000), 1000)
-    return f"{_second(second)}.{millisecond:03d}Z"
-
-
-@functools.lru_cache(maxsize=64)
-def _second(second: int) -> str:
-    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 class Outcome:
@@ -104,7 +90,7 @@ def new_record(
         "parent": parent,
         "child": None,
         "error": None,
-        "started": iso(now),
+        "started": iso_ms(now),
         "ended": None,
     }
 
@@ -193,14 +179,14 @@ def history_entry(definition: Definition, flow_name: Any, state: str) -> dict[st
 def stage(name: str, message: str, now: float) -> dict[str, Any]:
     """An entry of ``stages``: a state the execution entered, the message it showed, and when
     it was entered and left (``ended`` is None while it runs or waits, or if it was cut short)."""
-    return {"name": name, "message": message, "started": iso(now), "ended": None}
+    return {"name": name, "message": message, "started": iso_ms(now), "ended": None}
 
 
 def stages_closed(record: dict[str, Any], now: float) -> list[dict[str, Any]]:
     """The record's ``stages`` with the latest ended at ``now``, if it has not ended yet."""
     stages = list(record.get("stages") or [])
     if stages and stages[-1].get("ended") is None:
-        stages[-1] = {**stages[-1], "ended": iso(now)}
+        stages[-1] = {**stages[-1], "ended": iso_ms(now)}
     return stages
 
 
@@ -232,14 +218,14 @@ def recorded(
         "output": outcome.result if outcome.on != "error" else None,
         "transitionContexts": [],
         "attempts": outcome.attempts,
-        "started": iso(started),
-        "ended": iso(now),
+        "started": iso_ms(started),
+        "ended": iso_ms(now),
         "error": outcome.error,
     }
     line = {
         "state": state.name,
         "action": state.action,
-        "started": iso(started),
+        "started": iso_ms(started),
         "ms": round((now - started) * 1000, 3),
         "result": "error" if outcome.error else outcome.on,
     }
@@ -277,7 +263,7 @@ def taken(changes: dict[str, Any], moved: dict[str, Any], on: str, now: float) -
     contexts = changes.get("stateContexts")
     target = moved.get("currentState")
     if contexts and target is not None:
-        contexts[-1]["transitionContexts"] = [{"on": on, "to": target, "at": iso(now)}]
+        contexts[-1]["transitionContexts"] = [{"on": on, "to": target, "at": iso_ms(now)}]
     return changes | moved
 
 
@@ -287,7 +273,7 @@ def failed(reason: str, now: float) -> dict[str, Any]:
         "status": ERROR,
         "error": reason,
         "waiting": False,
-        "ended": iso(now),
+        "ended": iso_ms(now),
         "message": reason,
         "percentage": 100,
     }

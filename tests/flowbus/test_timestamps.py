@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from flowbus import iso, now_iso
+from flowbus import iso, iso_ms, now_iso
 
 STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
@@ -33,3 +33,10 @@ def test_now_iso_is_now_in_that_form() -> None:
     before = iso(time.time())
     stamp = now_iso()
     assert STAMP.fullmatch(stamp) and before <= stamp <= iso(time.time())
+
+
+def test_iso_ms_writes_the_millisecond() -> None:
+    """iso_ms: the same form, to the millisecond, truncated (never rounded up to the next second)."""
+    assert iso_ms(1499678630.1239) == "2017-07-10T09:23:50.123Z"
+    assert iso_ms(1499678630.9999) == "2017-07-10T09:23:50.999Z"
+    assert iso_ms(1499678630) == "2017-07-10T09:23:50.000Z"
