@@ -39,7 +39,7 @@ from flowbus.errors import (
 from flowbus.params import Query
 from flowbus.protocol import Method, Page, Request, Response
 from flowbus.schema import Schema
-from flowbus.store.base import Delete, Get, Insert, Patch, Store
+from flowbus.store.base import Checked, Delete, Get, Insert, Patch, Store
 from flowbus.store.paging import cursor_of, every
 from flowbus.timestamps import iso, iso_ms, now_iso
 
@@ -58,6 +58,7 @@ __all__ = [
     "Background",
     "Call",
     "Caller",
+    "Checked",
     "Collection",
     "Conflict",
     "Credentials",

@@ -29,7 +29,7 @@ from flowbus.errors import DoesNotExist, InvalidData, InvalidRequest, Unavailabl
 from flowbus.params import Query
 from flowbus.protocol import Method, Page
 from flowbus.schema import Schema
-from flowbus.store.base import META, Insert, Peekable, Store
+from flowbus.store.base import META, Checked, Insert, Peekable, Store
 
 __all__ = [
     "Application",
@@ -375,7 +375,9 @@ class Collection(Endpoint):
         answering the array of created objects in order."""
         if isinstance(call.data, list):
             return await self._create_many(call, call.data)
-        return await call.store.insert(self.name, call.namespace, _new_object(call.object), self.prepare)
+        obj = _new_object(call.object)
+        checked = Checked(self.prepare(obj))  # refused here, before the store is asked
+        return await call.store.insert(self.name, call.namespace, obj, checked)
 
     async def _create_many(self, call: Call, items: Sequence[Any]) -> Sequence[dict[str, Any] | None]:
         if not 1 <= len(items) <= MAX_BATCH:
@@ -386,11 +388,11 @@ class Collection(Endpoint):
                 if not isinstance(item, dict):
                     raise InvalidData("each object must be a JSON object")
                 obj = _new_object(item)
-                self.prepare(obj)
+                checked = Checked(self.prepare(obj))
             except InvalidData as exc:
                 field = f"[{index}].{exc.field}" if exc.field else f"[{index}]"
                 raise InvalidData(f"[{index}]: {exc.message}", field=field) from None
-            writes.append(Insert(self.name, call.namespace, obj, self.prepare))
+            writes.append(Insert(self.name, call.namespace, obj, checked))
         return await call.store.transaction(writes)
 
     async def update(self, call: Call) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from flowbus.store.base import Change, Delete, Get, Insert, Patch, Peekable, Prepare, Store, Write
+from flowbus.store.base import Change, Checked, Delete, Get, Insert, Patch, Peekable, Prepare, Store, Write
 from flowbus.store.cache import CachedStore
 from flowbus.store.paging import cursor_of, every
 from flowbus.store.sqlite import SQLiteStore
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CachedStore",
     "Change",
+    "Checked",
     "Delete",
     "Get",
     "Insert",

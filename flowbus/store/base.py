@@ -31,6 +31,7 @@ __all__ = [
     "META",
     "UPDATED",
     "Change",
+    "Checked",
     "Delete",
     "Encoded",
     "Get",
@@ -53,7 +54,22 @@ Prepare = Callable[[dict[str, Any]], str]
 """Called with an object about to be written; validates it and returns its search text.
 
 It raises a FlowBusError (typically InvalidData) to refuse the write. It runs on the event loop.
+A patch needs it (only the store knows the merged object); an insert whose object was checked
+before it was handed over passes :class:`Checked`.
 """
+
+
+class Checked:
+    """The :data:`Prepare` of an object its writer checked already: it answers the search text
+    found then, so that the store does not call back into the writer."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __call__(self, obj: dict[str, Any]) -> str:
+        return self.text
 
 
 class Encoded(dict[str, Any]):
