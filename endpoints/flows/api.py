@@ -488,8 +488,14 @@ class Executions(Endpoint):
                 record = await self._get(call)
 
     async def _delete(self, call: Call) -> Any:
+        expect = expected_version(call.parameters)
         record = await self._get(call)
-        stopped = await self.engine.runner.command(call.namespace, record, "stop", 1, by=call.identity.subject)
+        if expect is not None and record["version"] != expect:
+            raise Conflict(f"The execution is at version {record['version']}, not {expect}")
+        runner = self.engine.runner
+        stopped = await runner.command(
+            call.namespace, record, "stop", 1, again=expect is None, by=call.identity.subject
+        )
         return context_view(stopped)
 
     async def _run(self, call: Call) -> Any:

@@ -129,3 +129,36 @@ async def test_if_match_over_http(clocked: Clocked, cws: ClientConnection) -> No
     assert (status, answer["data"]["tags"]) == (200, ["x"])
     status, answer = await asyncio.to_thread(http, clocked, "PUT", path + "&version=abc", {"addTags": ["y"]})
     assert (status, answer["errorcode"]) == (400, "INVALID_REQUEST")
+
+
+async def test_a_delete_honours_the_version_too(cws: ClientConnection) -> None:
+    """DELETE (a hard stop) with a stale version is a CONFLICT and stops nothing; a malformed one
+    is INVALID_REQUEST; the current one stops the execution."""
+    namespace = unique("ns")
+    record = await waiting(cws, namespace)
+    version = record["version"]
+    await ok(cws, "UPDATE", EXECUTION, objectid=record["id"], data={"addTags": ["a"]}, namespace=namespace)
+    await fails(
+        cws,
+        "CONFLICT",
+        "DELETE",
+        EXECUTION,
+        objectid=record["id"],
+        parameters={"version": version},
+        namespace=namespace,
+    )
+    await fails(
+        cws,
+        "INVALID_REQUEST",
+        "DELETE",
+        EXECUTION,
+        objectid=record["id"],
+        parameters={"version": "abc"},
+        namespace=namespace,
+    )
+    kept = await ok(cws, "OPEN", EXECUTION, objectid=record["id"], namespace=namespace)
+    assert kept["status"] == "WAITING"
+    stopped = await ok(
+        cws, "DELETE", EXECUTION, objectid=record["id"], parameters={"version": version + 1}, namespace=namespace
+    )
+    assert stopped["status"] == "CANCELED"
