@@ -396,6 +396,8 @@ class Executions(Endpoint):
         query = Query.from_parameters({k: v for k, v in parameters.items() if k in ("limit", "page", "offset")})
         oldest = _oldest_first(parameters.get("sort"))
         after, before = _moment(parameters, "createdAfter"), _moment(parameters, "createdBefore")
+        if parameters.get("view") not in (None, "", "context", "progress"):
+            raise InvalidRequest("'view' of a LIST must be 'context' or 'progress'")
         view = progress_view if parameters.get("view") == "progress" else context_view
         items, total = await self.engine.repository.page(
             call.namespace,

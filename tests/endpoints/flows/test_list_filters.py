@@ -40,6 +40,10 @@ async def test_unknown_filters_are_refused_by_name(cws: ClientConnection) -> Non
         cws, "INVALID_REQUEST", "LIST", EXECUTION, parameters={"colour": "red", "size": 2}, namespace=namespace
     )
     assert "colour" in answer["message"] and "size" in answer["message"]
+    answer = await fails(cws, "INVALID_REQUEST", "LIST", EXECUTION, parameters={"view": "full"}, namespace=namespace)
+    assert "view" in answer["message"]
+    for view in ("context", "progress"):
+        await ok(cws, "LIST", EXECUTION, parameters={"view": view}, namespace=namespace)
 
 
 async def test_sort_is_created_either_way_and_nothing_else(cws: ClientConnection) -> None:
