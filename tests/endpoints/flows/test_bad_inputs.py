@@ -146,3 +146,23 @@ async def test_a_call_state_given_values_of_the_wrong_type_fails_as_a_refused_ca
             context = next(c for c in record["stateContexts"] if c["name"] == "s")
             assert context["error"].startswith(("INVALID_REQUEST", "DO_NOT_EXIST", "INVALID_DATA")), context
     no_traceback(caplog)
+
+
+@pytest.mark.parametrize(
+    "expression", ["=sum(input.v)", "={a: [sum(input.v)]}", "=to_number(join('', ['1', to_string(max(input.v))]))"]
+)
+async def test_an_expression_whose_value_passes_64_bits_is_the_states_error(
+    clocked: Clocked, cws: ClientConnection, caplog: pytest.LogCaptureFixture, expression: str
+) -> None:
+    caplog.set_level(logging.INFO)
+    lists = [[2**63, 2**63], [-(2**63), -1], [2**64 - 1], [1, 2]]
+    results = await run_each(clocked, cws, {"action": "set", "vars": {"a": expression}}, lists, "sums")
+    for value, record in results:
+        ended_well(record, repr(value))
+        made = int(f"1{max(value)}") if "max" in expression and max(value) >= 0 else sum(value)
+        if -(2**63) <= made < 2**64 or "max" in expression and max(value) < 0:
+            assert record["status"] == "SUCCESS", record
+            continue
+        context = next(c for c in record["stateContexts"] if c["name"] == "s")
+        assert "does not fit in 64 bits" in context["error"], (value, context)
+    no_traceback(caplog)
