@@ -40,13 +40,23 @@ from flowbus.backplane import Backplane
 from flowbus.endpoint import Call, Services, Sink
 from flowbus.errors import (
     FlowBusError,
+    InvalidRequest,
     MethodNotSupported,
     MissingObjectId,
     NoSuchEndpoint,
     Timeout,
     Unavailable,
 )
-from flowbus.protocol import NEEDS_OBJECTID, Method, Page, Request, Response, parse_method
+from flowbus.protocol import (
+    NEEDS_OBJECTID,
+    Method,
+    Page,
+    Request,
+    Response,
+    check_depth,
+    parse_method,
+    parse_parameters,
+)
 from flowbus.registry import Entry, Registry
 from flowbus.store.base import Store
 
@@ -155,7 +165,14 @@ class Dispatcher:
         Answers the result's data (a LIST's or INDEX's items, or with ``whole`` its whole
         :class:`Page`); raises the call's FlowBusError.
         """
-        request = Request(parse_method(method), endpoint, objectid or None, None, namespace, parameters or {}, data)
+        if data is not None and not isinstance(data, (dict, list)):  # as the envelope is checked
+            raise InvalidRequest("'data' must be a JSON object (or an array, for endpoints that take several)")
+        if not isinstance(namespace, str):
+            raise InvalidRequest("'namespace' must be a string")
+        parameters = parse_parameters(parameters)
+        check_depth(data, "data")
+        check_depth(parameters, "parameters")
+        request = Request(parse_method(method), endpoint, objectid or None, None, namespace, parameters, data)
         exchange = Exchange(request, Credentials(peer=identity.subject), None, identity)
         response = await self._handle(exchange)
         if response.error is not None:

@@ -52,9 +52,31 @@ class _Expression:
 
     def evaluate(self, context: dict[str, Any]) -> Any:
         try:
-            return self.parsed.search(context)
+            value = self.parsed.search(context)
         except (JMESPathError, TypeError, ValueError, KeyError, AttributeError, ArithmeticError) as exc:
             raise ExpressionError(self.text, str(exc) or type(exc).__name__) from None
+        if _beyond_64_bits(value):  # sum() or to_number() can make one; no record could hold it
+            raise ExpressionError(self.text, "its value holds an integer that does not fit in 64 bits")
+        return value
+
+
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+"""The integers a JSON value may hold, as in every message and stored object."""
+
+
+def _beyond_64_bits(value: Any) -> bool:
+    """Whether ``value`` is, or holds, an integer out of :data:`_INT_MIN` .. :data:`_INT_MAX`."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if type(item) is int:
+            if not _INT_MIN <= item <= _INT_MAX:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
 
 
 _FIELDS = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
