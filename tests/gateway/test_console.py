@@ -31,6 +31,7 @@ async def browser() -> AsyncIterator[Any]:
 
 async def logged_in(browser: Any, bus: Served) -> Any:
     page = await browser.new_page(viewport={"width": 420, "height": 900})  # a phone-sized window
+    page.set_default_timeout(15_000)
     await page.goto(bus.http_url + "/")
     await page.get_by_label("User").fill("admin")
     await page.get_by_label("Password").fill(ADMIN_PASSWORD)
@@ -85,3 +86,52 @@ async def test_the_device_approval_flow_is_run_and_approved_from_the_console(bro
     await page.get_by_label("Execution id").fill(execution or "")
     await page.get_by_role("button", name="Send").click()
     await page.locator(f"#executions tr[data-id='{execution}'][data-status=SUCCESS]").wait_for()
+
+
+def page_errors(page: Any) -> list[str]:
+    """The uncaught errors of ``page`` from now on (filled as they happen)."""
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    return errors
+
+
+async def edit(page: Any, name: str) -> Any:
+    """Open the edit form of the device named ``name`` (on the first page of inventory/device)."""
+    await page.get_by_role("button", name="inventory/device").click()
+    await page.locator("tr", has_text=name).get_by_role("button", name="Edit").click()
+    form = page.locator("form", has=page.get_by_role("button", name="Save"))
+    await form.wait_for()
+    return form
+
+
+async def test_an_array_of_strings_is_edited_as_a_list_and_a_failed_save_says_why(
+    browser: Any, fresh_bus: Served
+) -> None:
+    async with fresh_bus.connect() as ws:
+        device = await ok(ws, "CREATE", "inventory/device", data={"name": "tagged", "location": "rack 4"})
+    page = await logged_in(browser, fresh_bus)
+    errors = page_errors(page)
+    form = await edit(page, "tagged")
+    await form.get_by_label("tags").fill("core\nlab")
+    await form.get_by_role("button", name="Save").click()
+    await page.locator("#status", has_text="Saved").wait_for()
+    async with fresh_bus.connect() as ws:
+        assert (await ok(ws, "OPEN", "inventory/device", objectid=device["id"]))["tags"] == ["core", "lab"]
+
+    form = await edit(page, "tagged")
+    assert await form.get_by_label("tags").input_value() == "core\nlab"
+    alert = form.get_by_role("alert")
+    await form.get_by_label("name").fill("")  # the console refuses it: the form says so, and why
+    await form.get_by_role("button", name="Save").click()
+    await alert.filter(has_text="name is required").wait_for()
+    await form.get_by_label("name").fill("x" * 300)  # the bus refuses it (too long): shown the same way
+    await form.get_by_role("button", name="Save").click()
+    await alert.filter(has_text="INVALID_DATA").wait_for()
+    assert "name" in await alert.inner_text()
+    await form.get_by_label("name").fill("tagged")
+    await form.get_by_label("Other fields").fill("{not json")  # the console refuses it, visibly too
+    await form.get_by_role("button", name="Save").click()
+    await alert.filter(has_text="Other fields").wait_for()
+    async with fresh_bus.connect() as ws:
+        assert (await ok(ws, "OPEN", "inventory/device", objectid=device["id"]))["version"] == 2
+    assert errors == []

@@ -10,10 +10,13 @@ let watching = null; // the subscription of the view shown
 
 const escape = (value) => String(value ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
+const describe = (error) =>
+  `${error.message} (${error.errorcode ?? "CLIENT"}${error.errorid ? `, errorid ${error.errorid}` : ""})`;
+
 function say(text, error = null) {
   const status = $("#status");
   status.className = error ? "error" : "";
-  status.textContent = error ? `${error.message} (${error.errorcode}${error.errorid ? `, errorid ${error.errorid}` : ""})` : text;
+  status.textContent = error ? describe(error) : text;
 }
 
 async function attempt(action) {
@@ -91,7 +94,6 @@ async function showEndpoint(endpoint, page = 0, query = "") {
   view.querySelector("#next").onclick = () => showEndpoint(endpoint, page + 1, query);
   if (methods.has("CREATE")) view.querySelector("#new").onclick = () => editor(endpoint, null);
   watch(endpoint.name, (event) => {
-    say(`${event.event} ${event.data?.name ?? event.objectid}`);
     const shown = [...body.rows].find((r) => r.dataset.id === event.objectid);
     if (event.event === "DELETED") { shown?.remove(); return; }
     const fresh = row(endpoint, event.data, methods);
@@ -115,37 +117,94 @@ function row(endpoint, obj, methods) {
   return tr;
 }
 
-// A form from the endpoint's JSON Schema: one input per top-level property, the rest as JSON.
+// A form from the endpoint's JSON Schema: one control per top-level property, the rest as JSON.
 function editor(endpoint, obj) {
   const properties = endpoint.schema?.properties ?? {};
-  const fields = Object.entries(properties).map(([name, spec]) => field(name, spec, obj?.[name]));
+  const required = new Set(endpoint.schema?.required ?? []);
+  const fields = Object.entries(properties).map(([name, spec]) => field(name, spec, obj?.[name], required.has(name)));
   const place = view.querySelector("#editor");
-  place.innerHTML = `<form class="panel" id="object-form"><h3>${obj ? `Edit ${escape(obj.id)}` : "New object"}</h3>
+  place.innerHTML = `<form class="panel" id="object-form" novalidate><h3>${obj ? `Edit ${escape(obj.id)}` : "New object"}</h3>
     ${fields.join("")}
     <label>Other fields (JSON) <textarea name="__json">${escape(JSON.stringify(extra(obj, properties), null, 1))}</textarea></label>
+    <p class="form-error" role="alert"></p>
     <button>${obj ? "Save" : "Create"}</button></form>`;
-  place.querySelector("form").onsubmit = async (submitted) => {
+  const form = place.querySelector("form");
+  form.onsubmit = async (submitted) => {
     submitted.preventDefault();
-    const data = read(submitted.target, properties);
-    if (data === null) return;
-    const saved = await attempt(() => obj
-      ? bus.update(endpoint.name, obj.id, data, { parameters: { version: obj.version } })
-      : bus.create(endpoint.name, data));
+    const saved = await submit(form, async () => {
+      const data = read(form, properties, required);
+      return obj
+        ? bus.update(endpoint.name, obj.id, data, { parameters: { version: obj.version } })
+        : bus.create(endpoint.name, data);
+    });
     if (saved) { say(obj ? "Saved." : "Created."); place.innerHTML = ""; }
-    else if ($("#status").textContent.includes("CONFLICT")) {
-      say("", { message: "Someone else changed this object meanwhile: reopen it to see their version", errorcode: "CONFLICT" });
-    }
   };
 }
 
-function field(name, spec, value) {
-  const id = `field-${name}`;
-  if (spec.type === "boolean") {
-    return `<label for="${id}"><input id="${id}" name="${escape(name)}" type="checkbox" ${value ? "checked" : ""}> ${escape(name)}</label>`;
+// Run a form's action; any failure (the form's own checks, the bus's refusal, a lost connection)
+// is shown in the form, beside its button, and in the status line. Answers the result, or
+// undefined when it failed.
+async function submit(form, action) {
+  const alert = form.querySelector(".form-error");
+  alert.textContent = "";
+  for (const marked of form.querySelectorAll("[aria-invalid]")) marked.removeAttribute("aria-invalid");
+  try {
+    return await action();
+  } catch (error) {
+    const shown = error.errorcode === "CONFLICT"
+      ? { ...error, message: `Someone else changed this object meanwhile: reopen it to see their version (${error.message})` }
+      : error;
+    const text = describe(shown);
+    alert.textContent = text;
+    say("", shown);
+    const name = error instanceof FieldError ? error.field : error.field?.split(/[.[]/)[0];
+    const input = name && form.elements[name];
+    if (input?.setAttribute) { input.setAttribute("aria-invalid", "true"); input.focus(); }
+    return undefined;
   }
-  const type = spec.type === "number" || spec.type === "integer" ? "number" : "text";
-  const shown = typeof value === "object" && value !== null ? JSON.stringify(value) : value ?? "";
-  return `<label for="${id}">${escape(name)} <input id="${id}" name="${escape(name)}" type="${type}" value="${escape(shown)}"></label>`;
+}
+
+class FieldError extends Error {
+  constructor(field, message) {
+    super(message);
+    this.field = field;
+    this.errorcode = "CLIENT";
+  }
+}
+
+// The JSON type a property's schema gives ("null" aside), and whether it also allows null.
+function kind(spec) {
+  const types = [spec?.type ?? []].flat();
+  const type = types.find((t) => t !== "null") ?? "any";
+  return { type, nullable: types.includes("null") };
+}
+
+const strings = (spec) => kind(spec).type === "array" && kind(spec.items).type === "string" && !spec.items?.enum;
+
+let fields = 0; // makes each control's id unique on the page
+
+function field(name, spec = {}, value = undefined, required = false) {
+  const id = `field-${++fields}`;
+  const { type } = kind(spec);
+  const mark = required ? ' <abbr class="required" title="required">*</abbr>' : "";
+  const attributes = `id="${id}" name="${escape(name)}"${required ? ' aria-required="true"' : ""}`;
+  if (type === "boolean") {
+    return `<label for="${id}"><input ${attributes} type="checkbox" ${value ? "checked" : ""}> ${escape(name)}${mark}</label>`;
+  }
+  if (strings(spec)) {
+    const lines = Array.isArray(value) ? value.join("\n") : "";
+    return `<label for="${id}">${escape(name)}${mark} <small>(one per line)</small>
+      <textarea ${attributes} rows="3">${escape(lines)}</textarea></label>`;
+  }
+  if (type === "array" || type === "object" || (type === "any" && value !== undefined && typeof value !== "string")) {
+    const json = value === undefined ? "" : JSON.stringify(value, null, 1);
+    return `<label for="${id}">${escape(name)}${mark} <small>(JSON)</small>
+      <textarea ${attributes} rows="3">${escape(json)}</textarea></label>`;
+  }
+  const number = type === "number" || type === "integer";
+  const step = type === "integer" ? ' step="1"' : number ? ' step="any"' : "";
+  return `<label for="${id}">${escape(name)}${mark} <input ${attributes} type="${number ? "number" : "text"}"${step}
+    value="${escape(value ?? "")}"></label>`;
 }
 
 function extra(obj, properties) {
@@ -156,16 +215,41 @@ function extra(obj, properties) {
   return rest;
 }
 
-function read(form, properties) {
+// What a control holds, as the value its schema asks for; undefined when it is empty.
+function value(form, name, spec) {
+  const input = form.elements[name];
+  const { type } = kind(spec);
+  if (type === "boolean") return input.checked;
+  const text = input.value;
+  if (text.trim() === "") return undefined;
+  if (type === "number" || type === "integer") {
+    const number = Number(text);
+    if (!Number.isFinite(number) || (type === "integer" && !Number.isInteger(number))) {
+      throw new FieldError(name, `${name}: ${JSON.stringify(text)} is not ${type === "integer" ? "a whole number" : "a number"}`);
+    }
+    return number;
+  }
+  if (strings(spec)) return text.split("\n").map((line) => line.trim()).filter((line) => line !== "");
+  if (input.tagName === "TEXTAREA") {
+    try { return JSON.parse(text); } catch (error) { throw new FieldError(name, `${name}: not JSON (${error.message})`); }
+  }
+  return text;
+}
+
+function read(form, properties, required = new Set()) {
   let data;
-  try { data = JSON.parse(form.elements.__json.value || "{}"); } catch { say("", { message: "Other fields: not JSON", errorcode: "CLIENT" }); return null; }
+  try {
+    data = JSON.parse(form.elements.__json.value || "{}");
+  } catch (error) {
+    throw new FieldError("__json", `Other fields: not JSON (${error.message})`);
+  }
+  if (data === null || typeof data !== "object" || Array.isArray(data)) {
+    throw new FieldError("__json", "Other fields: a JSON object, {\"field\": value, ...}");
+  }
   for (const [name, spec] of Object.entries(properties)) {
-    const input = form.elements[name];
-    if (spec.type === "boolean") data[name] = input.checked;
-    else if (input.value === "") continue;
-    else if (spec.type === "number" || spec.type === "integer") data[name] = Number(input.value);
-    else if (spec.type === "array" || spec.type === "object") data[name] = JSON.parse(input.value);
-    else data[name] = input.value;
+    const given = value(form, name, spec);
+    if (given === undefined && required.has(name)) throw new FieldError(name, `${name} is required`);
+    if (given !== undefined) data[name] = given;
   }
   return data;
 }
@@ -233,15 +317,16 @@ async function answerForm(execution) {
   const progress = await attempt(() => bus.open("flows/execution", execution.id, { parameters: { view: "progress" } }));
   if (!progress) return;
   const properties = progress.schema?.properties ?? {};
+  const required = new Set(progress.schema?.required ?? []);
   const place = view.querySelector("#answer");
-  place.innerHTML = `<form class="panel"><h3>${escape(progress.message || "Answer")}</h3>
-    ${Object.entries(properties).map(([name, spec]) => field(name, spec, undefined)).join("")}
-    <input type="hidden" name="__json" value="{}"><button>Answer</button></form>`;
-  place.querySelector("form").onsubmit = async (submitted) => {
+  place.innerHTML = `<form class="panel" novalidate><h3>${escape(progress.message || "Answer")}</h3>
+    ${Object.entries(properties).map(([name, spec]) => field(name, spec, undefined, required.has(name))).join("")}
+    <input type="hidden" name="__json" value="{}"><p class="form-error" role="alert"></p><button>Answer</button></form>`;
+  const form = place.querySelector("form");
+  form.onsubmit = async (submitted) => {
     submitted.preventDefault();
-    const data = read(submitted.target, properties);
-    if (data === null) return;
-    const answered = await attempt(() => bus.run("flows/execution", execution.id, data, { parameters: { operation: "input" } }));
+    const answered = await submit(form, () =>
+      bus.run("flows/execution", execution.id, read(form, properties, required), { parameters: { operation: "input" } }));
     if (answered) { say("Answered."); place.innerHTML = ""; }
   };
 }
