@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.flowbus.helpers import ok
-from tests.support import ADMIN_PASSWORD, ROOT, Served
+from tests.support import ADMIN_PASSWORD, ROOT, Served, serving
 
 playwright_api = pytest.importorskip("playwright.async_api", reason="Playwright for Python is not installed")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -135,3 +136,45 @@ async def test_an_array_of_strings_is_edited_as_a_list_and_a_failed_save_says_wh
     async with fresh_bus.connect() as ws:
         assert (await ok(ws, "OPEN", "inventory/device", objectid=device["id"]))["version"] == 2
     assert errors == []
+
+
+@pytest.fixture
+def lab_bus(tmp_path: Path) -> Iterator[Served]:
+    """A bus of the test's own that also serves ``lab/asset`` (tests/gateway/console_app.py)."""
+    with serving(tmp_path, "--app", "tests.gateway.console_app:create_app") as served:
+        yield served
+
+
+async def test_a_cleared_field_is_cleared_and_an_unchanged_form_is_not_saved(browser: Any, lab_bus: Served) -> None:
+    async with lab_bus.connect() as ws:
+        device = await ok(ws, "CREATE", "inventory/device", data={"name": "racked", "location": "rack 4"})
+        asset = await ok(ws, "CREATE", "lab/asset", data={"name": "crate", "owner": "ops", "weight": 2.5})
+    page = await logged_in(browser, lab_bus)
+    form = await edit(page, "racked")
+    await form.get_by_label("location").fill("")
+    await form.get_by_role("button", name="Save").click()
+    await page.locator("#status", has_text="Saved").wait_for()
+    async with lab_bus.connect() as ws:
+        saved = await ok(ws, "OPEN", "inventory/device", objectid=device["id"])
+    # inventory/device's schema allows only a string there: the empty one, never "rack 4" again
+    assert (saved["location"], saved["version"]) == ("", 2)
+
+    form = await edit(page, "racked")  # saved as it is: nothing is written
+    await form.get_by_role("button", name="Save").click()
+    await form.get_by_role("alert").filter(has_text="Nothing to save").wait_for()
+    async with lab_bus.connect() as ws:
+        assert (await ok(ws, "OPEN", "inventory/device", objectid=device["id"]))["version"] == 2
+
+    await page.get_by_role("button", name="lab/asset").click()
+    await page.locator("tr", has_text="crate").get_by_role("button", name="Edit").click()
+    form = page.locator("form", has=page.get_by_role("button", name="Save"))
+    await form.get_by_label("weight").fill("")  # a number may not be emptied here: the form says so
+    await form.get_by_role("button", name="Save").click()
+    await form.get_by_role("alert").filter(has_text="weight cannot be emptied").wait_for()
+    await form.get_by_label("weight").fill("2.5")
+    await form.get_by_label("owner").fill("")  # a field whose schema allows null
+    await form.get_by_role("button", name="Save").click()
+    await page.locator("#status", has_text="Saved").wait_for()
+    async with lab_bus.connect() as ws:
+        saved = await ok(ws, "OPEN", "lab/asset", objectid=asset["id"])
+    assert (saved["owner"], saved["weight"], saved["version"]) == (None, 2.5, 2)

@@ -125,14 +125,15 @@ function editor(endpoint, obj) {
   const place = view.querySelector("#editor");
   place.innerHTML = `<form class="panel" id="object-form" novalidate><h3>${obj ? `Edit ${escape(obj.id)}` : "New object"}</h3>
     ${fields.join("")}
-    <label>Other fields (JSON) <textarea name="__json">${escape(JSON.stringify(extra(obj, properties), null, 1))}</textarea></label>
+    <div class="field"><label for="field-${++controls}">Other fields <small>(JSON)</small></label>
+      <textarea id="field-${controls}" name="__json">${escape(JSON.stringify(extra(obj, properties), null, 1))}</textarea></div>
     <p class="form-error" role="alert"></p>
     <button>${obj ? "Save" : "Create"}</button></form>`;
   const form = place.querySelector("form");
   form.onsubmit = async (submitted) => {
     submitted.preventDefault();
     const saved = await submit(form, async () => {
-      const data = read(form, properties, required);
+      const data = read(form, properties, required, obj);
       return obj
         ? bus.update(endpoint.name, obj.id, data, { parameters: { version: obj.version } })
         : bus.create(endpoint.name, data);
@@ -151,6 +152,11 @@ async function submit(form, action) {
   try {
     return await action();
   } catch (error) {
+    if (error instanceof Notice) {
+      alert.textContent = error.message;
+      say(error.message);
+      return undefined;
+    }
     const shown = error.errorcode === "CONFLICT"
       ? { ...error, message: `Someone else changed this object meanwhile: reopen it to see their version (${error.message})` }
       : error;
@@ -163,6 +169,9 @@ async function submit(form, action) {
     return undefined;
   }
 }
+
+// Not a failure: something to tell about a form (shown where its errors are).
+class Notice extends Error {}
 
 class FieldError extends Error {
   constructor(field, message) {
@@ -181,30 +190,31 @@ function kind(spec) {
 
 const strings = (spec) => kind(spec).type === "array" && kind(spec.items).type === "string" && !spec.items?.enum;
 
-let fields = 0; // makes each control's id unique on the page
+let controls = 0; // makes each control's id unique on the page
 
+// One control for a property, after its label (a label never holds its control: a control's
+// content would be read as part of its name).
 function field(name, spec = {}, value = undefined, required = false) {
-  const id = `field-${++fields}`;
+  const id = `field-${++controls}`;
   const { type } = kind(spec);
   const mark = required ? ' <abbr class="required" title="required">*</abbr>' : "";
   const attributes = `id="${id}" name="${escape(name)}"${required ? ' aria-required="true"' : ""}`;
+  const label = (hint = "") => `<label for="${id}">${escape(name)}${mark}${hint ? ` <small>${hint}</small>` : ""}</label>`;
   if (type === "boolean") {
-    return `<label for="${id}"><input ${attributes} type="checkbox" ${value ? "checked" : ""}> ${escape(name)}${mark}</label>`;
+    return `<div class="field check"><input ${attributes} type="checkbox" ${value ? "checked" : ""}> ${label()}</div>`;
   }
   if (strings(spec)) {
     const lines = Array.isArray(value) ? value.join("\n") : "";
-    return `<label for="${id}">${escape(name)}${mark} <small>(one per line)</small>
-      <textarea ${attributes} rows="3">${escape(lines)}</textarea></label>`;
+    return `<div class="field">${label("(one per line)")}<textarea ${attributes} rows="3">${escape(lines)}</textarea></div>`;
   }
   if (type === "array" || type === "object" || (type === "any" && value !== undefined && typeof value !== "string")) {
     const json = value === undefined ? "" : JSON.stringify(value, null, 1);
-    return `<label for="${id}">${escape(name)}${mark} <small>(JSON)</small>
-      <textarea ${attributes} rows="3">${escape(json)}</textarea></label>`;
+    return `<div class="field">${label("(JSON)")}<textarea ${attributes} rows="3">${escape(json)}</textarea></div>`;
   }
   const number = type === "number" || type === "integer";
   const step = type === "integer" ? ' step="1"' : number ? ' step="any"' : "";
-  return `<label for="${id}">${escape(name)}${mark} <input ${attributes} type="${number ? "number" : "text"}"${step}
-    value="${escape(value ?? "")}"></label>`;
+  return `<div class="field">${label()}<input ${attributes} type="${number ? "number" : "text"}"${step}
+    value="${escape(value ?? "")}"></div>`;
 }
 
 function extra(obj, properties) {
@@ -236,22 +246,47 @@ function value(form, name, spec) {
   return text;
 }
 
-function read(form, properties, required = new Set()) {
-  let data;
+// The data of a save. For a new object: every field filled in. For an edited one: only what
+// changed, and a field emptied is set to the empty value its schema allows (null where it may be
+// null, else "", [] or {}): an UPDATE merges the fields it is given, so leaving it out would keep
+// the old value.
+function read(form, properties, required = new Set(), original = null) {
+  let others;
   try {
-    data = JSON.parse(form.elements.__json.value || "{}");
+    others = JSON.parse(form.elements.__json.value || "{}");
   } catch (error) {
     throw new FieldError("__json", `Other fields: not JSON (${error.message})`);
   }
-  if (data === null || typeof data !== "object" || Array.isArray(data)) {
+  if (others === null || typeof others !== "object" || Array.isArray(others)) {
     throw new FieldError("__json", "Other fields: a JSON object, {\"field\": value, ...}");
   }
-  for (const [name, spec] of Object.entries(properties)) {
-    const given = value(form, name, spec);
-    if (given === undefined && required.has(name)) throw new FieldError(name, `${name} is required`);
-    if (given !== undefined) data[name] = given;
+  const data = {};
+  for (const [name, given] of Object.entries(others)) {
+    if (!original || !same(original[name], given)) data[name] = given;
   }
+  for (const name of Object.keys(extra(original, properties))) if (!(name in others)) data[name] = null;
+  for (const [name, spec] of Object.entries(properties)) {
+    let given = value(form, name, spec);
+    if (given === false && original && original[name] === undefined) continue; // an unticked box it never had
+    if (given === undefined) {
+      if (required.has(name)) throw new FieldError(name, `${name} is required`);
+      if (!original || original[name] === undefined) continue;
+      given = emptied(name, spec);
+    }
+    if (!original || !same(original[name], given)) data[name] = given;
+  }
+  if (original && Object.keys(data).length === 0) throw new Notice("Nothing to save: no field was changed.");
   return data;
+}
+
+const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+
+function emptied(name, spec) {
+  const { type, nullable } = kind(spec);
+  if (nullable || type === "any") return null;
+  const empty = { string: "", array: [], object: {} };
+  if (type in empty) return empty[type];
+  throw new FieldError(name, `${name} cannot be emptied: its schema allows neither null nor an empty ${type}`);
 }
 
 // -- flows: start, watch, send events, answer ---------------------------------------------------
