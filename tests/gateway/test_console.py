@@ -4,17 +4,20 @@ Playwright. Skipped, with one line, where either cannot be found."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 
 from tests.flowbus.helpers import ok
 from tests.support import ADMIN_PASSWORD, ROOT, Served, serving
 
 playwright_api = pytest.importorskip("playwright.async_api", reason="Playwright for Python is not installed")
+expect = playwright_api.expect
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None:
     pytest.skip("no Chromium to run the console in (apt-get install chromium)", allow_module_level=True)
@@ -34,9 +37,10 @@ async def logged_in(browser: Any, bus: Served) -> Any:
     page = await browser.new_page(viewport={"width": 420, "height": 900})  # a phone-sized window
     page.set_default_timeout(15_000)
     await page.goto(bus.http_url + "/")
-    await page.get_by_label("User").fill("admin")
-    await page.get_by_label("Password").fill(ADMIN_PASSWORD)
-    await page.get_by_role("button", name="Log in").click()
+    form = page.locator("#login")
+    await form.get_by_label("User").fill("admin")
+    await form.get_by_label("Password").fill(ADMIN_PASSWORD)
+    await form.get_by_role("button", name="Log in").click()
     await page.get_by_role("button", name="inventory/device").wait_for()
     return page
 
@@ -44,9 +48,10 @@ async def logged_in(browser: Any, bus: Served) -> Any:
 async def test_a_wrong_password_shows_its_error(browser: Any, bus: Served) -> None:
     page = await browser.new_page()
     await page.goto(bus.http_url + "/")
-    await page.get_by_label("User").fill("admin")
-    await page.get_by_label("Password").fill("not-the-password")
-    await page.get_by_role("button", name="Log in").click()
+    form = page.locator("#login")
+    await form.get_by_label("User").fill("admin")
+    await form.get_by_label("Password").fill("not-the-password")
+    await form.get_by_role("button", name="Log in").click()
     status = page.locator("#status")
     await status.filter(has_text="AUTH_FAILED").wait_for()
     assert "errorid" in await status.inner_text()
@@ -178,3 +183,58 @@ async def test_a_cleared_field_is_cleared_and_an_unchanged_form_is_not_saved(bro
     async with lab_bus.connect() as ws:
         saved = await ok(ws, "OPEN", "lab/asset", objectid=asset["id"])
     assert (saved["owner"], saved["weight"], saved["version"]) == (None, 2.5, 2)
+
+
+def token_id(token: str) -> str:
+    """The id of a token of the bus (its ``jti``), to revoke it by."""
+    claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+    return str(claims["jti"])
+
+
+async def revoke(bus: Served, token: str) -> None:
+    """Revoke ``token`` as the admin, as a token that expired is refused: AUTH_FAILED."""
+    async with bus.connect(token=bus.login()["data"]["token"]) as ws:
+        await ok(ws, "DELETE", "auth/token", objectid=token_id(token))
+
+
+async def test_the_console_refreshes_its_token_before_it_expires(browser: Any, tmp_path: Path) -> None:
+    with serving(tmp_path, env={"FLOWBUS_TOKEN_LIFETIME": "3"}) as bus:
+        page = await logged_in(browser, bus)
+        await page.get_by_role("button", name="inventory/device").click()
+        await page.get_by_role("button", name="New").wait_for()
+        first = await page.evaluate("window.flowbus.token")
+        await page.wait_for_function("(first) => window.flowbus.token !== first", arg=first)
+        await revoke(bus, first)  # the first token is refused from now on, as when it expires
+        async with bus.connect(token=bus.login()["data"]["token"]) as ws:
+            await ok(ws, "CREATE", "inventory/device", data={"name": "after-the-first-token"})
+        await page.locator("tr", has_text="after-the-first-token").wait_for()
+        await expect(page.locator("#connection")).to_have_text(re.compile("^connected"))
+
+
+async def test_a_session_that_can_no_longer_be_refreshed_asks_to_log_in_and_keeps_the_page(
+    browser: Any, fresh_bus: Served
+) -> None:
+    page = await logged_in(browser, fresh_bus)
+    await expect(page.locator("#connection")).to_have_text(re.compile("^connected"))
+    await page.get_by_role("button", name="inventory/device").click()
+    await page.get_by_role("button", name="New").click()
+    await page.get_by_label("name").fill("typed-before")  # unsaved work, which must survive
+    await revoke(fresh_bus, await page.evaluate("window.flowbus.token"))
+    async with fresh_bus.connect() as ws:
+        await ok(ws, "CREATE", "inventory/device", data={"name": "made-meanwhile"})
+
+    prompt = page.get_by_role("dialog", name="Log in again")
+    await prompt.wait_for()
+    await expect(page.locator("#connection")).not_to_have_text(re.compile("connected"))
+    await prompt.get_by_label("Password").fill(ADMIN_PASSWORD)
+    await prompt.get_by_role("button", name="Log in").click()
+    await prompt.wait_for(state="hidden")
+    await expect(page.locator("#connection")).to_have_text(re.compile("^connected"))
+    await page.locator("tr", has_text="made-meanwhile").wait_for()  # missed while logged out
+    assert await page.get_by_label("name").input_value() == "typed-before"
+    await page.get_by_role("button", name="Create").click()
+    await page.locator("tr", has_text="typed-before").wait_for()
+
+    await page.reload()  # the tab goes on with its session, with a token of its own
+    await expect(page.locator("#connection")).to_have_text(re.compile("^connected"))
+    await page.get_by_role("button", name="inventory/device").wait_for()

@@ -21,7 +21,7 @@ function say(text, error = null) {
 
 async function attempt(action) {
   try {
-    return await action();
+    return await authorized(action);
   } catch (error) {
     if (error instanceof FlowBusError) say("", error);
     else say("", { message: String(error), errorcode: "CLIENT" });
@@ -29,23 +29,137 @@ async function attempt(action) {
   }
 }
 
-// -- log in -----------------------------------------------------------------------------------
+// -- the session: log in, refresh the token before it expires, log in again when it cannot -----
+
+let session = null; // {token, id, username} of the logged-in user
+let authenticated = false; // the bus took the session's token the last time it was asked
+let connected = false; // the websocket is open
+let refreshing = null; // the timer of the next refresh
+let due = Infinity; // when that refresh is due (ms since the epoch)
+let prompt = null; // while the login prompt is open: the promise of the next login
+
+const AUTH_ERRORS = new Set(["AUTH_FAILED", "AUTH_REQUIRED"]);
+const authError = (error) => AUTH_ERRORS.has(error?.errorcode);
+
+function showConnection() {
+  $("#connection").textContent = !session ? ""
+    : !authenticated ? "not logged in"
+    : connected ? `connected as ${session.username}` : "reconnecting…";
+  $("#login-again").hidden = !(session && !authenticated);
+}
+
+// Run a call; if the bus no longer takes the session's token, ask the user to log in again (the
+// page stays as it is) and run it once more with the new token.
+async function authorized(action) {
+  for (;;) {
+    try {
+      return await action();
+    } catch (error) {
+      if (!authError(error) || !session) throw error;
+      await expired();
+    }
+  }
+}
+
+// What a token says of itself: its lifetime decides when to refresh it (the bus's clock and the
+// browser's need not agree, so only the difference of two of its times is used).
+function claims(token) {
+  try {
+    return JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+  } catch {
+    return {};
+  }
+}
+
+// Refresh with a third of the token's lifetime left (a minute, for lifetimes over three).
+function schedule() {
+  clearTimeout(refreshing);
+  const { iat, exp } = claims(session.token);
+  if (!Number.isFinite(exp - iat)) return;
+  const lifetime = exp - iat;
+  const delay = Math.max(1, lifetime - Math.min(60, lifetime / 3)) * 1000;
+  due = Date.now() + delay;
+  refreshing = setTimeout(refresh, delay);
+}
+
+async function refresh() {
+  clearTimeout(refreshing);
+  if (!session || prompt) return;
+  try {
+    await adopt(await bus.run("auth/token", "refresh"), session.username);
+  } catch (error) {
+    if (authError(error)) { expired(); return; }
+    refreshing = setTimeout(refresh, 5000); // the bus is out of reach: try again
+  }
+}
+
+// Timers of a hidden page may fire late: catch up when it is shown or reconnects.
+document.addEventListener("visibilitychange", () => { if (session && Date.now() >= due) refresh(); });
+
+async function adopt(answer, username) {
+  session = { token: answer.token, id: answer.id, username };
+  sessionStorage.setItem("flowbus-session", JSON.stringify(session));
+  authenticated = true;
+  showConnection();
+  schedule();
+  await bus.setToken(answer.token);
+}
+
+async function login(client, form) {
+  const data = new FormData(form);
+  const answer = await client.create("auth/token", { username: data.get("username"), password: data.get("password") });
+  form.elements.password.value = "";
+  return [answer, data.get("username")];
+}
+
+// The bus refused the session's token and it can no longer be refreshed: show the login prompt
+// over the page, which stays as it is, and answer when the user has logged in again.
+function expired() {
+  if (prompt) return prompt;
+  clearTimeout(refreshing);
+  authenticated = false;
+  showConnection();
+  const dialog = $("#relogin");
+  const form = dialog.querySelector("form");
+  form.elements.username.value = session.username;
+  form.querySelector(".form-error").textContent = "";
+  prompt = new Promise((resolve) => {
+    form.onsubmit = async (submitted) => {
+      submitted.preventDefault();
+      const answer = await submit(form, () => login(bus, form));
+      if (!answer) return;
+      dialog.close();
+      prompt = null;
+      await adopt(...answer);
+      say("Logged in again.");
+      resolve();
+    };
+  });
+  dialog.showModal();
+  dialog.querySelector("[name=password]").focus();
+  return prompt;
+}
+
+// Closed without logging in (Escape): the header's button opens it again.
+$("#login-again").onclick = () => { if (prompt) $("#relogin").showModal(); };
 
 $("#login").addEventListener("submit", async (submitted) => {
   submitted.preventDefault();
-  const form = new FormData(submitted.target);
   const anonymous = new FlowBus(WS);
-  const answer = await attempt(() =>
-    anonymous.create("auth/token", { username: form.get("username"), password: form.get("password") }));
+  const answer = await submit(submitted.target, () => login(anonymous, submitted.target));
   anonymous.close();
-  if (answer) start(answer.token);
+  if (answer) start(...answer);
 });
 
-async function start(token) {
-  sessionStorage.setItem("flowbus-token", token);
-  bus = new FlowBus(WS, { token });
+async function start(answer, username) {
+  bus = new FlowBus(WS, { token: answer.token });
   window.flowbus = bus; // for the browser's console
-  bus.onstatus = (state) => { $("#connection").textContent = state === "open" ? "connected" : "reconnecting…"; };
+  bus.onstatus = (state) => {
+    connected = state === "open";
+    showConnection();
+    if (connected && session && Date.now() >= due) refresh();
+  };
+  await adopt(answer, username);
   const endpoints = await attempt(() => bus.list("system/endpoint", { limit: 1000 }));
   if (!endpoints) return;
   $("#login").hidden = true;
@@ -65,9 +179,35 @@ async function start(token) {
   }
 }
 
+// A page reloaded in the same tab goes on with its session, if the bus still takes its token.
+async function resume() {
+  let kept;
+  try { kept = JSON.parse(sessionStorage.getItem("flowbus-session")); } catch { kept = null; }
+  if (!kept?.token) return;
+  const client = new FlowBus(WS, { token: kept.token });
+  try {
+    const answer = await client.run("auth/token", "refresh");
+    start(answer, kept.username);
+  } catch {
+    sessionStorage.removeItem("flowbus-session");
+  } finally {
+    client.close();
+  }
+}
+
+// The subscription of the view shown: made again from the last change it saw when the bus
+// ended it because the session's token was refused (after the user logged in again).
 function watch(endpoint, onevent) {
   if (watching) watching.unsubscribe();
-  watching = bus.subscribe(endpoint, {}, onevent, (error) => say("", error));
+  const follow = (since) => {
+    watching = bus.subscribe(endpoint, { since }, onevent, async (error) => {
+      if (!authError(error)) { say("", error); return; }
+      const ended = watching;
+      await expired();
+      if (watching === ended) follow(ended.last ?? undefined);
+    });
+  };
+  follow(undefined);
 }
 
 // -- any endpoint: browse, search, page, create, edit, delete, live -----------------------------
@@ -150,7 +290,7 @@ async function submit(form, action) {
   alert.textContent = "";
   for (const marked of form.querySelectorAll("[aria-invalid]")) marked.removeAttribute("aria-invalid");
   try {
-    return await action();
+    return await (form.closest("dialog") || form.id === "login" ? action() : authorized(action));
   } catch (error) {
     if (error instanceof Notice) {
       alert.textContent = error.message;
@@ -366,5 +506,4 @@ async function answerForm(execution) {
   };
 }
 
-const kept = sessionStorage.getItem("flowbus-token");
-if (kept) start(kept);
+resume();
