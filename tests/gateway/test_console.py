@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,24 +12,18 @@ from typing import Any
 import jwt
 import pytest
 
+from tests.browser import chromium, playwright_or_skip
 from tests.flowbus.helpers import ok
 from tests.support import ADMIN_PASSWORD, ROOT, Served, serving
 
-playwright_api = pytest.importorskip("playwright.async_api", reason="Playwright for Python is not installed")
+playwright_api = playwright_or_skip()
 expect = playwright_api.expect
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-if CHROMIUM is None:
-    pytest.skip("no Chromium to run the console in (apt-get install chromium)", allow_module_level=True)
 
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:
-    async with playwright_api.async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            yield launched
-        finally:
-            await launched.close()
+    async with chromium(playwright_api) as launched:
+        yield launched
 
 
 async def logged_in(browser: Any, bus: Served) -> Any:
