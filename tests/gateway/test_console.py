@@ -231,3 +231,28 @@ async def test_a_session_that_can_no_longer_be_refreshed_asks_to_log_in_and_keep
     await page.reload()  # the tab goes on with its session, with a token of its own
     await expect(page.locator("#connection")).to_have_text(re.compile("^connected"))
     await page.get_by_role("button", name="inventory/device").wait_for()
+
+
+async def shown_executions(page: Any) -> list[str]:
+    ids: list[str] = await page.locator("#executions tr").evaluate_all("(rows) => rows.map((r) => r.dataset.id)")
+    return ids
+
+
+async def test_executions_are_shown_newest_first_whether_loaded_or_live(browser: Any, fresh_bus: Served) -> None:
+    flow = json.loads((ROOT / "examples" / "device_approval.json").read_text())
+    async with fresh_bus.connect() as ws:
+        await ok(ws, "CREATE", "flows/flow", data=flow)
+        older = await ok(ws, "RUN", "flows/flow", objectid=flow["name"], data={"name": "sw-1"})
+        newer = await ok(ws, "RUN", "flows/flow", objectid=flow["name"], data={"name": "sw-2"})
+    page = await logged_in(browser, fresh_bus)
+    await page.get_by_role("button", name="Flows and executions").click()
+    await page.locator(f"#executions tr[data-id='{older['id']}']").wait_for()
+    assert await shown_executions(page) == [newer["id"], older["id"]]  # as LIST answers them
+
+    await page.get_by_label(f"Input for {flow['name']}").fill('{"name": "sw-3"}')
+    await page.locator("tr", has_text=flow["name"]).get_by_role("button", name="Start").click()
+    started = page.locator("#status", has_text="Started")
+    await started.wait_for()
+    newest = (await started.inner_text()).rsplit(" ", 1)[-1]
+    await page.locator(f"#executions tr[data-id='{newest}']").wait_for()
+    assert await shown_executions(page) == [newest, newer["id"], older["id"]]

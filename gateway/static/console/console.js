@@ -434,7 +434,7 @@ function emptied(name, spec) {
 async function showFlows() {
   const [flows, executions] = await Promise.all([
     attempt(() => bus.list("flows/flow", { limit: 100 })),
-    attempt(() => bus.list("flows/execution", { limit: 30 })),
+    attempt(() => bus.list("flows/execution", { limit: EXECUTIONS })),
   ]);
   if (!flows || !executions) return;
   view.innerHTML = `<h2>Flows</h2><table><thead><tr><th>flow</th><th>input (JSON)</th><th></th></tr></thead><tbody id="flows"></tbody></table>
@@ -469,12 +469,26 @@ async function showFlows() {
     if (sent) say(`${sent.message}: ${sent.transitions.length} moved, ${sent.executions.length} started`);
   };
   const body = view.querySelector("#executions");
-  for (const execution of executions) showExecution(body, execution);
-  watch("flows/execution", (event) => showExecution(body, { id: event.objectid, ...event.data }));
+  const known = new Map(); // what is known of each execution shown: the events bring parts of it
+  for (const execution of executions) showExecution(body, known, execution, EXECUTIONS);
+  watch("flows/execution", (event) => {
+    if (event.event === "DELETED") {
+      known.delete(event.objectid);
+      [...body.rows].find((r) => r.dataset.id === event.objectid)?.remove();
+    } else {
+      showExecution(body, known, { id: event.objectid, ...event.data }, EXECUTIONS);
+    }
+  });
 }
 
-function showExecution(body, execution) {
-  const shown = [...body.rows].find((r) => r.dataset.id === execution.id);
+const EXECUTIONS = 30; // how many executions the flows page lists
+
+// Executions are shown newest first, as LIST answers them: a new one on top, a known one where it
+// is, one older than every execution shown only while the list is not cut short. (Their ids are
+// UUIDv7s, which sort by creation time.)
+function showExecution(body, known, update, limit) {
+  const shown = [...body.rows].find((r) => r.dataset.id === update.id);
+  const execution = { ...known.get(update.id), ...update };
   const tr = document.createElement("tr");
   tr.dataset.id = execution.id;
   tr.dataset.status = execution.status;
@@ -485,7 +499,15 @@ function showExecution(body, execution) {
     <td>${escape(execution.currentState)}${history ? `<br><small>${escape(history)}</small>` : ""}</td>
     <td>${execution.status === "USER_INPUT" ? '<button type="button">Answer</button>' : ""}</td>`;
   tr.querySelector("button")?.addEventListener("click", () => answerForm(execution));
-  if (shown) shown.replaceWith(tr); else body.prepend(tr);
+  if (shown) {
+    shown.replaceWith(tr);
+  } else {
+    const older = [...body.rows].find((r) => r.dataset.id < execution.id);
+    if (older) older.before(tr);
+    else if (body.rows.length < limit) body.append(tr);
+    else return;
+  }
+  known.set(execution.id, execution);
 }
 
 async function answerForm(execution) {
