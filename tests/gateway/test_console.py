@@ -26,13 +26,13 @@ async def browser() -> AsyncIterator[Any]:
         yield launched
 
 
-async def logged_in(browser: Any, bus: Served) -> Any:
+async def logged_in(browser: Any, bus: Served, user: str = "admin", password: str = ADMIN_PASSWORD) -> Any:
     page = await browser.new_page(viewport={"width": 420, "height": 900})  # a phone-sized window
     page.set_default_timeout(15_000)
     await page.goto(bus.http_url + "/")
     form = page.locator("#login")
-    await form.get_by_label("User").fill("admin")
-    await form.get_by_label("Password").fill(ADMIN_PASSWORD)
+    await form.get_by_label("User").fill(user)
+    await form.get_by_label("Password").fill(password)
     await form.get_by_role("button", name="Log in").click()
     await page.get_by_role("button", name="inventory/device").wait_for()
     return page
@@ -256,3 +256,45 @@ async def test_executions_are_shown_newest_first_whether_loaded_or_live(browser:
     newest = (await started.inner_text()).rsplit(" ", 1)[-1]
     await page.locator(f"#executions tr[data-id='{newest}']").wait_for()
     assert await shown_executions(page) == [newest, newer["id"], older["id"]]
+
+
+async def endpoints_shown(page: Any) -> list[str]:
+    names: list[str] = await page.locator("#endpoints button").all_inner_texts()
+    return names
+
+
+async def test_a_viewer_is_shown_only_what_it_may_do(browser: Any, fresh_bus: Served) -> None:
+    async with fresh_bus.connect() as ws:
+        await ok(ws, "CREATE", "inventory/device", data={"name": "seen-not-touched"})
+        await ok(ws, "CREATE", "auth/user", data={"username": "vera", "password": "vera-password", "roles": ["viewer"]})
+    page = await logged_in(browser, fresh_bus, "vera", "vera-password")
+    shown = await endpoints_shown(page)
+    assert {"inventory/device", "flows/flow", "auth/token", "system/endpoint"} <= set(shown)
+    assert not {"auth/user", "auth/role", "auth/apikey", "flows/command", "flows/event"} & set(shown)
+    await page.get_by_role("button", name="inventory/device").click()
+    await page.locator("tr", has_text="seen-not-touched").wait_for()
+    view = page.locator("#view")
+    for action in ("New", "Edit", "Delete"):
+        assert await view.get_by_role("button", name=action).count() == 0
+
+
+async def test_a_run_only_endpoint_gets_a_call_form_and_no_stale_table(browser: Any, fresh_bus: Served) -> None:
+    async with fresh_bus.connect() as ws:
+        await ok(ws, "CREATE", "inventory/device", data={"name": "listed-before"})
+    page = await logged_in(browser, fresh_bus)
+    await page.get_by_role("button", name="inventory/device").click()
+    await page.locator("tr", has_text="listed-before").wait_for()
+    await page.get_by_role("button", name="flows/event").click()
+    form = page.locator("form", has=page.get_by_role("button", name="Run"))
+    await form.wait_for()
+    assert await page.locator("#view table").count() == 0  # not the previous endpoint's
+    await form.get_by_label("objectid").fill("nothing-waits-for-this")
+    await form.get_by_label("data").fill('{"input": {"ok": true}}')
+    await form.get_by_role("button", name="Run").click()
+    answer = page.locator("#view output")
+    await answer.filter(has_text="transitions").wait_for()
+    assert json.loads(await answer.inner_text())["executions"] == []
+
+    await form.get_by_label("data").fill("{oops")  # refused by the form, which says so
+    await form.get_by_role("button", name="Run").click()
+    await form.get_by_role("alert").filter(has_text="data: not JSON").wait_for()

@@ -160,23 +160,48 @@ async function start(answer, username) {
     if (connected && session && Date.now() >= due) refresh();
   };
   await adopt(answer, username);
-  const endpoints = await attempt(() => bus.list("system/endpoint", { limit: 1000 }));
+  const [endpoints, me] = await Promise.all([
+    attempt(() => bus.list("system/endpoint", { limit: 1000 })),
+    authorized(() => bus.run("system/whoami", "me")).catch((error) => error),
+  ]);
   if (!endpoints) return;
+  if (me instanceof Error) {
+    // A role defined without RUN on system/whoami: every endpoint is shown, and the bus refuses
+    // what the role may not do when it is tried.
+    allowed = null;
+    say("", { ...me, message: `Cannot ask the bus what this login may do, so everything is shown: ${me.message}` });
+  } else {
+    allowed = me.endpoints;
+    say("Logged in.");
+  }
   $("#login").hidden = true;
   $("#app").hidden = false;
-  say("Logged in.");
   const list = $("#endpoints");
   list.innerHTML = "";
-  const flows = document.createElement("li");
-  flows.innerHTML = '<button type="button">Flows and executions</button>';
-  flows.querySelector("button").onclick = () => showFlows();
-  list.append(flows);
+  const item = (label, show) => {
+    const li = list.appendChild(document.createElement("li"));
+    li.innerHTML = `<button type="button">${escape(label)}</button>`;
+    li.querySelector("button").onclick = show;
+  };
+  if (may("flows/flow", "LIST") && may("flows/execution", "LIST")) item("Flows and executions", () => showFlows());
   for (const endpoint of endpoints) {
-    const item = document.createElement("li");
-    item.innerHTML = `<button type="button">${escape(endpoint.name)}</button>`;
-    item.querySelector("button").onclick = () => showEndpoint(endpoint);
-    list.append(item);
+    endpoint.methods = endpoint.methods.filter((method) => may(endpoint.name, method));
+    if (endpoint.methods.length) item(endpoint.name, () => showEndpoint(endpoint));
   }
+}
+
+// What system/whoami said the login may call: {endpoint: [methods]} (null: it could not ask).
+let allowed = null;
+const may = (endpoint, method) => allowed === null || (allowed[endpoint] ?? []).includes(method);
+
+// Each view drawn is numbered: an answer that comes back after the user went on to another view
+// is dropped, and a view is cleared as soon as another is asked for.
+let views = 0;
+
+function leave(title, description = "") {
+  if (watching) { watching.unsubscribe(); watching = null; }
+  view.innerHTML = `<h2>${escape(title)}</h2>${description ? `<p>${escape(description)}</p>` : ""}<p>Loading…</p>`;
+  return ++views;
 }
 
 // A page reloaded in the same tab goes on with its session, if the bus still takes its token.
@@ -214,14 +239,16 @@ function watch(endpoint, onevent) {
 
 async function showEndpoint(endpoint, page = 0, query = "") {
   const methods = new Set(endpoint.methods);
+  if (!methods.has("LIST")) { callForm(endpoint, methods); return; }
+  const shown = leave(endpoint.name, endpoint.description);
   const search = methods.has("INDEX") && query;
   const items = await attempt(() => search
     ? bus.index(endpoint.name, { q: query, limit: 20, page })
     : bus.list(endpoint.name, { limit: 20, page }));
-  if (!items) return;
+  if (!items || shown !== views) return;
   view.innerHTML = `<h2>${escape(endpoint.name)}</h2>
-    <form id="search" class="panel"><label>Search <input name="q" value="${escape(query)}"></label>
-      <button>Search</button></form>
+    ${methods.has("INDEX") ? `<form id="search" class="panel"><label>Search <input name="q" value="${escape(query)}"></label>
+      <button>Search</button></form>` : ""}
     <table><thead><tr><th>id</th><th>name</th><th>updated</th><th></th></tr></thead><tbody></tbody></table>
     <p><button type="button" id="previous">Previous</button> page ${page + 1}
        <button type="button" id="next">Next</button>
@@ -229,7 +256,8 @@ async function showEndpoint(endpoint, page = 0, query = "") {
     <div id="editor"></div>`;
   const body = view.querySelector("tbody");
   for (const obj of items) body.append(row(endpoint, obj, methods));
-  view.querySelector("#search").onsubmit = (e) => { e.preventDefault(); showEndpoint(endpoint, 0, new FormData(e.target).get("q")); };
+  const searchForm = view.querySelector("#search");
+  if (searchForm) searchForm.onsubmit = (e) => { e.preventDefault(); showEndpoint(endpoint, 0, new FormData(e.target).get("q")); };
   view.querySelector("#previous").onclick = () => showEndpoint(endpoint, Math.max(0, page - 1), query);
   view.querySelector("#next").onclick = () => showEndpoint(endpoint, page + 1, query);
   if (methods.has("CREATE")) view.querySelector("#new").onclick = () => editor(endpoint, null);
@@ -242,6 +270,47 @@ async function showEndpoint(endpoint, page = 0, query = "") {
   });
 }
 
+// An endpoint the login may not LIST (flows/event, flows/command: RUN only): a form for one call,
+// its parameters and data, and the answer.
+function callForm(endpoint, methods) {
+  leave(endpoint.name);
+  const choices = [...methods];
+  const objectid = `field-${++controls}`;
+  const parameters = `field-${++controls}`;
+  const data = `field-${++controls}`;
+  const method = `field-${++controls}`;
+  view.innerHTML = `<h2>${escape(endpoint.name)}</h2>${endpoint.description ? `<p>${escape(endpoint.description)}</p>` : ""}
+    <form class="panel" id="call-form" novalidate>
+      ${choices.length > 1 ? `<div class="field"><label for="${method}">method</label><select id="${method}" name="method">
+        ${choices.map((m) => `<option>${escape(m)}</option>`).join("")}</select></div>` : ""}
+      <div class="field"><label for="${objectid}">objectid</label><input id="${objectid}" name="objectid"></div>
+      <div class="field"><label for="${parameters}">parameters <small>(JSON)</small></label>
+        <textarea id="${parameters}" name="parameters" rows="2">{}</textarea></div>
+      <div class="field"><label for="${data}">data <small>(JSON)</small></label>
+        <textarea id="${data}" name="data" rows="4">{}</textarea></div>
+      <p class="form-error" role="alert"></p>
+      <button>${choices.length > 1 ? "Call" : choices[0] === "RUN" ? "Run" : escape(choices[0])}</button>
+    </form>
+    <h3>Answer</h3><pre><output for="${objectid} ${parameters} ${data}" aria-live="polite"></output></pre>`;
+  const form = view.querySelector("#call-form");
+  form.onsubmit = async (submitted) => {
+    submitted.preventDefault();
+    const answer = await submit(form, () => {
+      const json = (name) => {
+        const text = form.elements[name].value.trim();
+        try { return text ? JSON.parse(text) : undefined; } catch (error) { throw new FieldError(name, `${name}: not JSON (${error.message})`); }
+      };
+      const call = { parameters: json("parameters"), data: json("data") };
+      if (form.elements.objectid.value) call.objectid = form.elements.objectid.value;
+      return bus.envelope(form.elements.method?.value ?? choices[0], endpoint.name, call);
+    });
+    if (answer) {
+      view.querySelector("output").textContent = JSON.stringify(answer.data ?? null, null, 2);
+      say(`${endpoint.name}: answered.`);
+    }
+  };
+}
+
 function row(endpoint, obj, methods) {
   const tr = document.createElement("tr");
   tr.dataset.id = obj.id;
@@ -249,7 +318,7 @@ function row(endpoint, obj, methods) {
     <td>${methods.has("UPDATE") ? '<button type="button" class="edit">Edit</button>' : ""}
         ${methods.has("DELETE") ? '<button type="button" class="delete">Delete</button>' : ""}</td>`;
   tr.querySelector(".edit")?.addEventListener("click", async () => {
-    const current = await attempt(() => bus.open(endpoint.name, obj.id));
+    const current = methods.has("OPEN") ? await attempt(() => bus.open(endpoint.name, obj.id)) : obj;
     if (current) editor(endpoint, current);
   });
   tr.querySelector(".delete")?.addEventListener("click", () =>
@@ -432,33 +501,38 @@ function emptied(name, spec) {
 // -- flows: start, watch, send events, answer ---------------------------------------------------
 
 async function showFlows() {
+  const shown = leave("Flows");
   const [flows, executions] = await Promise.all([
     attempt(() => bus.list("flows/flow", { limit: 100 })),
     attempt(() => bus.list("flows/execution", { limit: EXECUTIONS })),
   ]);
-  if (!flows || !executions) return;
-  view.innerHTML = `<h2>Flows</h2><table><thead><tr><th>flow</th><th>input (JSON)</th><th></th></tr></thead><tbody id="flows"></tbody></table>
-    <form id="event" class="panel"><h3>Send an event</h3>
+  if (!flows || !executions || shown !== views) return;
+  const start = may("flows/flow", "RUN");
+  view.innerHTML = `<h2>Flows</h2><table><thead><tr><th>flow</th>${start ? "<th>input (JSON)</th><th></th>" : ""}</tr></thead>
+    <tbody id="flows"></tbody></table>
+    ${may("flows/event", "RUN") ? `<form id="event" class="panel"><h3>Send an event</h3>
       <label>Event <input name="name" required></label>
       <label>Input (JSON) <textarea name="input">{}</textarea></label>
       <label>Execution id (empty: every execution waiting for it) <input name="contextId"></label>
-      <button>Send</button></form>
+      <button>Send</button></form>` : ""}
     <h2>Executions</h2><table><thead><tr><th>id</th><th>flow</th><th>status</th><th>progress</th><th>state</th><th></th></tr></thead>
       <tbody id="executions"></tbody></table><div id="answer"></div>`;
   const flowRows = view.querySelector("#flows");
   for (const flow of flows) {
-    const tr = document.createElement("tr");
-    tr.innerHTML = `<td>${escape(flow.name)}</td><td><label>Input for ${escape(flow.name)}
-      <textarea class="input">{}</textarea></label></td><td><button type="button">Start</button></td>`;
+    const tr = flowRows.appendChild(document.createElement("tr"));
+    tr.innerHTML = `<td>${escape(flow.name)}</td>`;
+    if (!start) continue;
+    tr.insertAdjacentHTML("beforeend", `<td><label>Input for ${escape(flow.name)}
+      <textarea class="input">{}</textarea></label></td><td><button type="button">Start</button></td>`);
     tr.querySelector("button").onclick = async () => {
       let input;
       try { input = JSON.parse(tr.querySelector(".input").value || "{}"); } catch { say("", { message: "Input: not JSON", errorcode: "CLIENT" }); return; }
       const started = await attempt(() => bus.run("flows/flow", flow.id, input));
       if (started) say(`Started ${flow.name}: ${started.id}`);
     };
-    flowRows.append(tr);
   }
-  view.querySelector("#event").onsubmit = async (submitted) => {
+  const events = view.querySelector("#event");
+  if (events) events.onsubmit = async (submitted) => {
     submitted.preventDefault();
     const form = new FormData(submitted.target);
     let input;
@@ -497,7 +571,7 @@ function showExecution(body, known, update, limit) {
     <td class="status">${escape(execution.status)}</td>
     <td><progress max="100" value="${Number(execution.percentage ?? 0)}" aria-label="progress of ${escape(execution.id)}"></progress></td>
     <td>${escape(execution.currentState)}${history ? `<br><small>${escape(history)}</small>` : ""}</td>
-    <td>${execution.status === "USER_INPUT" ? '<button type="button">Answer</button>' : ""}</td>`;
+    <td>${execution.status === "USER_INPUT" && may("flows/execution", "RUN") ? '<button type="button">Answer</button>' : ""}</td>`;
   tr.querySelector("button")?.addEventListener("click", () => answerForm(execution));
   if (shown) {
     shown.replaceWith(tr);
