@@ -13,7 +13,7 @@ import jwt
 import pytest
 
 from tests.browser import chromium, playwright_or_skip
-from tests.flowbus.helpers import ok
+from tests.flowbus.helpers import call, ok
 from tests.support import ADMIN_PASSWORD, ROOT, Served, serving
 
 playwright_api = playwright_or_skip()
@@ -298,3 +298,44 @@ async def test_a_run_only_endpoint_gets_a_call_form_and_no_stale_table(browser: 
     await form.get_by_label("data").fill("{oops")  # refused by the form, which says so
     await form.get_by_role("button", name="Run").click()
     await form.get_by_role("alert").filter(has_text="data: not JSON").wait_for()
+
+
+async def test_delete_asks_first_forms_can_be_cancelled_and_logging_out_revokes_the_token(
+    browser: Any, fresh_bus: Served
+) -> None:
+    async with fresh_bus.connect() as ws:
+        device = await ok(ws, "CREATE", "inventory/device", data={"name": "doomed"})
+    page = await logged_in(browser, fresh_bus)
+    await page.get_by_role("button", name="inventory/device").click()
+    row = page.locator("tr", has_text="doomed")
+    await row.get_by_role("button", name="Delete").click()
+    confirm = page.get_by_role("dialog", name="Delete")
+    await expect(confirm).to_contain_text("doomed")
+    await confirm.get_by_role("button", name="Cancel").click()  # kept
+    await confirm.wait_for(state="hidden")
+    async with fresh_bus.connect() as ws:
+        await ok(ws, "OPEN", "inventory/device", objectid=device["id"])
+    await row.get_by_role("button", name="Delete").click()
+    await confirm.get_by_role("button", name="Delete").click()  # gone
+    await row.wait_for(state="detached")
+    async with fresh_bus.connect() as ws:
+        assert (await call(ws, "OPEN", "inventory/device", objectid=device["id"]))["errorcode"] == "DO_NOT_EXIST"
+
+    await page.get_by_role("button", name="New").click()
+    await page.get_by_label("name").fill("never-made")
+    await page.get_by_role("button", name="Cancel").click()
+    await page.locator("#object-form").wait_for(state="detached")
+    async with fresh_bus.connect() as ws:
+        assert await ok(ws, "LIST", "inventory/device") == []
+
+    token = await page.evaluate("window.flowbus.token")
+    await page.get_by_role("button", name="Log out").click()
+    await page.locator("#login").wait_for()
+    await expect(page.locator("#connection")).to_have_text("")
+    async with fresh_bus.connect(token=None) as ws:
+        answer = await call(ws, "LIST", "inventory/device", token=token)
+    assert answer["errorcode"] == "AUTH_FAILED"  # the bus no longer takes it
+    await page.reload()  # and the tab has forgotten it
+    await page.locator("#login").get_by_label("User").wait_for()
+    await expect(page.locator("#connection")).to_have_text("")
+    assert await page.locator("#endpoints button").count() == 0

@@ -46,6 +46,7 @@ function showConnection() {
     : !authenticated ? "not logged in"
     : connected ? `connected as ${session.username}` : "reconnecting…";
   $("#login-again").hidden = !(session && !authenticated);
+  $("#logout").hidden = !session;
 }
 
 // Run a call; if the bus no longer takes the session's token, ask the user to log in again (the
@@ -142,6 +143,52 @@ function expired() {
 
 // Closed without logging in (Escape): the header's button opens it again.
 $("#login-again").onclick = () => { if (prompt) $("#relogin").showModal(); };
+
+// Log out: the bus revokes the token, and the tab forgets it and everything it showed.
+async function logout() {
+  let note = "Logged out.";
+  if (session && bus) {
+    try {
+      await bus.delete("auth/token", session.id);
+    } catch (error) {
+      if (!authError(error)) note = `Logged out here, but the bus did not revoke the token, which stays valid until it expires: ${describe(error)}`;
+    }
+  }
+  forget();
+  say(note);
+}
+
+function forget() {
+  clearTimeout(refreshing);
+  session = null;
+  authenticated = false;
+  allowed = null;
+  prompt = null;
+  sessionStorage.removeItem("flowbus-session");
+  if ($("#relogin").open) $("#relogin").close();
+  if (watching) { watching.unsubscribe(); watching = null; }
+  bus?.close();
+  bus = window.flowbus = null;
+  views++;
+  view.innerHTML = "";
+  $("#endpoints").innerHTML = "";
+  $("#app").hidden = true;
+  $("#login").hidden = false;
+  showConnection();
+  $("#login").elements.username.focus();
+}
+
+$("#logout").onclick = logout;
+$("#relogin .logout").onclick = logout;
+
+// Ask before deleting: answers whether the user said yes (Escape and Cancel say no).
+function confirmed(what) {
+  const dialog = $("#confirm");
+  $("#confirm-title").textContent = `Delete ${what}?`;
+  dialog.returnValue = "";
+  dialog.showModal();
+  return new Promise((resolve) => dialog.addEventListener("close", () => resolve(dialog.returnValue === "yes"), { once: true }));
+}
 
 $("#login").addEventListener("submit", async (submitted) => {
   submitted.preventDefault();
@@ -321,8 +368,12 @@ function row(endpoint, obj, methods) {
     const current = methods.has("OPEN") ? await attempt(() => bus.open(endpoint.name, obj.id)) : obj;
     if (current) editor(endpoint, current);
   });
-  tr.querySelector(".delete")?.addEventListener("click", () =>
-    attempt(() => bus.delete(endpoint.name, obj.id, { parameters: { version: obj.version } })).then((gone) => gone && say("Deleted.")));
+  tr.querySelector(".delete")?.addEventListener("click", async () => {
+    const what = obj.name ?? obj.title ?? obj.username;
+    if (!(await confirmed(`${what ? `${what} (${obj.id})` : obj.id} from ${endpoint.name}`))) return;
+    const gone = await attempt(() => bus.delete(endpoint.name, obj.id, { parameters: { version: obj.version } }));
+    if (gone) { tr.remove(); say("Deleted."); }
+  });
   return tr;
 }
 
@@ -337,8 +388,9 @@ function editor(endpoint, obj) {
     <div class="field"><label for="field-${++controls}">Other fields <small>(JSON)</small></label>
       <textarea id="field-${controls}" name="__json">${escape(JSON.stringify(extra(obj, properties), null, 1))}</textarea></div>
     <p class="form-error" role="alert"></p>
-    <button>${obj ? "Save" : "Create"}</button></form>`;
+    <button>${obj ? "Save" : "Create"}</button> <button type="button" class="cancel">Cancel</button></form>`;
   const form = place.querySelector("form");
+  form.querySelector(".cancel").onclick = () => { place.innerHTML = ""; };
   form.onsubmit = async (submitted) => {
     submitted.preventDefault();
     const saved = await submit(form, async () => {
@@ -592,8 +644,10 @@ async function answerForm(execution) {
   const place = view.querySelector("#answer");
   place.innerHTML = `<form class="panel" novalidate><h3>${escape(progress.message || "Answer")}</h3>
     ${Object.entries(properties).map(([name, spec]) => field(name, spec, undefined, required.has(name))).join("")}
-    <input type="hidden" name="__json" value="{}"><p class="form-error" role="alert"></p><button>Answer</button></form>`;
+    <input type="hidden" name="__json" value="{}"><p class="form-error" role="alert"></p>
+    <button>Answer</button> <button type="button" class="cancel">Cancel</button></form>`;
   const form = place.querySelector("form");
+  form.querySelector(".cancel").onclick = () => { place.innerHTML = ""; };
   form.onsubmit = async (submitted) => {
     submitted.preventDefault();
     const answered = await submit(form, () =>
