@@ -34,8 +34,16 @@ async def logged_in(browser: Any, bus: Served, user: str = "admin", password: st
     await form.get_by_label("User").fill(user)
     await form.get_by_label("Password").fill(password)
     await form.get_by_role("button", name="Log in").click()
-    await page.get_by_role("button", name="inventory/device").wait_for()
+    await page.locator("#endpoints button", has_text="inventory/device").wait_for(state="attached")
     return page
+
+
+async def choose(page: Any, name: str) -> None:
+    """Show endpoint ``name`` (or the flows page), through the menu on a narrow screen."""
+    menu = page.locator("#menu")
+    if await menu.is_visible() and await menu.get_attribute("aria-expanded") != "true":
+        await menu.click()
+    await page.locator("#endpoints").get_by_role("button", name=name, exact=True).click()
 
 
 async def test_a_wrong_password_shows_its_error(browser: Any, bus: Served) -> None:
@@ -55,7 +63,7 @@ async def test_a_device_made_in_one_page_appears_in_another_and_a_dropped_page_c
 ) -> None:
     first, second = await logged_in(browser, bus), await logged_in(browser, bus)
     for page in (first, second):
-        await page.get_by_role("button", name="inventory/device").click()
+        await choose(page, "inventory/device")
         await page.get_by_role("button", name="New").wait_for()
     await first.get_by_role("button", name="New").click()
     await first.get_by_label("name").fill("from-the-console")
@@ -74,7 +82,7 @@ async def test_the_device_approval_flow_is_run_and_approved_from_the_console(bro
     async with bus.connect() as ws:
         await ok(ws, "CREATE", "flows/flow", data=flow)
     page = await logged_in(browser, bus)
-    await page.get_by_role("button", name="Flows and executions").click()
+    await choose(page, "Flows and executions")
     await page.get_by_label("Input for console-approval").fill('{"name": "console-sw"}')
     await page.locator("tr", has_text="console-approval").get_by_role("button", name="Start").click()
     waiting = page.locator("#executions tr[data-status=WAITING]")
@@ -96,7 +104,7 @@ def page_errors(page: Any) -> list[str]:
 
 async def edit(page: Any, name: str) -> Any:
     """Open the edit form of the device named ``name`` (on the first page of inventory/device)."""
-    await page.get_by_role("button", name="inventory/device").click()
+    await choose(page, "inventory/device")
     await page.locator("tr", has_text=name).get_by_role("button", name="Edit").click()
     form = page.locator("form", has=page.get_by_role("button", name="Save"))
     await form.wait_for()
@@ -163,7 +171,7 @@ async def test_a_cleared_field_is_cleared_and_an_unchanged_form_is_not_saved(bro
     async with lab_bus.connect() as ws:
         assert (await ok(ws, "OPEN", "inventory/device", objectid=device["id"]))["version"] == 2
 
-    await page.get_by_role("button", name="lab/asset").click()
+    await choose(page, "lab/asset")
     await page.locator("tr", has_text="crate").get_by_role("button", name="Edit").click()
     form = page.locator("form", has=page.get_by_role("button", name="Save"))
     await form.get_by_label("weight").fill("")  # a number may not be emptied here: the form says so
@@ -193,7 +201,7 @@ async def revoke(bus: Served, token: str) -> None:
 async def test_the_console_refreshes_its_token_before_it_expires(browser: Any, tmp_path: Path) -> None:
     with serving(tmp_path, env={"FLOWBUS_TOKEN_LIFETIME": "3"}) as bus:
         page = await logged_in(browser, bus)
-        await page.get_by_role("button", name="inventory/device").click()
+        await choose(page, "inventory/device")
         await page.get_by_role("button", name="New").wait_for()
         first = await page.evaluate("window.flowbus.token")
         await page.wait_for_function("(first) => window.flowbus.token !== first", arg=first)
@@ -209,7 +217,7 @@ async def test_a_session_that_can_no_longer_be_refreshed_asks_to_log_in_and_keep
 ) -> None:
     page = await logged_in(browser, fresh_bus)
     await expect(page.locator("#connection")).to_have_text(re.compile("^connected"))
-    await page.get_by_role("button", name="inventory/device").click()
+    await choose(page, "inventory/device")
     await page.get_by_role("button", name="New").click()
     await page.get_by_label("name").fill("typed-before")  # unsaved work, which must survive
     await revoke(fresh_bus, await page.evaluate("window.flowbus.token"))
@@ -230,7 +238,7 @@ async def test_a_session_that_can_no_longer_be_refreshed_asks_to_log_in_and_keep
 
     await page.reload()  # the tab goes on with its session, with a token of its own
     await expect(page.locator("#connection")).to_have_text(re.compile("^connected"))
-    await page.get_by_role("button", name="inventory/device").wait_for()
+    await page.locator("#endpoints button", has_text="inventory/device").wait_for(state="attached")
 
 
 async def shown_executions(page: Any) -> list[str]:
@@ -245,7 +253,7 @@ async def test_executions_are_shown_newest_first_whether_loaded_or_live(browser:
         older = await ok(ws, "RUN", "flows/flow", objectid=flow["name"], data={"name": "sw-1"})
         newer = await ok(ws, "RUN", "flows/flow", objectid=flow["name"], data={"name": "sw-2"})
     page = await logged_in(browser, fresh_bus)
-    await page.get_by_role("button", name="Flows and executions").click()
+    await choose(page, "Flows and executions")
     await page.locator(f"#executions tr[data-id='{older['id']}']").wait_for()
     assert await shown_executions(page) == [newer["id"], older["id"]]  # as LIST answers them
 
@@ -259,7 +267,7 @@ async def test_executions_are_shown_newest_first_whether_loaded_or_live(browser:
 
 
 async def endpoints_shown(page: Any) -> list[str]:
-    names: list[str] = await page.locator("#endpoints button").all_inner_texts()
+    names: list[str] = await page.locator("#endpoints button").all_text_contents()
     return names
 
 
@@ -271,7 +279,7 @@ async def test_a_viewer_is_shown_only_what_it_may_do(browser: Any, fresh_bus: Se
     shown = await endpoints_shown(page)
     assert {"inventory/device", "flows/flow", "auth/token", "system/endpoint"} <= set(shown)
     assert not {"auth/user", "auth/role", "auth/apikey", "flows/command", "flows/event"} & set(shown)
-    await page.get_by_role("button", name="inventory/device").click()
+    await choose(page, "inventory/device")
     await page.locator("tr", has_text="seen-not-touched").wait_for()
     view = page.locator("#view")
     for action in ("New", "Edit", "Delete"):
@@ -282,9 +290,9 @@ async def test_a_run_only_endpoint_gets_a_call_form_and_no_stale_table(browser: 
     async with fresh_bus.connect() as ws:
         await ok(ws, "CREATE", "inventory/device", data={"name": "listed-before"})
     page = await logged_in(browser, fresh_bus)
-    await page.get_by_role("button", name="inventory/device").click()
+    await choose(page, "inventory/device")
     await page.locator("tr", has_text="listed-before").wait_for()
-    await page.get_by_role("button", name="flows/event").click()
+    await choose(page, "flows/event")
     form = page.locator("form", has=page.get_by_role("button", name="Run"))
     await form.wait_for()
     assert await page.locator("#view table").count() == 0  # not the previous endpoint's
@@ -306,7 +314,7 @@ async def test_delete_asks_first_forms_can_be_cancelled_and_logging_out_revokes_
     async with fresh_bus.connect() as ws:
         device = await ok(ws, "CREATE", "inventory/device", data={"name": "doomed"})
     page = await logged_in(browser, fresh_bus)
-    await page.get_by_role("button", name="inventory/device").click()
+    await choose(page, "inventory/device")
     row = page.locator("tr", has_text="doomed")
     await row.get_by_role("button", name="Delete").click()
     confirm = page.get_by_role("dialog", name="Delete")
@@ -339,3 +347,58 @@ async def test_delete_asks_first_forms_can_be_cancelled_and_logging_out_revokes_
     await page.locator("#login").get_by_label("User").wait_for()
     await expect(page.locator("#connection")).to_have_text("")
     assert await page.locator("#endpoints button").count() == 0
+
+
+def overflow(page: Any) -> Any:
+    """How many pixels the page is wider than its window (0: nothing to scroll sideways)."""
+    return page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+
+
+@pytest.mark.parametrize("size", [(390, 844), (360, 740)], ids=["390", "360"])
+async def test_a_phone_sized_window_fits_its_width_keeps_the_endpoints_in_a_menu_and_shows_forms(
+    browser: Any, fresh_bus: Served, size: tuple[int, int]
+) -> None:
+    flow = json.loads((ROOT / "examples" / "device_approval.json").read_text())
+    async with fresh_bus.connect() as ws:
+        devices = [{"name": f"core-sw-{n}", "location": "rack 4", "tags": ["core", "lab"]} for n in range(20)]
+        await ok(ws, "CREATE", "inventory/device", data=devices)
+        await ok(ws, "CREATE", "flows/flow", data=flow)
+        await ok(ws, "RUN", "flows/flow", objectid=flow["name"], data={"name": "sw-1"})
+    width, height = size
+    page = await browser.new_page(viewport={"width": width, "height": height})
+    page.set_default_timeout(15_000)
+    await page.goto(fresh_bus.http_url + "/")
+    assert await overflow(page) == 0
+    form = page.locator("#login")
+    await form.get_by_label("User").fill("admin")
+    await form.get_by_label("Password").fill(ADMIN_PASSWORD)
+    await form.get_by_role("button", name="Log in").click()
+
+    menu = page.get_by_role("button", name="Endpoints")
+    await menu.wait_for()  # the endpoints are behind it, not above the page
+    device_button = page.locator("#endpoints").get_by_role("button", name="inventory/device")
+    assert await device_button.is_hidden()
+    await menu.click()
+    await device_button.click()
+    await page.locator("tr", has_text="core-sw-19").wait_for()
+    assert await device_button.is_hidden()  # the menu closed
+    await expect(page.locator("#view h2")).to_be_in_viewport()
+    await expect(page.locator("#view tbody tr").first).to_be_in_viewport()
+    assert await overflow(page) == 0
+
+    await page.locator("tr", has_text="core-sw-0").get_by_role("button", name="Edit").click()
+    editor = page.locator("#object-form")
+    await expect(editor).to_be_in_viewport()  # drawn below the table, and scrolled to
+    assert await overflow(page) == 0
+    await editor.get_by_role("button", name="Cancel").click()
+    await page.get_by_role("button", name="New").click()
+    await expect(page.locator("#object-form")).to_be_in_viewport()
+
+    await choose(page, "Flows and executions")
+    await page.locator("#executions tr").first.wait_for()
+    assert await overflow(page) == 0
+    await choose(page, "flows/event")  # the call form and its answer
+    await page.get_by_label("objectid").fill("nothing-waits-for-this")
+    await page.get_by_role("button", name="Run").click()
+    await page.locator("#view output").filter(has_text="transitions").wait_for()
+    assert await overflow(page) == 0

@@ -228,7 +228,13 @@ async function start(answer, username) {
   const item = (label, show) => {
     const li = list.appendChild(document.createElement("li"));
     li.innerHTML = `<button type="button">${escape(label)}</button>`;
-    li.querySelector("button").onclick = show;
+    const button = li.querySelector("button");
+    button.onclick = () => {
+      for (const other of list.querySelectorAll("[aria-current]")) other.removeAttribute("aria-current");
+      button.setAttribute("aria-current", "page");
+      openMenu(false);
+      show();
+    };
   };
   if (may("flows/flow", "LIST") && may("flows/execution", "LIST")) item("Flows and executions", () => showFlows());
   for (const endpoint of endpoints) {
@@ -245,8 +251,35 @@ const may = (endpoint, method) => allowed === null || (allowed[endpoint] ?? []).
 // is dropped, and a view is cleared as soon as another is asked for.
 let views = 0;
 
+// On a narrow screen the endpoints are in a menu (a disclosure above the view), closed once one
+// is chosen; on a wide one they are a column beside it, and the menu's button is not shown.
+const menu = $("#menu");
+function openMenu(open) {
+  menu.setAttribute("aria-expanded", String(open));
+  menu.parentElement.classList.toggle("open", open);
+}
+menu.onclick = () => openMenu(menu.getAttribute("aria-expanded") !== "true");
+
+// Narrow screens show each table row as a block of "column: value" lines: every cell is given its
+// column's name, whenever rows are added.
+new MutationObserver(() => {
+  for (const table of view.querySelectorAll("table")) {
+    const names = [...(table.tHead?.rows[0]?.cells ?? [])].map((cell) => cell.textContent.trim());
+    for (const tr of table.tBodies[0]?.rows ?? []) {
+      [...tr.cells].forEach((cell, i) => { if (names[i] && !cell.dataset.label) cell.dataset.label = names[i]; });
+    }
+  }
+}).observe(view, { childList: true, subtree: true });
+
+// A form opened below the fold is brought into view, its first control focused.
+function reveal(form) {
+  form.scrollIntoView({ block: "nearest" });
+  form.querySelector("input:not([type=hidden]), textarea, select")?.focus({ preventScroll: true });
+}
+
 function leave(title, description = "") {
   if (watching) { watching.unsubscribe(); watching = null; }
+  window.scrollTo(0, 0);
   view.innerHTML = `<h2>${escape(title)}</h2>${description ? `<p>${escape(description)}</p>` : ""}<p>Loading…</p>`;
   return ++views;
 }
@@ -391,6 +424,7 @@ function editor(endpoint, obj) {
     <button>${obj ? "Save" : "Create"}</button> <button type="button" class="cancel">Cancel</button></form>`;
   const form = place.querySelector("form");
   form.querySelector(".cancel").onclick = () => { place.innerHTML = ""; };
+  reveal(form);
   form.onsubmit = async (submitted) => {
     submitted.preventDefault();
     const saved = await submit(form, async () => {
@@ -648,6 +682,7 @@ async function answerForm(execution) {
     <button>Answer</button> <button type="button" class="cancel">Cancel</button></form>`;
   const form = place.querySelector("form");
   form.querySelector(".cancel").onclick = () => { place.innerHTML = ""; };
+  reveal(form);
   form.onsubmit = async (submitted) => {
     submitted.preventDefault();
     const answered = await submit(form, () =>
