@@ -402,3 +402,117 @@ async def test_a_phone_sized_window_fits_its_width_keeps_the_endpoints_in_a_menu
     await page.get_by_role("button", name="Run").click()
     await page.locator("#view output").filter(has_text="transitions").wait_for()
     assert await overflow(page) == 0
+
+
+async def test_before_logging_in_only_the_login_shows_and_nothing_is_missing(browser: Any, fresh_bus: Served) -> None:
+    page = await browser.new_page(viewport={"width": 1100, "height": 700})
+    page.set_default_timeout(15_000)
+    missing: list[str] = []
+
+    def seen(response: Any) -> None:
+        if response.status >= 400:
+            missing.append(response.url)
+
+    page.on("response", seen)
+    await page.goto(fresh_bus.http_url + "/", wait_until="networkidle")
+    await expect(page.locator("#login")).to_be_visible()
+    await expect(page.get_by_role("heading", name="Endpoints")).to_be_hidden()
+    await expect(page.locator("#app")).to_be_hidden()
+    await expect(page.locator("#connection")).to_have_text("")
+    form = page.locator("#login")
+    await form.get_by_label("User").fill("admin")
+    await form.get_by_label("Password").fill(ADMIN_PASSWORD)
+    await form.get_by_role("button", name="Log in").click()
+    await expect(page.get_by_role("heading", name="Endpoints")).to_be_visible()
+    await page.reload(wait_until="networkidle")
+    await expect(page.locator("#connection")).to_have_text(re.compile("^connected"))
+    assert missing == []
+    # Its icon is declared and served, so browsers do not ask for /favicon.ico (a 404) on every
+    # load (headless Chromium asks for no icon at all, so the test fetches it itself).
+    icon = await page.locator("link[rel=icon]").get_attribute("href")
+    response = await page.request.get(fresh_bus.http_url + icon)
+    assert (response.status, response.headers["content-type"]) == (200, "image/svg+xml")
+
+
+async def test_rows_show_their_fields_pages_end_and_live_rows_keep_to_the_page_and_search(
+    browser: Any, fresh_bus: Served
+) -> None:
+    devices = [{"name": f"dev-{n:02}", "location": f"rack {n}", "tags": ["core"]} for n in range(21)]
+    async with fresh_bus.connect() as ws:
+        await ok(ws, "CREATE", "inventory/device", data=devices)
+    page = await logged_in(browser, fresh_bus)
+
+    await choose(page, "auth/user")  # a user's name is its username
+    await expect(page.locator("tr", has_text="admin").locator("td[data-label=username]")).to_have_text("admin")
+    await choose(page, "inventory/device")
+    first = page.locator("tr", has_text="dev-00")
+    await expect(first.locator("td[data-label=location]")).to_have_text("rack 0")
+    await expect(first.locator("td[data-label=tags]")).to_have_text("core")
+
+    following, previous = page.get_by_role("button", name="Next"), page.get_by_role("button", name="Previous")
+    await expect(previous).to_be_disabled()
+    await following.click()
+    await page.locator("tr", has_text="dev-20").wait_for()
+    await expect(following).to_be_disabled()  # the last page: nothing after it
+    async with fresh_bus.connect() as ws:  # a new device belongs at the end of the last page
+        await ok(ws, "CREATE", "inventory/device", data={"name": "dev-21"})
+    await page.locator("tr", has_text="dev-21").wait_for()
+
+    await previous.click()
+    await page.locator("tr", has_text="dev-00").wait_for()
+    async with fresh_bus.connect() as ws:  # not on the first page; the change after it is shown
+        await ok(ws, "CREATE", "inventory/device", data={"name": "dev-22"})
+        await ok(ws, "UPDATE", "inventory/device", objectid=(await ok(ws, "LIST"))[0]["id"], data={"location": "moved"})
+    await expect(first.locator("td[data-label=location]")).to_have_text("moved")
+    assert await page.locator("tr", has_text="dev-22").count() == 0
+
+    await page.get_by_label("Search").fill("dev-05")
+    await page.get_by_role("button", name="Search").click()
+    found = page.locator("tr", has_text="dev-05")
+    await found.wait_for()
+    async with fresh_bus.connect() as ws:  # a new device is not one of the search's results
+        await ok(ws, "CREATE", "inventory/device", data={"name": "unrelated"})
+        dev05 = (await ok(ws, "LIST", parameters={"name": "dev-05"}))[0]
+        await ok(ws, "UPDATE", "inventory/device", objectid=dev05["id"], data={"location": "found"})
+    await expect(found.locator("td[data-label=location]")).to_have_text("found")
+    assert await page.locator("tr", has_text="unrelated").count() == 0
+    await expect(following).to_be_disabled()
+
+
+async def test_a_user_input_form_offers_its_choices_and_marks_what_is_required(browser: Any, fresh_bus: Served) -> None:
+    schema = {
+        "type": "object",
+        "required": ["decision"],
+        "properties": {"decision": {"enum": ["approve", "reject"]}, "note": {"type": "string"}},
+    }
+    flow = {
+        "name": "ask",
+        "startState": "ask",
+        "states": {
+            "ask": {
+                "action": "input",
+                "schema": schema,
+                "result": "form",
+                "transitions": [{"on": "success", "to": "done"}],
+            },
+            "done": {"action": "end", "output": "=vars.form"},
+        },
+    }
+    async with fresh_bus.connect() as ws:
+        await ok(ws, "CREATE", "flows/flow", data=flow)
+        execution = await ok(ws, "RUN", "flows/flow", objectid="ask", parameters={"wait": True})
+    page = await logged_in(browser, fresh_bus)
+    await choose(page, "Flows and executions")
+    await page.locator(f"#executions tr[data-id='{execution['id']}']").get_by_role("button", name="Answer").click()
+    form = page.locator("form", has=page.get_by_role("button", name="Answer"))
+    decision = form.get_by_role("combobox", name="decision")
+    assert await decision.get_attribute("aria-required") == "true"
+    await expect(form.locator("label", has_text="decision")).to_contain_text("*")
+    assert await form.get_by_label("note").get_attribute("aria-required") is None
+    await form.get_by_role("button", name="Answer").click()  # nothing chosen: the form says so
+    await form.get_by_role("alert").filter(has_text="decision is required").wait_for()
+    await decision.select_option("reject")
+    await form.get_by_role("button", name="Answer").click()
+    await page.locator(f"#executions tr[data-id='{execution['id']}'][data-status=SUCCESS]").wait_for()
+    async with fresh_bus.connect() as ws:
+        assert (await ok(ws, "OPEN", "flows/execution", objectid=execution["id"]))["output"] == {"decision": "reject"}

@@ -317,37 +317,103 @@ function watch(endpoint, onevent) {
 
 // -- any endpoint: browse, search, page, create, edit, delete, live -----------------------------
 
+const PAGE = 20; // objects per page
+
+// Browse an endpoint: a page of its objects (LIST, or INDEX when searching), paged, and live.
 async function showEndpoint(endpoint, page = 0, query = "") {
   const methods = new Set(endpoint.methods);
   if (!methods.has("LIST")) { callForm(endpoint, methods); return; }
   const shown = leave(endpoint.name, endpoint.description);
-  const search = methods.has("INDEX") && query;
-  const items = await attempt(() => search
-    ? bus.index(endpoint.name, { q: query, limit: 20, page })
-    : bus.list(endpoint.name, { limit: 20, page }));
-  if (!items || shown !== views) return;
-  view.innerHTML = `<h2>${escape(endpoint.name)}</h2>
-    ${methods.has("INDEX") ? `<form id="search" class="panel"><label>Search <input name="q" value="${escape(query)}"></label>
+  const search = methods.has("INDEX") && query !== "";
+  const parameters = search ? { q: query, limit: PAGE, page } : { limit: PAGE, page };
+  const answer = await attempt(() => bus.envelope(search ? "INDEX" : "LIST", endpoint.name, { parameters }));
+  if (!answer || shown !== views) return;
+  const items = Array.isArray(answer.data) ? answer.data : [];
+  const offset = answer.page?.offset ?? page * PAGE;
+  // How many there are in all: from the page's metadata; for an endpoint that answers a bare
+  // list, a short page is the last one.
+  let total = answer.page?.total ?? (items.length < PAGE ? offset + items.length : Infinity);
+  const fields = columns(endpoint, items);
+  view.innerHTML = `<h2>${escape(endpoint.name)}</h2>${endpoint.description ? `<p>${escape(endpoint.description)}</p>` : ""}
+    ${methods.has("INDEX") ? `<form id="search" class="panel" role="search"><label>Search <input name="q" value="${escape(query)}"></label>
       <button>Search</button></form>` : ""}
-    <table><thead><tr><th>id</th><th>name</th><th>updated</th><th></th></tr></thead><tbody></tbody></table>
-    <p><button type="button" id="previous">Previous</button> page ${page + 1}
+    <div class="scroll"><table><thead><tr><th>id</th>${fields.map((name) => `<th>${escape(name)}</th>`).join("")}<th></th></tr></thead>
+      <tbody></tbody></table></div>
+    <p id="empty">${search ? "Nothing found." : "Nothing here."}</p>
+    <p class="pager"><button type="button" id="previous">Previous</button> <span id="position"></span>
        <button type="button" id="next">Next</button>
        ${methods.has("CREATE") ? '<button type="button" id="new">New</button>' : ""}</p>
     <div id="editor"></div>`;
   const body = view.querySelector("tbody");
-  for (const obj of items) body.append(row(endpoint, obj, methods));
+  const draw = (obj) => row(endpoint, obj, methods, fields);
+  for (const obj of items) body.append(draw(obj));
+  const pager = () => {
+    const pages = Number.isFinite(total) ? Math.max(1, Math.ceil(total / PAGE)) : null;
+    view.querySelector("#position").textContent = `page ${page + 1}${pages ? ` of ${pages}` : ""}`;
+    view.querySelector("#previous").disabled = page === 0;
+    view.querySelector("#next").disabled = offset + PAGE >= total;
+    view.querySelector("#empty").hidden = body.rows.length > 0;
+  };
+  pager();
   const searchForm = view.querySelector("#search");
-  if (searchForm) searchForm.onsubmit = (e) => { e.preventDefault(); showEndpoint(endpoint, 0, new FormData(e.target).get("q")); };
+  if (searchForm) searchForm.onsubmit = (e) => { e.preventDefault(); showEndpoint(endpoint, 0, new FormData(e.target).get("q").trim()); };
   view.querySelector("#previous").onclick = () => showEndpoint(endpoint, Math.max(0, page - 1), query);
   view.querySelector("#next").onclick = () => showEndpoint(endpoint, page + 1, query);
   if (methods.has("CREATE")) view.querySelector("#new").onclick = () => editor(endpoint, null);
+  // Live: a row shown follows its object; a new object is added only where it belongs, at the end
+  // of the last page (LIST lists in creation order), never among a search's results, which are
+  // the bus's ranking.
   watch(endpoint.name, (event) => {
-    const shown = [...body.rows].find((r) => r.dataset.id === event.objectid);
-    if (event.event === "DELETED") { shown?.remove(); return; }
-    const fresh = row(endpoint, event.data, methods);
-    fresh.classList.add("changed");
-    if (shown) shown.replaceWith(fresh); else body.prepend(fresh);
+    const known = [...body.rows].find((r) => r.dataset.id === event.objectid);
+    if (event.event === "DELETED") {
+      known?.remove();
+      total = Math.max(0, total - 1);
+    } else if (known) {
+      const fresh = draw(event.data);
+      fresh.classList.add("changed");
+      known.replaceWith(fresh);
+    } else if (event.event === "CREATED" && !search) {
+      const last = offset + body.rows.length >= total;
+      total += 1;
+      if (last && body.rows.length < PAGE) {
+        const fresh = draw(event.data);
+        fresh.classList.add("changed");
+        body.append(fresh);
+      }
+    }
+    pager();
   });
+}
+
+// The columns of an endpoint's table besides id: its title field, up to four more fields of its
+// schema (or, without one, of the objects listed) that read well in a cell and that some object
+// listed has, and when it changed.
+function columns(endpoint, items) {
+  const present = (name) => items.some((obj) => obj[name] !== undefined);
+  const title = endpoint.title ?? ["name", "title", "username", "label"].find(present);
+  const skip = new Set(["id", "created", "updated", "version", "title", title]);
+  const properties = endpoint.schema?.properties;
+  const candidates = properties
+    ? Object.keys(properties).filter((name) => {
+      const { type } = kind(properties[name]);
+      return type !== "object" && (type !== "array" || strings(properties[name]));
+    })
+    : [...new Set(items.flatMap((obj) => Object.keys(obj)))].filter((name) =>
+      items.every((obj) => readable(obj[name])));
+  const filled = (name) => items.length === 0 || items.some((obj) => !["", null, undefined].includes(obj[name]));
+  const more = candidates.filter((name) => !skip.has(name) && filled(name)).slice(0, 4);
+  const updated = properties || present("updated") ? ["updated"] : [];
+  return [...(title ? [title] : []), ...more, ...updated];
+}
+
+const readable = (value) => value === undefined || value === null || typeof value !== "object"
+  || (Array.isArray(value) && value.every((item) => item === null || typeof item !== "object"));
+
+function text(value) {
+  if (value === undefined || value === null) return "";
+  const shown = Array.isArray(value) ? value.map((item) => (typeof item === "object" ? JSON.stringify(item) : String(item))).join(", ")
+    : typeof value === "object" ? JSON.stringify(value) : String(value);
+  return shown.length > 120 ? `${shown.slice(0, 119)}…` : shown;
 }
 
 // An endpoint the login may not LIST (flows/event, flows/command: RUN only): a form for one call,
@@ -391,10 +457,12 @@ function callForm(endpoint, methods) {
   };
 }
 
-function row(endpoint, obj, methods) {
+function row(endpoint, obj, methods, fields) {
   const tr = document.createElement("tr");
   tr.dataset.id = obj.id;
-  tr.innerHTML = `<td>${escape(obj.id)}</td><td>${escape(obj.name ?? obj.title ?? "")}</td><td>${escape(obj.updated)}</td>
+  // An INDEX entry carries the title as "title", whatever the title field is called.
+  const value = (name, i) => obj[name] ?? (i === 0 && name === endpoint.title ? obj.title : undefined);
+  tr.innerHTML = `<td>${escape(obj.id)}</td>${fields.map((name, i) => `<td title="${escape(text(obj[name]))}">${escape(text(value(name, i)))}</td>`).join("")}
     <td>${methods.has("UPDATE") ? '<button type="button" class="edit">Edit</button>' : ""}
         ${methods.has("DELETE") ? '<button type="button" class="delete">Delete</button>' : ""}</td>`;
   tr.querySelector(".edit")?.addEventListener("click", async () => {
@@ -495,6 +563,13 @@ function field(name, spec = {}, value = undefined, required = false) {
   const mark = required ? ' <abbr class="required" title="required">*</abbr>' : "";
   const attributes = `id="${id}" name="${escape(name)}"${required ? ' aria-required="true"' : ""}`;
   const label = (hint = "") => `<label for="${id}">${escape(name)}${mark}${hint ? ` <small>${hint}</small>` : ""}</label>`;
+  if (Array.isArray(spec.enum)) {
+    const chosen = spec.enum.findIndex((choice) => same(choice, value));
+    const options = spec.enum.map((choice, i) =>
+      `<option value="${i}"${i === chosen ? " selected" : ""}>${escape(typeof choice === "string" ? choice : JSON.stringify(choice))}</option>`);
+    return `<div class="field">${label()}<select ${attributes}>
+      <option value=""${chosen < 0 ? " selected" : ""}>${required ? "(choose one)" : "(none)"}</option>${options.join("")}</select></div>`;
+  }
   if (type === "boolean") {
     return `<div class="field check"><input ${attributes} type="checkbox" ${value ? "checked" : ""}> ${label()}</div>`;
   }
@@ -524,6 +599,7 @@ function extra(obj, properties) {
 function value(form, name, spec) {
   const input = form.elements[name];
   const { type } = kind(spec);
+  if (Array.isArray(spec.enum)) return input.value === "" ? undefined : spec.enum[Number(input.value)];
   if (type === "boolean") return input.checked;
   const text = input.value;
   if (text.trim() === "") return undefined;
@@ -578,6 +654,9 @@ const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
 
 function emptied(name, spec) {
   const { type, nullable } = kind(spec);
+  if (Array.isArray(spec.enum) && !spec.enum.includes(null)) {
+    throw new FieldError(name, `${name} cannot be emptied: it is one of ${spec.enum.map((c) => JSON.stringify(c)).join(", ")}`);
+  }
   if (nullable || type === "any") return null;
   const empty = { string: "", array: [], object: {} };
   if (type in empty) return empty[type];
@@ -594,15 +673,15 @@ async function showFlows() {
   ]);
   if (!flows || !executions || shown !== views) return;
   const start = may("flows/flow", "RUN");
-  view.innerHTML = `<h2>Flows</h2><table><thead><tr><th>flow</th>${start ? "<th>input (JSON)</th><th></th>" : ""}</tr></thead>
-    <tbody id="flows"></tbody></table>
+  view.innerHTML = `<h2>Flows</h2><div class="scroll"><table><thead><tr><th>flow</th>${start ? "<th>input (JSON)</th><th></th>" : ""}</tr></thead>
+    <tbody id="flows"></tbody></table></div>
     ${may("flows/event", "RUN") ? `<form id="event" class="panel"><h3>Send an event</h3>
       <label>Event <input name="name" required></label>
       <label>Input (JSON) <textarea name="input">{}</textarea></label>
       <label>Execution id (empty: every execution waiting for it) <input name="contextId"></label>
       <button>Send</button></form>` : ""}
-    <h2>Executions</h2><table><thead><tr><th>id</th><th>flow</th><th>status</th><th>progress</th><th>state</th><th></th></tr></thead>
-      <tbody id="executions"></tbody></table><div id="answer"></div>`;
+    <h2>Executions</h2><div class="scroll"><table><thead><tr><th>id</th><th>flow</th><th>status</th><th>progress</th><th>state</th><th></th></tr></thead>
+      <tbody id="executions"></tbody></table></div><div id="answer"></div>`;
   const flowRows = view.querySelector("#flows");
   for (const flow of flows) {
     const tr = flowRows.appendChild(document.createElement("tr"));
