@@ -86,9 +86,12 @@ function schedule() {
 async function refresh() {
   clearTimeout(refreshing);
   if (!session || prompt) return;
+  const client = bus;
   try {
-    await adopt(await bus.run("auth/token", "refresh"), session.username);
+    const answer = await client.run("auth/token", "refresh");
+    if (bus === client && session) await adopt(answer, session.username); // not logged out meanwhile
   } catch (error) {
+    if (bus !== client || !session) return;
     if (authError(error)) { expired(); return; }
     refreshing = setTimeout(refresh, 5000); // the bus is out of reach: try again
   }
@@ -305,12 +308,12 @@ async function resume() {
 function watch(endpoint, onevent) {
   if (watching) watching.unsubscribe();
   const follow = (since) => {
-    watching = bus.subscribe(endpoint, { since }, onevent, async (error) => {
-      if (!authError(error)) { say("", error); return; }
-      const ended = watching;
+    const subscription = bus.subscribe(endpoint, { since }, onevent, async (error) => {
+      if (!authError(error) || !session) { say("", error); return; }
       await expired();
-      if (watching === ended) follow(ended.last ?? undefined);
+      if (watching === subscription) follow(subscription.last ?? undefined);
     });
+    watching = subscription;
   };
   follow(undefined);
 }
@@ -367,7 +370,7 @@ async function showEndpoint(endpoint, page = 0, query = "") {
     const known = [...body.rows].find((r) => r.dataset.id === event.objectid);
     if (event.event === "DELETED") {
       known?.remove();
-      total = Math.max(0, total - 1);
+      if (known || !search) total = Math.max(0, total - 1);
     } else if (known) {
       const fresh = draw(event.data);
       fresh.classList.add("changed");
@@ -409,11 +412,12 @@ function columns(endpoint, items) {
 const readable = (value) => value === undefined || value === null || typeof value !== "object"
   || (Array.isArray(value) && value.every((item) => item === null || typeof item !== "object"));
 
-function text(value) {
+// A field's value as a cell shows it (cut at `limit` characters; its tooltip has it whole).
+function text(value, limit = Infinity) {
   if (value === undefined || value === null) return "";
   const shown = Array.isArray(value) ? value.map((item) => (typeof item === "object" ? JSON.stringify(item) : String(item))).join(", ")
     : typeof value === "object" ? JSON.stringify(value) : String(value);
-  return shown.length > 120 ? `${shown.slice(0, 119)}…` : shown;
+  return shown.length > limit ? `${shown.slice(0, limit - 1)}…` : shown;
 }
 
 // An endpoint the login may not LIST (flows/event, flows/command: RUN only): a form for one call,
@@ -443,8 +447,8 @@ function callForm(endpoint, methods) {
     submitted.preventDefault();
     const answer = await submit(form, () => {
       const json = (name) => {
-        const text = form.elements[name].value.trim();
-        try { return text ? JSON.parse(text) : undefined; } catch (error) { throw new FieldError(name, `${name}: not JSON (${error.message})`); }
+        const given = form.elements[name].value.trim();
+        try { return given ? JSON.parse(given) : undefined; } catch (error) { throw new FieldError(name, `${name}: not JSON (${error.message})`); }
       };
       const call = { parameters: json("parameters"), data: json("data") };
       if (form.elements.objectid.value) call.objectid = form.elements.objectid.value;
@@ -462,7 +466,7 @@ function row(endpoint, obj, methods, fields) {
   tr.dataset.id = obj.id;
   // An INDEX entry carries the title as "title", whatever the title field is called.
   const value = (name, i) => obj[name] ?? (i === 0 && name === endpoint.title ? obj.title : undefined);
-  tr.innerHTML = `<td>${escape(obj.id)}</td>${fields.map((name, i) => `<td title="${escape(text(obj[name]))}">${escape(text(value(name, i)))}</td>`).join("")}
+  tr.innerHTML = `<td>${escape(obj.id)}</td>${fields.map((name, i) => `<td title="${escape(text(value(name, i)))}">${escape(text(value(name, i), 120))}</td>`).join("")}
     <td>${methods.has("UPDATE") ? '<button type="button" class="edit">Edit</button>' : ""}
         ${methods.has("DELETE") ? '<button type="button" class="delete">Delete</button>' : ""}</td>`;
   tr.querySelector(".edit")?.addEventListener("click", async () => {
