@@ -116,7 +116,7 @@ class Dispatcher:
         self.call_timeout = call_timeout
         self.closing = False
         self.services = Services(
-            store, backplane, registry.describe, self.call, identify or _nobody, registry.functions
+            store, backplane, registry.describe, self.call, identify or _nobody, registry.functions, self.permits
         )
         """What endpoints get in their Call; its ``call`` makes calls through this dispatcher."""
         stages: Sequence[Middleware] = (
@@ -180,6 +180,21 @@ class Dispatcher:
         if whole and response.page is not None:
             return response.page
         return response.result()
+
+    def permits(self, identity: Identity, method: str, endpoint: str, namespace: str = "") -> bool:
+        """Whether ``identity`` may call ``method`` on ``endpoint`` in ``namespace``, as the
+        pipeline decides it: the endpoint takes the method, and it is public or the authorizer
+        allows it (a RUN without the named permission one of its operations may also need)."""
+        entry = self.registry.get(endpoint)
+        if entry is None or method not in entry.handlers:
+            return False
+        if method in entry.public:
+            return True
+        try:
+            self.authorizer.authorize(identity, method, endpoint, namespace, None)
+        except FlowBusError:
+            return False
+        return True
 
     def answer_now(self, request: Request, credentials: Credentials) -> Response | None:
         """The fast path: the answer of an OPEN that the endpoint's cache gives at once, after the

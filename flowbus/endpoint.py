@@ -94,10 +94,14 @@ def _nobody(subject: str) -> Identity | None:
     return None
 
 
+def _nothing(identity: Identity, method: str, endpoint: str, namespace: str) -> bool:
+    return False
+
+
 @dataclass(slots=True)
 class Services:
-    """What the bus lends its endpoints: storage, events, the registry's descriptions, and
-    calls to other endpoints.
+    """What the bus lends its endpoints: storage, events, the registry's descriptions, calls to
+    other endpoints, and what a caller may call.
 
     Endpoints get no settings (they hold secrets): an application that needs a value is given it
     when it is built.
@@ -110,6 +114,11 @@ class Services:
         identify: the current identity of a user by subject (its roles and namespaces as they
             are now), or None when there is no such user; for work done later on a user's behalf.
         functions: the Python callables applications registered by name (:meth:`Application.function`).
+        permits: ``permits(identity, method, endpoint, namespace)``: whether the dispatcher would
+            let ``identity`` call ``method`` on ``endpoint`` in ``namespace``, asking the bus's
+            authorizer as for a call (an endpoint that does not take the method: False; a public
+            method: True). A RUN is answered for the method; an operation that also needs a named
+            permission is checked when it is called. Set by the dispatcher.
     """
 
     store: Store
@@ -118,6 +127,7 @@ class Services:
     call: Caller = _no_dispatcher
     identify: Callable[[str], Identity | None] = _nobody
     functions: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    permits: Callable[[Identity, str, str, str], bool] = _nothing
 
 
 class Subscriptions(Protocol):

@@ -28,6 +28,7 @@ __all__ = [
     "ALL_METHODS",
     "BUILTIN_ROLES",
     "READ_METHODS",
+    "WHOAMI",
     "Role",
     "RoleAuthorizer",
     "Rule",
@@ -105,6 +106,9 @@ class Role:
 
 
 _SELF_SERVICE = Rule(TOKENS, frozenset({"DELETE", "RUN"}))
+WHOAMI = "system/whoami"
+"""The built-in endpoint that tells callers who they are and what they may call (a GUI asks it
+before it shows anything), open to every built-in role."""
 BUILTIN_ROLES: dict[str, Role] = {
     "admin": Role("admin", (Rule("*", frozenset(ALL_METHODS)),), ("*",)),
     "operator": Role(
@@ -119,6 +123,7 @@ BUILTIN_ROLES: dict[str, Role] = {
         (
             Rule("*", frozenset(READ_METHODS)),
             _SELF_SERVICE,
+            Rule(WHOAMI, frozenset({"RUN"})),
             *(Rule(e, frozenset(ALL_METHODS), deny=True) for e in [*_ADMIN_ONLY, APIKEYS]),
         ),
     ),

@@ -132,6 +132,15 @@ export class FlowBus {
   index(endpoint, parameters = {}, options = {}) { return this.call("INDEX", endpoint, { ...options, parameters }); }
   run(endpoint, objectid, data, options = {}) { return this.call("RUN", endpoint, { ...options, objectid, data }); }
 
+  // Call with `token` from now on (a refreshed one, or after logging in again). The bus checks
+  // each pushed change against the credentials its SUBSCRIBE was made with, so the subscriptions
+  // are made again with the new token, from the last seq they saw: nothing is missed or repeated.
+  async setToken(token) {
+    this.token = token;
+    if (!this._ws) return; // they are made with it when the connection opens
+    await Promise.all([...this._subscriptions].map((sub) => sub._restart()));
+  }
+
   // Call onevent for every change of endpoint's objects ({objectid, namespace, filters, since}
   // narrow it); onerror when the bus refuses or ends the subscription. Returns {unsubscribe()}.
   subscribe(endpoint, { objectid, namespace, filters, since } = {}, onevent, onerror = null) {
@@ -152,6 +161,7 @@ class Subscription {
     this._onerror = onerror;
     this._id = null;
     this._starting = false;
+    this._again = false;
   }
 
   async _start() {
@@ -174,6 +184,20 @@ class Subscription {
       if (error.errorcode !== "UNAVAILABLE") this._fail(error);
     } finally {
       this._starting = false;
+    }
+    if (this._again) { this._again = false; await this._restart(); }
+  }
+
+  // Subscribe again (with the bus's current token), then end the subscription this replaces;
+  // its pushes are ignored from the moment the new SUBSCRIBE is sent.
+  async _restart() {
+    if (this._starting) { this._again = true; return; } // the SUBSCRIBE under way may carry the old token
+    const old = this._id;
+    await this._start();
+    if (old === null || old === this._id) return;
+    this._bus._unclaimed.delete(old);
+    if (this._bus._ws) {
+      this._bus.envelope("UNSUBSCRIBE", this._endpoint, { parameters: { subscription: old } }).catch(() => {});
     }
   }
 

@@ -13,6 +13,7 @@ import pytest
 
 from endpoints import create_inventory
 from flowbus.answers import failure
+from flowbus.auth.authorizer import BUILTIN_ROLES, RoleAuthorizer
 from flowbus.auth.base import Credentials, Identity
 from flowbus.bus import Bus
 from flowbus.config import Settings
@@ -147,3 +148,21 @@ def test_a_client_error_is_logged_without_a_traceback(tmp_path: Path, caplog: py
     with caplog.at_level(logging.INFO, logger="flowbus.dispatcher"):
         failure(NoSuchEndpoint("none"), None)
     assert all(record.exc_info is None for record in caplog.records)
+
+
+async def test_permits_answers_as_the_pipeline_decides(tmp_path: Path) -> None:
+    """Services.permits asks the bus's authorizer as a call would: an unknown endpoint or a method
+    it does not take is never permitted, a public method always, the rest as the roles say."""
+    loaded = Settings.load({"data": tmp_path}, env={})
+    served, _ = build_bus(loaded, [create_inventory()], authorizer=RoleAuthorizer(BUILTIN_ROLES), transports=())
+    permits = served.dispatcher.services.permits
+    viewer = Identity("vera", frozenset({"viewer"}))
+    limited = Identity("sam", frozenset({"operator"}), frozenset({"site-a"}))
+    assert permits(ADMIN, "UPDATE", "inventory/device", "")
+    assert not permits(ADMIN, "RUN", "inventory/device", "")  # a collection takes no RUN
+    assert not permits(ADMIN, "LIST", "no/such", "")
+    assert permits(viewer, "LIST", "inventory/device", "")
+    assert not permits(viewer, "UPDATE", "inventory/device", "")
+    assert permits(viewer, "CREATE", "auth/token", "")  # the login is public
+    assert permits(limited, "DELETE", "inventory/device", "site-a")
+    assert not permits(limited, "LIST", "inventory/device", "site-b")
