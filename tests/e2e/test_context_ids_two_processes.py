@@ -7,15 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 
-from tests.support import POSTGRES, Served, postgres_answers, rpc, serve
+from tests.support import Served, rpc
 
 STARTS = 150
 """Executions each process starts: more than one block of numbers (100)."""
@@ -27,39 +23,6 @@ QUICK = {
         "done": {"action": "end", "output": "=vars.n"},
     },
 }
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Served, Served]]:
-    """Two processes sharing one store: a SQLite data directory, or a PostgreSQL schema."""
-    schema = f"e2e_{uuid.uuid4().hex[:12]}"
-    if request.param == "postgresql":
-        if not postgres_answers(POSTGRES):
-            pytest.skip(f"no PostgreSQL server answers at {POSTGRES}")
-        args: tuple[str, ...] = ("--store", f"{POSTGRES}?schema={schema}")
-    else:
-        args = ()
-    first = serve(tmp_path / "a", *args)
-    try:
-        second = serve(tmp_path / "b", *(args or ("--data", str(first.data))))
-        try:
-            yield first, second
-        finally:
-            second.stop()
-    finally:
-        first.stop()
-        if request.param == "postgresql":
-            asyncio.run(_drop(schema))
-
-
-async def _drop(schema: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(POSTGRES)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await conn.close()
 
 
 async def call(ws: Any, method: str, endpoint: str, **fields: Any) -> Any:

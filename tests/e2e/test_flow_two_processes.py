@@ -5,16 +5,10 @@ version, so this holds across processes as within one: on a shared SQLite file a
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
+from tests.support import Served, rpc
 
-from tests.support import POSTGRES, Served, postgres_answers, rpc, serve
-
-DSN = POSTGRES
 ROUNDS = 20
 LISTENER = {
     "name": "listener",
@@ -24,39 +18,6 @@ LISTENER = {
         "heard": {"action": "end", "output": "=event.input"},
     },
 }
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Served, Served]]:
-    """Two processes sharing one store: a SQLite data directory, or a PostgreSQL schema."""
-    schema = f"e2e_{uuid.uuid4().hex[:12]}"
-    if request.param == "postgresql":
-        if not postgres_answers(DSN):
-            pytest.skip(f"no PostgreSQL server answers at {DSN}")
-        args: tuple[str, ...] = ("--store", f"{DSN}?schema={schema}")
-    else:
-        args = ()
-    first = serve(tmp_path / "a", *args)
-    try:
-        second = serve(tmp_path / "b", *(args or ("--data", str(first.data))))
-        try:
-            yield first, second
-        finally:
-            second.stop()
-    finally:
-        first.stop()
-        if request.param == "postgresql":
-            asyncio.run(_drop(schema))
-
-
-async def _drop(schema: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(DSN)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await conn.close()
 
 
 async def call(ws: Any, method: str, endpoint: str, **fields: Any) -> Any:
