@@ -17,6 +17,7 @@ from flowbus.protocol import (
     Method,
     Response,
     encode_response,
+    encode_stored,
     response_dict,
 )
 
@@ -49,6 +50,12 @@ def render(response: Response, accept: str, *, method: Method | None = None) -> 
     Returns:
         (status, headers, body)
     """
+    if response.stored is not None and not (accept and wants_xml(accept)):
+        # an object from the cache (a GET's usual answer): its stored JSON, joined as it is
+        headers = {"Content-Type": JSON_CONTENT_TYPE}
+        if response.version is not None and method in _ETAG_METHODS:
+            headers["ETag"] = f'"{response.version}"'
+        return 200, headers, encode_stored(response.stored, response.requestid)
     try:
         return _render(response, accept, method)
     except TypeError:  # orjson: the endpoint answered something that is not JSON
