@@ -277,10 +277,6 @@ class Subscriber:
         subscription.stop()
         self._subscriptions.pop(subscription.id, None)
 
-    def send(self, message: bytes) -> None:
-        """Send an answer in order with the pushed messages."""
-        self._send(message)
-
     def _send(self, message: bytes) -> None:
         if not self._async:
             with contextlib.suppress(*self._closed):
